@@ -1,0 +1,92 @@
+//! The command line: argument definitions (their doc comments are `--help`)
+//! and one handler per subcommand. Handlers write results to `out`, never
+//! print directly, and return the process exit code.
+
+mod detect;
+mod validate;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Prompt flows in CI/CD: validate promptflow flows, find the ones a change touches, and more.
+///
+/// flow-ci reads Microsoft promptflow's files unchanged: `flow.dag.yaml` folders,
+/// run files (`run.yml`) and evaluation run files, plus an optional `.flow-ci.yaml`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "flow-ci",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Examples:\n  flow-ci validate                     check every flow, run file and config below .\n  flow-ci detect --base origin/main    list flows changed since the merge base with main\n\nExit codes: 0 ok · 1 gate failed · 2 invalid input · 3 execution failure · 130 interrupted"
+)]
+pub struct Cli {
+    /// Run as if flow-ci was started in DIR
+    #[arg(short = 'C', long = "dir", global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// More logging (-v debug, -vv trace); FLOW_CI_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Validate(validate::Args),
+    Detect(detect::Args),
+}
+
+/// How results are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people; inside GitHub Actions / Azure Pipelines, annotations are added
+    Human,
+    /// One JSON document on stdout (stable schema)
+    Json,
+    /// GitHub Actions workflow commands (`::error file=...`)
+    Github,
+    /// Azure Pipelines logging commands (`##vso[task.logissue ...]`)
+    Azure,
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    if let Some(dir) = &cli.dir
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        let _ = writeln!(err, "error: cannot change to {}: {e}", dir.display());
+        return crate::exit::INVALID_INPUT;
+    }
+    match cli.command {
+        Command::Validate(args) => validate::run(args, out, err),
+        Command::Detect(args) => detect::run(args, out, err),
+    }
+}
+
+/// A closed stdout (`flow-ci ... | head`) is not an error worth a message;
+/// anything else is reported.
+fn output_failed(e: &std::io::Error, err: &mut dyn Write) -> u8 {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return crate::exit::OK;
+    }
+    let _ = writeln!(err, "error: cannot write output: {e}");
+    crate::exit::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

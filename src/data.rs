@@ -1,0 +1,373 @@
+//! Run input data: JSONL, JSON, CSV and TSV files (or a folder of them), read
+//! the way promptflow's `load_data` does, keeping each row's file line so
+//! errors can point at it.
+//!
+//! As in promptflow (pandas with `dtype=object`, `keep_default_na=False`), CSV
+//! cells stay strings and empty cells are `""`; JSON keeps native types.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value as Json};
+
+/// One input row and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Index into [`Table::files`].
+    pub file: usize,
+    /// 1-based line in that file.
+    pub line: u32,
+    pub values: Map<String, Json>,
+}
+
+/// All rows of a data source, in promptflow's line order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    pub files: Vec<PathBuf>,
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    /// Columns in first-seen order across all rows.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for row in &self.rows {
+            for key in row.values.keys() {
+                if !seen.contains(&key.as_str()) {
+                    seen.push(key);
+                }
+            }
+        }
+        seen
+    }
+
+    /// The first row lacking `column`, if any row has it at all.
+    pub fn first_row_without(&self, column: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| !r.values.contains_key(column))
+    }
+
+    pub fn has_column(&self, column: &str) -> bool {
+        self.rows.iter().any(|r| r.values.contains_key(column))
+    }
+
+    pub fn file_of(&self, row: &Row) -> &Path {
+        &self.files[row.file]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Malformed lines, at most [`MAX_REPORTED`] of them.
+    #[error("{} malformed line(s) in data", lines.len())]
+    Malformed { lines: Vec<MalformedLine> },
+    #[error("{} has no rows", path.display())]
+    Empty { path: PathBuf },
+    #[error("{} is not a data format flow-ci reads (use .jsonl, .json, .csv or .tsv)", path.display())]
+    Unsupported { path: PathBuf },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MalformedLine {
+    pub path: PathBuf,
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
+/// Stop collecting malformed lines after this many; one broken export
+/// otherwise buries the report.
+pub const MAX_REPORTED: usize = 20;
+
+/// Reads a data file or every data file below a folder (sorted by path).
+pub fn load(path: &Path) -> Result<Table, DataError> {
+    let files = if path.is_dir() {
+        data_files_below(path)?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut table = Table::default();
+    let mut malformed = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).map_err(|source| DataError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let rows = match extension(file).as_str() {
+            "jsonl" => parse_jsonl(file, &text, &mut malformed),
+            "json" => parse_json(file, &text, &mut malformed),
+            "csv" => parse_delimited(file, &text, b',', &mut malformed),
+            "tsv" => parse_delimited(file, &text, b'\t', &mut malformed),
+            _ => return Err(DataError::Unsupported { path: file.clone() }),
+        };
+        table
+            .rows
+            .extend(rows.into_iter().map(|(line, values)| Row {
+                file: index,
+                line,
+                values,
+            }));
+    }
+    table.files = files;
+    if !malformed.is_empty() {
+        malformed.truncate(MAX_REPORTED);
+        return Err(DataError::Malformed { lines: malformed });
+    }
+    if table.rows.is_empty() {
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(table)
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn data_files_below(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| DataError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if ["jsonl", "json", "csv", "tsv"].contains(&extension(&p).as_str()) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+type Parsed = Vec<(u32, Map<String, Json>)>;
+
+fn line_no(index: usize) -> u32 {
+    u32::try_from(index + 1).unwrap_or(u32::MAX)
+}
+
+fn parse_jsonl(path: &Path, text: &str, malformed: &mut Vec<MalformedLine>) -> Parsed {
+    let mut rows = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Json>(trimmed) {
+            Ok(Json::Object(map)) => rows.push((line_no(index), map)),
+            Ok(other) => malformed.push(MalformedLine {
+                path: path.to_path_buf(),
+                line: line_no(index),
+                col: 1,
+                message: format!(
+                    "expected a JSON object per line, found {}",
+                    json_kind(&other)
+                ),
+            }),
+            Err(e) => malformed.push(MalformedLine {
+                path: path.to_path_buf(),
+                line: line_no(index),
+                col: u32::try_from(e.column()).unwrap_or(1).max(1),
+                message: format!("invalid JSON: {}", json_error_text(&e)),
+            }),
+        }
+    }
+    rows
+}
+
+fn parse_json(path: &Path, text: &str, malformed: &mut Vec<MalformedLine>) -> Parsed {
+    let bad = |line: usize, col: usize, message: String| MalformedLine {
+        path: path.to_path_buf(),
+        line: u32::try_from(line).unwrap_or(1).max(1),
+        col: u32::try_from(col).unwrap_or(1).max(1),
+        message,
+    };
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Array(items)) => {
+            let mut rows = Vec::new();
+            for item in items {
+                match item {
+                    Json::Object(map) => rows.push((1, map)),
+                    other => malformed.push(bad(
+                        1,
+                        1,
+                        format!("expected an array of objects, found {}", json_kind(&other)),
+                    )),
+                }
+            }
+            rows
+        }
+        Ok(Json::Object(map)) => vec![(1, map)],
+        Ok(other) => {
+            malformed.push(bad(
+                1,
+                1,
+                format!("expected an array of objects, found {}", json_kind(&other)),
+            ));
+            vec![]
+        }
+        Err(e) => {
+            malformed.push(bad(
+                e.line(),
+                e.column(),
+                format!("invalid JSON: {}", json_error_text(&e)),
+            ));
+            vec![]
+        }
+    }
+}
+
+fn parse_delimited(
+    path: &Path,
+    text: &str,
+    delimiter: u8,
+    malformed: &mut Vec<MalformedLine>,
+) -> Parsed {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
+    let headers = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            malformed.push(csv_error(path, &e));
+            return vec![];
+        }
+    };
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        match record {
+            Ok(rec) => {
+                let line = rec
+                    .position()
+                    .map_or(1, |p| u32::try_from(p.line()).unwrap_or(u32::MAX));
+                let values = headers
+                    .iter()
+                    .zip(rec.iter())
+                    .map(|(h, v)| (h.to_string(), Json::String(v.to_string())))
+                    .collect();
+                rows.push((line, values));
+            }
+            Err(e) => malformed.push(csv_error(path, &e)),
+        }
+    }
+    rows
+}
+
+fn csv_error(path: &Path, e: &csv::Error) -> MalformedLine {
+    let line = e
+        .position()
+        .map_or(1, |p| u32::try_from(p.line()).unwrap_or(u32::MAX));
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("row has {len} fields but the header has {expected_len}")
+        }
+        _ => format!("invalid CSV: {e}"),
+    };
+    MalformedLine {
+        path: path.to_path_buf(),
+        line,
+        col: 1,
+        message,
+    }
+}
+
+/// serde_json's message without its " at line L column C" tail: the
+/// diagnostic carries the position already.
+fn json_error_text(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+fn json_kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn jsonl_rows_keep_lines_and_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "d.jsonl",
+            "{\"a\": 1, \"b\": \"x\"}\n\n{\"a\": 2}\n",
+        );
+        let t = load(&p).unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[1].line, 3);
+        assert_eq!(t.columns(), vec!["a", "b"]);
+        assert_eq!(t.first_row_without("b").unwrap().line, 3);
+        assert_eq!(t.rows[0].values["a"], serde_json::json!(1));
+    }
+
+    #[test]
+    fn malformed_jsonl_lines_are_all_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "d.jsonl", "{\"a\": 1}\n{\"a\": \n[1]\n");
+        let Err(DataError::Malformed { lines }) = load(&p) else {
+            panic!()
+        };
+        assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(lines[1].message.contains("found an array"));
+    }
+
+    #[test]
+    fn csv_cells_are_strings_and_ragged_rows_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "d.csv", "q,n\nhello,1\n,2\n");
+        let t = load(&p).unwrap();
+        assert_eq!(t.rows[0].values["n"], serde_json::json!("1"));
+        assert_eq!(t.rows[1].values["q"], serde_json::json!(""));
+        assert_eq!(t.rows[1].line, 3);
+        let p = write(dir.path(), "bad.csv", "q,n\nhello,1,extra\n");
+        let Err(DataError::Malformed { lines }) = load(&p) else {
+            panic!()
+        };
+        assert_eq!(lines[0].line, 2);
+    }
+
+    #[test]
+    fn empty_and_unknown_formats_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            load(&write(dir.path(), "e.jsonl", "\n")),
+            Err(DataError::Empty { .. })
+        ));
+        assert!(matches!(
+            load(&write(dir.path(), "x.parquet", "")),
+            Err(DataError::Unsupported { .. })
+        ));
+    }
+}

@@ -1,0 +1,21 @@
+//! flow-ci: prompt flows (promptflow `flow.dag.yaml` folders) in CI/CD.
+//!
+//! The binary (`src/main.rs`) only parses arguments and maps outcomes to exit
+//! codes; everything else lives here so tests and benches call it directly.
+//! Library code never prints: commands write to the writers they are given.
+
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod ci;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod decode;
+pub mod detect;
+pub mod diag;
+pub mod exit;
+pub mod flow;
+pub mod git;
+pub mod paths;
+pub mod validate;
+pub mod yaml;
