@@ -12,7 +12,7 @@ use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::flow::run_check::{self, RunContext};
 use crate::flow::{self, FLOW_FILE, Flow, RunFile, run_file};
 use crate::paths::{find_repo_root, is_inside, normalize};
-use crate::yaml::Pos;
+use crate::yaml::{Pos, Spanned};
 
 /// What one `validate` call looked at and found.
 #[derive(Debug, Default)]
@@ -164,7 +164,7 @@ impl Validator {
             return None;
         }
         let dir = run.flow_dir()?;
-        if !self.inside_repo(run, &dir, flow_ref.pos, "flow") {
+        if !self.inside_repo(run, &dir, flow_ref, "flow") {
             return None;
         }
         if !dir.join(FLOW_FILE).is_file() {
@@ -183,17 +183,14 @@ impl Validator {
 
     fn run_data(&mut self, run: &RunFile) -> Option<Rc<Result<Table, DataError>>> {
         let path = run.local_data()?;
-        let pos = run.data.as_ref().map_or(run.pos, |d| d.pos);
-        if !self.inside_repo(run, &path, pos, "data") {
+        let written = run.data.as_ref()?;
+        if !self.inside_repo(run, &path, written, "data") {
             return None;
         }
         if !path.exists() {
-            let msg = format!(
-                "data `{}` does not exist",
-                run.data.as_ref().map_or("", |d| &d.value)
-            );
+            let msg = format!("data `{}` does not exist", written.value);
             self.diags.push(
-                Diagnostic::error(Code::RunDataMissing, &run.file, pos, msg)
+                Diagnostic::error(Code::RunDataMissing, &run.file, written.pos, msg)
                     .with_hint("`data:` is relative to the run file's folder"),
             );
             return None;
@@ -201,20 +198,27 @@ impl Validator {
         Some(self.data(&path, run))
     }
 
-    fn inside_repo(&mut self, run: &RunFile, path: &Path, pos: Pos, what: &str) -> bool {
+    /// Whether `path` (written as `written` in the run file) stays in the repository.
+    fn inside_repo(
+        &mut self,
+        run: &RunFile,
+        path: &Path,
+        written: &Spanned<String>,
+        what: &str,
+    ) -> bool {
         let root = self.repo_root(&run.file);
         if is_inside(path, &root) {
             return true;
         }
         let msg = format!(
             "{what} `{}` is outside the repository root {}",
-            path.display(),
+            written.value,
             root.display()
         );
         self.diags.push(Diagnostic::error(
             Code::PathOutsideRepo,
             &run.file,
-            pos,
+            written.pos,
             msg,
         ));
         false

@@ -189,8 +189,28 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
 #[derive(Default)]
 struct TreeBuilder {
     stack: Vec<Partial>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
+    /// Nodes built so far, aliases counted at their expanded size.
+    nodes: usize,
+}
+
+/// Aliases are expanded by copying; this bound stops "billion laughs"
+/// documents from exhausting memory.
+const MAX_NODES: usize = 1_000_000;
+
+fn size(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| size(k) + size(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
 }
 
 enum Partial {
@@ -258,10 +278,17 @@ impl TreeBuilder {
                 self.push(node, anchor);
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
+                let (node, n) = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
                     pos,
                     message: "alias refers to an unknown anchor".into(),
                 })?;
+                self.nodes += n;
+                if self.nodes > MAX_NODES {
+                    return Err(SyntaxError {
+                        pos,
+                        message: "document too large once aliases are expanded".into(),
+                    });
+                }
                 self.push(Node { pos, ..node }, 0);
             }
             Event::DocumentEnd => return Ok(self.root.is_some() || self.stack.is_empty()),
@@ -272,8 +299,10 @@ impl TreeBuilder {
     }
 
     fn push(&mut self, node: Node, anchor: usize) {
+        self.nodes += 1;
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let n = size(&node);
+            self.anchors.insert(anchor, (node.clone(), n));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -364,6 +393,17 @@ mod tests {
         assert!(err.pos.line >= 1, "{err:?}");
         let err = parse("a:\n  - b\n c: d\n").unwrap_err();
         assert_eq!(err.pos.line, 3);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = i - 1;
+            doc.push_str(&format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));
+        }
+        let err = parse(&doc).unwrap_err();
+        assert!(err.message.contains("too large"), "{err:?}");
     }
 
     #[test]

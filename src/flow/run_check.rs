@@ -47,12 +47,12 @@ pub fn report_data_error(err: &DataError, run: &RunFile, diags: &mut Diagnostics
                 );
             }
         }
-        DataError::Empty { path } => diags.push(
+        DataError::Empty { .. } => diags.push(
             Diagnostic::error(
                 Code::DataEmpty,
                 &run.file,
                 data_pos,
-                format!("data `{}` has no rows", path.display()),
+                format!("data `{}` has no rows", data_name(run)),
             )
             .with_hint("promptflow fails a batch run on empty data; add at least one row"),
         ),
@@ -62,16 +62,20 @@ pub fn report_data_error(err: &DataError, run: &RunFile, diags: &mut Diagnostics
             Pos::START,
             format!("cannot read data: {source}"),
         )),
-        DataError::Unsupported { path } => diags.push(
+        DataError::Unsupported { .. } => diags.push(
             Diagnostic::warning(
                 Code::InvalidValue,
                 &run.file,
                 data_pos,
-                format!("cannot check data `{}` locally", path.display()),
+                format!("cannot check data `{}` locally", data_name(run)),
             )
             .with_hint("flow-ci reads .jsonl, .json, .csv and .tsv data"),
         ),
     }
+}
+
+fn data_name(run: &RunFile) -> &str {
+    run.data.as_ref().map_or("", |d| d.value.as_str())
 }
 
 struct RunChecker<'a> {

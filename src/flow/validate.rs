@@ -222,7 +222,10 @@ impl Checker<'_> {
         self.error(
             Code::DependencyCycle,
             first.name.pos,
-            format!("nodes form a dependency cycle: {}", path.join(" -> ")),
+            format!(
+                "nodes form a dependency cycle: {} (each waits for the next)",
+                path.join(" -> ")
+            ),
             Some(format!(
                 "break the cycle; nodes that cannot run: {}",
                 stuck.join(", ")
@@ -319,10 +322,7 @@ impl Checker<'_> {
                 Code::SourceMissing,
                 path.pos,
                 msg,
-                Some(format!(
-                    "paths are relative to the flow folder {}",
-                    self.flow.dir.display()
-                )),
+                Some("paths are relative to the folder holding flow.dag.yaml".into()),
             );
             return;
         }
@@ -431,10 +431,7 @@ impl Checker<'_> {
                     Code::IncludeMissing,
                     inc.pos,
                     format!("additional include `{}` does not exist", inc.value),
-                    Some(format!(
-                        "paths are relative to the flow folder {}",
-                        self.flow.dir.display()
-                    )),
+                    Some("paths are relative to the folder holding flow.dag.yaml".into()),
                 );
             }
         }

@@ -1,0 +1,98 @@
+//! Property tests: whatever users put in their files, parsing and checking
+//! report diagnostics and never panic.
+
+use std::path::Path;
+
+use flow_ci::diag::Diagnostics;
+use flow_ci::flow::reference::{Assignment, MappingSource, parse_variant, property_path};
+use flow_ci::flow::{dag, python, run_file, template, validate};
+use flow_ci::{config, yaml};
+use proptest::prelude::*;
+
+/// YAML-looking text built from the tokens flow files are made of, so the
+/// generator reaches deep into the decoders instead of failing at the lexer.
+fn yamlish() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("inputs:".to_string()),
+        Just("outputs:".to_string()),
+        Just("nodes:".to_string()),
+        Just("node_variants:".to_string()),
+        Just("additional_includes:".to_string()),
+        Just("- name: n".to_string()),
+        Just("type: python".to_string()),
+        Just("type: string".to_string()),
+        Just("source:".to_string()),
+        Just("path: x.py".to_string()),
+        Just("reference: ${n.output.a}".to_string()),
+        Just("activate:".to_string()),
+        Just("when: ${inputs.q}".to_string()),
+        Just("is: true".to_string()),
+        Just("aggregation: true".to_string()),
+        Just("use_variants: true".to_string()),
+        Just("flow: .".to_string()),
+        Just("data: d.jsonl".to_string()),
+        Just("column_mapping:".to_string()),
+        Just("gates:".to_string()),
+        Just("min: 0.5".to_string()),
+        Just("max_drop: 5%".to_string()),
+        Just("flows:".to_string()),
+        Just("&a x".to_string()),
+        Just("*a".to_string()),
+        Just("[1, {a: b}]".to_string()),
+        "[a-z_${}.:\\-\\[\\]'\" ]{0,12}",
+    ];
+    let line = (0usize..4, token).prop_map(|(indent, t)| format!("{}{}", "  ".repeat(indent), t));
+    prop::collection::vec(line, 0..30).prop_map(|lines| lines.join("\n"))
+}
+
+fn reference_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\$\\{[a-z._\\[\\]'0-9{}\"]{0,16}\\}",
+        "[\\PC]{0,20}",
+        Just("${}".to_string()),
+        Just("${".to_string())
+    ]
+}
+
+fn decode_everything(text: &str) {
+    let Ok(Some(root)) = yaml::parse(text) else {
+        return;
+    };
+    let mut diags = Diagnostics::default();
+    let dir = Path::new("repo/flows/x");
+    if let Some(flow) = dag::decode(dir, &root, &mut diags) {
+        validate::check_flow(&flow, Path::new("repo"), &mut diags);
+    }
+    run_file::decode(Path::new("repo/run.yml"), &root, &mut diags);
+    config::decode(Path::new("repo/.flow-ci.yaml"), &root, &mut diags);
+    let _ = root.to_json();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_text_never_panics_the_yaml_parser(text in "[\\PC\\n\\t]{0,200}") {
+        decode_everything(&text);
+    }
+
+    #[test]
+    fn flow_shaped_yaml_never_panics_the_decoders(text in yamlish()) {
+        decode_everything(&text);
+    }
+
+    #[test]
+    fn references_never_panic(text in reference_text()) {
+        let json = serde_json::Value::String(text.clone());
+        let _ = Assignment::parse(&json);
+        let _ = MappingSource::parse(&json);
+        let _ = parse_variant(&text);
+        let _ = property_path(&text);
+    }
+
+    #[test]
+    fn sources_and_templates_never_panic(text in "[\\PC\\n]{0,200}") {
+        let _ = python::scan(&text);
+        let _ = template::check_syntax(&text);
+    }
+}

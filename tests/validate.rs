@@ -1,0 +1,208 @@
+//! `flow-ci validate` driven as a user runs it: on the example repository in
+//! `fixtures/` (clean) and on every case in `fixtures/invalid/` (one per
+//! diagnostic), with the exact output kept as snapshots.
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary run from the repository root, outside any CI host's
+/// environment so output is the same on every machine.
+fn flow_ci() -> Command {
+    let mut cmd = Command::cargo_bin("flow-ci").expect("binary builds");
+    cmd.current_dir(repo_root())
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("TF_BUILD")
+        .env_remove("FLOW_CI_LOG");
+    cmd
+}
+
+fn invalid_cases() -> Vec<String> {
+    let mut cases: Vec<String> = std::fs::read_dir(repo_root().join("fixtures/invalid"))
+        .expect("fixtures/invalid exists")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// Absolute paths differ between machines; snapshots show `[REPO]`.
+fn redact(text: &str) -> String {
+    text.replace(&repo_root().display().to_string(), "[REPO]")
+}
+
+#[test]
+fn every_invalid_case_exits_2_with_its_snapshot() {
+    let cases = invalid_cases();
+    assert!(
+        cases.len() >= 25,
+        "expected a case per diagnostic, found {}",
+        cases.len()
+    );
+    for case in cases {
+        let path = format!("fixtures/invalid/{case}");
+        let out = flow_ci()
+            .args(["validate", "--strict", &path])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{case}: expected exit 2\n{stdout}{stderr}"
+        );
+        assert!(
+            stdout
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with("fixtures/invalid/")),
+            "{case}: first line must name file:line:col\n{stdout}"
+        );
+        insta::assert_snapshot!(
+            format!("invalid__{case}"),
+            redact(&format!("{stdout}---\n{stderr}"))
+        );
+    }
+}
+
+#[test]
+fn the_example_repository_is_clean() {
+    let out = flow_ci().args(["validate", "fixtures"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "no findings expected:\n{stdout}");
+    assert!(stderr.contains("0 error(s), 0 warning(s)"), "{stderr}");
+    assert!(
+        !stderr.contains(" 0 flow(s)"),
+        "flows must be found: {stderr}"
+    );
+}
+
+#[test]
+fn json_output_has_the_documented_shape() {
+    let out = flow_ci()
+        .args([
+            "validate",
+            "--format",
+            "json",
+            "fixtures/invalid/unknown-key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["errors"], 2);
+    assert_eq!(doc["flows"], 1);
+    let first = &doc["diagnostics"][0];
+    assert_eq!(first["code"], "unknown-key");
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["file"], "fixtures/invalid/unknown-key/flow.dag.yaml");
+    assert_eq!(first["line"], 8);
+    assert_eq!(first["column"], 5);
+    assert_eq!(first["hint"], "did you mean `reference`?");
+}
+
+#[test]
+fn github_actions_get_annotations_beside_the_human_text() {
+    let out = flow_ci()
+        .env("GITHUB_ACTIONS", "true")
+        .args(["validate", "fixtures/invalid/unknown-input-reference"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("flow.dag.yaml:16:11: error:"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "::error file=fixtures/invalid/unknown-input-reference/flow.dag.yaml,line=16,col=11,title=flow-ci unknown-input-reference::"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn azure_pipelines_get_logissue_commands() {
+    let out = flow_ci()
+        .env("TF_BUILD", "True")
+        .args(["validate", "fixtures/invalid/source-missing"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("##vso[task.logissue type=error;sourcepath=fixtures/invalid/source-missing/flow.dag.yaml;linenumber=14;columnnumber=11;code=source-missing;]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explicit_formats_work_outside_ci() {
+    let out = flow_ci()
+        .args([
+            "validate",
+            "--format",
+            "github",
+            "fixtures/invalid/yaml-syntax",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("::error file=fixtures/invalid/yaml-syntax/flow.dag.yaml,line=4,col=4,"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_path_is_an_input_error() {
+    let out = flow_ci()
+        .args(["validate", "no/such/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("no/such/dir:1:1: error: no such file or directory")
+    );
+}
+
+#[test]
+fn a_folder_without_flows_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.yaml"), "a: 1\n").unwrap();
+    let out = flow_ci()
+        .args(["validate"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[nothing-to-validate]"));
+}
+
+#[test]
+fn help_texts_teach_with_examples() {
+    for args in [
+        vec!["--help"],
+        vec!["validate", "--help"],
+        vec!["detect", "--help"],
+    ] {
+        let out = flow_ci()
+            .args(&args)
+            .env("COLUMNS", "100")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Examples:"), "{args:?} lacks examples");
+        insta::assert_snapshot!(
+            format!("help__{}", args.join("_").trim_start_matches('-')),
+            text
+        );
+    }
+}
