@@ -13,6 +13,7 @@ pub mod data;
 pub mod decode;
 pub mod detect;
 pub mod diag;
+pub mod exec;
 pub mod exit;
 pub mod flow;
 pub mod git;

@@ -1,0 +1,577 @@
+//! A pool of persistent `python3` worker processes running python tools.
+//!
+//! Each worker imports a node's module once and then serves calls over a
+//! JSON-lines protocol (see `python/worker.py`). A worker that crashes or
+//! exceeds its time budget fails only the call it was serving: it is killed
+//! and a fresh one is started on demand, so one bad line cannot stall a run.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+const WORKER_PY: &str = include_str!("python/worker.py");
+/// The bundled `promptflow` stand-in, as (relative path, contents).
+const SHIM: &[(&str, &str)] = &[
+    (
+        "promptflow/__init__.py",
+        include_str!("python/shim/promptflow/__init__.py"),
+    ),
+    (
+        "promptflow/_flow_ci.py",
+        include_str!("python/shim/promptflow/_flow_ci.py"),
+    ),
+    (
+        "promptflow/core.py",
+        include_str!("python/shim/promptflow/core.py"),
+    ),
+    (
+        "promptflow/tracing.py",
+        include_str!("python/shim/promptflow/tracing.py"),
+    ),
+    (
+        "promptflow/connections.py",
+        include_str!("python/shim/promptflow/connections.py"),
+    ),
+    (
+        "promptflow/entities.py",
+        include_str!("python/shim/promptflow/entities.py"),
+    ),
+    (
+        "promptflow/contracts/__init__.py",
+        include_str!("python/shim/promptflow/contracts/__init__.py"),
+    ),
+    (
+        "promptflow/contracts/types.py",
+        include_str!("python/shim/promptflow/contracts/types.py"),
+    ),
+];
+
+/// One call of a python tool.
+#[derive(Clone, Debug, Serialize)]
+pub struct CallRequest {
+    pub file: PathBuf,
+    pub working_dir: PathBuf,
+    pub kwargs: serde_json::Map<String, Json>,
+    /// Inputs written as literals in flow.dag.yaml: converted to the
+    /// parameter's annotated type, dropped when empty.
+    pub literals: Vec<String>,
+    /// Inputs referencing bypassed nodes: omitted when the parameter has a
+    /// default, else `None`.
+    pub bypassed: Vec<String>,
+    /// Collect `log_metric` calls (aggregation nodes only, as in promptflow).
+    pub aggregation: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallOutput {
+    pub output: Json,
+    pub metrics: serde_json::Map<String, Json>,
+}
+
+/// A failure raised by or around user code.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct PyError {
+    /// Python exception type, or `WorkerCrashed` / `LineExecutionTimeoutError`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub traceback: String,
+    /// `load` (import, syntax, tool discovery) or `call`.
+    #[serde(default)]
+    pub phase: String,
+    /// Innermost user frame: (file, line).
+    #[serde(default)]
+    pub r#where: Option<(String, u32)>,
+}
+
+impl PyError {
+    fn infrastructure(kind: &str, message: String) -> PyError {
+        PyError {
+            kind: kind.into(),
+            message,
+            traceback: String::new(),
+            phase: "call".into(),
+            r#where: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Response {
+    ok: bool,
+    #[serde(default)]
+    output: Json,
+    #[serde(default)]
+    metrics: serde_json::Map<String, Json>,
+    error: Option<PyError>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub python: PathBuf,
+    pub size: usize,
+    /// Extra environment for workers (run `environment_variables`).
+    pub env: Vec<(String, String)>,
+}
+
+/// Where worker stderr (user prints, warnings) goes.
+pub type LogSink = Arc<Mutex<Vec<String>>>;
+
+pub struct Pool {
+    config: PoolConfig,
+    runtime_dir: PathBuf,
+    idle: Mutex<Vec<Worker>>,
+    available: Condvar,
+    live: AtomicUsize,
+    started: AtomicUsize,
+    pub logs: LogSink,
+}
+
+struct Worker {
+    id: usize,
+    child: Child,
+    stdin: ChildStdin,
+    responses: Receiver<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("cannot start python `{}`: {source}", python.display())]
+    Spawn {
+        python: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("python worker `{}` did not start: {detail}", python.display())]
+    Handshake { python: PathBuf, detail: String },
+    #[error("cannot write the python worker files to {}: {source}", dir.display())]
+    Runtime {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Pool {
+    pub fn new(config: PoolConfig) -> Result<Pool, PoolError> {
+        let runtime_dir = write_runtime()?;
+        Ok(Pool {
+            config,
+            runtime_dir,
+            idle: Mutex::new(Vec::new()),
+            available: Condvar::new(),
+            live: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            logs: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Workers started so far (replacements included).
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Runs one call within `budget`. Infrastructure failures (crash, timeout)
+    /// come back as `PyError`s so they fail the line like user exceptions.
+    pub fn call(
+        &self,
+        req: &CallRequest,
+        budget: Duration,
+    ) -> Result<Result<CallOutput, PyError>, PoolError> {
+        let mut worker = self.acquire()?;
+        let line = serde_json::to_string(req).unwrap_or_default();
+        if writeln!(worker.stdin, "{line}")
+            .and_then(|()| worker.stdin.flush())
+            .is_err()
+        {
+            let detail = self.retire(worker);
+            return Ok(Err(PyError::infrastructure(
+                "WorkerCrashed",
+                format!("python worker exited before the call{detail}"),
+            )));
+        }
+        match worker.responses.recv_timeout(budget) {
+            Ok(text) => {
+                self.release(worker);
+                Ok(Ok(parse_response(&text)?).and_then(|r| r))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.retire(worker);
+                Ok(Err(PyError::infrastructure(
+                    "LineExecutionTimeoutError",
+                    format!(
+                        "execution timeout for exceeding {} seconds",
+                        budget.as_secs_f64().round()
+                    ),
+                )))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let detail = self.retire(worker);
+                Ok(Err(PyError::infrastructure(
+                    "WorkerCrashed",
+                    format!("python worker exited while running the node{detail}"),
+                )))
+            }
+        }
+    }
+
+    fn acquire(&self) -> Result<Worker, PoolError> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(w) = idle.pop() {
+                return Ok(w);
+            }
+            if self.live.load(Ordering::SeqCst) < self.config.size.max(1) {
+                self.live.fetch_add(1, Ordering::SeqCst);
+                drop(idle);
+                return self.spawn().inspect_err(|_| {
+                    self.live.fetch_sub(1, Ordering::SeqCst);
+                    self.available.notify_one();
+                });
+            }
+            idle = self.available.wait(idle).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn release(&self, worker: Worker) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(worker);
+        self.available.notify_one();
+    }
+
+    /// Kills a worker that failed or hung; a replacement starts on demand.
+    fn retire(&self, mut worker: Worker) -> String {
+        let _ = worker.child.kill();
+        let status = worker.child.wait().ok();
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.available.notify_one();
+        tracing::debug!(worker = worker.id, ?status, "python worker retired");
+        match status.and_then(|s| s.code()) {
+            Some(code) => format!(" (exit code {code})"),
+            None => String::new(),
+        }
+    }
+
+    fn spawn(&self) -> Result<Worker, PoolError> {
+        let id = self.started.fetch_add(1, Ordering::SeqCst);
+        let python = &self.config.python;
+        let mut child = Command::new(python)
+            .arg("-u")
+            .arg(self.runtime_dir.join("flow_ci_worker.py"))
+            .env("FLOW_CI_SHIM", self.runtime_dir.join("shim"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PF_DISABLE_TRACING", "true")
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| PoolError::Spawn {
+                python: python.clone(),
+                source,
+            })?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| handshake(python, "no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| handshake(python, "no stdout"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| handshake(python, "no stderr"))?;
+        let (tx, responses) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let logs = self.logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                logs.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("[python worker {id}] {line}"));
+            }
+        });
+        let mut worker = Worker {
+            id,
+            child,
+            stdin,
+            responses,
+        };
+        // The first line announces readiness; importing real promptflow can take seconds.
+        match worker.responses.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) if line.contains("\"ready\"") => {
+                tracing::debug!(worker = id, hello = %line, "python worker ready");
+                Ok(worker)
+            }
+            other => {
+                let _ = worker.child.kill();
+                let _ = worker.child.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                let tail: Vec<String> = self
+                    .logs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .rev()
+                    .cloned()
+                    .collect();
+                Err(handshake(
+                    python,
+                    &format!("{other:?}; {}", tail.join(" | ")),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let workers = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for mut w in workers {
+            // Closing stdin ends the worker's loop; kill as a backstop.
+            drop(w.stdin);
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = w.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+        }
+    }
+}
+
+fn handshake(python: &Path, detail: &str) -> PoolError {
+    PoolError::Handshake {
+        python: python.to_path_buf(),
+        detail: detail.into(),
+    }
+}
+
+fn parse_response(text: &str) -> Result<Result<CallOutput, PyError>, PoolError> {
+    let resp: Response = serde_json::from_str(text).map_err(|e| PoolError::Handshake {
+        python: PathBuf::from("python"),
+        detail: format!(
+            "unreadable worker response ({e}): {}",
+            text.chars().take(200).collect::<String>()
+        ),
+    })?;
+    Ok(if resp.ok {
+        Ok(CallOutput {
+            output: resp.output,
+            metrics: resp.metrics,
+        })
+    } else {
+        Err(resp.error.unwrap_or_else(|| {
+            PyError::infrastructure(
+                "WorkerError",
+                "worker reported a failure without details".into(),
+            )
+        }))
+    })
+}
+
+/// Writes the worker script and shim once per content version, so concurrent
+/// flow-ci processes share them and a new release never reuses stale files.
+fn write_runtime() -> Result<PathBuf, PoolError> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    WORKER_PY.hash(&mut hasher);
+    SHIM.hash(&mut hasher);
+    let dir = std::env::temp_dir().join(format!("flow-ci-python-{:016x}", hasher.finish()));
+    if dir.join("complete").exists() {
+        return Ok(dir);
+    }
+    let err = |source| PoolError::Runtime {
+        dir: dir.clone(),
+        source,
+    };
+    let staging = dir.with_extension(format!("tmp{}", std::process::id()));
+    let mut files: HashMap<PathBuf, &str> = SHIM
+        .iter()
+        .map(|(p, c)| (staging.join("shim").join(p), *c))
+        .collect();
+    files.insert(staging.join("flow_ci_worker.py"), WORKER_PY);
+    for (path, contents) in files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(err)?;
+        }
+        std::fs::write(&path, contents).map_err(err)?;
+    }
+    std::fs::write(staging.join("complete"), "").map_err(err)?;
+    // Another process may have won the race; either copy is identical.
+    if std::fs::rename(&staging, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(dir)
+}
+
+/// The interpreter: `--python`, else `FLOW_CI_PYTHON`, else an active
+/// virtualenv's, else `python3` on PATH.
+pub fn default_python(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("FLOW_CI_PYTHON") {
+        return PathBuf::from(p);
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        let candidate = Path::new(&venv).join("bin/python");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    PathBuf::from("python3")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(size: usize) -> Pool {
+        Pool::new(PoolConfig {
+            python: default_python(None),
+            size,
+            env: vec![],
+        })
+        .unwrap()
+    }
+
+    fn request(dir: &Path, file: &str, kwargs: Json) -> CallRequest {
+        CallRequest {
+            file: dir.join(file),
+            working_dir: dir.to_path_buf(),
+            kwargs: kwargs.as_object().cloned().unwrap_or_default(),
+            literals: vec![],
+            bypassed: vec![],
+            aggregation: false,
+        }
+    }
+
+    #[test]
+    fn calls_tools_and_reuses_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.py"),
+            "from promptflow.core import tool\nprint('import side effect')\n\n@tool\ndef upper(text: str, n: int = 1) -> dict:\n    print('in tool')\n    return {'text': text.upper() * n}\n",
+        )
+        .unwrap();
+        let pool = pool(1);
+        for _ in 0..3 {
+            let out = pool
+                .call(
+                    &request(dir.path(), "t.py", serde_json::json!({"text": "hi"})),
+                    Duration::from_secs(30),
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(out.output, serde_json::json!({"text": "HI"}));
+        }
+        assert_eq!(pool.started(), 1);
+        let mut req = request(
+            dir.path(),
+            "t.py",
+            serde_json::json!({"text": "a", "n": "3"}),
+        );
+        req.literals = vec!["n".into()];
+        let out = pool.call(&req, Duration::from_secs(30)).unwrap().unwrap();
+        assert_eq!(out.output, serde_json::json!({"text": "AAA"}));
+    }
+
+    #[test]
+    fn exceptions_crashes_and_timeouts_fail_only_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.py"),
+            "import os, time\nfrom promptflow import tool\n\n@tool\ndef f(mode: str):\n    if mode == 'raise':\n        raise ValueError('bad row')\n    if mode == 'crash':\n        os._exit(3)\n    if mode == 'hang':\n        time.sleep(60)\n    return mode\n",
+        )
+        .unwrap();
+        let pool = pool(1);
+        let call = |mode: &str, secs| {
+            pool.call(
+                &request(dir.path(), "t.py", serde_json::json!({"mode": mode})),
+                Duration::from_secs(secs),
+            )
+            .unwrap()
+        };
+        let err = call("raise", 30).unwrap_err();
+        assert_eq!(
+            (err.kind.as_str(), err.message.as_str()),
+            ("ValueError", "bad row")
+        );
+        assert_eq!(err.r#where.as_ref().map(|w| w.1), Some(7));
+        assert_eq!(call("crash", 30).unwrap_err().kind, "WorkerCrashed");
+        assert_eq!(
+            call("hang", 1).unwrap_err().kind,
+            "LineExecutionTimeoutError"
+        );
+        assert_eq!(call("ok", 30).unwrap().output, serde_json::json!("ok"));
+        assert_eq!(pool.started(), 3);
+    }
+
+    #[test]
+    fn metrics_are_collected_only_for_aggregation_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("agg.py"),
+            "from promptflow.core import tool, log_metric\n\n@tool\ndef agg(xs: list):\n    log_metric('mean', sum(xs) / len(xs))\n    return len(xs)\n",
+        )
+        .unwrap();
+        let pool = pool(1);
+        let mut req = request(dir.path(), "agg.py", serde_json::json!({"xs": [1, 2]}));
+        let out = pool.call(&req, Duration::from_secs(30)).unwrap().unwrap();
+        assert!(out.metrics.is_empty());
+        req.aggregation = true;
+        let out = pool.call(&req, Duration::from_secs(30)).unwrap().unwrap();
+        assert_eq!(out.metrics.get("mean"), Some(&serde_json::json!(1.5)));
+    }
+
+    #[test]
+    fn files_without_exactly_one_tool_fail_to_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("none.py"), "def f():\n    return 1\n").unwrap();
+        std::fs::write(dir.path().join("syntax.py"), "def f(:\n").unwrap();
+        let pool = pool(1);
+        let err = pool
+            .call(
+                &request(dir.path(), "none.py", serde_json::json!({})),
+                Duration::from_secs(30),
+            )
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.phase, "load");
+        assert!(err.message.contains("one and only one tool"), "{err:?}");
+        let err = pool
+            .call(
+                &request(dir.path(), "syntax.py", serde_json::json!({})),
+                Duration::from_secs(30),
+            )
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (err.kind.as_str(), err.phase.as_str()),
+            ("SyntaxError", "load")
+        );
+        assert_eq!(err.r#where.as_ref().map(|w| w.1), Some(1));
+    }
+}

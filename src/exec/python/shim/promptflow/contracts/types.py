@@ -1,0 +1,10 @@
+class PromptTemplate(str):
+    pass
+
+
+class Secret(str):
+    pass
+
+
+class FilePath(str):
+    pass

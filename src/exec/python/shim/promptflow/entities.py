@@ -1,0 +1,1 @@
+from promptflow.connections import *  # noqa: F401,F403
