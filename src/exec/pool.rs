@@ -5,6 +5,10 @@
 //! exceeds its time budget fails only the call it was serving: it is killed
 //! and a fresh one is started on demand, so one bad line cannot stall a run.
 
+// A PyError (with its traceback) is built once per failed line; its size
+// does not matter, boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -200,7 +204,7 @@ impl Pool {
         match worker.responses.recv_timeout(budget) {
             Ok(text) => {
                 self.release(worker);
-                Ok(Ok(parse_response(&text)?).and_then(|r| r))
+                parse_response(&text)
             }
             Err(RecvTimeoutError::Timeout) => {
                 self.retire(worker);
