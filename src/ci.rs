@@ -34,24 +34,10 @@ mod tests {
     #[test]
     fn hosts_are_recognised_by_their_marker_variables() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
         };
-        assert_eq!(
-            Host::from_env(env(&[("GITHUB_ACTIONS", "true")])),
-            Host::GitHubActions
-        );
-        assert_eq!(
-            Host::from_env(env(&[("TF_BUILD", "True")])),
-            Host::AzurePipelines
-        );
-        assert_eq!(
-            Host::from_env(env(&[("GITHUB_ACTIONS", "false")])),
-            Host::Local
-        );
+        assert_eq!(Host::from_env(env(&[("GITHUB_ACTIONS", "true")])), Host::GitHubActions);
+        assert_eq!(Host::from_env(env(&[("TF_BUILD", "True")])), Host::AzurePipelines);
+        assert_eq!(Host::from_env(env(&[("GITHUB_ACTIONS", "false")])), Host::Local);
     }
 }

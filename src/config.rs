@@ -15,13 +15,7 @@ const EVALUATION_KEYS: &[&str] = &["run"];
 const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance"];
 const FAILED_LINES_KEYS: &[&str] = &["max_ratio"];
 const AZUREML_KEYS: &[&str] = &["subscription_id", "resource_group", "workspace"];
-const DEPLOY_KEYS: &[&str] = &[
-    "endpoint",
-    "deployment",
-    "instance_type",
-    "instance_count",
-    "traffic",
-];
+const DEPLOY_KEYS: &[&str] = &["endpoint", "deployment", "instance_type", "instance_count", "traffic"];
 
 /// The gate name that limits the share of failed lines instead of a metric.
 pub const FAILED_LINES: &str = "failed_lines";
@@ -133,10 +127,7 @@ fn checked_string_map(
         return vec![];
     };
     d.check_keys(entries, what, Some(known));
-    d.string_map(node, what)
-        .into_iter()
-        .filter(|(k, _)| known.contains(&k.value.as_str()))
-        .collect()
+    d.string_map(node, what).into_iter().filter(|(k, _)| known.contains(&k.value.as_str())).collect()
 }
 
 fn backend(d: &mut Decoder<'_>, node: &Yaml) -> Option<Spanned<Backend>> {
@@ -145,12 +136,8 @@ fn backend(d: &mut Decoder<'_>, node: &Yaml) -> Option<Spanned<Backend>> {
         "local" => Backend::Local,
         "azureml" => Backend::AzureMl,
         other => {
-            d.error(
-                Code::InvalidValue,
-                s.pos,
-                format!("unknown backend `{other}`"),
-            )
-            .hint = Some("use `local` or `azureml`".into());
+            d.error(Code::InvalidValue, s.pos, format!("unknown backend `{other}`")).hint =
+                Some("use `local` or `azureml`".into());
             return None;
         }
     };
@@ -165,12 +152,8 @@ fn baseline(d: &mut Decoder<'_>, node: &Yaml) -> Option<Spanned<Baseline>> {
         other => match other.strip_prefix("file:") {
             Some(path) if !path.is_empty() => Baseline::File(path.to_string()),
             _ => {
-                d.error(
-                    Code::InvalidValue,
-                    s.pos,
-                    format!("unknown baseline `{other}`"),
-                )
-                .hint = Some("use `base-branch`, `file:<path to metrics file>` or `none`".into());
+                d.error(Code::InvalidValue, s.pos, format!("unknown baseline `{other}`")).hint =
+                    Some("use `base-branch`, `file:<path to metrics file>` or `none`".into());
                 return None;
             }
         },
@@ -180,9 +163,7 @@ fn baseline(d: &mut Decoder<'_>, node: &Yaml) -> Option<Spanned<Baseline>> {
 
 fn flow_entry(d: &mut Decoder<'_>, node: &Yaml) -> Option<FlowEntry> {
     let fields = d.fields(node, "a `flows` entry", FLOW_KEYS)?;
-    let path = d
-        .require(fields, "path", "a `flows` entry")
-        .and_then(|p| d.string(p, "`path`"))?;
+    let path = d.require(fields, "path", "a `flows` entry").and_then(|p| d.string(p, "`path`"))?;
     let run = fields.get("run").and_then(|r| d.string(r, "`run`"));
     let mut evaluations = vec![];
     if let Some(evals) = fields.get("evaluations") {
@@ -190,20 +171,11 @@ fn flow_entry(d: &mut Decoder<'_>, node: &Yaml) -> Option<FlowEntry> {
             let Some(ef) = d.fields(item, "an `evaluations` entry", EVALUATION_KEYS) else {
                 continue;
             };
-            evaluations.extend(
-                d.require(ef, "run", "an `evaluations` entry")
-                    .and_then(|r| d.string(r, "`run`")),
-            );
+            evaluations.extend(d.require(ef, "run", "an `evaluations` entry").and_then(|r| d.string(r, "`run`")));
         }
     }
     let gates = fields.get("gates").map(|g| gates(d, g)).unwrap_or_default();
-    Some(FlowEntry {
-        path,
-        run,
-        evaluations,
-        gates,
-        pos: node.pos,
-    })
+    Some(FlowEntry { path, run, evaluations, gates, pos: node.pos })
 }
 
 fn gates(d: &mut Decoder<'_>, node: &Yaml) -> Vec<Gate> {
@@ -211,29 +183,18 @@ fn gates(d: &mut Decoder<'_>, node: &Yaml) -> Vec<Gate> {
         return vec![];
     };
     d.check_keys(entries, "`gates`", None);
-    entries
-        .iter()
-        .filter_map(|(k, v)| gate(d, Spanned::new(k.key_text(), k.pos), v))
-        .collect()
+    entries.iter().filter_map(|(k, v)| gate(d, Spanned::new(k.key_text(), k.pos), v)).collect()
 }
 
 fn gate(d: &mut Decoder<'_>, metric: Spanned<String>, node: &Yaml) -> Option<Gate> {
     let what = format!("gate `{}`", metric.value);
-    let known = if metric.value == FAILED_LINES {
-        FAILED_LINES_KEYS
-    } else {
-        GATE_KEYS
-    };
+    let known = if metric.value == FAILED_LINES { FAILED_LINES_KEYS } else { GATE_KEYS };
     let fields = d.fields(node, &what, known)?;
     if fields_empty(fields, known) {
-        d.error(Code::Gate, fields.pos, format!("{what} sets no limit"))
-            .hint = Some(format!("set one of: {}", known.join(", ")));
+        d.error(Code::Gate, fields.pos, format!("{what} sets no limit")).hint =
+            Some(format!("set one of: {}", known.join(", ")));
     }
-    let num = |d: &mut Decoder<'_>, key: &str| {
-        fields
-            .get(key)
-            .and_then(|v| d.number(v, &format!("`{key}` of {what}")))
-    };
+    let num = |d: &mut Decoder<'_>, key: &str| fields.get(key).and_then(|v| d.number(v, &format!("`{key}` of {what}")));
     let gate = Gate {
         min: num(d, "min"),
         max: num(d, "max"),
@@ -255,22 +216,11 @@ fn check_ranges(d: &mut Decoder<'_>, gate: &Gate, fields: Fields<'_>, what: &str
     if let (Some(min), Some(max)) = (gate.min, gate.max)
         && min > max
     {
-        d.error(
-            Code::Gate,
-            fields.key_pos("min"),
-            format!("{what} has `min` {min} above `max` {max}"),
-        );
+        d.error(Code::Gate, fields.key_pos("min"), format!("{what} has `min` {min} above `max` {max}"));
     }
-    for (key, value) in [
-        ("max_ratio", gate.max_ratio),
-        ("significance", gate.significance),
-    ] {
+    for (key, value) in [("max_ratio", gate.max_ratio), ("significance", gate.significance)] {
         if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
-            d.error(
-                Code::Gate,
-                fields.key_pos(key),
-                format!("`{key}` of {what} must be between 0 and 1, found {v}"),
-            );
+            d.error(Code::Gate, fields.key_pos(key), format!("`{key}` of {what} must be between 0 and 1, found {v}"));
         }
     }
 }
@@ -280,30 +230,20 @@ fn threshold(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Threshold> 
     let parsed = match &node.value {
         crate::yaml::Value::Int(i) => Some(Threshold::Absolute(*i as f64)),
         crate::yaml::Value::Float(f) => Some(Threshold::Absolute(*f)),
-        crate::yaml::Value::Str(s) => s
-            .trim()
-            .strip_suffix('%')
-            .and_then(|p| p.trim().parse().ok())
-            .map(Threshold::Percent),
+        crate::yaml::Value::Str(s) => {
+            s.trim().strip_suffix('%').and_then(|p| p.trim().parse().ok()).map(Threshold::Percent)
+        }
         _ => None,
     };
     match parsed {
         Some(Threshold::Absolute(v) | Threshold::Percent(v)) if v < 0.0 => {
-            d.error(
-                Code::Gate,
-                node.pos,
-                format!("a regression limit of {what} cannot be negative"),
-            );
+            d.error(Code::Gate, node.pos, format!("a regression limit of {what} cannot be negative"));
             None
         }
         Some(t) => Some(t),
         None => {
-            d.error(
-                Code::Gate,
-                node.pos,
-                format!("regression limit of {what} must be a number or a percentage"),
-            )
-            .hint = Some("write `0.02` for an absolute drop or `\"5%\"` for a relative one".into());
+            d.error(Code::Gate, node.pos, format!("regression limit of {what} must be a number or a percentage"))
+                .hint = Some("write `0.02` for an absolute drop or `\"5%\"` for a relative one".into());
             None
         }
     }
@@ -345,10 +285,7 @@ mod tests {
         let (_, diags) = load_str(
             "baseline: 'file:'\nflows:\n  - path: a\n    gatse: {}\n    gates:\n      acc: {mni: 1}\n      f1: {min: 2, max: 1}\n      failed_lines: {max_ratio: 2}\n",
         );
-        let codes: Vec<_> = diags
-            .iter()
-            .map(|d| (d.code.as_str(), d.pos.line))
-            .collect();
+        let codes: Vec<_> = diags.iter().map(|d| (d.code.as_str(), d.pos.line)).collect();
         assert_eq!(
             codes,
             vec![

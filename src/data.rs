@@ -57,10 +57,7 @@ impl Table {
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// Malformed lines, at most [`MAX_REPORTED`] of them.
     #[error("{} malformed line(s) in data", lines.len())]
     Malformed { lines: Vec<MalformedLine> },
@@ -84,18 +81,11 @@ pub const MAX_REPORTED: usize = 20;
 
 /// Reads a data file or every data file below a folder (sorted by path).
 pub fn load(path: &Path) -> Result<Table, DataError> {
-    let files = if path.is_dir() {
-        data_files_below(path)?
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = if path.is_dir() { data_files_below(path)? } else { vec![path.to_path_buf()] };
     let mut table = Table::default();
     let mut malformed = Vec::new();
     for (index, file) in files.iter().enumerate() {
-        let text = std::fs::read_to_string(file).map_err(|source| DataError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(file).map_err(|source| DataError::Io { path: file.clone(), source })?;
         let rows = match extension(file).as_str() {
             "jsonl" => parse_jsonl(file, &text, &mut malformed),
             "json" => parse_json(file, &text, &mut malformed),
@@ -103,13 +93,7 @@ pub fn load(path: &Path) -> Result<Table, DataError> {
             "tsv" => parse_delimited(file, &text, b'\t', &mut malformed),
             _ => return Err(DataError::Unsupported { path: file.clone() }),
         };
-        table
-            .rows
-            .extend(rows.into_iter().map(|(line, values)| Row {
-                file: index,
-                line,
-                values,
-            }));
+        table.rows.extend(rows.into_iter().map(|(line, values)| Row { file: index, line, values }));
     }
     table.files = files;
     if !malformed.is_empty() {
@@ -117,28 +101,20 @@ pub fn load(path: &Path) -> Result<Table, DataError> {
         return Err(DataError::Malformed { lines: malformed });
     }
     if table.rows.is_empty() {
-        return Err(DataError::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(DataError::Empty { path: path.to_path_buf() });
     }
     Ok(table)
 }
 
 fn extension(path: &Path) -> String {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase()
+    path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase()
 }
 
 fn data_files_below(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| DataError::Io {
-            path: d.clone(),
-            source,
-        })?;
+        let entries = std::fs::read_dir(&d).map_err(|source| DataError::Io { path: d.clone(), source })?;
         for entry in entries.flatten() {
             let p = entry.path();
             if p.is_dir() {
@@ -171,10 +147,7 @@ fn parse_jsonl(path: &Path, text: &str, malformed: &mut Vec<MalformedLine>) -> P
                 path: path.to_path_buf(),
                 line: line_no(index),
                 col: 1,
-                message: format!(
-                    "expected a JSON object per line, found {}",
-                    json_kind(&other)
-                ),
+                message: format!("expected a JSON object per line, found {}", json_kind(&other)),
             }),
             Err(e) => malformed.push(MalformedLine {
                 path: path.to_path_buf(),
@@ -200,44 +173,27 @@ fn parse_json(path: &Path, text: &str, malformed: &mut Vec<MalformedLine>) -> Pa
             for item in items {
                 match item {
                     Json::Object(map) => rows.push((1, map)),
-                    other => malformed.push(bad(
-                        1,
-                        1,
-                        format!("expected an array of objects, found {}", json_kind(&other)),
-                    )),
+                    other => {
+                        malformed.push(bad(1, 1, format!("expected an array of objects, found {}", json_kind(&other))))
+                    }
                 }
             }
             rows
         }
         Ok(Json::Object(map)) => vec![(1, map)],
         Ok(other) => {
-            malformed.push(bad(
-                1,
-                1,
-                format!("expected an array of objects, found {}", json_kind(&other)),
-            ));
+            malformed.push(bad(1, 1, format!("expected an array of objects, found {}", json_kind(&other))));
             vec![]
         }
         Err(e) => {
-            malformed.push(bad(
-                e.line(),
-                e.column(),
-                format!("invalid JSON: {}", json_error_text(&e)),
-            ));
+            malformed.push(bad(e.line(), e.column(), format!("invalid JSON: {}", json_error_text(&e))));
             vec![]
         }
     }
 }
 
-fn parse_delimited(
-    path: &Path,
-    text: &str,
-    delimiter: u8,
-    malformed: &mut Vec<MalformedLine>,
-) -> Parsed {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .from_reader(text.as_bytes());
+fn parse_delimited(path: &Path, text: &str, delimiter: u8, malformed: &mut Vec<MalformedLine>) -> Parsed {
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(text.as_bytes());
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
@@ -249,14 +205,9 @@ fn parse_delimited(
     for record in reader.records() {
         match record {
             Ok(rec) => {
-                let line = rec
-                    .position()
-                    .map_or(1, |p| u32::try_from(p.line()).unwrap_or(u32::MAX));
-                let values = headers
-                    .iter()
-                    .zip(rec.iter())
-                    .map(|(h, v)| (h.to_string(), Json::String(v.to_string())))
-                    .collect();
+                let line = rec.position().map_or(1, |p| u32::try_from(p.line()).unwrap_or(u32::MAX));
+                let values =
+                    headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), Json::String(v.to_string()))).collect();
                 rows.push((line, values));
             }
             Err(e) => malformed.push(csv_error(path, &e)),
@@ -266,23 +217,14 @@ fn parse_delimited(
 }
 
 fn csv_error(path: &Path, e: &csv::Error) -> MalformedLine {
-    let line = e
-        .position()
-        .map_or(1, |p| u32::try_from(p.line()).unwrap_or(u32::MAX));
+    let line = e.position().map_or(1, |p| u32::try_from(p.line()).unwrap_or(u32::MAX));
     let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
             format!("row has {len} fields but the header has {expected_len}")
         }
         _ => format!("invalid CSV: {e}"),
     };
-    MalformedLine {
-        path: path.to_path_buf(),
-        line,
-        col: 1,
-        message,
-    }
+    MalformedLine { path: path.to_path_buf(), line, col: 1, message }
 }
 
 /// serde_json's message without its " at line L column C" tail: the
@@ -319,11 +261,7 @@ mod tests {
     #[test]
     fn jsonl_rows_keep_lines_and_types() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "d.jsonl",
-            "{\"a\": 1, \"b\": \"x\"}\n\n{\"a\": 2}\n",
-        );
+        let p = write(dir.path(), "d.jsonl", "{\"a\": 1, \"b\": \"x\"}\n\n{\"a\": 2}\n");
         let t = load(&p).unwrap();
         assert_eq!(t.rows.len(), 2);
         assert_eq!(t.rows[1].line, 3);
@@ -336,9 +274,7 @@ mod tests {
     fn malformed_jsonl_lines_are_all_reported() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "d.jsonl", "{\"a\": 1}\n{\"a\": \n[1]\n");
-        let Err(DataError::Malformed { lines }) = load(&p) else {
-            panic!()
-        };
+        let Err(DataError::Malformed { lines }) = load(&p) else { panic!() };
         assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), vec![2, 3]);
         assert!(lines[1].message.contains("found an array"));
     }
@@ -352,22 +288,14 @@ mod tests {
         assert_eq!(t.rows[1].values["q"], serde_json::json!(""));
         assert_eq!(t.rows[1].line, 3);
         let p = write(dir.path(), "bad.csv", "q,n\nhello,1,extra\n");
-        let Err(DataError::Malformed { lines }) = load(&p) else {
-            panic!()
-        };
+        let Err(DataError::Malformed { lines }) = load(&p) else { panic!() };
         assert_eq!(lines[0].line, 2);
     }
 
     #[test]
     fn empty_and_unknown_formats_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            load(&write(dir.path(), "e.jsonl", "\n")),
-            Err(DataError::Empty { .. })
-        ));
-        assert!(matches!(
-            load(&write(dir.path(), "x.parquet", "")),
-            Err(DataError::Unsupported { .. })
-        ));
+        assert!(matches!(load(&write(dir.path(), "e.jsonl", "\n")), Err(DataError::Empty { .. })));
+        assert!(matches!(load(&write(dir.path(), "x.parquet", "")), Err(DataError::Unsupported { .. })));
     }
 }

@@ -23,10 +23,7 @@ pub struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     pub fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -35,10 +32,7 @@ impl<'n> Fields<'n> {
 
     /// Position of `key` itself (not its value), or of the mapping when absent.
     pub fn key_pos(&self, key: &str) -> Pos {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map_or(self.pos, |(k, _)| k.pos)
+        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map_or(self.pos, |(k, _)| k.pos)
     }
 }
 
@@ -48,14 +42,12 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn error(&mut self, code: Code, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
-        self.diags
-            .push(Diagnostic::error(code, self.file, pos, message));
+        self.diags.push(Diagnostic::error(code, self.file, pos, message));
         self.last()
     }
 
     pub fn warning(&mut self, code: Code, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
-        self.diags
-            .push(Diagnostic::warning(code, self.file, pos, message));
+        self.diags.push(Diagnostic::warning(code, self.file, pos, message));
         self.last()
     }
 
@@ -64,11 +56,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) {
-        self.error(
-            Code::WrongType,
-            node.pos,
-            format!("{what} must be {expected}, found {}", node.value.kind()),
-        );
+        self.error(Code::WrongType, node.pos, format!("{what} must be {expected}, found {}", node.value.kind()));
     }
 
     /// A mapping, reported when it is something else. `null` (an empty key) is
@@ -89,10 +77,7 @@ impl<'a> Decoder<'a> {
     pub fn fields<'n>(&mut self, node: &'n Node, what: &str, known: &[&str]) -> Option<Fields<'n>> {
         let entries = self.map(node, what)?;
         self.check_keys(entries, what, Some(known));
-        Some(Fields {
-            pos: node.pos,
-            entries,
-        })
+        Some(Fields { pos: node.pos, entries })
     }
 
     /// Reports duplicate keys, and with `known`, keys outside it.
@@ -100,12 +85,8 @@ impl<'a> Decoder<'a> {
         for (i, (key, _)) in entries.iter().enumerate() {
             let name = key.key_text();
             if entries[..i].iter().any(|(k, _)| k.key_text() == name) {
-                self.error(
-                    Code::DuplicateKey,
-                    key.pos,
-                    format!("duplicate key `{name}` in {what}"),
-                )
-                .hint = Some("YAML keeps only the last value; remove or rename one of them".into());
+                self.error(Code::DuplicateKey, key.pos, format!("duplicate key `{name}` in {what}")).hint =
+                    Some("YAML keeps only the last value; remove or rename one of them".into());
                 continue;
             }
             let Some(known) = known else { continue };
@@ -114,12 +95,7 @@ impl<'a> Decoder<'a> {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("known keys: {}", known.join(", ")),
                 };
-                self.error(
-                    Code::UnknownKey,
-                    key.pos,
-                    format!("unknown key `{name}` in {what}"),
-                )
-                .hint = Some(hint);
+                self.error(Code::UnknownKey, key.pos, format!("unknown key `{name}` in {what}")).hint = Some(hint);
             }
         }
     }
@@ -127,11 +103,7 @@ impl<'a> Decoder<'a> {
     pub fn require<'n>(&mut self, fields: Fields<'n>, key: &str, what: &str) -> Option<&'n Node> {
         let found = fields.get(key);
         if found.is_none() {
-            self.error(
-                Code::MissingKey,
-                fields.pos,
-                format!("{what} is missing required key `{key}`"),
-            );
+            self.error(Code::MissingKey, fields.pos, format!("{what} is missing required key `{key}`"));
         }
         found
     }
@@ -192,26 +164,16 @@ impl<'a> Decoder<'a> {
 
     pub fn string_list(&mut self, node: &Node, what: &str) -> Vec<Spanned<String>> {
         let items = self.list(node, what).unwrap_or_default();
-        items
-            .iter()
-            .filter_map(|item| self.string(item, what))
-            .collect()
+        items.iter().filter_map(|item| self.string(item, what)).collect()
     }
 
     /// `key: scalar` pairs (tags, properties, environment variables) as text.
-    pub fn string_map(
-        &mut self,
-        node: &Node,
-        what: &str,
-    ) -> Vec<(Spanned<String>, Spanned<String>)> {
+    pub fn string_map(&mut self, node: &Node, what: &str) -> Vec<(Spanned<String>, Spanned<String>)> {
         let Some(entries) = self.map(node, what) else {
             return vec![];
         };
         self.check_keys(entries, what, None);
-        entries
-            .iter()
-            .filter_map(|(k, v)| Some((Spanned::new(k.key_text(), k.pos), self.text(v, what)?)))
-            .collect()
+        entries.iter().filter_map(|(k, v)| Some((Spanned::new(k.key_text(), k.pos), self.text(v, what)?))).collect()
     }
 }
 
@@ -222,14 +184,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_get_suggestions_and_duplicates_are_reported() {
-        let doc = parse("inputs: {}\nnodse: []\ninputs: {}\n")
-            .unwrap()
-            .unwrap();
+        let doc = parse("inputs: {}\nnodse: []\ninputs: {}\n").unwrap().unwrap();
         let mut diags = Diagnostics::default();
         let mut d = Decoder::new(Path::new("f.yaml"), &mut diags);
-        let fields = d
-            .fields(&doc, "the flow", &["inputs", "nodes", "outputs"])
-            .unwrap();
+        let fields = d.fields(&doc, "the flow", &["inputs", "nodes", "outputs"]).unwrap();
         assert!(fields.has("inputs"));
         let found = diags.into_sorted();
         assert_eq!(found.len(), 2);

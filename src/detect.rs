@@ -34,10 +34,7 @@ pub enum DetectError {
     #[error(transparent)]
     Git(#[from] GitError),
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}: not inside the repository at {}", path.display(), root.display())]
     ConfigOutsideRepo { path: PathBuf, root: PathBuf },
 }
@@ -118,17 +115,10 @@ pub fn detect(req: &Request) -> Result<Detection, DetectError> {
     let merge_base = git.merge_base(&base_sha, head_sha.as_deref().unwrap_or("HEAD"))?;
     let changes = git.changes(&merge_base, head_sha.as_deref())?;
     let files = git.files(head_sha.as_deref())?;
-    let tree = Tree {
-        git: &git,
-        rev: head_sha.as_deref(),
-    };
+    let tree = Tree { git: &git, rev: head_sha.as_deref() };
 
     let flow_dirs = flow_dirs(&files);
-    let flow_index: HashMap<&str, usize> = flow_dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.as_str(), i))
-        .collect();
+    let flow_index: HashMap<&str, usize> = flow_dirs.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
     let mut deps = flow_dependencies(&tree, &flow_dirs)?;
     let config = find_config(req, &git)?;
     let evaluations = match &config {
@@ -143,21 +133,13 @@ pub fn detect(req: &Request) -> Result<Detection, DetectError> {
         for path in change.paths() {
             if config.as_deref() == Some(path) {
                 for r in reasons.iter_mut() {
-                    r.insert(
-                        "config",
-                        Reason::Config {
-                            file: path.to_string(),
-                        },
-                    );
+                    r.insert("config", Reason::Config { file: path.to_string() });
                 }
             }
             if let Some(i) = owning_flow(path, &flow_index) {
                 push_file(&mut reasons[i], "files", path);
             }
-            for dep in deps
-                .iter()
-                .filter(|d| d.path == path || (d.is_dir && is_below(path, &d.path)))
-            {
+            for dep in deps.iter().filter(|d| d.path == path || (d.is_dir && is_below(path, &d.path))) {
                 let key = match dep.kind {
                     DepKind::Include => "include",
                     DepKind::SharedSource => "shared-source",
@@ -170,12 +152,7 @@ pub fn detect(req: &Request) -> Result<Detection, DetectError> {
     // Evaluation flows: a changed evaluator re-checks every flow evaluated with it.
     for (flow, eval_flow) in evaluations {
         if flow != eval_flow && !reasons[eval_flow].is_empty() {
-            reasons[flow].insert(
-                "evaluation",
-                Reason::Evaluation {
-                    flow: flow_dirs[eval_flow].clone(),
-                },
-            );
+            reasons[flow].insert("evaluation", Reason::Evaluation { flow: flow_dirs[eval_flow].clone() });
         }
     }
 
@@ -183,10 +160,7 @@ pub fn detect(req: &Request) -> Result<Detection, DetectError> {
         .iter()
         .zip(reasons)
         .filter(|(_, r)| !r.is_empty())
-        .map(|(path, r)| FlowChange {
-            path: display_dir(path),
-            reasons: r.into_values().collect(),
-        })
+        .map(|(path, r)| FlowChange { path: display_dir(path), reasons: r.into_values().collect() })
         .collect();
     Ok(Detection {
         base: req.base.clone(),
@@ -211,11 +185,7 @@ impl Tree<'_> {
             Some(rev) => Ok(self.git.read_files(rev, paths)?),
             None => Ok(paths
                 .iter()
-                .filter_map(|p| {
-                    std::fs::read(self.git.root.join(p))
-                        .ok()
-                        .map(|b| (p.clone(), b))
-                })
+                .filter_map(|p| std::fs::read(self.git.root.join(p)).ok().map(|b| (p.clone(), b)))
                 .collect()),
         }
     }
@@ -233,9 +203,7 @@ fn flow_dirs(files: &[String]) -> Vec<String> {
             if f == FLOW_FILE {
                 Some(String::new())
             } else {
-                f.strip_suffix(FLOW_FILE)
-                    .and_then(|d| d.strip_suffix('/'))
-                    .map(str::to_string)
+                f.strip_suffix(FLOW_FILE).and_then(|d| d.strip_suffix('/')).map(str::to_string)
             }
         })
         .collect();
@@ -245,18 +213,11 @@ fn flow_dirs(files: &[String]) -> Vec<String> {
 }
 
 fn display_dir(dir: &str) -> String {
-    if dir.is_empty() {
-        ".".into()
-    } else {
-        dir.to_string()
-    }
+    if dir.is_empty() { ".".into() } else { dir.to_string() }
 }
 
 fn is_below(path: &str, dir: &str) -> bool {
-    dir.is_empty()
-        || path
-            .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
+    dir.is_empty() || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The nearest flow folder containing `path`.
@@ -299,9 +260,7 @@ fn record_flow_lifecycle(
         if p == FLOW_FILE {
             Some(String::new())
         } else {
-            p.strip_suffix(FLOW_FILE)
-                .and_then(|d| d.strip_suffix('/'))
-                .map(str::to_string)
+            p.strip_suffix(FLOW_FILE).and_then(|d| d.strip_suffix('/')).map(str::to_string)
         }
     };
     match change {
@@ -311,16 +270,8 @@ fn record_flow_lifecycle(
             }
         }
         Change::Renamed { from, to } => {
-            if let (Some(old), Some(&i)) = (
-                dir_of(from),
-                dir_of(to).as_deref().and_then(|d| flows.get(d)),
-            ) {
-                reasons[i].insert(
-                    "renamed",
-                    Reason::Renamed {
-                        from: display_dir(&old),
-                    },
-                );
+            if let (Some(old), Some(&i)) = (dir_of(from), dir_of(to).as_deref().and_then(|d| flows.get(d))) {
+                reasons[i].insert("renamed", Reason::Renamed { from: display_dir(&old) });
             } else if let Some(old) = dir_of(from).filter(|d| !flows.contains_key(d.as_str())) {
                 removed.insert(old);
             }
@@ -345,19 +296,10 @@ fn join_rel(dir: &str, path: &str) -> Option<String> {
 /// Includes and outside-folder sources of every flow. Only files mentioning
 /// `additional_includes` or `..` can reach outside their folder; the rest are
 /// never parsed.
-fn flow_dependencies(
-    tree: &Tree<'_>,
-    flow_dirs: &[String],
-) -> Result<Vec<Dependency>, DetectError> {
+fn flow_dependencies(tree: &Tree<'_>, flow_dirs: &[String]) -> Result<Vec<Dependency>, DetectError> {
     let paths: Vec<String> = flow_dirs
         .iter()
-        .map(|d| {
-            if d.is_empty() {
-                FLOW_FILE.to_string()
-            } else {
-                format!("{d}/{FLOW_FILE}")
-            }
-        })
+        .map(|d| if d.is_empty() { FLOW_FILE.to_string() } else { format!("{d}/{FLOW_FILE}") })
         .collect();
     let contents = tree.read_many(&paths)?;
     let mut deps = Vec::new();
@@ -378,26 +320,14 @@ fn flow_dependencies(
         for inc in &flow.additional_includes {
             if let Some(target) = join_rel(dir, &inc.value) {
                 let is_dir = !tree.git.root.join(&target).is_file();
-                deps.push(Dependency {
-                    path: target,
-                    is_dir,
-                    flow: i,
-                    kind: DepKind::Include,
-                });
+                deps.push(Dependency { path: target, is_dir, flow: i, kind: DepKind::Include });
             }
         }
-        let sources = flow
-            .all_node_definitions()
-            .filter_map(|n| n.source.as_ref())
-            .filter(|s| s.kind != SourceKind::Package);
+        let sources =
+            flow.all_node_definitions().filter_map(|n| n.source.as_ref()).filter(|s| s.kind != SourceKind::Package);
         for src in sources.filter_map(|s| s.path.as_ref()) {
             if let Some(target) = join_rel(dir, &src.value).filter(|t| !is_below(t, dir)) {
-                deps.push(Dependency {
-                    path: target,
-                    is_dir: false,
-                    flow: i,
-                    kind: DepKind::SharedSource,
-                });
+                deps.push(Dependency { path: target, is_dir: false, flow: i, kind: DepKind::SharedSource });
             }
         }
     }
@@ -427,10 +357,7 @@ fn find_config(req: &Request, git: &Git) -> Result<Option<String>, DetectError> 
         };
         let rel = abs
             .strip_prefix(&root)
-            .map_err(|_| DetectError::ConfigOutsideRepo {
-                path: candidate.clone(),
-                root: root.clone(),
-            })?;
+            .map_err(|_| DetectError::ConfigOutsideRepo { path: candidate.clone(), root: root.clone() })?;
         return Ok(Some(rel.to_string_lossy().replace('\\', "/")));
     }
     Ok(None)
@@ -455,27 +382,16 @@ fn config_dependencies(
     let Some(config) = config::decode(Path::new(config_rel), &root, &mut ignored) else {
         return Ok(vec![]);
     };
-    let config_dir = Path::new(config_rel)
-        .parent()
-        .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+    let config_dir = Path::new(config_rel).parent().map_or_else(String::new, |p| p.to_string_lossy().into_owned());
     let mut pairs = Vec::new();
     for entry in &config.flows {
         let flows = select_flows(&config_dir, &entry.path.value, flow_dirs);
-        let run_files = entry
-            .run
-            .iter()
-            .chain(&entry.evaluations)
-            .filter_map(|r| join_rel(&config_dir, &r.value));
+        let run_files = entry.run.iter().chain(&entry.evaluations).filter_map(|r| join_rel(&config_dir, &r.value));
         for run_path in run_files {
             let run_deps = run_file_dependencies(tree, &run_path)?;
             for &flow in &flows {
                 for path in std::iter::once(&run_path).chain(&run_deps.files) {
-                    deps.push(Dependency {
-                        path: path.clone(),
-                        is_dir: false,
-                        flow,
-                        kind: DepKind::RunFile,
-                    });
+                    deps.push(Dependency { path: path.clone(), is_dir: false, flow, kind: DepKind::RunFile });
                 }
                 if let Some(&eval) = run_deps.flow.as_deref().and_then(|f| flow_index.get(f)) {
                     pairs.push((flow, eval));
@@ -491,25 +407,13 @@ fn select_flows(config_dir: &str, pattern: &str, flow_dirs: &[String]) -> Vec<us
         return vec![];
     };
     if !pattern.contains(['*', '?', '[', '{']) {
-        return flow_dirs
-            .iter()
-            .position(|d| *d == joined)
-            .into_iter()
-            .collect();
+        return flow_dirs.iter().position(|d| *d == joined).into_iter().collect();
     }
-    let Ok(glob) = globset::GlobBuilder::new(&joined)
-        .literal_separator(true)
-        .build()
-    else {
+    let Ok(glob) = globset::GlobBuilder::new(&joined).literal_separator(true).build() else {
         return vec![];
     };
     let matcher = glob.compile_matcher();
-    flow_dirs
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| matcher.is_match(d.as_str()))
-        .map(|(i, _)| i)
-        .collect()
+    flow_dirs.iter().enumerate().filter(|(_, d)| matcher.is_match(d.as_str())).map(|(i, _)| i).collect()
 }
 
 struct RunDeps {
@@ -520,10 +424,7 @@ struct RunDeps {
 }
 
 fn run_file_dependencies(tree: &Tree<'_>, run_path: &str) -> Result<RunDeps, DetectError> {
-    let mut deps = RunDeps {
-        flow: None,
-        files: vec![],
-    };
+    let mut deps = RunDeps { flow: None, files: vec![] };
     let Some(bytes) = tree.read(run_path)? else {
         return Ok(deps);
     };
@@ -534,9 +435,7 @@ fn run_file_dependencies(tree: &Tree<'_>, run_path: &str) -> Result<RunDeps, Det
     let Some(run) = run_file::decode(Path::new(run_path), &root, &mut ignored) else {
         return Ok(deps);
     };
-    let run_dir = Path::new(run_path)
-        .parent()
-        .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+    let run_dir = Path::new(run_path).parent().map_or_else(String::new, |p| p.to_string_lossy().into_owned());
     deps.flow = run.flow.as_ref().and_then(|f| join_rel(&run_dir, &f.value));
     if let Some(data) = run.data.as_ref().filter(|d| !run_file::is_remote(&d.value)) {
         deps.files.extend(join_rel(&run_dir, &data.value));
@@ -550,22 +449,13 @@ mod tests {
 
     #[test]
     fn flow_dirs_and_owners() {
-        let files: Vec<String> = [
-            "flows/a/flow.dag.yaml",
-            "flows/a/x.py",
-            "flows/b c/flow.dag.yaml",
-            "README.md",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let files: Vec<String> = ["flows/a/flow.dag.yaml", "flows/a/x.py", "flows/b c/flow.dag.yaml", "README.md"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let dirs = flow_dirs(&files);
         assert_eq!(dirs, vec!["flows/a", "flows/b c"]);
-        let index: HashMap<&str, usize> = dirs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.as_str(), i))
-            .collect();
+        let index: HashMap<&str, usize> = dirs.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
         assert_eq!(owning_flow("flows/a/sub/x.py", &index), Some(0));
         assert_eq!(owning_flow("flows/ab/x.py", &index), None);
         assert_eq!(owning_flow("flows/b c/p.jinja2", &index), Some(1));
@@ -573,21 +463,14 @@ mod tests {
 
     #[test]
     fn relative_joins_stay_in_the_repository() {
-        assert_eq!(
-            join_rel("flows/a", "../common/u.py").as_deref(),
-            Some("flows/common/u.py")
-        );
+        assert_eq!(join_rel("flows/a", "../common/u.py").as_deref(), Some("flows/common/u.py"));
         assert_eq!(join_rel("flows/a", "../../../x"), None);
         assert_eq!(join_rel("", "data.jsonl").as_deref(), Some("data.jsonl"));
     }
 
     #[test]
     fn globs_select_flow_folders() {
-        let dirs = vec![
-            "flows/a".to_string(),
-            "flows/b".to_string(),
-            "other/c".to_string(),
-        ];
+        let dirs = vec!["flows/a".to_string(), "flows/b".to_string(), "other/c".to_string()];
         assert_eq!(select_flows("", "flows/*", &dirs), vec![0, 1]);
         assert_eq!(select_flows("flows", "b", &dirs), vec![1]);
     }

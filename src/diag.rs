@@ -99,32 +99,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(
-        code: Code,
-        file: impl Into<PathBuf>,
-        pos: Pos,
-        message: impl Into<String>,
-    ) -> Self {
-        Diagnostic {
-            code,
-            severity: Severity::Error,
-            file: file.into(),
-            pos,
-            message: message.into(),
-            hint: None,
-        }
+    pub fn error(code: Code, file: impl Into<PathBuf>, pos: Pos, message: impl Into<String>) -> Self {
+        Diagnostic { code, severity: Severity::Error, file: file.into(), pos, message: message.into(), hint: None }
     }
 
-    pub fn warning(
-        code: Code,
-        file: impl Into<PathBuf>,
-        pos: Pos,
-        message: impl Into<String>,
-    ) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, file, pos, message)
-        }
+    pub fn warning(code: Code, file: impl Into<PathBuf>, pos: Pos, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, file, pos, message) }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -182,8 +162,7 @@ impl Diagnostics {
     /// directly and through `.flow-ci.yaml` reports once).
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.items.sort_by(|a, b| {
-            (&a.file, a.pos, a.severity, a.code, &a.message)
-                .cmp(&(&b.file, b.pos, b.severity, b.code, &b.message))
+            (&a.file, a.pos, a.severity, a.code, &a.message).cmp(&(&b.file, b.pos, b.severity, b.code, &b.message))
         });
         self.items.dedup();
         self.items
@@ -195,10 +174,7 @@ impl Diagnostics {
 }
 
 /// The closest candidate to `word`, for "did you mean" hints.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     // Transpositions and one-letter slips (`ulr`, `nodse`) by edit distance,
     // longer near-misses by Jaro-Winkler similarity.
     let len = word.chars().count();
@@ -263,9 +239,7 @@ pub fn render_github(d: &Diagnostic, base: &Path) -> String {
 }
 
 pub fn github_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 fn github_property(s: &str) -> String {
@@ -293,11 +267,7 @@ pub fn render_azure(d: &Diagnostic, base: &Path) -> String {
 }
 
 pub fn azure_escape(s: &str) -> String {
-    s.replace('%', "%AZP25")
-        .replace(';', "%3B")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-        .replace(']', "%5D")
+    s.replace('%', "%AZP25").replace(';', "%3B").replace('\r', "%0D").replace('\n', "%0A").replace(']', "%5D")
 }
 
 /// The JSON form of a diagnostic (`--format json`): a stable, documented shape.
@@ -332,13 +302,8 @@ mod tests {
     use super::*;
 
     fn sample() -> Diagnostic {
-        Diagnostic::error(
-            Code::UnknownKey,
-            "flows/a/flow.dag.yaml",
-            Pos::new(3, 5),
-            "unknown key `nodse`",
-        )
-        .with_hint("did you mean `nodes`?")
+        Diagnostic::error(Code::UnknownKey, "flows/a/flow.dag.yaml", Pos::new(3, 5), "unknown key `nodse`")
+            .with_hint("did you mean `nodes`?")
     }
 
     #[test]
@@ -347,10 +312,7 @@ mod tests {
         for code in Code::ALL {
             let name = code.as_str();
             assert!(seen.insert(name), "duplicate code {name}");
-            assert!(
-                name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
-                "{name}"
-            );
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{name}");
             assert!(!code.description().is_empty());
         }
     }
@@ -394,10 +356,7 @@ mod tests {
 
     #[test]
     fn did_you_mean_finds_close_words_only() {
-        assert_eq!(
-            did_you_mean("nodse", ["inputs", "nodes", "outputs"]),
-            Some("nodes")
-        );
+        assert_eq!(did_you_mean("nodse", ["inputs", "nodes", "outputs"]), Some("nodes"));
         assert_eq!(did_you_mean("ulr", ["url", "text"]), Some("url"));
         assert_eq!(did_you_mean("zzz", ["inputs", "nodes"]), None);
         assert_eq!(did_you_mean("a", ["b", "c"]), None);

@@ -16,41 +16,28 @@ pub enum GitError {
     #[error("unknown revision `{rev}`{}", shallow_note(*shallow))]
     UnknownRev { rev: String, shallow: bool },
     #[error("`{base}` and `{head}` have no common ancestor{}", shallow_note(*shallow))]
-    NoMergeBase {
-        base: String,
-        head: String,
-        shallow: bool,
-    },
+    NoMergeBase { base: String, head: String, shallow: bool },
     #[error("git {args} failed: {stderr}")]
     Failed { args: String, stderr: String },
 }
 
 fn shallow_note(shallow: bool) -> &'static str {
-    if shallow {
-        " in this shallow clone"
-    } else {
-        ""
-    }
+    if shallow { " in this shallow clone" } else { "" }
 }
 
 impl GitError {
     /// How to fix it, shown under the error.
     pub fn hint(&self) -> Option<String> {
         match self {
-            GitError::UnknownRev { shallow: true, rev }
-            | GitError::NoMergeBase {
-                shallow: true,
-                base: rev,
-                ..
-            } => Some(format!(
-                "the base commit is not in this clone; fetch it (`git fetch origin {rev}`) or check out with full history (`actions/checkout` with `fetch-depth: 0`)"
-            )),
-            GitError::UnknownRev { rev, .. } => Some(format!(
-                "check the name, or fetch it first (`git fetch origin {rev}`)"
-            )),
-            GitError::NotARepo { .. } => {
-                Some("run flow-ci inside the repository (or pass -C <repo>)".into())
+            GitError::UnknownRev { shallow: true, rev } | GitError::NoMergeBase { shallow: true, base: rev, .. } => {
+                Some(format!(
+                    "the base commit is not in this clone; fetch it (`git fetch origin {rev}`) or check out with full history (`actions/checkout` with `fetch-depth: 0`)"
+                ))
             }
+            GitError::UnknownRev { rev, .. } => {
+                Some(format!("check the name, or fetch it first (`git fetch origin {rev}`)"))
+            }
+            GitError::NotARepo { .. } => Some("run flow-ci inside the repository (or pass -C <repo>)".into()),
             _ => None,
         }
     }
@@ -83,17 +70,11 @@ pub struct Git {
 impl Git {
     pub fn open(dir: &Path) -> Result<Git, GitError> {
         let out = git_in(dir, &["rev-parse", "--show-toplevel"]).map_err(|e| match e {
-            GitError::Failed { .. } => GitError::NotARepo {
-                path: dir.to_path_buf(),
-            },
+            GitError::Failed { .. } => GitError::NotARepo { path: dir.to_path_buf() },
             other => other,
         })?;
-        let root = String::from_utf8_lossy(&out)
-            .trim_end_matches(['\n', '\r'])
-            .to_string();
-        Ok(Git {
-            root: PathBuf::from(root),
-        })
+        let root = String::from_utf8_lossy(&out).trim_end_matches(['\n', '\r']).to_string();
+        Ok(Git { root: PathBuf::from(root) })
     }
 
     fn run(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
@@ -101,8 +82,7 @@ impl Git {
     }
 
     pub fn is_shallow(&self) -> bool {
-        self.run(&["rev-parse", "--is-shallow-repository"])
-            .is_ok_and(|o| o.starts_with(b"true"))
+        self.run(&["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.starts_with(b"true"))
     }
 
     /// The commit `rev` names. A bare branch name that only exists on
@@ -110,30 +90,19 @@ impl Git {
     pub fn resolve(&self, rev: &str) -> Result<String, GitError> {
         for candidate in [rev.to_string(), format!("origin/{rev}")] {
             let spec = format!("{candidate}^{{commit}}");
-            if let Ok(out) = self.run(&[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                "--end-of-options",
-                &spec,
-            ]) {
+            if let Ok(out) = self.run(&["rev-parse", "--verify", "--quiet", "--end-of-options", &spec]) {
                 return Ok(String::from_utf8_lossy(&out).trim().to_string());
             }
         }
-        Err(GitError::UnknownRev {
-            rev: rev.to_string(),
-            shallow: self.is_shallow(),
-        })
+        Err(GitError::UnknownRev { rev: rev.to_string(), shallow: self.is_shallow() })
     }
 
     pub fn merge_base(&self, base: &str, head: &str) -> Result<String, GitError> {
         match self.run(&["merge-base", base, head]) {
             Ok(out) => Ok(String::from_utf8_lossy(&out).trim().to_string()),
-            Err(GitError::Failed { .. }) => Err(GitError::NoMergeBase {
-                base: base.into(),
-                head: head.into(),
-                shallow: self.is_shallow(),
-            }),
+            Err(GitError::Failed { .. }) => {
+                Err(GitError::NoMergeBase { base: base.into(), head: head.into(), shallow: self.is_shallow() })
+            }
             Err(e) => Err(e),
         }
     }
@@ -141,16 +110,7 @@ impl Git {
     /// Files changed from `from` to `to`, or to the working tree (including
     /// untracked, non-ignored files) when `to` is `None`.
     pub fn changes(&self, from: &str, to: Option<&str>) -> Result<Vec<Change>, GitError> {
-        let mut args = vec![
-            "-c",
-            "core.quotepath=off",
-            "diff",
-            "--name-status",
-            "-z",
-            "-M",
-            "--no-ext-diff",
-            from,
-        ];
+        let mut args = vec!["-c", "core.quotepath=off", "diff", "--name-status", "-z", "-M", "--no-ext-diff", from];
         args.extend(to);
         let out = self.run(&args)?;
         let mut changes = parse_name_status(&out);
@@ -161,25 +121,13 @@ impl Git {
     }
 
     fn untracked(&self) -> Result<Vec<String>, GitError> {
-        Ok(split_z(&self.run(&[
-            "ls-files",
-            "-z",
-            "--others",
-            "--exclude-standard",
-        ])?))
+        Ok(split_z(&self.run(&["ls-files", "-z", "--others", "--exclude-standard"])?))
     }
 
     /// Every file at `rev`, or in the working tree (tracked + untracked) when `None`.
     pub fn files(&self, rev: Option<&str>) -> Result<Vec<String>, GitError> {
         match rev {
-            Some(rev) => Ok(split_z(&self.run(&[
-                "ls-tree",
-                "-r",
-                "-z",
-                "--name-only",
-                "--full-tree",
-                rev,
-            ])?)),
+            Some(rev) => Ok(split_z(&self.run(&["ls-tree", "-r", "-z", "--name-only", "--full-tree", rev])?)),
             None => {
                 let mut files = split_z(&self.run(&["ls-files", "-z", "--cached"])?);
                 files.extend(self.untracked()?);
@@ -190,11 +138,7 @@ impl Git {
 
     /// Reads many files at `rev` through one `git cat-file --batch` process.
     /// Missing paths are simply absent from the result.
-    pub fn read_files(
-        &self,
-        rev: &str,
-        paths: &[String],
-    ) -> Result<HashMap<String, Vec<u8>>, GitError> {
+    pub fn read_files(&self, rev: &str, paths: &[String]) -> Result<HashMap<String, Vec<u8>>, GitError> {
         let mut child = Command::new("git")
             .args(["cat-file", "--batch"])
             .current_dir(&self.root)
@@ -203,17 +147,11 @@ impl Git {
             .stderr(Stdio::null())
             .spawn()
             .map_err(GitError::Spawn)?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| GitError::Spawn(std::io::Error::other("no stdin")))?;
+        let mut stdin = child.stdin.take().ok_or_else(|| GitError::Spawn(std::io::Error::other("no stdin")))?;
         let requests: String = paths.iter().map(|p| format!("{rev}:{p}\n")).collect();
         // Write from another thread: git answers while we still send.
         let writer = std::thread::spawn(move || stdin.write_all(requests.as_bytes()));
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| GitError::Spawn(std::io::Error::other("no stdout")))?;
+        let stdout = child.stdout.take().ok_or_else(|| GitError::Spawn(std::io::Error::other("no stdout")))?;
         let mut reader = BufReader::new(stdout);
         let mut files = HashMap::new();
         for path in paths {
@@ -222,8 +160,7 @@ impl Git {
                 break;
             }
             let mut parts = header.split_whitespace();
-            let (Some(_), Some(kind), Some(size)) = (parts.next(), parts.next(), parts.next())
-            else {
+            let (Some(_), Some(kind), Some(size)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
             };
             let size: usize = size.parse().unwrap_or(0);
@@ -251,19 +188,12 @@ fn git_in(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(GitError::Failed {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        Err(GitError::Failed { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }
 }
 
 fn split_z(bytes: &[u8]) -> Vec<String> {
-    bytes
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+    bytes.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
 }
 
 /// Parses `git diff --name-status -z`: `STATUS\0path\0` or `R100\0from\0to\0`.
@@ -303,10 +233,7 @@ mod tests {
             parse_name_status(raw),
             vec![
                 Change::Modified("a b/flow.dag.yaml".into()),
-                Change::Renamed {
-                    from: "old/x.py".into(),
-                    to: "new dir/x.py".into()
-                },
+                Change::Renamed { from: "old/x.py".into(), to: "new dir/x.py".into() },
                 Change::Deleted("gone.txt".into()),
                 Change::Added("n.py".into()),
                 Change::Added("t.py".into()),

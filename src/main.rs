@@ -23,9 +23,5 @@ fn init_logging(verbose: u8) {
         _ => "flow_ci=trace,debug",
     };
     let filter = EnvFilter::try_from_env("FLOW_CI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

@@ -23,11 +23,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// Whether `path` stays inside `root`, both lexically and after following
 /// symlinks (a link pointing out of the repository is refused too).
 pub fn is_inside(path: &Path, root: &Path) -> bool {
-    let absolute = |p: &Path| {
-        std::path::absolute(p)
-            .map(|a| normalize(&a))
-            .unwrap_or_else(|_| normalize(p))
-    };
+    let absolute = |p: &Path| std::path::absolute(p).map(|a| normalize(&a)).unwrap_or_else(|_| normalize(p));
     let root_abs = absolute(root);
     if !absolute(path).starts_with(&root_abs) {
         return false;
@@ -42,11 +38,7 @@ pub fn is_inside(path: &Path, root: &Path) -> bool {
 /// worktrees and submodules); `None` outside any repository.
 pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
     let abs = std::path::absolute(start).ok()?;
-    let mut dir = if abs.is_dir() {
-        Some(abs.as_path())
-    } else {
-        abs.parent()
-    };
+    let mut dir = if abs.is_dir() { Some(abs.as_path()) } else { abs.parent() };
     while let Some(d) = dir {
         if d.join(".git").exists() {
             return Some(d.to_path_buf());

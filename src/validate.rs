@@ -35,19 +35,8 @@ pub fn validate(paths: &[PathBuf]) -> Outcome {
     for path in paths {
         v.target(path);
     }
-    let Validator {
-        diags,
-        flows,
-        runs,
-        configs,
-        ..
-    } = v;
-    Outcome {
-        diagnostics: diags.into_sorted(),
-        flows: flows.len(),
-        run_files: runs.len(),
-        configs,
-    }
+    let Validator { diags, flows, runs, configs, .. } = v;
+    Outcome { diagnostics: diags.into_sorted(), flows: flows.len(), run_files: runs.len(), configs }
 }
 
 #[derive(Default)]
@@ -74,24 +63,21 @@ impl Validator {
     fn target(&mut self, path: &Path) {
         let abs = absolute(path);
         if !abs.exists() {
-            self.diags.push(Diagnostic::error(
-                Code::Io,
-                path,
-                Pos::START,
-                "no such file or directory",
-            ));
+            self.diags.push(Diagnostic::error(Code::Io, path, Pos::START, "no such file or directory"));
             return;
         }
-        self.fallback_root = if abs.is_dir() {
-            abs.clone()
-        } else {
-            abs.parent().map_or_else(|| abs.clone(), Path::to_path_buf)
-        };
+        self.fallback_root =
+            if abs.is_dir() { abs.clone() } else { abs.parent().map_or_else(|| abs.clone(), Path::to_path_buf) };
         let targets = discover(&abs);
         if targets.is_empty() {
             self.diags.push(
-                Diagnostic::error(Code::NothingToValidate, path, Pos::START, "no flow.dag.yaml, run file or .flow-ci.yaml found here")
-                    .with_hint("point validate at a flow folder, a run file, a .flow-ci.yaml, or a folder containing them"),
+                Diagnostic::error(
+                    Code::NothingToValidate,
+                    path,
+                    Pos::START,
+                    "no flow.dag.yaml, run file or .flow-ci.yaml found here",
+                )
+                .with_hint("point validate at a flow folder, a run file, a .flow-ci.yaml, or a folder containing them"),
             );
         }
         for t in targets {
@@ -138,10 +124,7 @@ impl Validator {
     }
 
     fn run_file(&mut self, file: &Path, base_flow: Option<Rc<Flow>>) {
-        let key = (
-            normalize(&absolute(file)),
-            base_flow.as_ref().map(|f| f.dir.clone()),
-        );
+        let key = (normalize(&absolute(file)), base_flow.as_ref().map(|f| f.dir.clone()));
         if !self.runs.insert(key) {
             return;
         }
@@ -150,11 +133,7 @@ impl Validator {
         };
         let flow = self.run_flow(&run);
         let data = self.run_data(&run);
-        let ctx = RunContext {
-            flow: flow.as_deref(),
-            data: data.as_deref(),
-            base_flow: base_flow.as_deref(),
-        };
+        let ctx = RunContext { flow: flow.as_deref(), data: data.as_deref(), base_flow: base_flow.as_deref() };
         run_check::check_run(&run, &ctx, &mut self.diags);
     }
 
@@ -168,10 +147,7 @@ impl Validator {
             return None;
         }
         if !dir.join(FLOW_FILE).is_file() {
-            let msg = format!(
-                "flow `{}` is not a flow folder (no {FLOW_FILE})",
-                flow_ref.value
-            );
+            let msg = format!("flow `{}` is not a flow folder (no {FLOW_FILE})", flow_ref.value);
             self.diags.push(
                 Diagnostic::error(Code::RunFlowMissing, &run.file, flow_ref.pos, msg)
                     .with_hint("`flow:` is relative to the run file's folder"),
@@ -199,28 +175,13 @@ impl Validator {
     }
 
     /// Whether `path` (written as `written` in the run file) stays in the repository.
-    fn inside_repo(
-        &mut self,
-        run: &RunFile,
-        path: &Path,
-        written: &Spanned<String>,
-        what: &str,
-    ) -> bool {
+    fn inside_repo(&mut self, run: &RunFile, path: &Path, written: &Spanned<String>, what: &str) -> bool {
         let root = self.repo_root(&run.file);
         if is_inside(path, &root) {
             return true;
         }
-        let msg = format!(
-            "{what} `{}` is outside the repository root {}",
-            written.value,
-            root.display()
-        );
-        self.diags.push(Diagnostic::error(
-            Code::PathOutsideRepo,
-            &run.file,
-            written.pos,
-            msg,
-        ));
+        let msg = format!("{what} `{}` is outside the repository root {}", written.value, root.display());
+        self.diags.push(Diagnostic::error(Code::PathOutsideRepo, &run.file, written.pos, msg));
         false
     }
 
@@ -231,12 +192,9 @@ impl Validator {
         };
         for entry in &config.flows {
             let flows = self.config_flows(&config, entry);
-            for (file_ref, base) in entry.run.iter().map(|r| (r, None)).chain(
-                entry
-                    .evaluations
-                    .iter()
-                    .map(|e| (e, flows.first().cloned())),
-            ) {
+            for (file_ref, base) in
+                entry.run.iter().map(|r| (r, None)).chain(entry.evaluations.iter().map(|e| (e, flows.first().cloned())))
+            {
                 let path = config.resolve(&file_ref.value);
                 if path.is_file() {
                     self.run_file(&path, base);
@@ -256,20 +214,12 @@ impl Validator {
         let dirs = match expand_flow_path(config.dir(), &entry.path.value) {
             Ok(dirs) => dirs,
             Err(message) => {
-                self.diags.push(Diagnostic::error(
-                    Code::ConfigFlowNotFound,
-                    &config.file,
-                    entry.path.pos,
-                    message,
-                ));
+                self.diags.push(Diagnostic::error(Code::ConfigFlowNotFound, &config.file, entry.path.pos, message));
                 return vec![];
             }
         };
         if dirs.is_empty() {
-            let msg = format!(
-                "`{}` matches no flow folder (a folder with {FLOW_FILE})",
-                entry.path.value
-            );
+            let msg = format!("`{}` matches no flow folder (a folder with {FLOW_FILE})", entry.path.value);
             self.diags.push(
                 Diagnostic::error(Code::ConfigFlowNotFound, &config.file, entry.path.pos, msg)
                     .with_hint("paths in .flow-ci.yaml are relative to its folder"),
@@ -288,11 +238,7 @@ fn absolute(path: &Path) -> PathBuf {
 pub fn expand_flow_path(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     if !pattern.contains(['*', '?', '[', '{']) {
         let dir = base.join(pattern);
-        return Ok(if dir.join(FLOW_FILE).is_file() {
-            vec![dir]
-        } else {
-            vec![]
-        });
+        return Ok(if dir.join(FLOW_FILE).is_file() { vec![dir] } else { vec![] });
     }
     let glob = globset::GlobBuilder::new(pattern.trim_end_matches('/'))
         .literal_separator(true)
@@ -312,16 +258,8 @@ pub fn expand_flow_path(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, Stri
 }
 
 /// Folders a search never enters: tool state, virtualenvs, dependencies.
-const SKIPPED_DIRS: &[&str] = &[
-    ".git",
-    ".flow-ci",
-    ".promptflow",
-    "__pycache__",
-    "node_modules",
-    ".venv",
-    "venv",
-    "target",
-];
+const SKIPPED_DIRS: &[&str] =
+    &[".git", ".flow-ci", ".promptflow", "__pycache__", "node_modules", ".venv", "venv", "target"];
 
 /// Targets at `path`: a single file by its name/content, or everything below a folder.
 fn discover(path: &Path) -> Vec<Target> {
@@ -369,9 +307,7 @@ fn looks_like_run_file(file: &Path) -> bool {
         return false;
     };
     text.contains("Run.schema.json")
-        || text
-            .lines()
-            .any(|l| l.starts_with("flow:") && !text.lines().any(|l| l.starts_with("nodes:")))
+        || text.lines().any(|l| l.starts_with("flow:") && !text.lines().any(|l| l.starts_with("nodes:")))
 }
 
 #[cfg(test)]
@@ -386,17 +322,10 @@ mod tests {
             std::fs::write(dir.path().join(f).join(FLOW_FILE), "nodes: []\n").unwrap();
         }
         let found = expand_flow_path(dir.path(), "flows/*").unwrap();
-        let names: Vec<_> = found
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<_> = found.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, vec!["a", "b"]);
         assert_eq!(expand_flow_path(dir.path(), "flows/**").unwrap().len(), 3);
         assert_eq!(expand_flow_path(dir.path(), "flows/a").unwrap().len(), 1);
-        assert!(
-            expand_flow_path(dir.path(), "flows/zzz")
-                .unwrap()
-                .is_empty()
-        );
+        assert!(expand_flow_path(dir.path(), "flows/zzz").unwrap().is_empty());
     }
 }

@@ -121,10 +121,7 @@ impl Node {
 
     /// Looks up a key in a mapping node (first occurrence).
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     /// Converts to JSON the way Python's YAML loaders hand values to promptflow.
@@ -137,12 +134,7 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.key_text(), v.to_json()))
-                    .collect(),
-            ),
+            Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (k.key_text(), v.to_json())).collect()),
         }
     }
 }
@@ -203,28 +195,14 @@ const MAX_NODES: usize = 1_000_000;
 fn size(node: &Node) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| size(k) + size(v))
-                .sum::<usize>()
-        }
+        Value::Map(entries) => 1 + entries.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
         _ => 1,
     }
 }
 
 enum Partial {
-    Seq {
-        pos: Pos,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Map {
-        pos: Pos,
-        anchor: usize,
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
-    },
+    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
+    Map { pos: Pos, anchor: usize, entries: Vec<(Node, Node)>, key: Option<Node> },
 }
 
 impl TreeBuilder {
@@ -236,58 +214,29 @@ impl TreeBuilder {
                 let value = resolve_scalar(text, style, tag.as_ref());
                 self.push(Node { pos, value }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Partial::Seq {
-                pos,
-                anchor,
-                items: vec![],
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Partial::Map {
-                pos,
-                anchor,
-                entries: vec![],
-                key: None,
-            }),
+            Event::SequenceStart(anchor, _) => self.stack.push(Partial::Seq { pos, anchor, items: vec![] }),
+            Event::MappingStart(anchor, _) => self.stack.push(Partial::Map { pos, anchor, entries: vec![], key: None }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Partial::Seq { pos, anchor, items }) => (
-                        Node {
-                            pos,
-                            value: Value::Seq(items),
-                        },
-                        anchor,
-                    ),
-                    Some(Partial::Map {
-                        pos,
-                        anchor,
-                        entries,
-                        ..
-                    }) => (
-                        Node {
-                            pos,
-                            value: Value::Map(entries),
-                        },
-                        anchor,
-                    ),
+                    Some(Partial::Seq { pos, anchor, items }) => (Node { pos, value: Value::Seq(items) }, anchor),
+                    Some(Partial::Map { pos, anchor, entries, .. }) => {
+                        (Node { pos, value: Value::Map(entries) }, anchor)
+                    }
                     None => {
-                        return Err(SyntaxError {
-                            pos,
-                            message: "unbalanced collection end".into(),
-                        });
+                        return Err(SyntaxError { pos, message: "unbalanced collection end".into() });
                     }
                 };
                 self.push(node, anchor);
             }
             Event::Alias(id) => {
-                let (node, n) = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
-                    pos,
-                    message: "alias refers to an unknown anchor".into(),
-                })?;
+                let (node, n) = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| SyntaxError { pos, message: "alias refers to an unknown anchor".into() })?;
                 self.nodes += n;
                 if self.nodes > MAX_NODES {
-                    return Err(SyntaxError {
-                        pos,
-                        message: "document too large once aliases are expanded".into(),
-                    });
+                    return Err(SyntaxError { pos, message: "document too large once aliases are expanded".into() });
                 }
                 self.push(Node { pos, ..node }, 0);
             }
@@ -315,11 +264,7 @@ impl TreeBuilder {
     }
 }
 
-fn resolve_scalar(
-    text: Cow<'_, str>,
-    style: ScalarStyle,
-    tag: Option<&Cow<'_, saphyr_parser::Tag>>,
-) -> Value {
+fn resolve_scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Cow<'_, saphyr_parser::Tag>>) -> Value {
     match Scalar::parse_from_cow_and_metadata(text.clone(), style, tag) {
         Some(Scalar::Null) => Value::Null,
         Some(Scalar::Boolean(b)) => Value::Bool(b),
@@ -337,32 +282,20 @@ mod tests {
 
     #[test]
     fn positions_point_at_keys_and_values() {
-        let doc = parse("inputs:\n  url:\n    type: string\nnodes:\n- name: a\n")
-            .unwrap()
-            .unwrap();
+        let doc = parse("inputs:\n  url:\n    type: string\nnodes:\n- name: a\n").unwrap().unwrap();
         let map = doc.as_map().unwrap();
         assert_eq!(map[0].0.pos, Pos::new(1, 1));
-        let url_type = doc
-            .get("inputs")
-            .unwrap()
-            .get("url")
-            .unwrap()
-            .get("type")
-            .unwrap();
+        let url_type = doc.get("inputs").unwrap().get("url").unwrap().get("type").unwrap();
         assert_eq!(url_type.pos, Pos::new(3, 11));
         assert_eq!(url_type.as_str(), Some("string"));
         let nodes = doc.get("nodes").unwrap();
-        let Value::Seq(items) = &nodes.value else {
-            panic!()
-        };
+        let Value::Seq(items) = &nodes.value else { panic!() };
         assert_eq!(items[0].get("name").unwrap().pos, Pos::new(5, 9));
     }
 
     #[test]
     fn scalars_follow_the_core_schema() {
-        let doc = parse("a: 1\nb: 1.5\nc: true\nd: ~\ne: '1'\nf: on\ng: 0x10\n")
-            .unwrap()
-            .unwrap();
+        let doc = parse("a: 1\nb: 1.5\nc: true\nd: ~\ne: '1'\nf: on\ng: 0x10\n").unwrap().unwrap();
         assert_eq!(doc.get("a").unwrap().value, Value::Int(1));
         assert_eq!(doc.get("b").unwrap().value, Value::Float(1.5));
         assert_eq!(doc.get("c").unwrap().value, Value::Bool(true));
@@ -381,10 +314,7 @@ mod tests {
     #[test]
     fn anchors_and_aliases_resolve() {
         let doc = parse("base: &b {x: 1}\nother: *b\n").unwrap().unwrap();
-        assert_eq!(
-            doc.get("other").unwrap().get("x").unwrap().value,
-            Value::Int(1)
-        );
+        assert_eq!(doc.get("other").unwrap().get("x").unwrap().value, Value::Int(1));
     }
 
     #[test]

@@ -46,12 +46,7 @@ fn yamlish() -> impl Strategy<Value = String> {
 }
 
 fn reference_text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "\\$\\{[a-z._\\[\\]'0-9{}\"]{0,16}\\}",
-        "[\\PC]{0,20}",
-        Just("${}".to_string()),
-        Just("${".to_string())
-    ]
+    prop_oneof!["\\$\\{[a-z._\\[\\]'0-9{}\"]{0,16}\\}", "[\\PC]{0,20}", Just("${}".to_string()), Just("${".to_string())]
 }
 
 fn decode_everything(text: &str) {

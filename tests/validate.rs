@@ -14,10 +14,7 @@ fn repo_root() -> PathBuf {
 /// environment so output is the same on every machine.
 fn flow_ci() -> Command {
     let mut cmd = Command::cargo_bin("flow-ci").expect("binary builds");
-    cmd.current_dir(repo_root())
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
-        .env_remove("FLOW_CI_LOG");
+    cmd.current_dir(repo_root()).env_remove("GITHUB_ACTIONS").env_remove("TF_BUILD").env_remove("FLOW_CI_LOG");
     cmd
 }
 
@@ -40,35 +37,18 @@ fn redact(text: &str) -> String {
 #[test]
 fn every_invalid_case_exits_2_with_its_snapshot() {
     let cases = invalid_cases();
-    assert!(
-        cases.len() >= 25,
-        "expected a case per diagnostic, found {}",
-        cases.len()
-    );
+    assert!(cases.len() >= 25, "expected a case per diagnostic, found {}", cases.len());
     for case in cases {
         let path = format!("fixtures/invalid/{case}");
-        let out = flow_ci()
-            .args(["validate", "--strict", &path])
-            .output()
-            .unwrap();
+        let out = flow_ci().args(["validate", "--strict", &path]).output().unwrap();
         let stdout = String::from_utf8(out.stdout).unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{case}: expected exit 2\n{stdout}{stderr}"
-        );
+        assert_eq!(out.status.code(), Some(2), "{case}: expected exit 2\n{stdout}{stderr}");
         assert!(
-            stdout
-                .lines()
-                .next()
-                .is_some_and(|l| l.starts_with("fixtures/invalid/")),
+            stdout.lines().next().is_some_and(|l| l.starts_with("fixtures/invalid/")),
             "{case}: first line must name file:line:col\n{stdout}"
         );
-        insta::assert_snapshot!(
-            format!("invalid__{case}"),
-            redact(&format!("{stdout}---\n{stderr}"))
-        );
+        insta::assert_snapshot!(format!("invalid__{case}"), redact(&format!("{stdout}---\n{stderr}")));
     }
 }
 
@@ -80,23 +60,12 @@ fn the_example_repository_is_clean() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.is_empty(), "no findings expected:\n{stdout}");
     assert!(stderr.contains("0 error(s), 0 warning(s)"), "{stderr}");
-    assert!(
-        !stderr.contains(" 0 flow(s)"),
-        "flows must be found: {stderr}"
-    );
+    assert!(!stderr.contains(" 0 flow(s)"), "flows must be found: {stderr}");
 }
 
 #[test]
 fn json_output_has_the_documented_shape() {
-    let out = flow_ci()
-        .args([
-            "validate",
-            "--format",
-            "json",
-            "fixtures/invalid/unknown-key",
-        ])
-        .output()
-        .unwrap();
+    let out = flow_ci().args(["validate", "--format", "json", "fixtures/invalid/unknown-key"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["errors"], 2);
@@ -129,11 +98,7 @@ fn github_actions_get_annotations_beside_the_human_text() {
 
 #[test]
 fn azure_pipelines_get_logissue_commands() {
-    let out = flow_ci()
-        .env("TF_BUILD", "True")
-        .args(["validate", "fixtures/invalid/source-missing"])
-        .output()
-        .unwrap();
+    let out = flow_ci().env("TF_BUILD", "True").args(["validate", "fixtures/invalid/source-missing"]).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         stdout.contains("##vso[task.logissue type=error;sourcepath=fixtures/invalid/source-missing/flow.dag.yaml;linenumber=14;columnnumber=11;code=source-missing;]"),
@@ -143,66 +108,34 @@ fn azure_pipelines_get_logissue_commands() {
 
 #[test]
 fn explicit_formats_work_outside_ci() {
-    let out = flow_ci()
-        .args([
-            "validate",
-            "--format",
-            "github",
-            "fixtures/invalid/yaml-syntax",
-        ])
-        .output()
-        .unwrap();
+    let out = flow_ci().args(["validate", "--format", "github", "fixtures/invalid/yaml-syntax"]).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        stdout.starts_with("::error file=fixtures/invalid/yaml-syntax/flow.dag.yaml,line=4,col=4,"),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with("::error file=fixtures/invalid/yaml-syntax/flow.dag.yaml,line=4,col=4,"), "{stdout}");
 }
 
 #[test]
 fn a_missing_path_is_an_input_error() {
-    let out = flow_ci()
-        .args(["validate", "no/such/dir"])
-        .output()
-        .unwrap();
+    let out = flow_ci().args(["validate", "no/such/dir"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("no/such/dir:1:1: error: no such file or directory")
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no/such/dir:1:1: error: no such file or directory"));
 }
 
 #[test]
 fn a_folder_without_flows_says_so() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.yaml"), "a: 1\n").unwrap();
-    let out = flow_ci()
-        .args(["validate"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = flow_ci().args(["validate"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("[nothing-to-validate]"));
 }
 
 #[test]
 fn help_texts_teach_with_examples() {
-    for args in [
-        vec!["--help"],
-        vec!["validate", "--help"],
-        vec!["detect", "--help"],
-    ] {
-        let out = flow_ci()
-            .args(&args)
-            .env("COLUMNS", "100")
-            .output()
-            .unwrap();
+    for args in [vec!["--help"], vec!["validate", "--help"], vec!["detect", "--help"]] {
+        let out = flow_ci().args(&args).env("COLUMNS", "100").output().unwrap();
         assert_eq!(out.status.code(), Some(0));
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("Examples:"), "{args:?} lacks examples");
-        insta::assert_snapshot!(
-            format!("help__{}", args.join("_").trim_start_matches('-')),
-            text
-        );
+        insta::assert_snapshot!(format!("help__{}", args.join("_").trim_start_matches('-')), text);
     }
 }

@@ -43,12 +43,7 @@ pub enum DetectFormat {
 }
 
 pub fn run(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let req = Request {
-        dir: PathBuf::from("."),
-        base: args.base,
-        head: args.head,
-        config: args.config,
-    };
+    let req = Request { dir: PathBuf::from("."), base: args.base, head: args.head, config: args.config };
     let detection = match crate::detect::detect(&req) {
         Ok(d) => d,
         Err(e) => {
@@ -75,10 +70,7 @@ pub fn run(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 const FILES_SHOWN: usize = 5;
 
 pub fn render_text(d: &Detection) -> String {
-    let head = d
-        .head
-        .as_deref()
-        .map_or_else(|| "working tree".to_string(), short);
+    let head = d.head.as_deref().map_or_else(|| "working tree".to_string(), short);
     let mut text = format!(
         "{} of {} flow(s) changed, {} removed ({} file(s) changed between {} ({}) and {})\n",
         d.flows.len(),
@@ -119,12 +111,7 @@ fn describe(reason: &Reason) -> String {
 }
 
 fn list(files: &[String]) -> String {
-    let mut shown = files
-        .iter()
-        .take(FILES_SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut shown = files.iter().take(FILES_SHOWN).cloned().collect::<Vec<_>>().join(", ");
     if files.len() > FILES_SHOWN {
         shown.push_str(&format!(" and {} more", files.len() - FILES_SHOWN));
     }

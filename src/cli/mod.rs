@@ -3,6 +3,7 @@
 //! print directly, and return the process exit code.
 
 mod detect;
+mod flow;
 mod validate;
 
 use std::io::Write;
@@ -15,12 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// flow-ci reads Microsoft promptflow's files unchanged: `flow.dag.yaml` folders,
 /// run files (`run.yml`) and evaluation run files, plus an optional `.flow-ci.yaml`.
 #[derive(Debug, Parser)]
-#[command(
-    name = "flow-ci",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "flow-ci", version, propagate_version = true, max_term_width = 100)]
 #[command(
     after_help = "Examples:\n  flow-ci validate                     check every flow, run file and config below .\n  flow-ci detect --base origin/main    list flows changed since the merge base with main\n\nExit codes: 0 ok · 1 gate failed · 2 invalid input · 3 execution failure · 130 interrupted"
 )]
@@ -41,6 +37,8 @@ pub struct Cli {
 pub enum Command {
     Validate(validate::Args),
     Detect(detect::Args),
+    /// Run flows locally (like `pf flow test`)
+    Flow(flow::FlowArgs),
 }
 
 /// How results are written.
@@ -67,6 +65,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match cli.command {
         Command::Validate(args) => validate::run(args, out, err),
         Command::Detect(args) => detect::run(args, out, err),
+        Command::Flow(args) => flow::run(args, out, err),
     }
 }
 

@@ -53,11 +53,7 @@ pub fn run(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         "validated {} flow(s), {} run file(s), {} config(s): {} error(s), {} warning(s)",
         outcome.flows, outcome.run_files, outcome.configs, errors, warnings
     );
-    if errors > 0 || (args.strict && warnings > 0) {
-        exit::INVALID_INPUT
-    } else {
-        exit::OK
-    }
+    if errors > 0 || (args.strict && warnings > 0) { exit::INVALID_INPUT } else { exit::OK }
 }
 
 fn write_text(
@@ -74,12 +70,8 @@ fn write_text(
             _ => {
                 out.write_all(diag::render_human(d, base).as_bytes())?;
                 match host {
-                    Host::GitHubActions => {
-                        out.write_all(diag::render_github(d, &annotation_base(base)).as_bytes())?
-                    }
-                    Host::AzurePipelines => {
-                        out.write_all(diag::render_azure(d, &annotation_base(base)).as_bytes())?
-                    }
+                    Host::GitHubActions => out.write_all(diag::render_github(d, &annotation_base(base)).as_bytes())?,
+                    Host::AzurePipelines => out.write_all(diag::render_azure(d, &annotation_base(base)).as_bytes())?,
                     Host::Local => {}
                 }
             }
@@ -94,16 +86,9 @@ fn annotation_base(cwd: &Path) -> PathBuf {
     crate::paths::find_repo_root(cwd).unwrap_or_else(|| cwd.to_path_buf())
 }
 
-fn write_json(
-    outcome: &crate::validate::Outcome,
-    base: &Path,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    let diagnostics: Vec<JsonDiagnostic<'_>> = outcome
-        .diagnostics
-        .iter()
-        .map(|d| JsonDiagnostic::new(d, base))
-        .collect();
+fn write_json(outcome: &crate::validate::Outcome, base: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+    let diagnostics: Vec<JsonDiagnostic<'_>> =
+        outcome.diagnostics.iter().map(|d| JsonDiagnostic::new(d, base)).collect();
     let doc = serde_json::json!({
         "flows": outcome.flows,
         "run_files": outcome.run_files,

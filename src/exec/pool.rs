@@ -5,10 +5,6 @@
 //! exceeds its time budget fails only the call it was serving: it is killed
 //! and a fresh one is started on demand, so one bad line cannot stall a run.
 
-// A PyError (with its traceback) is built once per failed line; its size
-// does not matter, boxing it would only add noise.
-#![allow(clippy::result_large_err)]
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -24,38 +20,14 @@ use serde_json::Value as Json;
 const WORKER_PY: &str = include_str!("python/worker.py");
 /// The bundled `promptflow` stand-in, as (relative path, contents).
 const SHIM: &[(&str, &str)] = &[
-    (
-        "promptflow/__init__.py",
-        include_str!("python/shim/promptflow/__init__.py"),
-    ),
-    (
-        "promptflow/_flow_ci.py",
-        include_str!("python/shim/promptflow/_flow_ci.py"),
-    ),
-    (
-        "promptflow/core.py",
-        include_str!("python/shim/promptflow/core.py"),
-    ),
-    (
-        "promptflow/tracing.py",
-        include_str!("python/shim/promptflow/tracing.py"),
-    ),
-    (
-        "promptflow/connections.py",
-        include_str!("python/shim/promptflow/connections.py"),
-    ),
-    (
-        "promptflow/entities.py",
-        include_str!("python/shim/promptflow/entities.py"),
-    ),
-    (
-        "promptflow/contracts/__init__.py",
-        include_str!("python/shim/promptflow/contracts/__init__.py"),
-    ),
-    (
-        "promptflow/contracts/types.py",
-        include_str!("python/shim/promptflow/contracts/types.py"),
-    ),
+    ("promptflow/__init__.py", include_str!("python/shim/promptflow/__init__.py")),
+    ("promptflow/_flow_ci.py", include_str!("python/shim/promptflow/_flow_ci.py")),
+    ("promptflow/core.py", include_str!("python/shim/promptflow/core.py")),
+    ("promptflow/tracing.py", include_str!("python/shim/promptflow/tracing.py")),
+    ("promptflow/connections.py", include_str!("python/shim/promptflow/connections.py")),
+    ("promptflow/entities.py", include_str!("python/shim/promptflow/entities.py")),
+    ("promptflow/contracts/__init__.py", include_str!("python/shim/promptflow/contracts/__init__.py")),
+    ("promptflow/contracts/types.py", include_str!("python/shim/promptflow/contracts/types.py")),
 ];
 
 /// One call of a python tool.
@@ -99,13 +71,7 @@ pub struct PyError {
 
 impl PyError {
     fn infrastructure(kind: &str, message: String) -> PyError {
-        PyError {
-            kind: kind.into(),
-            message,
-            traceback: String::new(),
-            phase: "call".into(),
-            r#where: None,
-        }
+        PyError { kind: kind.into(), message, traceback: String::new(), phase: "call".into(), r#where: None }
     }
 }
 
@@ -150,17 +116,11 @@ struct Worker {
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("cannot start python `{}`: {source}", python.display())]
-    Spawn {
-        python: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { python: PathBuf, source: std::io::Error },
     #[error("python worker `{}` did not start: {detail}", python.display())]
     Handshake { python: PathBuf, detail: String },
     #[error("cannot write the python worker files to {}: {source}", dir.display())]
-    Runtime {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    Runtime { dir: PathBuf, source: std::io::Error },
 }
 
 impl Pool {
@@ -184,17 +144,10 @@ impl Pool {
 
     /// Runs one call within `budget`. Infrastructure failures (crash, timeout)
     /// come back as `PyError`s so they fail the line like user exceptions.
-    pub fn call(
-        &self,
-        req: &CallRequest,
-        budget: Duration,
-    ) -> Result<Result<CallOutput, PyError>, PoolError> {
+    pub fn call(&self, req: &CallRequest, budget: Duration) -> Result<Result<CallOutput, PyError>, PoolError> {
         let mut worker = self.acquire()?;
         let line = serde_json::to_string(req).unwrap_or_default();
-        if writeln!(worker.stdin, "{line}")
-            .and_then(|()| worker.stdin.flush())
-            .is_err()
-        {
+        if writeln!(worker.stdin, "{line}").and_then(|()| worker.stdin.flush()).is_err() {
             let detail = self.retire(worker);
             return Ok(Err(PyError::infrastructure(
                 "WorkerCrashed",
@@ -210,10 +163,7 @@ impl Pool {
                 self.retire(worker);
                 Ok(Err(PyError::infrastructure(
                     "LineExecutionTimeoutError",
-                    format!(
-                        "execution timeout for exceeding {} seconds",
-                        budget.as_secs_f64().round()
-                    ),
+                    format!("execution timeout for exceeding {} seconds", budget.as_secs_f64().round()),
                 )))
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -245,10 +195,7 @@ impl Pool {
     }
 
     fn release(&self, worker: Worker) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(worker);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(worker);
         self.available.notify_one();
     }
 
@@ -279,22 +226,10 @@ impl Pool {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| PoolError::Spawn {
-                python: python.clone(),
-                source,
-            })?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| handshake(python, "no stdin"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| handshake(python, "no stdout"))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| handshake(python, "no stderr"))?;
+            .map_err(|source| PoolError::Spawn { python: python.clone(), source })?;
+        let stdin = child.stdin.take().ok_or_else(|| handshake(python, "no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| handshake(python, "no stdout"))?;
+        let stderr = child.stderr.take().ok_or_else(|| handshake(python, "no stderr"))?;
         let (tx, responses) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -306,17 +241,10 @@ impl Pool {
         let logs = self.logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                logs.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("[python worker {id}] {line}"));
+                logs.lock().unwrap_or_else(|e| e.into_inner()).push(format!("[python worker {id}] {line}"));
             }
         });
-        let mut worker = Worker {
-            id,
-            child,
-            stdin,
-            responses,
-        };
+        let mut worker = Worker { id, child, stdin, responses };
         // The first line announces readiness; importing real promptflow can take seconds.
         match worker.responses.recv_timeout(Duration::from_secs(120)) {
             Ok(line) if line.contains("\"ready\"") => {
@@ -327,20 +255,9 @@ impl Pool {
                 let _ = worker.child.kill();
                 let _ = worker.child.wait();
                 std::thread::sleep(Duration::from_millis(50));
-                let tail: Vec<String> = self
-                    .logs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .rev()
-                    .take(5)
-                    .rev()
-                    .cloned()
-                    .collect();
-                Err(handshake(
-                    python,
-                    &format!("{other:?}; {}", tail.join(" | ")),
-                ))
+                let tail: Vec<String> =
+                    self.logs.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().take(5).rev().cloned().collect();
+                Err(handshake(python, &format!("{other:?}; {}", tail.join(" | "))))
             }
         }
     }
@@ -366,31 +283,19 @@ impl Drop for Pool {
 }
 
 fn handshake(python: &Path, detail: &str) -> PoolError {
-    PoolError::Handshake {
-        python: python.to_path_buf(),
-        detail: detail.into(),
-    }
+    PoolError::Handshake { python: python.to_path_buf(), detail: detail.into() }
 }
 
 fn parse_response(text: &str) -> Result<Result<CallOutput, PyError>, PoolError> {
     let resp: Response = serde_json::from_str(text).map_err(|e| PoolError::Handshake {
         python: PathBuf::from("python"),
-        detail: format!(
-            "unreadable worker response ({e}): {}",
-            text.chars().take(200).collect::<String>()
-        ),
+        detail: format!("unreadable worker response ({e}): {}", text.chars().take(200).collect::<String>()),
     })?;
     Ok(if resp.ok {
-        Ok(CallOutput {
-            output: resp.output,
-            metrics: resp.metrics,
-        })
+        Ok(CallOutput { output: resp.output, metrics: resp.metrics })
     } else {
         Err(resp.error.unwrap_or_else(|| {
-            PyError::infrastructure(
-                "WorkerError",
-                "worker reported a failure without details".into(),
-            )
+            PyError::infrastructure("WorkerError", "worker reported a failure without details".into())
         }))
     })
 }
@@ -406,15 +311,9 @@ fn write_runtime() -> Result<PathBuf, PoolError> {
     if dir.join("complete").exists() {
         return Ok(dir);
     }
-    let err = |source| PoolError::Runtime {
-        dir: dir.clone(),
-        source,
-    };
+    let err = |source| PoolError::Runtime { dir: dir.clone(), source };
     let staging = dir.with_extension(format!("tmp{}", std::process::id()));
-    let mut files: HashMap<PathBuf, &str> = SHIM
-        .iter()
-        .map(|(p, c)| (staging.join("shim").join(p), *c))
-        .collect();
+    let mut files: HashMap<PathBuf, &str> = SHIM.iter().map(|(p, c)| (staging.join("shim").join(p), *c)).collect();
     files.insert(staging.join("flow_ci_worker.py"), WORKER_PY);
     for (path, contents) in files {
         if let Some(parent) = path.parent() {
@@ -453,12 +352,7 @@ mod tests {
     use super::*;
 
     fn pool(size: usize) -> Pool {
-        Pool::new(PoolConfig {
-            python: default_python(None),
-            size,
-            env: vec![],
-        })
-        .unwrap()
+        Pool::new(PoolConfig { python: default_python(None), size, env: vec![] }).unwrap()
     }
 
     fn request(dir: &Path, file: &str, kwargs: Json) -> CallRequest {
@@ -483,20 +377,13 @@ mod tests {
         let pool = pool(1);
         for _ in 0..3 {
             let out = pool
-                .call(
-                    &request(dir.path(), "t.py", serde_json::json!({"text": "hi"})),
-                    Duration::from_secs(30),
-                )
+                .call(&request(dir.path(), "t.py", serde_json::json!({"text": "hi"})), Duration::from_secs(30))
                 .unwrap()
                 .unwrap();
             assert_eq!(out.output, serde_json::json!({"text": "HI"}));
         }
         assert_eq!(pool.started(), 1);
-        let mut req = request(
-            dir.path(),
-            "t.py",
-            serde_json::json!({"text": "a", "n": "3"}),
-        );
+        let mut req = request(dir.path(), "t.py", serde_json::json!({"text": "a", "n": "3"}));
         req.literals = vec!["n".into()];
         let out = pool.call(&req, Duration::from_secs(30)).unwrap().unwrap();
         assert_eq!(out.output, serde_json::json!({"text": "AAA"}));
@@ -512,23 +399,14 @@ mod tests {
         .unwrap();
         let pool = pool(1);
         let call = |mode: &str, secs| {
-            pool.call(
-                &request(dir.path(), "t.py", serde_json::json!({"mode": mode})),
-                Duration::from_secs(secs),
-            )
-            .unwrap()
+            pool.call(&request(dir.path(), "t.py", serde_json::json!({"mode": mode})), Duration::from_secs(secs))
+                .unwrap()
         };
         let err = call("raise", 30).unwrap_err();
-        assert_eq!(
-            (err.kind.as_str(), err.message.as_str()),
-            ("ValueError", "bad row")
-        );
+        assert_eq!((err.kind.as_str(), err.message.as_str()), ("ValueError", "bad row"));
         assert_eq!(err.r#where.as_ref().map(|w| w.1), Some(7));
         assert_eq!(call("crash", 30).unwrap_err().kind, "WorkerCrashed");
-        assert_eq!(
-            call("hang", 1).unwrap_err().kind,
-            "LineExecutionTimeoutError"
-        );
+        assert_eq!(call("hang", 1).unwrap_err().kind, "LineExecutionTimeoutError");
         assert_eq!(call("ok", 30).unwrap().output, serde_json::json!("ok"));
         assert_eq!(pool.started(), 3);
     }
@@ -557,25 +435,16 @@ mod tests {
         std::fs::write(dir.path().join("syntax.py"), "def f(:\n").unwrap();
         let pool = pool(1);
         let err = pool
-            .call(
-                &request(dir.path(), "none.py", serde_json::json!({})),
-                Duration::from_secs(30),
-            )
+            .call(&request(dir.path(), "none.py", serde_json::json!({})), Duration::from_secs(30))
             .unwrap()
             .unwrap_err();
         assert_eq!(err.phase, "load");
         assert!(err.message.contains("one and only one tool"), "{err:?}");
         let err = pool
-            .call(
-                &request(dir.path(), "syntax.py", serde_json::json!({})),
-                Duration::from_secs(30),
-            )
+            .call(&request(dir.path(), "syntax.py", serde_json::json!({})), Duration::from_secs(30))
             .unwrap()
             .unwrap_err();
-        assert_eq!(
-            (err.kind.as_str(), err.phase.as_str()),
-            ("SyntaxError", "load")
-        );
+        assert_eq!((err.kind.as_str(), err.phase.as_str()), ("SyntaxError", "load"));
         assert_eq!(err.r#where.as_ref().map(|w| w.1), Some(1));
     }
 }

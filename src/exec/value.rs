@@ -18,11 +18,7 @@ pub enum ConvertError {
 pub fn convert(ty: &str, value: &Json) -> Result<Json, ConvertError> {
     match ty {
         "int" => to_int(value).map(Json::from),
-        "double" => to_double(value).and_then(|f| {
-            Number::from_f64(f)
-                .map(Json::Number)
-                .ok_or(ConvertError::Type)
-        }),
+        "double" => to_double(value).and_then(|f| Number::from_f64(f).map(Json::Number).ok_or(ConvertError::Type)),
         "bool" => to_bool(value).map(Json::Bool),
         "string" => Ok(Json::String(python_str(value))),
         "list" => match value {
@@ -49,11 +45,7 @@ fn to_int(value: &Json) -> Result<i64, ConvertError> {
         Json::Bool(b) => Ok(i64::from(*b)),
         Json::Number(n) => match n.as_i64() {
             Some(i) => Ok(i),
-            None => n
-                .as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| f.trunc() as i64)
-                .ok_or(ConvertError::Type),
+            None => n.as_f64().filter(|f| f.is_finite()).map(|f| f.trunc() as i64).ok_or(ConvertError::Type),
         },
         Json::String(s) => parse_python_int(s).ok_or(ConvertError::Type),
         _ => Err(ConvertError::Type),
@@ -74,11 +66,7 @@ fn parse_python_int(s: &str) -> Option<i64> {
     if !valid {
         return None;
     }
-    digits
-        .replace('_', "")
-        .parse::<i64>()
-        .ok()
-        .map(|v| sign * v)
+    digits.replace('_', "").parse::<i64>().ok().map(|v| sign * v)
 }
 
 /// Python `float(v)`.
@@ -128,10 +116,7 @@ pub fn python_repr(value: &Json) -> String {
             _ => python_float_repr(n.as_f64().unwrap_or(f64::NAN)),
         },
         Json::String(s) => python_str_repr(s),
-        Json::Array(items) => format!(
-            "[{}]",
-            items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
-        ),
+        Json::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
         Json::Object(map) => format!(
             "{{{}}}",
             map.iter()
@@ -170,26 +155,14 @@ pub fn python_float_repr(f: f64) -> String {
         format!("{sign}{body}")
     } else {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        format!(
-            "{sign}{first}{frac}e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        )
+        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        format!("{sign}{first}{frac}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     }
 }
 
 /// Python string repr: single quotes unless the text has `'` and no `"`.
 fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -202,9 +175,7 @@ fn python_str_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -243,23 +214,14 @@ mod tests {
     fn strings_use_python_str() {
         assert_eq!(convert("string", &json!(true)), Ok(json!("True")));
         assert_eq!(convert("string", &json!(1.0)), Ok(json!("1.0")));
-        assert_eq!(
-            convert("string", &json!({"a": 1, "b": "it's"})),
-            Ok(json!("{'a': 1, 'b': \"it's\"}"))
-        );
-        assert_eq!(
-            convert("string", &json!([null, false])),
-            Ok(json!("[None, False]"))
-        );
+        assert_eq!(convert("string", &json!({"a": 1, "b": "it's"})), Ok(json!("{'a': 1, 'b': \"it's\"}")));
+        assert_eq!(convert("string", &json!([null, false])), Ok(json!("[None, False]")));
     }
 
     #[test]
     fn lists_and_objects_parse_json_strings() {
         assert_eq!(convert("list", &json!("[1, 2]")), Ok(json!([1, 2])));
-        assert_eq!(
-            convert("list", &json!("{\"a\": 1}")),
-            Err(ConvertError::Type)
-        );
+        assert_eq!(convert("list", &json!("{\"a\": 1}")), Err(ConvertError::Type));
         assert_eq!(convert("list", &json!("[1,")), Err(ConvertError::Json));
         assert_eq!(convert("object", &json!("{\"a\": 1}")), Ok(json!({"a": 1})));
         assert_eq!(convert("object", &json!("not json")), Ok(json!("not json")));

@@ -33,21 +33,8 @@ const FLOW_KEYS: &[&str] = &[
     "type",
     "sample",
 ];
-const INPUT_KEYS: &[&str] = &[
-    "type",
-    "default",
-    "description",
-    "enum",
-    "is_chat_input",
-    "is_chat_history",
-];
-const OUTPUT_KEYS: &[&str] = &[
-    "type",
-    "reference",
-    "description",
-    "evaluation_only",
-    "is_chat_output",
-];
+const INPUT_KEYS: &[&str] = &["type", "default", "description", "enum", "is_chat_input", "is_chat_history"];
+const OUTPUT_KEYS: &[&str] = &["type", "reference", "description", "evaluation_only", "is_chat_output"];
 const SOURCE_KEYS: &[&str] = &["type", "path", "tool"];
 const ACTIVATE_KEYS: &[&str] = &["when", "is"];
 
@@ -155,14 +142,8 @@ pub struct Node {
 impl Node {
     /// Names of nodes this node waits for: node references in inputs and `activate.when`.
     pub fn dependencies(&self) -> impl Iterator<Item = (&str, Pos)> {
-        let inputs = self
-            .inputs
-            .iter()
-            .filter_map(|(_, a)| Some((a.node()?, a.pos)));
-        let when = self
-            .activate
-            .iter()
-            .filter_map(|a| Some((a.when.node()?, a.when.pos)));
+        let inputs = self.inputs.iter().filter_map(|(_, a)| Some((a.node()?, a.pos)));
+        let when = self.activate.iter().filter_map(|a| Some((a.when.node()?, a.when.pos)));
         inputs.chain(when)
     }
 }
@@ -194,11 +175,7 @@ impl Flow {
     /// Every concrete node definition: plain nodes plus each variant's node.
     pub fn all_node_definitions(&self) -> impl Iterator<Item = &Node> {
         let plain = self.nodes.iter().filter(|n| !n.use_variants);
-        plain.chain(
-            self.node_variants
-                .iter()
-                .flat_map(|v| v.variants.iter().map(|(_, n)| n)),
-        )
+        plain.chain(self.node_variants.iter().flat_map(|v| v.variants.iter().map(|(_, n)| n)))
     }
 }
 
@@ -226,14 +203,10 @@ pub fn decode(dir: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Flow> 
         environment_variables: vec![],
     };
     if let Some(inputs) = fields.get("inputs") {
-        flow.inputs = named_entries(&mut d, inputs, "`inputs`", |d, name, v| {
-            decode_input(d, name, v)
-        });
+        flow.inputs = named_entries(&mut d, inputs, "`inputs`", decode_input);
     }
     if let Some(outputs) = fields.get("outputs") {
-        flow.outputs = named_entries(&mut d, outputs, "`outputs`", |d, name, v| {
-            decode_output(d, name, v)
-        });
+        flow.outputs = named_entries(&mut d, outputs, "`outputs`", decode_output);
     }
     match fields.get("nodes") {
         Some(nodes) => {
@@ -242,14 +215,12 @@ pub fn decode(dir: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Flow> 
             }
         }
         None => {
-            d.error(Code::MissingKey, fields.pos, "the flow has no `nodes`")
-                .hint = Some("add a `nodes:` list; a flow needs at least one node".into());
+            d.error(Code::MissingKey, fields.pos, "the flow has no `nodes`").hint =
+                Some("add a `nodes:` list; a flow needs at least one node".into());
         }
     }
     if let Some(variants) = fields.get("node_variants") {
-        flow.node_variants = named_entries(&mut d, variants, "`node_variants`", |d, name, v| {
-            decode_variants(d, name, v)
-        });
+        flow.node_variants = named_entries(&mut d, variants, "`node_variants`", decode_variants);
     }
     if let Some(includes) = fields.get("additional_includes") {
         flow.additional_includes = d.string_list(includes, "`additional_includes` entries");
@@ -271,10 +242,7 @@ fn named_entries<T>(
         return vec![];
     };
     d.check_keys(entries, what, None);
-    entries
-        .iter()
-        .filter_map(|(k, v)| decode(d, Spanned::new(k.key_text(), k.pos), v))
-        .collect()
+    entries.iter().filter_map(|(k, v)| decode(d, Spanned::new(k.key_text(), k.pos), v)).collect()
 }
 
 fn decode_input(d: &mut Decoder<'_>, name: Spanned<String>, node: &Yaml) -> Option<FlowInput> {
@@ -290,23 +258,14 @@ fn decode_input(d: &mut Decoder<'_>, name: Spanned<String>, node: &Yaml) -> Opti
                     || format!("use one of: {}", VALUE_TYPES.join(", ")),
                     |s| format!("did you mean `{s}`?"),
                 );
-                d.error(
-                    Code::InvalidValue,
-                    t.pos,
-                    format!("unknown type `{}` for {what}", t.value),
-                )
-                .hint = Some(hint);
+                d.error(Code::InvalidValue, t.pos, format!("unknown type `{}` for {what}", t.value)).hint = Some(hint);
                 None
             }
         }),
         None => None,
     };
-    let flag = |d: &mut Decoder<'_>, key: &str| {
-        fields
-            .get(key)
-            .and_then(|v| d.bool(v, &format!("`{key}`")))
-            .unwrap_or(false)
-    };
+    let flag =
+        |d: &mut Decoder<'_>, key: &str| fields.get(key).and_then(|v| d.bool(v, &format!("`{key}`"))).unwrap_or(false);
     Some(FlowInput {
         ty,
         default: fields.get("default").map(Yaml::to_json),
@@ -322,12 +281,8 @@ fn decode_output(d: &mut Decoder<'_>, name: Spanned<String>, node: &Yaml) -> Opt
     let reference = match fields.get("reference") {
         Some(r) if !is_empty_value(r) => Some(assignment(r)),
         _ => {
-            d.error(
-                Code::MissingKey,
-                fields.pos,
-                format!("{what} has no `reference`"),
-            )
-            .hint = Some("point it at a node or input, e.g. `reference: ${my_node.output}`".into());
+            d.error(Code::MissingKey, fields.pos, format!("{what} has no `reference`")).hint =
+                Some("point it at a node or input, e.g. `reference: ${my_node.output}`".into());
             None
         }
     };
@@ -344,97 +299,52 @@ fn assignment(node: &Yaml) -> Spanned<Assignment> {
 
 /// Decodes one node. `variant_of` names the node when decoding a variant, whose
 /// node has no `name` key.
-fn decode_node(
-    d: &mut Decoder<'_>,
-    item: &Yaml,
-    variant_of: Option<&Spanned<String>>,
-) -> Option<Node> {
+fn decode_node(d: &mut Decoder<'_>, item: &Yaml, variant_of: Option<&Spanned<String>>) -> Option<Node> {
     let entries = d.map(item, "a node")?;
     let fields_known = unknown_node_key_hints(d, entries);
     let fields = d.fields(item, "a node", fields_known)?;
     let name = match variant_of {
         Some(name) => name.clone(),
-        None => d
-            .require(fields, "name", "a node")
-            .and_then(|n| d.text(n, "a node's `name`"))?,
+        None => d.require(fields, "name", "a node").and_then(|n| d.text(n, "a node's `name`"))?,
     };
     let what = format!("node `{}`", name.value);
     let use_variants = flag(d, fields, "use_variants");
     let ty = if use_variants {
         fields.get("type").and_then(|t| node_type(d, t, &what))
     } else {
-        d.require(fields, "type", &what)
-            .and_then(|t| node_type(d, t, &what))
+        d.require(fields, "type", &what).and_then(|t| node_type(d, t, &what))
     };
-    let source = fields
-        .get("source")
-        .and_then(|s| decode_source(d, s, &what));
+    let source = fields.get("source").and_then(|s| decode_source(d, s, &what));
     if source.is_none() && !use_variants && !fields.has("source") && ty.is_some() {
-        d.error(
-            Code::MissingKey,
-            fields.pos,
-            format!("{what} does not have `source` defined"),
-        )
-        .hint = Some("add `source: {type: code, path: <file>}`".into());
+        d.error(Code::MissingKey, fields.pos, format!("{what} does not have `source` defined")).hint =
+            Some("add `source: {type: code, path: <file>}`".into());
     }
     let mut inputs = vec![];
     if let Some(node_inputs) = fields.get("inputs")
         && let Some(entries) = d.map(node_inputs, &format!("the inputs of {what}"))
     {
         d.check_keys(entries, &format!("the inputs of {what}"), None);
-        inputs = entries
-            .iter()
-            .map(|(k, v)| (Spanned::new(k.key_text(), k.pos), assignment(v)))
-            .collect();
+        inputs = entries.iter().map(|(k, v)| (Spanned::new(k.key_text(), k.pos), assignment(v))).collect();
     }
-    let activate = fields
-        .get("activate")
-        .and_then(|a| decode_activate(d, a, &what));
+    let activate = fields.get("activate").and_then(|a| decode_activate(d, a, &what));
     let aggregation = flag(d, fields, "aggregation") || flag(d, fields, "reduce");
-    let connection = fields
-        .get("connection")
-        .and_then(|c| d.text(c, "`connection`"));
+    let connection = fields.get("connection").and_then(|c| d.text(c, "`connection`"));
     let api = fields.get("api").and_then(|a| d.string(a, "`api`"));
     if let Some(api) = &api
         && !["chat", "completion"].contains(&api.value.as_str())
     {
-        d.error(
-            Code::InvalidValue,
-            api.pos,
-            format!("unknown api `{}` for {what}", api.value),
-        )
-        .hint = Some("use `chat` or `completion`".into());
+        d.error(Code::InvalidValue, api.pos, format!("unknown api `{}` for {what}", api.value)).hint =
+            Some("use `chat` or `completion`".into());
     }
-    Some(Node {
-        name,
-        ty,
-        source,
-        inputs,
-        activate,
-        aggregation,
-        use_variants,
-        connection,
-        api,
-        pos: item.pos,
-    })
+    Some(Node { name, ty, source, inputs, activate, aggregation, use_variants, connection, api, pos: item.pos })
 }
 
 /// `deployment_name` at node level is a common slip: promptflow reads it from `inputs`.
-fn unknown_node_key_hints(
-    d: &mut Decoder<'_>,
-    entries: &[(Yaml, Yaml)],
-) -> &'static [&'static str] {
+fn unknown_node_key_hints(d: &mut Decoder<'_>, entries: &[(Yaml, Yaml)]) -> &'static [&'static str] {
     for (k, _) in entries {
         if k.as_str() == Some("deployment_name") {
-            d.error(
-                Code::UnknownKey,
-                k.pos,
-                "unknown key `deployment_name` in a node",
-            )
-            .hint = Some(
-                "promptflow reads `deployment_name` from the node's `inputs:`; move it there"
-                    .into(),
-            );
+            d.error(Code::UnknownKey, k.pos, "unknown key `deployment_name` in a node").hint =
+                Some("promptflow reads `deployment_name` from the node's `inputs:`; move it there".into());
         }
     }
     NODE_KEYS
@@ -461,10 +371,7 @@ const NODE_KEYS: &[&str] = &[
 ];
 
 fn flag(d: &mut Decoder<'_>, fields: Fields<'_>, key: &str) -> bool {
-    fields
-        .get(key)
-        .and_then(|v| d.bool(v, &format!("`{key}`")))
-        .unwrap_or(false)
+    fields.get(key).and_then(|v| d.bool(v, &format!("`{key}`"))).unwrap_or(false)
 }
 
 fn node_type(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Spanned<NodeType>> {
@@ -476,12 +383,7 @@ fn node_type(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Spanned<Nod
                 || format!("use one of: {}", NodeType::NAMES.join(", ")),
                 |c| format!("did you mean `{c}`?"),
             );
-            d.error(
-                Code::InvalidValue,
-                s.pos,
-                format!("unknown node type `{}` for {what}", s.value),
-            )
-            .hint = Some(hint);
+            d.error(Code::InvalidValue, s.pos, format!("unknown node type `{}` for {what}", s.value)).hint = Some(hint);
             None
         }
     }
@@ -489,52 +391,28 @@ fn node_type(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Spanned<Nod
 
 fn decode_source(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Source> {
     let fields = d.fields(node, &format!("the source of {what}"), SOURCE_KEYS)?;
-    let kind = match fields
-        .get("type")
-        .and_then(|t| d.string(t, "`source.type`"))
-    {
+    let kind = match fields.get("type").and_then(|t| d.string(t, "`source.type`")) {
         None => SourceKind::Code,
         Some(t) => match t.value.as_str() {
             "code" => SourceKind::Code,
             "package" => SourceKind::Package,
             "package_with_prompt" => SourceKind::PackageWithPrompt,
             other => {
-                d.error(
-                    Code::InvalidValue,
-                    t.pos,
-                    format!("unknown source type `{other}` for {what}"),
-                )
-                .hint = Some("use `code`, `package` or `package_with_prompt`".into());
+                d.error(Code::InvalidValue, t.pos, format!("unknown source type `{other}` for {what}")).hint =
+                    Some("use `code`, `package` or `package_with_prompt`".into());
                 return None;
             }
         },
     };
-    let path = fields
-        .get("path")
-        .and_then(|p| d.string(p, "`source.path`"));
-    let tool = fields
-        .get("tool")
-        .and_then(|t| d.string(t, "`source.tool`"));
+    let path = fields.get("path").and_then(|p| d.string(p, "`source.path`"));
+    let tool = fields.get("tool").and_then(|t| d.string(t, "`source.tool`"));
     if kind == SourceKind::Code && path.is_none() {
-        d.error(
-            Code::MissingKey,
-            fields.pos,
-            format!("the source of {what} has no `path`"),
-        );
+        d.error(Code::MissingKey, fields.pos, format!("the source of {what} has no `path`"));
     }
     if kind != SourceKind::Code && tool.is_none() {
-        d.error(
-            Code::MissingKey,
-            fields.pos,
-            format!("the package source of {what} has no `tool`"),
-        );
+        d.error(Code::MissingKey, fields.pos, format!("the package source of {what} has no `tool`"));
     }
-    Some(Source {
-        kind,
-        path,
-        tool,
-        pos: node.pos,
-    })
+    Some(Source { kind, path, tool, pos: node.pos })
 }
 
 fn decode_activate(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Activate> {
@@ -542,45 +420,23 @@ fn decode_activate(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Activ
     let fields = d.fields(node, &ctx, ACTIVATE_KEYS)?;
     let when = d.require(fields, "when", &ctx).map(assignment);
     let is = d.require(fields, "is", &ctx).map(Yaml::to_json);
-    Some(Activate {
-        when: when?,
-        is: is?,
-    })
+    Some(Activate { when: when?, is: is? })
 }
 
-fn decode_variants(
-    d: &mut Decoder<'_>,
-    node_name: Spanned<String>,
-    node: &Yaml,
-) -> Option<NodeVariants> {
+fn decode_variants(d: &mut Decoder<'_>, node_name: Spanned<String>, node: &Yaml) -> Option<NodeVariants> {
     let what = format!("the variants of `{}`", node_name.value);
     let fields = d.fields(node, &what, &["default_variant_id", "variants"])?;
-    let default_variant_id = fields
-        .get("default_variant_id")
-        .and_then(|v| d.text(v, "`default_variant_id`"));
+    let default_variant_id = fields.get("default_variant_id").and_then(|v| d.text(v, "`default_variant_id`"));
     let mut variants = vec![];
     if let Some(list) = fields.get("variants") {
-        let decoded = named_entries(
-            d,
-            list,
-            &format!("`variants` of `{}`", node_name.value),
-            |d, id, v| {
-                let vf = d.fields(
-                    v,
-                    &format!("variant `{}`", id.value),
-                    &["node", "description"],
-                )?;
-                let node = d.require(vf, "node", &format!("variant `{}`", id.value))?;
-                Some((id, decode_node(d, node, Some(&node_name))?))
-            },
-        );
+        let decoded = named_entries(d, list, &format!("`variants` of `{}`", node_name.value), |d, id, v| {
+            let vf = d.fields(v, &format!("variant `{}`", id.value), &["node", "description"])?;
+            let node = d.require(vf, "node", &format!("variant `{}`", id.value))?;
+            Some((id, decode_node(d, node, Some(&node_name))?))
+        });
         variants = decoded;
     }
-    Some(NodeVariants {
-        node: node_name,
-        default_variant_id,
-        variants,
-    })
+    Some(NodeVariants { node: node_name, default_variant_id, variants })
 }
 
 #[cfg(test)]
@@ -604,19 +460,15 @@ mod tests {
         let flow = flow.unwrap();
         assert_eq!(flow.inputs[0].default, Some(serde_json::json!("https://x")));
         assert_eq!(flow.nodes.len(), 2);
-        let deps: Vec<_> = flow.nodes[1]
-            .dependencies()
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let deps: Vec<_> = flow.nodes[1].dependencies().map(|(n, _)| n.to_string()).collect();
         assert_eq!(deps, vec!["fetch"]);
         assert_eq!(flow.nodes[1].name.pos, Pos::new(15, 9));
     }
 
     #[test]
     fn node_level_deployment_name_gets_a_specific_hint() {
-        let (_, diags) = load_str(
-            "nodes:\n- name: a\n  type: llm\n  source: {path: a.jinja2}\n  deployment_name: gpt\n",
-        );
+        let (_, diags) =
+            load_str("nodes:\n- name: a\n  type: llm\n  source: {path: a.jinja2}\n  deployment_name: gpt\n");
         assert_eq!(diags.len(), 1, "{diags:?}");
         assert!(diags[0].hint.as_deref().unwrap().contains("inputs"));
     }

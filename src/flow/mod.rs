@@ -22,35 +22,20 @@ pub fn read_yaml(file: &Path, diags: &mut Diagnostics) -> Option<yaml::Node> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => {
-            diags.push(Diagnostic::error(
-                Code::Io,
-                file,
-                Pos::START,
-                format!("cannot read file: {e}"),
-            ));
+            diags.push(Diagnostic::error(Code::Io, file, Pos::START, format!("cannot read file: {e}")));
             return None;
         }
     };
     match yaml::parse(&text) {
         Ok(Some(root)) => Some(root),
         Ok(None) => {
-            diags.push(Diagnostic::error(
-                Code::WrongType,
-                file,
-                Pos::START,
-                "the file is empty",
-            ));
+            diags.push(Diagnostic::error(Code::WrongType, file, Pos::START, "the file is empty"));
             None
         }
         Err(e) => {
             diags.push(
-                Diagnostic::error(
-                    Code::YamlSyntax,
-                    file,
-                    e.pos,
-                    format!("invalid YAML: {}", e.message),
-                )
-                .with_hint("check indentation and quoting around this position"),
+                Diagnostic::error(Code::YamlSyntax, file, e.pos, format!("invalid YAML: {}", e.message))
+                    .with_hint("check indentation and quoting around this position"),
             );
             None
         }

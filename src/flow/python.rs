@@ -41,10 +41,7 @@ pub fn scan(source: &str) -> PythonFacts {
             continue;
         }
         if pending_tool && let Some(name) = def_name(line) {
-            facts.tools.push(ToolDef {
-                name,
-                line: line_no,
-            });
+            facts.tools.push(ToolDef { name, line: line_no });
         }
         pending_tool = false;
     }
@@ -57,16 +54,9 @@ fn is_tool_decorator(decorator: &str) -> bool {
 }
 
 fn def_name(line: &str) -> Option<String> {
-    let rest = line
-        .strip_prefix("async ")
-        .map(str::trim_start)
-        .unwrap_or(line);
+    let rest = line.strip_prefix("async ").map(str::trim_start).unwrap_or(line);
     let rest = rest.strip_prefix("def ")?;
-    let name: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .collect();
+    let name: String = rest.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
     (!name.is_empty()).then_some(name)
 }
 
@@ -145,21 +135,9 @@ mod tests {
     #[test]
     fn finds_decorated_functions() {
         let src = "from promptflow.core import tool\n\n@tool\ndef classify(text: str) -> str:\n    return text\n";
-        assert_eq!(
-            scan(src).tools,
-            vec![ToolDef {
-                name: "classify".into(),
-                line: 4
-            }]
-        );
-        assert_eq!(
-            tool_names("@tool(name='x')\nasync def run():\n  pass\n"),
-            vec!["run"]
-        );
-        assert_eq!(
-            tool_names("@promptflow.tool\n@other\ndef f():\n  pass\n"),
-            vec!["f"]
-        );
+        assert_eq!(scan(src).tools, vec![ToolDef { name: "classify".into(), line: 4 }]);
+        assert_eq!(tool_names("@tool(name='x')\nasync def run():\n  pass\n"), vec!["run"]);
+        assert_eq!(tool_names("@promptflow.tool\n@other\ndef f():\n  pass\n"), vec!["f"]);
     }
 
     #[test]
@@ -172,34 +150,19 @@ mod tests {
 
     #[test]
     fn counts_every_tool() {
-        assert_eq!(
-            tool_names("@tool\ndef a(): pass\n\n@tool\ndef b(): pass\n"),
-            vec!["a", "b"]
-        );
+        assert_eq!(tool_names("@tool\ndef a(): pass\n\n@tool\ndef b(): pass\n"), vec!["a", "b"]);
     }
 
     #[test]
     fn finds_log_metric_calls() {
-        assert_eq!(
-            scan("x = 1\nlog_metric('acc', 1)\n").log_metric_line,
-            Some(2)
-        );
-        assert_eq!(
-            scan("promptflow.log_metric(key='a', value=1)\n").log_metric_line,
-            Some(1)
-        );
-        assert_eq!(
-            scan("from promptflow import log_metric\n").log_metric_line,
-            None
-        );
+        assert_eq!(scan("x = 1\nlog_metric('acc', 1)\n").log_metric_line, Some(2));
+        assert_eq!(scan("promptflow.log_metric(key='a', value=1)\n").log_metric_line, Some(1));
+        assert_eq!(scan("from promptflow import log_metric\n").log_metric_line, None);
         assert_eq!(scan("s = 'log_metric(1)'\n").log_metric_line, None);
     }
 
     #[test]
     fn strings_with_escapes_do_not_confuse_the_scan() {
-        assert_eq!(
-            tool_names("x = 'it\\'s # not a comment'\n@tool\ndef f(): pass\n"),
-            vec!["f"]
-        );
+        assert_eq!(tool_names("x = 'it\\'s # not a comment'\n@tool\ndef f(): pass\n"), vec!["f"]);
     }
 }

@@ -25,9 +25,7 @@ impl Assignment {
     /// Parses a YAML value. Only strings of the form `${...}` are references.
     pub fn parse(value: &Json) -> Assignment {
         match value {
-            Json::String(s) => {
-                Self::parse_str(s).unwrap_or_else(|| Assignment::Literal(value.clone()))
-            }
+            Json::String(s) => Self::parse_str(s).unwrap_or_else(|| Assignment::Literal(value.clone())),
             other => Assignment::Literal(other.clone()),
         }
     }
@@ -43,11 +41,7 @@ impl Assignment {
         let node = parts.next().unwrap_or_default().to_string();
         let section = parts.next().unwrap_or("output").to_string();
         let property = parts.next().unwrap_or_default().to_string();
-        Some(Assignment::Node {
-            node,
-            section,
-            property,
-        })
+        Some(Assignment::Node { node, section, property })
     }
 
     /// The node this assignment depends on, if any.
@@ -62,11 +56,7 @@ impl Assignment {
 /// The text between `${` and `}` when `s` is a reference as promptflow sees it:
 /// starts with `$`, longer than two characters, then `{` ... `}`.
 fn reference_body(s: &str) -> Option<&str> {
-    if s.len() > 2 && s.starts_with("${") && s.ends_with('}') {
-        Some(&s[2..s.len() - 1])
-    } else {
-        None
-    }
+    if s.len() > 2 && s.starts_with("${") && s.ends_with('}') { Some(&s[2..s.len() - 1]) } else { None }
 }
 
 /// One step of a property path: `.key` / `['key']` on dicts, `[3]` on lists.
@@ -109,10 +99,7 @@ fn bracket_step(rest: &str) -> Option<(PathStep, usize)> {
         let close = format!("{quote}]");
         if let Some(body) = rest.strip_prefix(&open) {
             let end = body.find(&close)?;
-            return Some((
-                PathStep::Key(body[..end].to_string()),
-                open.len() + end + close.len(),
-            ));
+            return Some((PathStep::Key(body[..end].to_string()), open.len() + end + close.len()));
         }
     }
     let body = rest.strip_prefix('[')?;
@@ -184,55 +171,21 @@ mod tests {
     use serde_json::json;
 
     fn node(n: &str, s: &str, p: &str) -> Assignment {
-        Assignment::Node {
-            node: n.into(),
-            section: s.into(),
-            property: p.into(),
-        }
+        Assignment::Node { node: n.into(), section: s.into(), property: p.into() }
     }
 
     #[test]
     fn assignments_parse_like_promptflow() {
-        assert_eq!(
-            Assignment::parse(&json!("${inputs.url}")),
-            Assignment::FlowInput("url".into())
-        );
-        assert_eq!(
-            Assignment::parse(&json!("${flow.url}")),
-            Assignment::FlowInput("url".into())
-        );
-        assert_eq!(
-            Assignment::parse(&json!("${inputs.a.b}")),
-            Assignment::FlowInput("a.b".into())
-        );
-        assert_eq!(
-            Assignment::parse(&json!("${fetch}")),
-            node("fetch", "output", "")
-        );
-        assert_eq!(
-            Assignment::parse(&json!("${fetch.output}")),
-            node("fetch", "output", "")
-        );
-        assert_eq!(
-            Assignment::parse(&json!("${fetch.output.a.b}")),
-            node("fetch", "output", "a.b")
-        );
-        assert_eq!(
-            Assignment::parse(&json!("${fetch.foo}")),
-            node("fetch", "foo", "")
-        );
+        assert_eq!(Assignment::parse(&json!("${inputs.url}")), Assignment::FlowInput("url".into()));
+        assert_eq!(Assignment::parse(&json!("${flow.url}")), Assignment::FlowInput("url".into()));
+        assert_eq!(Assignment::parse(&json!("${inputs.a.b}")), Assignment::FlowInput("a.b".into()));
+        assert_eq!(Assignment::parse(&json!("${fetch}")), node("fetch", "output", ""));
+        assert_eq!(Assignment::parse(&json!("${fetch.output}")), node("fetch", "output", ""));
+        assert_eq!(Assignment::parse(&json!("${fetch.output.a.b}")), node("fetch", "output", "a.b"));
+        assert_eq!(Assignment::parse(&json!("${fetch.foo}")), node("fetch", "foo", ""));
         // Not references: interpolation, `$x`, `${}` too short, non-strings.
-        for literal in [
-            json!("hi ${inputs.x}"),
-            json!("$x"),
-            json!("${"),
-            json!(3),
-            json!(["${inputs.x}"]),
-        ] {
-            assert_eq!(
-                Assignment::parse(&literal),
-                Assignment::Literal(literal.clone())
-            );
+        for literal in [json!("hi ${inputs.x}"), json!("$x"), json!("${"), json!(3), json!(["${inputs.x}"])] {
+            assert_eq!(Assignment::parse(&literal), Assignment::Literal(literal.clone()));
         }
     }
 
@@ -241,52 +194,28 @@ mod tests {
         use PathStep::*;
         assert_eq!(property_path("a.b"), vec![Key("a".into()), Key("b".into())]);
         assert_eq!(property_path("a.0"), vec![Key("a".into()), Key("0".into())]);
-        assert_eq!(
-            property_path("a[0]['k']"),
-            vec![Key("a".into()), Index(0), Key("k".into())]
-        );
+        assert_eq!(property_path("a[0]['k']"), vec![Key("a".into()), Index(0), Key("k".into())]);
         assert_eq!(property_path("[\"x y\"]"), vec![Key("x y".into())]);
         assert_eq!(property_path(""), vec![]);
     }
 
     #[test]
     fn mapping_sources_take_the_column_verbatim() {
-        assert_eq!(
-            MappingSource::parse(&json!("${data.url}")),
-            MappingSource::Data("url".into())
-        );
-        assert_eq!(
-            MappingSource::parse(&json!("${data.a.b}")),
-            MappingSource::Data("a.b".into())
-        );
+        assert_eq!(MappingSource::parse(&json!("${data.url}")), MappingSource::Data("url".into()));
+        assert_eq!(MappingSource::parse(&json!("${data.a.b}")), MappingSource::Data("a.b".into()));
         assert_eq!(
             MappingSource::parse(&json!("${run.outputs.category}")),
             MappingSource::RunOutputs("category".into())
         );
-        assert_eq!(
-            MappingSource::parse(&json!("${run.inputs.url}")),
-            MappingSource::RunInputs("url".into())
-        );
-        assert_eq!(
-            MappingSource::parse(&json!("${foo.bar}")),
-            MappingSource::Unknown("foo.bar".into())
-        );
-        assert_eq!(
-            MappingSource::parse(&json!("plain")),
-            MappingSource::Literal(json!("plain"))
-        );
-        assert_eq!(
-            MappingSource::parse(&json!(5)),
-            MappingSource::Literal(json!(5))
-        );
+        assert_eq!(MappingSource::parse(&json!("${run.inputs.url}")), MappingSource::RunInputs("url".into()));
+        assert_eq!(MappingSource::parse(&json!("${foo.bar}")), MappingSource::Unknown("foo.bar".into()));
+        assert_eq!(MappingSource::parse(&json!("plain")), MappingSource::Literal(json!("plain")));
+        assert_eq!(MappingSource::parse(&json!(5)), MappingSource::Literal(json!(5)));
     }
 
     #[test]
     fn variants_parse() {
-        assert_eq!(
-            parse_variant("${summarize.variant_1}"),
-            Some(("summarize".into(), "variant_1".into()))
-        );
+        assert_eq!(parse_variant("${summarize.variant_1}"), Some(("summarize".into(), "variant_1".into())));
         assert_eq!(parse_variant("summarize.variant_1"), None);
     }
 }

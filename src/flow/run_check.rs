@@ -48,20 +48,12 @@ pub fn report_data_error(err: &DataError, run: &RunFile, diags: &mut Diagnostics
             }
         }
         DataError::Empty { .. } => diags.push(
-            Diagnostic::error(
-                Code::DataEmpty,
-                &run.file,
-                data_pos,
-                format!("data `{}` has no rows", data_name(run)),
-            )
-            .with_hint("promptflow fails a batch run on empty data; add at least one row"),
+            Diagnostic::error(Code::DataEmpty, &run.file, data_pos, format!("data `{}` has no rows", data_name(run)))
+                .with_hint("promptflow fails a batch run on empty data; add at least one row"),
         ),
-        DataError::Io { path, source } => diags.push(Diagnostic::error(
-            Code::Io,
-            path,
-            Pos::START,
-            format!("cannot read data: {source}"),
-        )),
+        DataError::Io { path, source } => {
+            diags.push(Diagnostic::error(Code::Io, path, Pos::START, format!("cannot read data: {source}")))
+        }
         DataError::Unsupported { .. } => diags.push(
             Diagnostic::warning(
                 Code::InvalidValue,
@@ -85,8 +77,7 @@ struct RunChecker<'a> {
 
 impl RunChecker<'_> {
     fn error(&mut self, code: Code, pos: Pos, message: impl Into<String>, hint: Option<String>) {
-        self.diags
-            .push(Diagnostic::error(code, &self.run.file, pos, message).with_hint_opt(hint));
+        self.diags.push(Diagnostic::error(code, &self.run.file, pos, message).with_hint_opt(hint));
     }
 
     fn sources(&mut self) {
@@ -95,10 +86,7 @@ impl RunChecker<'_> {
                 Code::RunSourceMissing,
                 self.run.pos,
                 "at least one of `data` or `run` must be provided",
-                Some(
-                    "add `data: <file>` for a batch run or `run: <base run>` for an evaluation"
-                        .into(),
-                ),
+                Some("add `data: <file>` for a batch run or `run: <base run>` for an evaluation".into()),
             );
         }
     }
@@ -118,10 +106,7 @@ impl RunChecker<'_> {
                     Code::MappingUnknownInput,
                     &self.run.file,
                     key.pos,
-                    format!(
-                        "column mapping sets `{}`, which is not an input of the flow",
-                        key.value
-                    ),
+                    format!("column mapping sets `{}`, which is not an input of the flow", key.value),
                 )
                 .with_hint(hint),
             );
@@ -134,22 +119,13 @@ impl RunChecker<'_> {
                 MappingSource::RunOutputs(col) | MappingSource::RunInputs(col)
                     if self.run.run.is_none() && ctx.base_flow.is_none() =>
                 {
-                    let msg = format!(
-                        "`{}` reads `${{run.…{col}}}` but the run file has no `run:`",
-                        key.value
-                    );
-                    self.error(
-                        Code::MappingSource,
-                        source.pos,
-                        msg,
-                        Some("add `run: <name of the base run>`".into()),
-                    );
+                    let msg = format!("`{}` reads `${{run.…{col}}}` but the run file has no `run:`", key.value);
+                    self.error(Code::MappingSource, source.pos, msg, Some("add `run: <name of the base run>`".into()));
                 }
                 MappingSource::RunOutputs(col) => {
                     let Some(base) = ctx.base_flow else { continue };
                     if base.output(col).is_none() {
-                        let names: Vec<&str> =
-                            base.outputs.iter().map(|o| o.name.value.as_str()).collect();
+                        let names: Vec<&str> = base.outputs.iter().map(|o| o.name.value.as_str()).collect();
                         let hint = did_you_mean(col, names.iter().copied()).map_or_else(
                             || format!("outputs of {}: {}", base.dir.display(), names.join(", ")),
                             |s| format!("did you mean `${{run.outputs.{s}}}`?"),
@@ -164,7 +140,12 @@ impl RunChecker<'_> {
                 }
                 MappingSource::Unknown(expr) => {
                     let msg = format!("`${{{expr}}}` is not a data or run reference");
-                    self.error(Code::MappingSource, source.pos, msg, Some("use `${data.<column>}`, `${run.outputs.<output>}` or `${run.inputs.<column>}`".into()));
+                    self.error(
+                        Code::MappingSource,
+                        source.pos,
+                        msg,
+                        Some("use `${data.<column>}`, `${run.outputs.<output>}` or `${run.inputs.<column>}`".into()),
+                    );
                 }
                 _ => {}
             }
@@ -174,11 +155,7 @@ impl RunChecker<'_> {
     /// Every `${data.c}` a line needs must exist in every row, or promptflow
     /// fails the whole run while mapping inputs.
     fn data_columns(&mut self, table: &Table, flow: Option<&Flow>) {
-        let data_name = self
-            .run
-            .data
-            .as_ref()
-            .map_or_else(String::new, |d| d.value.clone());
+        let data_name = self.run.data.as_ref().map_or_else(String::new, |d| d.value.clone());
         let mut needed: Vec<(String, String, Pos, bool)> = self
             .run
             .column_mapping
@@ -190,23 +167,9 @@ impl RunChecker<'_> {
             .collect();
         if let Some(flow) = flow {
             let data_pos = self.run.data.as_ref().map_or(self.run.pos, |d| d.pos);
-            for input in flow
-                .inputs
-                .iter()
-                .filter(|i| i.default.is_none() && !i.is_chat_history)
-            {
-                if !self
-                    .run
-                    .column_mapping
-                    .iter()
-                    .any(|(k, _)| k.value == input.name.value)
-                {
-                    needed.push((
-                        input.name.value.clone(),
-                        input.name.value.clone(),
-                        data_pos,
-                        false,
-                    ));
+            for input in flow.inputs.iter().filter(|i| i.default.is_none() && !i.is_chat_history) {
+                if !self.run.column_mapping.iter().any(|(k, _)| k.value == input.name.value) {
+                    needed.push((input.name.value.clone(), input.name.value.clone(), data_pos, false));
                 }
             }
         }
@@ -218,9 +181,7 @@ impl RunChecker<'_> {
                     |s| format!("did you mean `{s}`?"),
                 );
                 let msg = if explicit {
-                    format!(
-                        "column `{col}` (mapped to input `{input}`) is not in data `{data_name}`"
-                    )
+                    format!("column `{col}` (mapped to input `{input}`) is not in data `{data_name}`")
                 } else {
                     format!(
                         "flow input `{input}` has no default and no column mapping, and data `{data_name}` has no column `{input}`"
@@ -234,13 +195,8 @@ impl RunChecker<'_> {
                     pos.line
                 );
                 self.diags.push(
-                    Diagnostic::error(
-                        Code::DataColumnMissing,
-                        table.file_of(row),
-                        Pos::new(row.line, 1),
-                        msg,
-                    )
-                    .with_hint("promptflow fails the whole run when any row lacks a mapped column"),
+                    Diagnostic::error(Code::DataColumnMissing, table.file_of(row), Pos::new(row.line, 1), msg)
+                        .with_hint("promptflow fails the whole run when any row lacks a mapped column"),
                 );
             }
         }
@@ -259,10 +215,7 @@ impl RunChecker<'_> {
             );
             return;
         };
-        let Some(variants) = flow
-            .variants_of(&node)
-            .filter(|_| flow.node(&node).is_some())
-        else {
+        let Some(variants) = flow.variants_of(&node).filter(|_| flow.node(&node).is_some()) else {
             self.error(
                 Code::VariantNotFound,
                 variant.pos,
@@ -272,11 +225,7 @@ impl RunChecker<'_> {
             return;
         };
         if !variants.variants.iter().any(|(v, _)| v.value == id) {
-            let ids: Vec<&str> = variants
-                .variants
-                .iter()
-                .map(|(v, _)| v.value.as_str())
-                .collect();
+            let ids: Vec<&str> = variants.variants.iter().map(|(v, _)| v.value.as_str()).collect();
             self.error(
                 Code::VariantNotFound,
                 variant.pos,
@@ -290,24 +239,17 @@ impl RunChecker<'_> {
         for (node_name, settings) in &self.run.connections {
             let Some(node) = flow.node(&node_name.value) else {
                 let names = flow.nodes.iter().map(|n| n.name.value.as_str());
-                let hint =
-                    did_you_mean(&node_name.value, names).map(|s| format!("did you mean `{s}`?"));
+                let hint = did_you_mean(&node_name.value, names).map(|s| format!("did you mean `{s}`?"));
                 self.error(
                     Code::ConnectionNodeMissing,
                     node_name.pos,
-                    format!(
-                        "connections override node `{}`, which the flow does not have",
-                        node_name.value
-                    ),
+                    format!("connections override node `{}`, which the flow does not have", node_name.value),
                     hint,
                 );
                 continue;
             };
             if node.ty.as_ref().is_some_and(|t| t.value == NodeType::Llm) {
-                for (key, _) in settings
-                    .iter()
-                    .filter(|(k, _)| !LLM_CONNECTION_KEYS.contains(&k.value.as_str()))
-                {
+                for (key, _) in settings.iter().filter(|(k, _)| !LLM_CONNECTION_KEYS.contains(&k.value.as_str())) {
                     let msg = format!(
                         "unsupported llm connection override key `{}` for node `{}`",
                         key.value, node_name.value
@@ -316,10 +258,7 @@ impl RunChecker<'_> {
                         Code::UnknownKey,
                         key.pos,
                         msg,
-                        Some(format!(
-                            "llm nodes accept: {}",
-                            LLM_CONNECTION_KEYS.join(", ")
-                        )),
+                        Some(format!("llm nodes accept: {}", LLM_CONNECTION_KEYS.join(", "))),
                     );
                 }
             }
@@ -328,8 +267,5 @@ impl RunChecker<'_> {
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -104,22 +104,14 @@ pub fn load(file: &Path, diags: &mut Diagnostics) -> Option<RunFile> {
 pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<RunFile> {
     let mut d = Decoder::new(file, diags);
     let fields = d.fields(root, "the run file", RUN_KEYS)?;
-    let text = |d: &mut Decoder<'_>, key: &str| {
-        fields.get(key).and_then(|v| d.text(v, &format!("`{key}`")))
-    };
+    let text = |d: &mut Decoder<'_>, key: &str| fields.get(key).and_then(|v| d.text(v, &format!("`{key}`")));
     let mut run = RunFile {
         file: file.to_path_buf(),
         name: text(&mut d, "name"),
         display_name: text(&mut d, "display_name"),
         description: text(&mut d, "description"),
-        tags: fields
-            .get("tags")
-            .map(|t| d.string_map(t, "`tags`"))
-            .unwrap_or_default(),
-        properties: fields
-            .get("properties")
-            .map(|t| d.string_map(t, "`properties`"))
-            .unwrap_or_default(),
+        tags: fields.get("tags").map(|t| d.string_map(t, "`tags`")).unwrap_or_default(),
+        properties: fields.get("properties").map(|t| d.string_map(t, "`properties`")).unwrap_or_default(),
         flow: text(&mut d, "flow"),
         data: text(&mut d, "data"),
         run: text(&mut d, "run"),
@@ -131,8 +123,8 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<RunFi
         pos: root.pos,
     };
     if run.flow.is_none() && !fields.has("flow") {
-        d.error(Code::MissingKey, fields.pos, "the run file has no `flow`")
-            .hint = Some("add `flow: <path to the flow folder>` (relative to this file)".into());
+        d.error(Code::MissingKey, fields.pos, "the run file has no `flow`").hint =
+            Some("add `flow: <path to the flow folder>` (relative to this file)".into());
     }
     if let Some(mapping) = fields.get("column_mapping") {
         run.column_mapping = column_mapping(&mut d, mapping);
@@ -146,42 +138,25 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<RunFi
             None => EnvironmentVariables::Map(d.string_map(env, "`environment_variables`")),
         };
     }
-    if let Some(res) = fields
-        .get("resources")
-        .and_then(|r| d.fields(r, "`resources`", RESOURCES_KEYS))
-    {
-        run.resources.instance_type = res
-            .get("instance_type")
-            .and_then(|v| d.text(v, "`instance_type`"));
+    if let Some(res) = fields.get("resources").and_then(|r| d.fields(r, "`resources`", RESOURCES_KEYS)) {
+        run.resources.instance_type = res.get("instance_type").and_then(|v| d.text(v, "`instance_type`"));
         run.resources.compute = res.get("compute").and_then(|v| d.text(v, "`compute`"));
     }
     Some(run)
 }
 
-fn column_mapping(
-    d: &mut Decoder<'_>,
-    node: &Yaml,
-) -> Vec<(Spanned<String>, Spanned<MappingSource>)> {
+fn column_mapping(d: &mut Decoder<'_>, node: &Yaml) -> Vec<(Spanned<String>, Spanned<MappingSource>)> {
     let Some(entries) = d.map(node, "`column_mapping`") else {
         return vec![];
     };
     d.check_keys(entries, "`column_mapping`", None);
     let mapping: Vec<_> = entries
         .iter()
-        .map(|(k, v)| {
-            (
-                Spanned::new(k.key_text(), k.pos),
-                Spanned::new(MappingSource::parse(&v.to_json()), v.pos),
-            )
-        })
+        .map(|(k, v)| (Spanned::new(k.key_text(), k.pos), Spanned::new(MappingSource::parse(&v.to_json()), v.pos)))
         .collect();
     if !mapping.is_empty() && mapping.iter().all(|(_, v)| !v.is_reference()) {
-        d.error(
-            Code::MappingSource,
-            node.pos,
-            "column mapping must contain at least one mapping binding",
-        )
-        .hint = Some("map an input from the data, e.g. `question: ${data.question}`".into());
+        d.error(Code::MappingSource, node.pos, "column mapping must contain at least one mapping binding").hint =
+            Some("map an input from the data, e.g. `question: ${data.question}`".into());
     }
     mapping
 }
@@ -217,10 +192,7 @@ mod tests {
         assert!(diags.is_empty(), "{:?}", diags.into_sorted());
         assert!(run.is_evaluation());
         assert_eq!(run.flow_dir(), Some(PathBuf::from("runs/../eval")));
-        assert_eq!(
-            run.column_mapping[1].1.value,
-            MappingSource::RunOutputs("category".into())
-        );
+        assert_eq!(run.column_mapping[1].1.value, MappingSource::RunOutputs("category".into()));
         assert_eq!(run.connections[0].1[1].1.value, "gpt-4o");
         assert_eq!(run.tags[1].1.value, "2");
         assert_eq!(run.resources.instance_type.unwrap().value, "Standard_D2");
@@ -228,9 +200,7 @@ mod tests {
 
     #[test]
     fn literal_only_mapping_is_rejected_like_promptflow() {
-        let root = crate::yaml::parse("flow: .\ndata: d.jsonl\ncolumn_mapping: {a: 1}\n")
-            .unwrap()
-            .unwrap();
+        let root = crate::yaml::parse("flow: .\ndata: d.jsonl\ncolumn_mapping: {a: 1}\n").unwrap().unwrap();
         let mut diags = Diagnostics::default();
         decode(Path::new("run.yml"), &root, &mut diags);
         assert_eq!(diags.into_sorted()[0].code, Code::MappingSource);

@@ -4,22 +4,53 @@
 //! and lenient undefined variables; the same settings are used here so a
 //! template that parses for flow-ci parses for promptflow.
 
-use minijinja::Environment;
 use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, Error, ErrorKind, Output, State, Value};
 
-/// A Jinja environment configured like promptflow's `render_jinja_template`.
+/// A Jinja environment configured like promptflow's `render_jinja_template`:
+/// `trim_blocks`, `keep_trailing_newline`, lenient undefined, Python's string
+/// and dict methods, and values printed the way Python's `str()` prints them
+/// (`True`, `None`, `{'a': 1}`), so prompts come out byte for byte the same.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
-    match SyntaxConfig::builder()
-        .trim_blocks(true)
-        .keep_trailing_newline(true)
-        .build()
-    {
+    match SyntaxConfig::builder().trim_blocks(true).keep_trailing_newline(true).build() {
         Ok(syntax) => env.set_syntax(syntax),
         // The builder only fails on custom delimiters, which are not set here.
         Err(e) => tracing::warn!("jinja syntax configuration rejected: {e}"),
     }
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_formatter(python_formatter);
     env
+}
+
+fn python_formatter(out: &mut Output<'_>, _state: &mut State<'_, '_>, value: &Value) -> Result<(), Error> {
+    if value.is_undefined() {
+        return Ok(());
+    }
+    let text = match value.as_str() {
+        Some(s) => s.to_string(),
+        None => {
+            let json =
+                serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
+            crate::exec::value::python_str(&json)
+        }
+    };
+    out.write_str(&text).map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
+}
+
+/// Renders `source` with `vars`, as promptflow's prompt tool does.
+pub fn render(source: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
+    let env = environment();
+    let template = env.template_from_str(source).map_err(|e| describe(&e))?;
+    template.render(Value::from(minijinja::value::Serde(vars))).map_err(|e| describe(&e))
+}
+
+/// "undefined value: ..."-style text for a render failure.
+fn describe(e: &Error) -> String {
+    match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    }
 }
 
 /// A template syntax error, positioned inside the template file.
@@ -78,6 +109,15 @@ mod tests {
         assert!(err.message.contains("syntax error"), "{err:?}");
         let err = check_syntax("a\nb\n{% if x %}\nno end\n").unwrap_err();
         assert!(err.line >= 3, "{err:?}");
+    }
+
+    #[test]
+    fn values_print_like_python_str() {
+        let vars = serde_json::json!({"b": true, "n": null, "d": {"k": "v", "x": 1.0}, "l": ["a", 2], "s": "text"});
+        let out =
+            render("{{ b }} {{ n }} {{ d }} {{ l }} {{ s }} {{ missing }}|{{ s.upper() }}", vars.as_object().unwrap())
+                .unwrap();
+        assert_eq!(out, "True None {'k': 'v', 'x': 1.0} ['a', 2] text |TEXT");
     }
 
     #[test]

@@ -16,11 +16,7 @@ use crate::yaml::{Pos, Spanned};
 
 /// Runs every check on `flow`. `repo_root` bounds the paths a flow may use.
 pub fn check_flow(flow: &Flow, repo_root: &Path, diags: &mut Diagnostics) {
-    let mut c = Checker {
-        flow,
-        repo_root,
-        diags,
-    };
+    let mut c = Checker { flow, repo_root, diags };
     c.duplicate_nodes();
     c.variants();
     for node in flow.all_node_definitions() {
@@ -40,13 +36,11 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, code: Code, pos: Pos, message: impl Into<String>, hint: Option<String>) {
-        self.diags
-            .push(Diagnostic::error(code, &self.flow.file, pos, message).with_hint_opt(hint));
+        self.diags.push(Diagnostic::error(code, &self.flow.file, pos, message).with_hint_opt(hint));
     }
 
     fn warning(&mut self, code: Code, pos: Pos, message: impl Into<String>, hint: Option<String>) {
-        self.diags
-            .push(Diagnostic::warning(code, &self.flow.file, pos, message).with_hint_opt(hint));
+        self.diags.push(Diagnostic::warning(code, &self.flow.file, pos, message).with_hint_opt(hint));
     }
 
     fn duplicate_nodes(&mut self) {
@@ -58,10 +52,7 @@ impl Checker<'_> {
                     Code::DuplicateNodeName,
                     node.name.pos,
                     msg,
-                    Some(format!(
-                        "first defined at line {}; node names must be unique",
-                        pos.line
-                    )),
+                    Some(format!("first defined at line {}; node names must be unique", pos.line)),
                 );
             } else {
                 first.insert(&node.name.value, node.name.pos);
@@ -81,15 +72,8 @@ impl Checker<'_> {
         let Some(variants) = self.flow.variants_of(&node.name.value) else {
             return node;
         };
-        let default = variants
-            .default_variant_id
-            .as_ref()
-            .map(|d| d.value.as_str());
-        variants
-            .variants
-            .iter()
-            .find(|(id, _)| Some(id.value.as_str()) == default)
-            .map_or(node, |(_, n)| n)
+        let default = variants.default_variant_id.as_ref().map(|d| d.value.as_str());
+        variants.variants.iter().find(|(id, _)| Some(id.value.as_str()) == default).map_or(node, |(_, n)| n)
     }
 
     fn node_references(&mut self, node: &Node) {
@@ -106,25 +90,26 @@ impl Checker<'_> {
         match &assignment.value {
             Assignment::Literal(_) => {}
             Assignment::FlowInput(name) => self.input_reference(&who, name, assignment.pos),
-            Assignment::Node {
-                node: target,
-                section,
-                ..
-            } => {
+            Assignment::Node { node: target, section, .. } => {
                 if !self.node_reference(&who, target, section, assignment.pos) {
                     return;
                 }
                 let target_agg = self.is_aggregation(target).unwrap_or(false);
                 if !node.aggregation && target_agg {
-                    let msg = format!(
-                        "{who} is not an aggregation node but references aggregation node `{target}`"
-                    );
+                    let msg = format!("{who} is not an aggregation node but references aggregation node `{target}`");
                     self.error(Code::AggregationReference, assignment.pos, msg, Some("aggregation nodes run once after all lines; only other aggregation nodes can use their output".into()));
                 } else if node.aggregation && in_activate && !target_agg {
-                    let msg = format!(
-                        "the `activate.when` of aggregation {who} references non-aggregation node `{target}`"
+                    let msg =
+                        format!("the `activate.when` of aggregation {who} references non-aggregation node `{target}`");
+                    self.error(
+                        Code::AggregationReference,
+                        assignment.pos,
+                        msg,
+                        Some(
+                            "an aggregation node's activate condition may only use flow inputs or aggregation nodes"
+                                .into(),
+                        ),
                     );
-                    self.error(Code::AggregationReference, assignment.pos, msg, Some("an aggregation node's activate condition may only use flow inputs or aggregation nodes".into()));
                 }
             }
         }
@@ -137,9 +122,7 @@ impl Checker<'_> {
         let names = self.flow.inputs.iter().map(|i| i.name.value.as_str());
         let hint = match did_you_mean(name, names) {
             Some(s) => format!("did you mean `${{inputs.{s}}}`?"),
-            None if name.contains('.') => {
-                "flow inputs have no nested access; reference the whole input".into()
-            }
+            None if name.contains('.') => "flow inputs have no nested access; reference the whole input".into(),
             None => format!("declare `{name}` under the flow's `inputs:`"),
         };
         self.error(
@@ -167,16 +150,12 @@ impl Checker<'_> {
             return false;
         }
         if section != "output" {
-            let msg = format!(
-                "{who} references `{target}.{section}`; only `${{{target}.output}}` is supported"
-            );
+            let msg = format!("{who} references `{target}.{section}`; only `${{{target}.output}}` is supported");
             self.error(
                 Code::UnsupportedReference,
                 pos,
                 msg,
-                Some(format!(
-                    "use `${{{target}.output}}` or `${{{target}.output.<key>}}`"
-                )),
+                Some(format!("use `${{{target}.output}}` or `${{{target}.output.<key>}}`")),
             );
             return false;
         }
@@ -187,21 +166,11 @@ impl Checker<'_> {
     fn cycles(&mut self) {
         let nodes: Vec<&Node> = self.flow.nodes.iter().map(|n| self.effective(n)).collect();
         let known: HashSet<&str> = nodes.iter().map(|n| n.name.value.as_str()).collect();
-        let deps: Vec<HashSet<&str>> = nodes
-            .iter()
-            .map(|n| {
-                n.dependencies()
-                    .map(|(d, _)| d)
-                    .filter(|d| known.contains(d))
-                    .collect()
-            })
-            .collect();
+        let deps: Vec<HashSet<&str>> =
+            nodes.iter().map(|n| n.dependencies().map(|(d, _)| d).filter(|d| known.contains(d)).collect()).collect();
         let mut done: HashSet<&str> = HashSet::new();
         let mut remaining: Vec<usize> = (0..nodes.len()).collect();
-        while let Some(at) = remaining
-            .iter()
-            .position(|&i| deps[i].iter().all(|d| done.contains(d)))
-        {
+        while let Some(at) = remaining.iter().position(|&i| deps[i].iter().all(|d| done.contains(d))) {
             done.insert(&nodes[remaining.remove(at)].name.value);
         }
         if remaining.is_empty() {
@@ -209,27 +178,15 @@ impl Checker<'_> {
         }
         let cycle = find_cycle(&nodes, &deps, &remaining);
         let first = nodes[cycle[0]];
-        let path: Vec<&str> = cycle
-            .iter()
-            .chain(std::iter::once(&cycle[0]))
-            .map(|&i| nodes[i].name.value.as_str())
-            .collect();
-        let mut stuck: Vec<&str> = remaining
-            .iter()
-            .map(|&i| nodes[i].name.value.as_str())
-            .collect();
+        let path: Vec<&str> =
+            cycle.iter().chain(std::iter::once(&cycle[0])).map(|&i| nodes[i].name.value.as_str()).collect();
+        let mut stuck: Vec<&str> = remaining.iter().map(|&i| nodes[i].name.value.as_str()).collect();
         stuck.sort_unstable();
         self.error(
             Code::DependencyCycle,
             first.name.pos,
-            format!(
-                "nodes form a dependency cycle: {} (each waits for the next)",
-                path.join(" -> ")
-            ),
-            Some(format!(
-                "break the cycle; nodes that cannot run: {}",
-                stuck.join(", ")
-            )),
+            format!("nodes form a dependency cycle: {} (each waits for the next)", path.join(" -> ")),
+            Some(format!("break the cycle; nodes that cannot run: {}", stuck.join(", "))),
         );
     }
 
@@ -249,7 +206,9 @@ impl Checker<'_> {
                         self.warning(
                             Code::OutputReferencesAggregation,
                             reference.pos,
-                            format!("{who} references aggregation node `{node}`; promptflow drops it from line outputs"),
+                            format!(
+                                "{who} references aggregation node `{node}`; promptflow drops it from line outputs"
+                            ),
                             Some("aggregation results belong in metrics (`log_metric`), not flow outputs".into()),
                         );
                     }
@@ -262,7 +221,12 @@ impl Checker<'_> {
         for node in self.flow.nodes.iter().filter(|n| n.use_variants) {
             let name = &node.name.value;
             let Some(v) = self.flow.variants_of(name) else {
-                self.error(Code::VariantNotFound, node.name.pos, format!("node `{name}` uses variants but `node_variants` has no entry for it"), Some(format!("add `node_variants: {{{name}: {{default_variant_id: ..., variants: ...}}}}`")));
+                self.error(
+                    Code::VariantNotFound,
+                    node.name.pos,
+                    format!("node `{name}` uses variants but `node_variants` has no entry for it"),
+                    Some(format!("add `node_variants: {{{name}: {{default_variant_id: ..., variants: ...}}}}`")),
+                );
                 continue;
             };
             match &v.default_variant_id {
@@ -273,11 +237,7 @@ impl Checker<'_> {
                     Some("add `default_variant_id: <one of the variants>`".into()),
                 ),
                 Some(id) if !v.variants.iter().any(|(vid, _)| vid.value == id.value) => {
-                    let ids: Vec<&str> = v
-                        .variants
-                        .iter()
-                        .map(|(vid, _)| vid.value.as_str())
-                        .collect();
+                    let ids: Vec<&str> = v.variants.iter().map(|(vid, _)| vid.value.as_str()).collect();
                     self.error(
                         Code::VariantNotFound,
                         id.pos,
@@ -289,12 +249,7 @@ impl Checker<'_> {
             }
         }
         for v in &self.flow.node_variants {
-            if !self
-                .flow
-                .nodes
-                .iter()
-                .any(|n| n.use_variants && n.name.value == v.node.value)
-            {
+            if !self.flow.nodes.iter().any(|n| n.use_variants && n.name.value == v.node.value) {
                 self.warning(Code::VariantNotFound, v.node.pos, format!("`node_variants` defines variants for `{}`, but no node with `use_variants: true` has that name", v.node.value), None);
             }
         }
@@ -302,9 +257,7 @@ impl Checker<'_> {
 
     fn source(&mut self, node: &Node) {
         let Some(source) = &node.source else { return };
-        let (SourceKind::Code | SourceKind::PackageWithPrompt, Some(path)) =
-            (&source.kind, &source.path)
-        else {
+        let (SourceKind::Code | SourceKind::PackageWithPrompt, Some(path)) = (&source.kind, &source.path) else {
             return;
         };
         let Some(file) = self.contained_path(&path.value, path.pos, "source file") else {
@@ -314,10 +267,7 @@ impl Checker<'_> {
             if self.provided_by_include(&path.value) {
                 return;
             }
-            let msg = format!(
-                "source file `{}` of node `{}` can not be found",
-                path.value, node.name.value
-            );
+            let msg = format!("source file `{}` of node `{}` can not be found", path.value, node.name.value);
             self.error(
                 Code::SourceMissing,
                 path.pos,
@@ -328,9 +278,7 @@ impl Checker<'_> {
         }
         match node.ty.as_ref().map(|t| t.value) {
             Some(NodeType::Python) => self.python_source(node, &file, path.pos),
-            Some(NodeType::Prompt | NodeType::Llm | NodeType::CustomLlm) => {
-                self.template_source(&file)
-            }
+            Some(NodeType::Prompt | NodeType::Llm | NodeType::CustomLlm) => self.template_source(&file),
             None => {}
         }
     }
@@ -341,10 +289,7 @@ impl Checker<'_> {
         if is_inside(&joined, self.repo_root) {
             return Some(joined);
         }
-        let msg = format!(
-            "{what} `{path}` is outside the repository root {}",
-            self.repo_root.display()
-        );
+        let msg = format!("{what} `{path}` is outside the repository root {}", self.repo_root.display());
         self.error(Code::PathOutsideRepo, pos, msg, Some("flows may only use files inside the repository; move the file in or use additional_includes from within the repo".into()));
         None
     }
@@ -361,12 +306,7 @@ impl Checker<'_> {
 
     fn python_source(&mut self, node: &Node, file: &Path, pos: Pos) {
         let Ok(text) = std::fs::read_to_string(file) else {
-            self.error(
-                Code::Io,
-                pos,
-                format!("cannot read {}", file.display()),
-                None,
-            );
+            self.error(Code::Io, pos, format!("cannot read {}", file.display()), None);
             return;
         };
         let facts = python::scan(&text);
@@ -376,19 +316,22 @@ impl Checker<'_> {
                 Code::PythonNoTool,
                 pos,
                 format!("no `@tool` function in the python file of {who}"),
-                Some(
-                    "decorate exactly one function with `@tool` (from promptflow.core import tool)"
-                        .into(),
-                ),
+                Some("decorate exactly one function with `@tool` (from promptflow.core import tool)".into()),
             ),
             1 => {}
             _ => {
-                let names: Vec<String> = facts
-                    .tools
-                    .iter()
-                    .map(|t| format!("`{}` (line {})", t.name, t.line))
-                    .collect();
-                self.error(Code::PythonMultipleTools, pos, format!("{} `@tool` functions in the python file of {who}: {}", facts.tools.len(), names.join(", ")), Some("promptflow needs exactly one tool per file; move the others to their own files".into()));
+                let names: Vec<String> =
+                    facts.tools.iter().map(|t| format!("`{}` (line {})", t.name, t.line)).collect();
+                self.error(
+                    Code::PythonMultipleTools,
+                    pos,
+                    format!(
+                        "{} `@tool` functions in the python file of {who}: {}",
+                        facts.tools.len(),
+                        names.join(", ")
+                    ),
+                    Some("promptflow needs exactly one tool per file; move the others to their own files".into()),
+                );
             }
         }
         if let Some(line) = facts.log_metric_line.filter(|_| !node.aggregation) {
@@ -440,21 +383,14 @@ impl Checker<'_> {
 
 /// Finds one concrete cycle among `remaining` nodes (all of which wait on others).
 fn find_cycle(nodes: &[&Node], deps: &[HashSet<&str>], remaining: &[usize]) -> Vec<usize> {
-    let index: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.value.as_str(), i))
-        .collect();
+    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.value.as_str(), i)).collect();
     let in_remaining: HashSet<usize> = remaining.iter().copied().collect();
     let mut path = vec![remaining[0]];
     loop {
         let current = *path.last().unwrap_or(&remaining[0]);
         // Follow dependencies in YAML order so the printed cycle is stable.
-        let mut next_deps: Vec<usize> = deps[current]
-            .iter()
-            .filter_map(|d| index.get(d).copied())
-            .filter(|i| in_remaining.contains(i))
-            .collect();
+        let mut next_deps: Vec<usize> =
+            deps[current].iter().filter_map(|d| index.get(d).copied()).filter(|i| in_remaining.contains(i)).collect();
         next_deps.sort_unstable();
         let Some(&next) = next_deps.first() else {
             return path;

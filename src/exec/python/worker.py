@@ -162,21 +162,24 @@ def call(req):
         METRICS = None
 
 
+RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def error_response(exc, phase):
+    """The exception with a traceback of user frames only (no worker or shim)."""
     tb = traceback.TracebackException.from_exception(exc)
-    frames = [f for f in tb.stack if "flow_ci_worker" not in (f.filename or "")]
+    tb.stack = traceback.StackSummary.from_list([f for f in tb.stack if not (f.filename or "").startswith(RUNTIME_DIR)])
     where = None
     if isinstance(exc, SyntaxError) and exc.filename:
         where = [exc.filename, exc.lineno or 1]
-    elif frames:
-        where = [frames[-1].filename, frames[-1].lineno]
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    elif tb.stack:
+        where = [tb.stack[-1].filename, tb.stack[-1].lineno]
     return {
         "ok": False,
         "error": {
             "type": type(exc).__name__,
             "message": str(exc),
-            "traceback": text,
+            "traceback": "".join(tb.format()),
             "phase": phase,
             "where": where,
         },

@@ -1,0 +1,228 @@
+//! `flow-ci flow test`: one line of a flow, like `pf flow test`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+
+use crate::exec::line::{Engine, RunError, Status};
+use crate::exec::pool::{Pool, PoolConfig, default_python};
+use crate::exec::prepare::{PrepareError, prepare};
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct FlowArgs {
+    #[command(subcommand)]
+    pub command: FlowCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum FlowCommand {
+    Test(TestArgs),
+}
+
+/// Options of the local executor, shared by `flow test` and `run create`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecArgs {
+    /// Python interpreter for python nodes [default: $FLOW_CI_PYTHON, the active virtualenv, python3]
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+
+    /// Seconds a line may run before it fails (promptflow's PF_LINE_TIMEOUT_SEC)
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PF_LINE_TIMEOUT_SEC")]
+    pub line_timeout: u64,
+}
+
+impl ExecArgs {
+    pub fn pool(&self, size: usize) -> Result<Pool, crate::exec::pool::PoolError> {
+        Pool::new(PoolConfig { python: default_python(self.python.as_deref()), size, env: vec![] })
+    }
+}
+
+/// Run one line of a flow and print its outputs as JSON (like `pf flow test`).
+///
+/// Inputs come from --inputs (strings, converted to each input's declared type),
+/// then the first line of --input, then the flow's defaults. Aggregation nodes run
+/// afterwards over one-item lists; their metrics are printed to stderr.
+/// With --node, only that node runs, with inputs named by parameter or by
+/// reference (`inputs.url`, `fetch.output`).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  flow-ci flow test --flow flows/web-classification\n  flow-ci flow test --flow flows/web-classification --inputs url=https://example.com text='a review'\n  flow-ci flow test --flow flows/web-classification --node classify --inputs text=hello"
+)]
+pub struct TestArgs {
+    /// The flow folder (holding flow.dag.yaml)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub flow: PathBuf,
+
+    /// Input values as name=value
+    #[arg(long, value_name = "NAME=VALUE", num_args = 1.., value_parser = parse_key_value)]
+    pub inputs: Vec<(String, String)>,
+
+    /// A .jsonl file whose first line supplies inputs
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// Run only this node
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+
+    /// Use a variant: ${node_name.variant_id}
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
+
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+}
+
+pub fn run(args: FlowArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match args.command {
+        FlowCommand::Test(t) => test(t, out, err),
+    }
+}
+
+fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let prepared = match prepare(&args.flow, args.variant.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return report_prepare_error(&e, err),
+    };
+    let inputs = match gather_inputs(&args) {
+        Ok(i) => i,
+        Err(message) => {
+            let _ = writeln!(err, "error: {message}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let pool = match args.exec.pool(1) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let cancel = AtomicBool::new(false);
+    let engine = Engine {
+        prepared: &prepared,
+        pool: &pool,
+        line_timeout: Duration::from_secs(args.exec.line_timeout),
+        cancel: &cancel,
+    };
+    if let Some(node) = &args.node {
+        return match engine.run_single_node(node, &inputs) {
+            Ok(record) => print_json(&record.output, out, err),
+            Err(e) => report_run_error(&e, err),
+        };
+    }
+    if let Some(missing) = missing_inputs(&prepared.flow, &inputs) {
+        let _ = writeln!(err, "error: Required input(s) [{missing}] are missing for \"flow\".");
+        return exit::INVALID_INPUT;
+    }
+    let line = engine.run_line(&inputs, 0);
+    flush_logs(&pool, err);
+    if line.status != Status::Completed {
+        return line.error.as_ref().map_or(exit::FAILURE, |e| report_run_error(e, err));
+    }
+    let aggregation = engine.run_aggregation(std::slice::from_ref(&line));
+    for e in &aggregation.errors {
+        let _ = writeln!(err, "warning: aggregation failed: {}: {}", e.kind, e.message);
+    }
+    if !aggregation.metrics.is_empty() {
+        let _ = writeln!(err, "metrics: {}", Json::Object(aggregation.metrics.clone()));
+    }
+    print_json(&Json::Object(line.outputs), out, err)
+}
+
+/// Inputs by precedence: --inputs, then the first --input line.
+fn gather_inputs(args: &TestArgs) -> Result<Map<String, Json>, String> {
+    let mut inputs = Map::new();
+    if let Some(file) = &args.input {
+        let table = crate::data::load(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if let Some(first) = table.rows.into_iter().next() {
+            inputs = first.values;
+        }
+    }
+    for (k, v) in &args.inputs {
+        inputs.insert(k.clone(), Json::String(v.clone()));
+    }
+    Ok(inputs)
+}
+
+/// Declared inputs with neither a value nor a default (chat history defaults to []).
+fn missing_inputs(flow: &crate::flow::Flow, inputs: &Map<String, Json>) -> Option<String> {
+    let missing: Vec<String> = flow
+        .inputs
+        .iter()
+        .filter(|i| {
+            !inputs.contains_key(&i.name.value) && i.default.as_ref().is_none_or(Json::is_null) && !i.is_chat_history
+        })
+        .map(|i| format!("'{}'", i.name.value))
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+/// Pretty JSON with 4-space indent, non-ASCII kept: what `pf flow test` prints.
+pub fn print_json(value: &Json, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let mut buf = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    if serde::Serialize::serialize(value, &mut ser).is_err() {
+        return exit::FAILURE;
+    }
+    buf.push(b'\n');
+    match out.write_all(&buf) {
+        Ok(()) => exit::OK,
+        Err(e) => super::output_failed(&e, err),
+    }
+}
+
+pub fn report_prepare_error(e: &PrepareError, err: &mut dyn Write) -> u8 {
+    let base = std::env::current_dir().unwrap_or_default();
+    match e {
+        PrepareError::Invalid(diags) => {
+            for d in diags {
+                let _ = err.write_all(crate::diag::render_human(d, &base).as_bytes());
+            }
+            let _ = writeln!(err, "error: the flow has {} error(s); nothing was run", diags.len());
+        }
+        other => {
+            let _ = writeln!(err, "error: {other}");
+        }
+    }
+    exit::INVALID_INPUT
+}
+
+/// A failed line: the error, where it was raised, and the traceback.
+pub fn report_run_error(e: &RunError, err: &mut dyn Write) -> u8 {
+    let _ = writeln!(err, "error: {}: {}", e.kind, e.message);
+    if let Some((file, line)) = &e.location {
+        let _ = writeln!(err, "  --> {file}:{line}");
+    }
+    if let Some(tb) = &e.traceback {
+        let _ = writeln!(err, "{}", tb.trim_end());
+    }
+    // Broken user code (syntax, import, no tool) is invalid input; the rest is a failed run.
+    if e.kind == "ToolLoadError"
+        || e.kind == "InputNotFound"
+        || e.kind == "InputTypeError"
+        || e.kind == "InputParseError"
+    {
+        exit::INVALID_INPUT
+    } else {
+        exit::FAILURE
+    }
+}
+
+fn flush_logs(pool: &Pool, err: &mut dyn Write) {
+    let logs = std::mem::take(&mut *pool.logs.lock().unwrap_or_else(|e| e.into_inner()));
+    for line in logs {
+        let _ = writeln!(err, "{line}");
+    }
+}
