@@ -18,5 +18,6 @@ pub mod exit;
 pub mod flow;
 pub mod git;
 pub mod paths;
+pub mod runs;
 pub mod validate;
 pub mod yaml;

@@ -4,6 +4,9 @@
 
 mod detect;
 mod flow;
+mod progress;
+mod run;
+mod run_view;
 mod validate;
 
 use std::io::Write;
@@ -39,6 +42,8 @@ pub enum Command {
     Detect(detect::Args),
     /// Run flows locally (like `pf flow test`)
     Flow(flow::FlowArgs),
+    /// Batch and evaluation runs, and the run store (like `pf run`)
+    Run(run::RunArgs),
 }
 
 /// How results are written.
@@ -66,6 +71,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Validate(args) => validate::run(args, out, err),
         Command::Detect(args) => detect::run(args, out, err),
         Command::Flow(args) => flow::run(args, out, err),
+        Command::Run(args) => run::run(args, out, err),
     }
 }
 

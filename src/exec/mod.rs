@@ -1,6 +1,7 @@
 //! The embedded local executor: runs users' unchanged flows the way
 //! promptflow does, without promptflow.
 
+pub mod batch;
 pub mod line;
 pub mod pool;
 pub mod prepare;

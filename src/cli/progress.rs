@@ -1,0 +1,70 @@
+//! Progress of a batch run on stderr: a live bar on a terminal, plain
+//! periodic lines in CI logs (where a redrawn bar would be noise).
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::exec::batch::Progress;
+
+/// Bars appear only for runs lasting over a second.
+const SHOW_AFTER: Duration = Duration::from_secs(1);
+/// How often plain progress lines are written when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+pub struct ConsoleProgress {
+    started: Instant,
+    bar: Option<ProgressBar>,
+    last_plain: Mutex<Instant>,
+    quiet: bool,
+}
+
+impl ConsoleProgress {
+    pub fn new(total: usize, quiet: bool) -> ConsoleProgress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
+            if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} lines  {msg}  {per_sec}  eta {eta}") {
+                bar.set_style(style);
+            }
+            bar
+        });
+        ConsoleProgress { started: Instant::now(), bar, last_plain: Mutex::new(Instant::now()), quiet }
+    }
+}
+
+impl Progress for ConsoleProgress {
+    fn line_done(&self, done: usize, failed: usize, total: usize) {
+        if self.quiet {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        match &self.bar {
+            Some(bar) => {
+                if elapsed > SHOW_AFTER && bar.is_hidden() {
+                    bar.set_draw_target(ProgressDrawTarget::stderr());
+                }
+                bar.set_position(done as u64);
+                bar.set_message(format!("{failed} failed"));
+            }
+            None => {
+                let mut last = self.last_plain.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= PLAIN_EVERY && done < total {
+                    *last = Instant::now();
+                    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+                    #[allow(clippy::print_stderr)] // plain progress for CI logs, not a result
+                    {
+                        eprintln!("progress: {done}/{total} lines, {failed} failed, {rate:.1} lines/s");
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

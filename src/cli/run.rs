@@ -1,0 +1,395 @@
+//! `flow-ci run create | show | show-details | show-metrics | list | compare`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+
+use super::flow::{ExecArgs, parse_key_value, report_prepare_error};
+use super::progress::ConsoleProgress;
+use super::run_view;
+use crate::exec::batch::{self, BaseRun, BatchOptions};
+use crate::exec::prepare::prepare;
+use crate::flow::reference::MappingSource;
+use crate::flow::run_file::{self, EnvironmentVariables, RunFile};
+use crate::runs::{LineCounts, RunRecord, RunStatus, Store, StoreError};
+use crate::{diag, exit};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Where runs are stored [default: $FLOW_CI_RUNS_DIR, else .flow-ci/runs]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: RunCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunCommand {
+    Create(CreateArgs),
+    /// Show a run's record (run.json)
+    Show(NameArgs),
+    /// Show each line's inputs and outputs
+    ShowDetails(DetailsArgs),
+    /// Show a run's metrics (metrics.json)
+    ShowMetrics(NameArgs),
+    /// List runs, newest first
+    List(ListArgs),
+    /// Compare the metrics of two runs
+    Compare(CompareArgs),
+}
+
+/// Run a flow over a data file (a batch run), or an evaluation over a base run.
+///
+/// With --file, reads a promptflow run file (`flow`, `data`, `run`, `column_mapping`,
+/// `variant`, `environment_variables`, `name`, `display_name`, `tags`): the same file
+/// `pf run create --file` takes. Without it, --flow and --data (and --run for an
+/// evaluation) say the same. Inputs without a mapping are read from the data column of
+/// the same name, unless the input has a default. The run is stored in the run store
+/// (`flow-ci run show --name N`); lines that fail are recorded and the run completes.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  flow-ci run create --file flows/web-classification/run.yml --name base\n  flow-ci run create --file flows/eval-accuracy/run.yml --run base\n  flow-ci run create --flow flows/web-classification --data data.jsonl --column-mapping url='${data.url}'"
+)]
+pub struct CreateArgs {
+    /// A promptflow run file (run.yml)
+    #[arg(long, short, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// The flow folder (instead of, or overriding, the run file's `flow`)
+    #[arg(long, value_name = "DIR")]
+    pub flow: Option<PathBuf>,
+
+    /// Input data: .jsonl, .json, .csv or .tsv
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+
+    /// The base run of an evaluation run (overrides the run file's `run`)
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
+
+    /// input=${data.column} | ${run.outputs.name} | ${run.inputs.column} | literal
+    #[arg(long, value_name = "INPUT=SOURCE", num_args = 1.., value_parser = parse_key_value)]
+    pub column_mapping: Vec<(String, String)>,
+
+    /// Use a variant: ${node_name.variant_id}
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
+
+    /// Run name [default: the run file's `name`, else <flow>_<variant>_<timestamp>]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Replace an existing run of the same name
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print each line's result and the workers' output as the run goes
+    #[arg(long)]
+    pub stream: bool,
+
+    /// Lines run at once (python worker processes) [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Print the finished run.json instead of a summary
+    #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
+    pub format: ViewFormat,
+
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    /// The run name
+    #[arg(long, short)]
+    pub name: String,
+    #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
+    pub format: ViewFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DetailsArgs {
+    #[command(flatten)]
+    pub name: NameArgs,
+    /// Show at most this many lines
+    #[arg(long, default_value_t = 100)]
+    pub max_results: usize,
+    /// Show every line
+    #[arg(long)]
+    pub all_results: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
+    pub format: ViewFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The first run (e.g. the baseline)
+    pub a: String,
+    /// The second run
+    pub b: String,
+    #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
+    pub format: ViewFormat,
+}
+
+pub fn run(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let store = Store::new(crate::runs::root(args.runs_dir.as_deref()));
+    let result = match args.command {
+        RunCommand::Create(c) => return create(c, &store, out, err),
+        RunCommand::Show(a) => run_view::show(&store, &a.name, a.format, out),
+        RunCommand::ShowDetails(a) => {
+            run_view::details(&store, &a.name.name, a.name.format, (!a.all_results).then_some(a.max_results), out)
+        }
+        RunCommand::ShowMetrics(a) => run_view::metrics(&store, &a.name, out),
+        RunCommand::List(a) => run_view::list(&store, a.format, out),
+        RunCommand::Compare(a) => run_view::compare(&store, &a.a, &a.b, a.format, out),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(run_view::ViewError::Store(e)) => store_error(&e, err),
+        Err(run_view::ViewError::Output(e)) => super::output_failed(&e, err),
+    }
+}
+
+fn store_error(e: &StoreError, err: &mut dyn Write) -> u8 {
+    let _ = writeln!(err, "error: {e}");
+    if let Some(hint) = e.hint() {
+        let _ = writeln!(err, "  hint: {hint}");
+    }
+    match e {
+        StoreError::NotFound { .. } | StoreError::Exists { .. } => exit::INVALID_INPUT,
+        _ => exit::FAILURE,
+    }
+}
+
+/// What to run, from the run file and the flags (flags win).
+struct Spec {
+    flow: PathBuf,
+    data: Option<PathBuf>,
+    base: Option<String>,
+    mapping: Vec<(String, MappingSource)>,
+    variant: Option<String>,
+    name: Option<String>,
+    file: Option<RunFile>,
+}
+
+fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let spec = match spec(&args, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let prepared = match prepare(&spec.flow, spec.variant.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return report_prepare_error(&e, err),
+    };
+    let data = match spec.data.as_deref().map(crate::data::load).transpose() {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let base = match spec.base.as_deref().map(|name| load_base(store, name)).transpose() {
+        Ok(b) => b,
+        Err(e) => return store_error(&e, err),
+    };
+    let lines = match batch::map_inputs(&prepared, &spec.mapping, data.as_ref(), base.as_ref()) {
+        Ok(lines) => lines,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            if let Some(d) = &spec.data {
+                let _ = writeln!(err, "  data: {}", d.display());
+            }
+            return exit::INVALID_INPUT;
+        }
+    };
+    let name = spec.name.clone().unwrap_or_else(|| default_name(&spec.flow, spec.variant.as_deref()));
+    let mut writer = match store.create(&name, args.force) {
+        Ok(w) => w,
+        Err(e) => return store_error(&e, err),
+    };
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let pool = match crate::exec::pool::Pool::new(crate::exec::pool::PoolConfig {
+        python: crate::exec::pool::default_python(args.exec.python.as_deref()),
+        size: workers,
+        env: environment(&prepared.flow, spec.file.as_ref()),
+    }) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // A second handler cannot be installed (tests call this twice); the first still cancels.
+    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    let progress = ConsoleProgress::new(lines.len(), args.stream);
+    let opts = BatchOptions {
+        workers,
+        line_timeout: Duration::from_secs(args.exec.line_timeout),
+        cancel: &cancel,
+        progress: &progress,
+    };
+    let record = new_record(&name, &spec);
+    let _ = writeln!(err, "run {name}: {} line(s), {} worker(s)", lines.len(), workers);
+    let finished = match batch::run(&prepared, &pool, &lines, &opts, &mut writer, record) {
+        Ok(r) => r,
+        Err(e) => return store_error(&e, err),
+    };
+    if args.stream {
+        run_view::stream_summary(store, &finished.name, err);
+    }
+    let metrics = store.metrics(&name).unwrap_or_default();
+    let shown = match args.format {
+        ViewFormat::Json => run_view::write_json(&serde_json::to_value(&finished).unwrap_or_default(), out),
+        ViewFormat::Text => run_view::summary(&finished, &metrics, &store.dir(&name), out),
+    };
+    if let Err(e) = shown {
+        return super::output_failed(&e, err);
+    }
+    match finished.status {
+        RunStatus::Canceled => exit::INTERRUPTED,
+        RunStatus::Completed => exit::OK,
+        _ => exit::FAILURE,
+    }
+}
+
+/// Reads and validates the run file, then applies flag overrides.
+fn spec(args: &CreateArgs, err: &mut dyn Write) -> Result<Spec, u8> {
+    let file = match &args.file {
+        Some(path) => Some(load_run_file(path, err)?),
+        None => None,
+    };
+    let flow = args.flow.clone().or_else(|| file.as_ref().and_then(RunFile::flow_dir));
+    let Some(flow) = flow else {
+        let _ = writeln!(err, "error: no flow to run: pass --file run.yml or --flow DIR");
+        return Err(exit::INVALID_INPUT);
+    };
+    let data = args.data.clone().or_else(|| file.as_ref().and_then(RunFile::local_data));
+    let base = args.run.clone().or_else(|| file.as_ref().and_then(|f| f.run.as_ref().map(|r| r.value.clone())));
+    if data.is_none() && base.is_none() {
+        let _ =
+            writeln!(err, "error: at least one of --data or --run (or `data`/`run` in the run file) must be provided");
+        return Err(exit::INVALID_INPUT);
+    }
+    let mut mapping: Vec<(String, MappingSource)> =
+        file.iter().flat_map(|f| &f.column_mapping).map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+    for (key, value) in &args.column_mapping {
+        let source = MappingSource::parse(&Json::String(value.clone()));
+        mapping.retain(|(k, _)| k != key);
+        mapping.push((key.clone(), source));
+    }
+    let variant =
+        args.variant.clone().or_else(|| file.as_ref().and_then(|f| f.variant.as_ref().map(|v| v.value.clone())));
+    let name = args.name.clone().or_else(|| file.as_ref().and_then(|f| f.name.as_ref().map(|n| n.value.clone())));
+    Ok(Spec { flow, data, base, mapping, variant, name, file })
+}
+
+/// A run file must pass `validate` (flow, data, columns) before anything runs.
+fn load_run_file(path: &Path, err: &mut dyn Write) -> Result<RunFile, u8> {
+    let outcome = crate::validate::validate(&[path.to_path_buf()]);
+    let base = std::env::current_dir().unwrap_or_default();
+    let errors: Vec<_> = outcome.diagnostics.iter().filter(|d| d.is_error()).collect();
+    if !errors.is_empty() {
+        for d in &errors {
+            let _ = err.write_all(diag::render_human(d, &base).as_bytes());
+        }
+        let _ = writeln!(err, "error: {} has {} error(s); nothing was run", path.display(), errors.len());
+        return Err(exit::INVALID_INPUT);
+    }
+    let mut diags = diag::Diagnostics::default();
+    run_file::load(path, &mut diags).ok_or(exit::INVALID_INPUT)
+}
+
+fn load_base(store: &Store, name: &str) -> Result<BaseRun, StoreError> {
+    let record = store.load(name)?;
+    let outputs = store.outputs(name)?;
+    let data = record.data.as_deref().and_then(|p| crate::data::load(p).ok());
+    Ok(BaseRun { name: name.to_string(), outputs, data })
+}
+
+/// Flow-level then run-file `environment_variables` (run file wins).
+fn environment(flow: &crate::flow::Flow, file: Option<&RunFile>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        flow.environment_variables.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+    if let Some(EnvironmentVariables::Map(vars)) = file.map(|f| &f.environment_variables) {
+        for (k, v) in vars {
+            env.retain(|(key, _)| *key != k.value);
+            env.push((k.value.clone(), v.value.clone()));
+        }
+    }
+    env
+}
+
+/// promptflow's default: `<flow folder>_<variant>_<YYYYmmdd_HHMMSS_ffffff>`.
+fn default_name(flow: &Path, variant: Option<&str>) -> String {
+    let folder = std::path::absolute(flow)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "flow".into());
+    let variant =
+        variant.and_then(crate::flow::reference::parse_variant).map_or_else(|| "variant_0".to_string(), |(_, v)| v);
+    let stamp = crate::exec::line::now_iso();
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    let sanitized: String =
+        folder.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    format!("{sanitized}_{variant}_{}_{}_{}", &digits[..8], &digits[8..14], &digits[14..])
+}
+
+fn new_record(name: &str, spec: &Spec) -> RunRecord {
+    let file = spec.file.as_ref();
+    let to_map =
+        |pairs: Option<&Vec<(crate::yaml::Spanned<String>, crate::yaml::Spanned<String>)>>| -> Map<String, Json> {
+            pairs.into_iter().flatten().map(|(k, v)| (k.value.clone(), Json::String(v.value.clone()))).collect()
+        };
+    RunRecord {
+        name: name.to_string(),
+        display_name: file.and_then(|f| f.display_name.as_ref().map(|d| d.value.clone())),
+        flow: absolute(&spec.flow),
+        run_file: file.map(|f| absolute(&f.file)),
+        data: spec.data.as_deref().map(absolute),
+        run: spec.base.clone(),
+        variant: spec.variant.clone(),
+        column_mapping: spec.mapping.iter().map(|(k, v)| (k.clone(), mapping_json(v))).collect(),
+        status: RunStatus::Running,
+        created_on: String::new(),
+        end_time: None,
+        duration_seconds: 0.0,
+        lines: LineCounts::default(),
+        error: None,
+        aggregation_errors: vec![],
+        tags: to_map(file.map(|f| &f.tags)),
+        properties: to_map(file.map(|f| &f.properties)),
+        backend: "local".into(),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).map(|a| crate::paths::normalize(&a)).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn mapping_json(source: &MappingSource) -> Json {
+    match source {
+        MappingSource::Data(c) => Json::String(format!("${{data.{c}}}")),
+        MappingSource::RunOutputs(c) => Json::String(format!("${{run.outputs.{c}}}")),
+        MappingSource::RunInputs(c) => Json::String(format!("${{run.inputs.{c}}}")),
+        MappingSource::Unknown(e) => Json::String(format!("${{{e}}}")),
+        MappingSource::Literal(v) => v.clone(),
+    }
+}
