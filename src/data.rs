@@ -67,6 +67,20 @@ pub enum DataError {
     Unsupported { path: PathBuf },
 }
 
+impl DataError {
+    /// The error for a terminal: one `path:line:col: error: ...` per malformed line.
+    pub fn report(&self) -> String {
+        match self {
+            DataError::Malformed { lines } => lines
+                .iter()
+                .map(|l| format!("{}:{}:{}: error: {}", l.path.display(), l.line, l.col, l.message))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => format!("error: {other}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct MalformedLine {
     pub path: PathBuf,

@@ -144,7 +144,7 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 fn gather_inputs(args: &TestArgs) -> Result<Map<String, Json>, String> {
     let mut inputs = Map::new();
     if let Some(file) = &args.input {
-        let table = crate::data::load(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let table = crate::data::load(file).map_err(|e| e.report())?;
         if let Some(first) = table.rows.into_iter().next() {
             inputs = first.values;
         }

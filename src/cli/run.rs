@@ -200,7 +200,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
     let data = match spec.data.as_deref().map(crate::data::load).transpose() {
         Ok(d) => d,
         Err(e) => {
-            let _ = writeln!(err, "error: {e}");
+            let _ = writeln!(err, "{}", e.report());
             return exit::INVALID_INPUT;
         }
     };
@@ -236,6 +236,11 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         }
     };
     let cancel = Arc::new(AtomicBool::new(false));
+    let line_timeout = Duration::from_secs(args.exec.line_timeout);
+    let preflight = crate::exec::line::Engine { prepared: &prepared, pool: &pool, line_timeout, cancel: &cancel };
+    if let Err(e) = preflight.preload() {
+        return super::flow::report_run_error(&e, err);
+    }
     let flag = cancel.clone();
     // A second handler cannot be installed (tests call this twice); the first still cancels.
     let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));

@@ -349,6 +349,7 @@ impl Engine<'_> {
         match &step.kind {
             StepKind::Python { file } => {
                 let req = CallRequest {
+                    op: "call",
                     file: file.clone(),
                     working_dir: self.prepared.working_dir.clone(),
                     kwargs: call.kwargs,
@@ -501,6 +502,21 @@ impl Engine<'_> {
 }
 
 impl Engine<'_> {
+    /// Imports every python node's file once, so a syntax or import error is
+    /// reported (with its file and line) before any line runs.
+    pub fn preload(&self) -> Result<(), RunError> {
+        for step in &self.prepared.steps {
+            if let StepKind::Python { file } = &step.kind {
+                match self.pool.preload(file, &self.prepared.working_dir) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(py)) => return Err(RunError::from_python(&step.name, py)),
+                    Err(e) => return Err(RunError::new("SystemError", e.to_string())),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `pf flow test --node`: runs one node alone. Each input is taken from
     /// `given` by parameter name or by its reference text (`inputs.x`,
     /// `other.output`); flow-input references fall back to the input's

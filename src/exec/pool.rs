@@ -33,6 +33,8 @@ const SHIM: &[(&str, &str)] = &[
 /// One call of a python tool.
 #[derive(Clone, Debug, Serialize)]
 pub struct CallRequest {
+    /// `call` runs the tool; `load` only imports the file and finds its tool.
+    pub op: &'static str,
     pub file: PathBuf,
     pub working_dir: PathBuf,
     pub kwargs: serde_json::Map<String, Json>,
@@ -135,6 +137,21 @@ impl Pool {
             started: AtomicUsize::new(0),
             logs: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// Imports `file` and finds its one `@tool`, without calling it: the
+    /// cheap way to report syntax and import errors before a run starts.
+    pub fn preload(&self, file: &Path, working_dir: &Path) -> Result<Result<CallOutput, PyError>, PoolError> {
+        let req = CallRequest {
+            op: "load",
+            file: file.to_path_buf(),
+            working_dir: working_dir.to_path_buf(),
+            kwargs: serde_json::Map::new(),
+            literals: vec![],
+            bypassed: vec![],
+            aggregation: false,
+        };
+        self.call(&req, Duration::from_secs(120))
     }
 
     /// Workers started so far (replacements included).
@@ -357,6 +374,7 @@ mod tests {
 
     fn request(dir: &Path, file: &str, kwargs: Json) -> CallRequest {
         CallRequest {
+            op: "call",
             file: dir.join(file),
             working_dir: dir.to_path_buf(),
             kwargs: kwargs.as_object().cloned().unwrap_or_default(),

@@ -168,7 +168,9 @@ RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 def error_response(exc, phase):
     """The exception with a traceback of user frames only (no worker or shim)."""
     tb = traceback.TracebackException.from_exception(exc)
-    tb.stack = traceback.StackSummary.from_list([f for f in tb.stack if not (f.filename or "").startswith(RUNTIME_DIR)])
+    tb.stack = traceback.StackSummary.from_list(
+        [f for f in tb.stack if not (f.filename or "").startswith((RUNTIME_DIR, "<frozen"))]
+    )
     where = None
     if isinstance(exc, SyntaxError) and exc.filename:
         where = [exc.filename, exc.lineno or 1]
@@ -194,7 +196,11 @@ def main():
             continue
         req = json.loads(line)
         try:
-            resp = call(req)
+            if req.get("op") == "load":
+                func = load_tool(req["file"], req["working_dir"])
+                resp = {"ok": True, "output": func.__name__, "metrics": {}}
+            else:
+                resp = call(req)
         except ToolLoadError as exc:
             resp = error_response(exc, "load")
         except (SyntaxError, ImportError) as exc:
