@@ -48,6 +48,21 @@ pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
     None
 }
 
+/// The root a path must stay inside: its git repository, else the current
+/// folder when the path lies below it, else the path's own folder.
+pub fn boundary_root(path: &Path) -> PathBuf {
+    if let Some(root) = find_repo_root(path) {
+        return root;
+    }
+    let abs = std::path::absolute(path).map(|p| normalize(&p)).unwrap_or_else(|_| path.to_path_buf());
+    if let Ok(cwd) = std::env::current_dir() {
+        if abs.starts_with(&cwd) {
+            return cwd;
+        }
+    }
+    if abs.is_dir() { abs } else { abs.parent().map_or(abs.clone(), Path::to_path_buf) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

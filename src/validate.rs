@@ -11,7 +11,7 @@ use crate::data::{self, DataError, Table};
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::flow::run_check::{self, RunContext};
 use crate::flow::{self, FLOW_FILE, Flow, RunFile, run_file};
-use crate::paths::{find_repo_root, is_inside, normalize};
+use crate::paths::{boundary_root, is_inside, normalize};
 use crate::yaml::{Pos, Spanned};
 
 /// What one `validate` call looked at and found.
@@ -48,8 +48,6 @@ struct Validator {
     /// Run files already checked, with the base flow they were bound to.
     runs: HashSet<(PathBuf, Option<PathBuf>)>,
     configs: usize,
-    /// Root used for paths outside any git repository: the argument itself.
-    fallback_root: PathBuf,
 }
 
 /// Kinds of files `validate` knows, recognised by name or content.
@@ -66,8 +64,6 @@ impl Validator {
             self.diags.push(Diagnostic::error(Code::Io, path, Pos::START, "no such file or directory"));
             return;
         }
-        self.fallback_root =
-            if abs.is_dir() { abs.clone() } else { abs.parent().map_or_else(|| abs.clone(), Path::to_path_buf) };
         let targets = discover(&abs);
         if targets.is_empty() {
             self.diags.push(
@@ -91,10 +87,6 @@ impl Validator {
         }
     }
 
-    fn repo_root(&self, path: &Path) -> PathBuf {
-        find_repo_root(path).unwrap_or_else(|| self.fallback_root.clone())
-    }
-
     /// Loads and checks a flow once; later calls reuse the result.
     fn flow(&mut self, dir: &Path) -> Option<Rc<Flow>> {
         let key = normalize(&absolute(dir));
@@ -103,7 +95,7 @@ impl Validator {
         }
         let loaded = flow::dag::load(&key, &mut self.diags).map(Rc::new);
         if let Some(f) = &loaded {
-            let root = self.repo_root(&key);
+            let root = boundary_root(&key);
             flow::validate::check_flow(f, &root, &mut self.diags);
         }
         self.flows.insert(key, loaded.clone());
@@ -176,7 +168,7 @@ impl Validator {
 
     /// Whether `path` (written as `written` in the run file) stays in the repository.
     fn inside_repo(&mut self, run: &RunFile, path: &Path, written: &Spanned<String>, what: &str) -> bool {
-        let root = self.repo_root(&run.file);
+        let root = boundary_root(&run.file);
         if is_inside(path, &root) {
             return true;
         }

@@ -81,7 +81,7 @@ pub fn prepare(dir: &Path, variant: Option<&str>) -> Result<Prepared, PrepareErr
     let mut diags = Diagnostics::default();
     let flow = dag::load(dir, &mut diags);
     if let Some(flow) = &flow {
-        let root = crate::paths::find_repo_root(dir).unwrap_or_else(|| dir.to_path_buf());
+        let root = crate::paths::boundary_root(dir);
         crate::flow::validate::check_flow(flow, &root, &mut diags);
     }
     let flow = match flow {

@@ -1,0 +1,362 @@
+//! The local executor driven through the binary: `flow test`, `run create`
+//! (batch and evaluation), failures that stay on their line, worker crashes
+//! and hangs, and the run store commands.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::{Value as Json, json};
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        Project { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    fn flow_ci(&self) -> Command {
+        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
+        cmd.current_dir(self.path()).env_remove("FLOW_CI_RUNS_DIR").env_remove("GITHUB_ACTIONS").env_remove("TF_BUILD");
+        cmd
+    }
+
+    fn read_jsonl(&self, rel: &str) -> Vec<Json> {
+        std::fs::read_to_string(self.path().join(rel))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn read_json(&self, rel: &str) -> Json {
+        serde_json::from_str(&std::fs::read_to_string(self.path().join(rel)).unwrap()).unwrap()
+    }
+}
+
+/// A classifier flow (python + prompt) and an evaluation flow with aggregation.
+fn classification_project() -> Project {
+    let p = Project::new();
+    p.write(
+        "flows/classify/flow.dag.yaml",
+        r#"inputs:
+  text:
+    type: string
+  strict:
+    type: bool
+    default: false
+outputs:
+  category:
+    type: string
+    reference: ${decide.output.category}
+  prompt:
+    type: string
+    reference: ${render.output}
+nodes:
+- name: render
+  type: prompt
+  source:
+    type: code
+    path: prompt.jinja2
+  inputs:
+    text: ${inputs.text}
+    labels: '["spam", "ham"]'
+- name: decide
+  type: python
+  source:
+    type: code
+    path: decide.py
+  inputs:
+    prompt: ${render.output}
+    text: ${inputs.text}
+    strict: ${inputs.strict}
+"#,
+    )
+    .write("flows/classify/prompt.jinja2", "# system:\nClassify into {{ labels }}.\n# user:\n{{ text }}\n")
+    .write(
+        "flows/classify/decide.py",
+        r#"from promptflow.core import tool
+
+
+@tool
+def decide(prompt: str, text: str, strict: bool) -> dict:
+    if "boom" in text:
+        raise ValueError("cannot classify: " + text)
+    return {"category": "spam" if "win" in text.lower() else "ham", "length": len(prompt)}
+"#,
+    )
+    .write(
+        "flows/classify/data.jsonl",
+        &(0..12)
+            .map(|i| {
+                let text = match i {
+                    3 => "boom goes the parser".to_string(),
+                    i if i % 2 == 0 => format!("WIN a prize {i}"),
+                    i => format!("meeting notes {i}"),
+                };
+                let label = if i % 2 == 0 { "spam" } else { "ham" };
+                json!({"text": text, "label": label}).to_string() + "\n"
+            })
+            .collect::<String>(),
+    )
+    .write("flows/classify/run.yml", "flow: .\ndata: data.jsonl\ncolumn_mapping:\n  text: ${data.text}\n")
+    .write(
+        "flows/eval/flow.dag.yaml",
+        r#"inputs:
+  groundtruth:
+    type: string
+  prediction:
+    type: string
+outputs:
+  grade:
+    type: string
+    reference: ${grade.output}
+nodes:
+- name: grade
+  type: python
+  source:
+    type: code
+    path: grade.py
+  inputs:
+    groundtruth: ${inputs.groundtruth}
+    prediction: ${inputs.prediction}
+- name: accuracy
+  type: python
+  source:
+    type: code
+    path: accuracy.py
+  inputs:
+    grades: ${grade.output}
+  aggregation: true
+"#,
+    )
+    .write(
+        "flows/eval/grade.py",
+        "from promptflow.core import tool\n\n\n@tool\ndef grade(groundtruth: str, prediction: str) -> str:\n    return \"Correct\" if groundtruth == prediction else \"Incorrect\"\n",
+    )
+    .write(
+        "flows/eval/accuracy.py",
+        "from promptflow.core import log_metric, tool\n\n\n@tool\ndef accuracy(grades: list) -> float:\n    value = round(grades.count(\"Correct\") / len(grades), 4)\n    log_metric(\"accuracy\", value)\n    return value\n",
+    )
+    .write(
+        "flows/eval/run.yml",
+        "flow: .\ndata: ../classify/data.jsonl\nrun: classify_base\ncolumn_mapping:\n  groundtruth: ${data.label}\n  prediction: ${run.outputs.category}\n",
+    );
+    p
+}
+
+#[test]
+fn flow_test_prints_the_outputs_of_one_line() {
+    let p = classification_project();
+    let out =
+        p.flow_ci().args(["flow", "test", "--flow", "flows/classify", "--inputs", "text=You WIN"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["category"], "spam");
+    assert_eq!(doc["prompt"], "# system:\nClassify into [\"spam\", \"ham\"].\n# user:\nYou WIN\n");
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("{\n    \"category\""), "4-space indent like pf");
+}
+
+#[test]
+fn flow_test_reports_missing_inputs_and_node_errors() {
+    let p = classification_project();
+    let out = p.flow_ci().args(["flow", "test", "--flow", "flows/classify"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Required input(s) ['text'] are missing for \"flow\"."));
+    let out = p.flow_ci().args(["flow", "test", "--flow", "flows/classify", "--inputs", "text=boom"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Execution failure in 'decide': (ValueError) cannot classify: boom"), "{stderr}");
+    assert!(stderr.contains("decide.py:7"), "points at the raising line: {stderr}");
+}
+
+#[test]
+fn flow_test_runs_a_single_node_with_named_inputs() {
+    let p = classification_project();
+    let out = p
+        .flow_ci()
+        .args([
+            "flow",
+            "test",
+            "--flow",
+            "flows/classify",
+            "--node",
+            "decide",
+            "--inputs",
+            "prompt=p",
+            "inputs.text=win",
+            "strict=false",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc, json!({"category": "spam", "length": 1}));
+}
+
+#[test]
+fn batch_and_evaluation_runs_fill_the_store() {
+    let p = classification_project();
+    let out = p
+        .flow_ci()
+        .args(["run", "create", "--file", "flows/classify/run.yml", "--name", "classify_base"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("11 completed, 1 failed of 12"), "{stdout}");
+
+    let outputs = p.read_jsonl(".flow-ci/runs/classify_base/output.jsonl");
+    assert_eq!(outputs.len(), 11, "the failed line is left out");
+    assert!(outputs.iter().all(|o| o["line_number"] != 3));
+    assert_eq!(outputs[0]["line_number"], 0);
+    assert_eq!(outputs[0]["category"], "spam");
+    let record = p.read_json(".flow-ci/runs/classify_base/run.json");
+    assert_eq!(record["status"], "Completed");
+    assert_eq!(record["error"]["failed_lines"], json!([3]));
+    let details = p.read_jsonl(".flow-ci/runs/classify_base/details.jsonl");
+    let failed = details.iter().find(|d| d["line_number"] == 3).unwrap();
+    assert_eq!(failed["status"], "Failed");
+    assert!(failed["error"]["traceback"].as_str().unwrap().contains("ValueError: cannot classify"));
+
+    let out = p.flow_ci().args(["run", "create", "--file", "flows/eval/run.yml", "--name", "eval"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let eval_outputs = p.read_jsonl(".flow-ci/runs/eval/output.jsonl");
+    assert_eq!(eval_outputs.len(), 11, "lines failed in the base run are skipped");
+    assert_eq!(p.read_json(".flow-ci/runs/eval/metrics.json"), json!({"accuracy": 1.0}));
+
+    let out = p.flow_ci().args(["run", "show-metrics", "--name", "eval"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Json>(&out.stdout).unwrap(), json!({"accuracy": 1.0}));
+    let out = p.flow_ci().args(["run", "list", "--format", "json"]).output().unwrap();
+    let runs: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    let out = p.flow_ci().args(["run", "show-details", "--name", "classify_base"]).output().unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("inputs.text") && table.contains("outputs.category") && table.contains("(Failed)"),
+        "{table}"
+    );
+    let out = p.flow_ci().args(["run", "compare", "eval", "eval", "--format", "json"]).output().unwrap();
+    let cmp: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cmp["metrics"][0]["delta"], 0.0);
+}
+
+#[test]
+fn run_names_are_unique_unless_forced() {
+    let p = classification_project();
+    let create = |extra: &[&str]| {
+        let mut args = vec!["run", "create", "--file", "flows/classify/run.yml", "--name", "r1"];
+        args.extend(extra);
+        p.flow_ci().args(&args).output().unwrap()
+    };
+    assert_eq!(create(&[]).status.code(), Some(0));
+    let out = create(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(create(&["--force"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_missing_base_run_lists_recent_runs() {
+    let p = classification_project();
+    p.flow_ci().args(["run", "create", "--file", "flows/classify/run.yml", "--name", "earlier"]).assert().success();
+    let out = p.flow_ci().args(["run", "create", "--file", "flows/eval/run.yml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no run named `classify_base`") && stderr.contains("recent runs: earlier"), "{stderr}");
+}
+
+#[test]
+fn invalid_run_files_stop_before_running() {
+    let p = classification_project();
+    p.write("flows/classify/bad.yml", "flow: .\ndata: data.jsonl\ncolumn_mapping:\n  text: ${data.txt}\n");
+    let out = p.flow_ci().args(["run", "create", "--file", "flows/classify/bad.yml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "flows/classify/bad.yml:4:9: error: column `txt` (mapped to input `text`) is not in data `data.jsonl`"
+        ),
+        "{stderr}"
+    );
+    assert!(!p.path().join(".flow-ci/runs").exists(), "nothing ran");
+}
+
+/// A python interpreter reachable under a unique path, so this test can count
+/// its own worker processes while other tests run.
+fn unique_python(p: &Project) -> PathBuf {
+    let real = real_python();
+    let link = p.path().join("bin/python3-under-test");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(real, &link).unwrap();
+    link
+}
+
+/// The interpreter itself, not a pyenv-style shim that dispatches on its name.
+fn real_python() -> PathBuf {
+    let out = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn processes_running(marker: &Path) -> usize {
+    let out = std::process::Command::new("pgrep").args(["-f", &marker.display().to_string()]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn crashing_and_hanging_lines_fail_alone_and_leave_no_workers() {
+    let p = Project::new();
+    p.write(
+        "flow/flow.dag.yaml",
+        "inputs:\n  mode:\n    type: string\noutputs:\n  out:\n    type: string\n    reference: ${act.output}\nnodes:\n- name: act\n  type: python\n  source:\n    type: code\n    path: act.py\n  inputs:\n    mode: ${inputs.mode}\n",
+    )
+    .write(
+        "flow/act.py",
+        "import os\nimport time\nfrom promptflow.core import tool\n\n\n@tool\ndef act(mode: str) -> str:\n    if mode == \"crash\":\n        os._exit(1)\n    if mode == \"hang\":\n        time.sleep(120)\n    return mode.upper()\n",
+    )
+    .write("flow/data.jsonl", "{\"mode\": \"a\"}\n{\"mode\": \"crash\"}\n{\"mode\": \"b\"}\n{\"mode\": \"hang\"}\n{\"mode\": \"c\"}\n");
+    let python = unique_python(&p);
+    let out = p
+        .flow_ci()
+        .args([
+            "run",
+            "create",
+            "--flow",
+            "flow",
+            "--data",
+            "flow/data.jsonl",
+            "--name",
+            "chaos",
+            "--line-timeout",
+            "2",
+            "--workers",
+            "2",
+        ])
+        .arg("--python")
+        .arg(&python)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let outputs = p.read_jsonl(".flow-ci/runs/chaos/output.jsonl");
+    let done: Vec<&str> = outputs.iter().map(|o| o["out"].as_str().unwrap()).collect();
+    assert_eq!(done, vec!["A", "B", "C"]);
+    let record = p.read_json(".flow-ci/runs/chaos/run.json");
+    assert_eq!(record["error"]["failed_lines"], json!([1, 3]));
+    let details = p.read_jsonl(".flow-ci/runs/chaos/details.jsonl");
+    let kind = |n: u64| details.iter().find(|d| d["line_number"] == n).unwrap()["error"]["type"].clone();
+    assert_eq!(kind(1), "ToolExecutionError");
+    assert_eq!(kind(3), "LineExecutionTimeoutError");
+    assert_eq!(processes_running(&python), 0, "every python worker exited with the run");
+}
