@@ -55,10 +55,10 @@ pub fn boundary_root(path: &Path) -> PathBuf {
         return root;
     }
     let abs = std::path::absolute(path).map(|p| normalize(&p)).unwrap_or_else(|_| path.to_path_buf());
-    if let Ok(cwd) = std::env::current_dir() {
-        if abs.starts_with(&cwd) {
-            return cwd;
-        }
+    if let Ok(cwd) = std::env::current_dir()
+        && abs.starts_with(&cwd)
+    {
+        return cwd;
     }
     if abs.is_dir() { abs } else { abs.parent().map_or(abs.clone(), Path::to_path_buf) }
 }
