@@ -574,22 +574,13 @@ struct Invocation {
     bypassed: Vec<String>,
 }
 
-/// Prompt tool arguments: literals are strings (the template's parameter
-/// type); empty literals are dropped so the template sees them undefined.
+/// Prompt tool arguments. Literals keep their YAML type (a list stays a list
+/// for `{% for %}`, as the promptflow oracle shows); empty literals are
+/// dropped so the template sees them undefined.
 fn prompt_vars(call: Invocation) -> Map<String, Json> {
     call.kwargs
         .into_iter()
-        .filter_map(|(k, v)| {
-            if call.literals.contains(&k) {
-                match &v {
-                    Json::Null => None,
-                    Json::String(s) if s.is_empty() => None,
-                    other => Some((k, Json::String(python_str(other)))),
-                }
-            } else {
-                Some((k, v))
-            }
-        })
+        .filter(|(k, v)| !(call.literals.contains(k) && (v.is_null() || v.as_str() == Some(""))))
         .collect()
 }
 

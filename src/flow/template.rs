@@ -18,9 +18,39 @@ pub fn environment() -> Environment<'static> {
         // The builder only fails on custom delimiters, which are not set here.
         Err(e) => tracing::warn!("jinja syntax configuration rejected: {e}"),
     }
+    minijinja_contrib::add_to_environment(&mut env);
+    env.add_filter("truncate", truncate);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(python_formatter);
     env
+}
+
+/// Jinja2's `truncate(s, length=255, killwords=False, end='...', leeway=5)`,
+/// positional or keyword (minijinja-contrib's takes keywords only).
+fn truncate(
+    value: &Value,
+    args: minijinja::value::Rest<Value>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<String, Error> {
+    let arg = |i: usize, name: &str| -> Result<Option<Value>, Error> {
+        Ok(match args.get(i) {
+            Some(v) => Some(v.clone()),
+            None => kwargs.get::<Option<Value>>(name)?,
+        })
+    };
+    let length = arg(0, "length")?.and_then(|v| usize::try_from(v).ok()).unwrap_or(255);
+    let killwords = arg(1, "killwords")?.is_some_and(|v| v.is_true());
+    let end = arg(2, "end")?.map_or_else(|| "...".to_string(), |v| v.to_string());
+    let leeway = arg(3, "leeway")?.and_then(|v| usize::try_from(v).ok()).unwrap_or(5);
+    kwargs.assert_all_used()?;
+    let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= length + leeway {
+        return Ok(text);
+    }
+    let keep: String = chars[..length.saturating_sub(end.chars().count())].iter().collect();
+    let kept = if killwords { keep } else { keep.rsplit_once(' ').map_or(keep.clone(), |(head, _)| head.to_string()) };
+    Ok(kept + &end)
 }
 
 fn python_formatter(out: &mut Output<'_>, _state: &mut State<'_, '_>, value: &Value) -> Result<(), Error> {
@@ -109,6 +139,16 @@ mod tests {
         assert!(err.message.contains("syntax error"), "{err:?}");
         let err = check_syntax("a\nb\n{% if x %}\nno end\n").unwrap_err();
         assert!(err.line >= 3, "{err:?}");
+    }
+
+    #[test]
+    fn truncate_matches_jinja2() {
+        let vars = serde_json::json!({"s": "the quick brown fox jumps over the lazy dog"});
+        let vars = vars.as_object().unwrap();
+        assert_eq!(render("{{ s | truncate(20) }}", vars).unwrap(), "the quick brown...");
+        assert_eq!(render("{{ s | truncate(20, True) }}", vars).unwrap(), "the quick brown f...");
+        assert_eq!(render("{{ s | truncate(40) }}", vars).unwrap(), "the quick brown fox jumps over the lazy dog");
+        assert_eq!(render("{{ s | truncate(length=10, end='!', leeway=0) }}", vars).unwrap(), "the!");
     }
 
     #[test]

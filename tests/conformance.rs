@@ -1,0 +1,197 @@
+//! Conformance with the real promptflow: the same flows and data run through
+//! `pf` (installed from PyPI by scripts/test) and through flow-ci must give
+//! the same `output.jsonl` (floats to 1e-9), the same metrics and the same
+//! failed lines. The executor itself never uses promptflow.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+use assert_cmd::Command;
+use serde_json::{Map, Value as Json};
+
+/// `pf` from FLOW_CI_PF, else the venv scripts/test creates.
+fn pf() -> PathBuf {
+    let candidate = std::env::var_os("FLOW_CI_PF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pf-venv/bin/pf"));
+    assert!(
+        candidate.exists(),
+        "promptflow is the conformance oracle but {} does not exist: run scripts/test (it installs promptflow into target/pf-venv) or set FLOW_CI_PF",
+        candidate.display()
+    );
+    candidate
+}
+
+/// A scratch copy of the example flows (pf writes into flow folders) with a
+/// private promptflow home, so runs never collide with the user's.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows"), &dir.path().join("flows"));
+        std::fs::create_dir_all(dir.path().join("home/.promptflow")).unwrap();
+        std::fs::write(dir.path().join("home/.promptflow/pf.yaml"), "telemetry:\n  enabled: 'false'\n").unwrap();
+        Workspace { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn pf(&self, args: &[&str]) -> std::process::Output {
+        let out = Std::new(pf())
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .env("PF_DISABLE_TRACING", "true")
+            .env("PF_WORKER_COUNT", "2")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pf {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn pf_run(&self, file: &str, name: &str) -> RunResult {
+        self.pf(&["run", "create", "--file", file, "--name", name]);
+        let dir = self.path().join("home/.promptflow/.runs").join(name);
+        RunResult {
+            outputs: read_jsonl(&dir.join("flow_outputs/output.jsonl")),
+            metrics: read_json(&dir.join("metrics.json")),
+        }
+    }
+
+    fn flow_ci(&self) -> Command {
+        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
+        cmd.current_dir(self.path()).env("FLOW_CI_RUNS_DIR", self.path().join("flow-ci-runs"));
+        cmd
+    }
+
+    fn flow_ci_run(&self, file: &str, name: &str) -> RunResult {
+        let out = self.flow_ci().args(["run", "create", "--file", file, "--name", name]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "flow-ci run create {file}: {}", String::from_utf8_lossy(&out.stderr));
+        let dir = self.path().join("flow-ci-runs").join(name);
+        RunResult { outputs: read_jsonl(&dir.join("output.jsonl")), metrics: read_json(&dir.join("metrics.json")) }
+    }
+}
+
+struct RunResult {
+    outputs: Vec<Map<String, Json>>,
+    metrics: Json,
+}
+
+fn copy_tree(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let target = dest.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn read_json(path: &Path) -> Json {
+    std::fs::read_to_string(path).ok().map_or(Json::Object(Map::new()), |t| serde_json::from_str(&t).unwrap())
+}
+
+/// Equal JSON, with numbers compared to 1e-9.
+fn same(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-9,
+        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn assert_same_runs(what: &str, pf: &RunResult, ours: &RunResult) {
+    let lines = |r: &RunResult| r.outputs.iter().map(|o| o["line_number"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(lines(pf), lines(ours), "{what}: completed (and so failed) lines differ");
+    for (p, o) in pf.outputs.iter().zip(&ours.outputs) {
+        assert!(
+            same(&Json::Object(p.clone()), &Json::Object(o.clone())),
+            "{what}: line differs\n  promptflow: {p:?}\n  flow-ci:    {o:?}"
+        );
+    }
+    assert!(
+        same(&pf.metrics, &ours.metrics),
+        "{what}: metrics differ\n  promptflow: {}\n  flow-ci:    {}",
+        pf.metrics,
+        ours.metrics
+    );
+}
+
+#[test]
+fn batch_and_evaluation_runs_match_promptflow() {
+    let ws = Workspace::new();
+    // The evaluation's run file names its base run `web_classification_batch`: both tools use that name.
+    let pf_batch = ws.pf_run("flows/web-classification/run.yml", "web_classification_batch");
+    let our_batch = ws.flow_ci_run("flows/web-classification/run.yml", "web_classification_batch");
+    assert_eq!(pf_batch.outputs.len(), 60);
+    assert_same_runs("web-classification (python + prompt nodes, additional_includes)", &pf_batch, &our_batch);
+
+    let pf_eval = ws.pf_run("flows/eval-accuracy/run.yml", "eval_accuracy");
+    let our_eval = ws.flow_ci_run("flows/eval-accuracy/run.yml", "eval_accuracy");
+    assert!(pf_eval.metrics.get("accuracy").is_some(), "the oracle logged metrics: {}", pf_eval.metrics);
+    assert_same_runs("eval-accuracy (run:, ${run.outputs.x}, aggregation + log_metric)", &pf_eval, &our_eval);
+}
+
+#[test]
+fn activate_branches_and_failing_lines_match_promptflow() {
+    let ws = Workspace::new();
+    let pf_router = ws.pf_run("flows/support-router/run.yml", "router");
+    let our_router = ws.flow_ci_run("flows/support-router/run.yml", "router");
+    assert_same_runs("support-router (activate/bypass, bypassed inputs to defaults)", &pf_router, &our_router);
+
+    let pf_flaky = ws.pf_run("flows/flaky-parser/run.yml", "flaky");
+    let our_flaky = ws.flow_ci_run("flows/flaky-parser/run.yml", "flaky");
+    assert_eq!(pf_flaky.outputs.len(), 9, "the oracle fails 3 of 12 lines");
+    assert_same_runs("flaky-parser (raising node fails its line)", &pf_flaky, &our_flaky);
+}
+
+#[test]
+fn flow_test_matches_pf_flow_test() {
+    let ws = Workspace::new();
+    for (flow, inputs) in [
+        ("flows/support-router", vec!["message=The app crashes on login", "customer_tier=premium"]),
+        (
+            "flows/web-classification",
+            vec!["url=https://www.imdb.com/title/tt0111161/", "text=A film starring Tim Robbins"],
+        ),
+    ] {
+        let mut args = vec!["flow", "test", "--flow", flow, "--inputs"];
+        args.extend(&inputs);
+        let pf_out = ws.pf(&args);
+        let pf_json = last_json_object(&String::from_utf8_lossy(&pf_out.stdout));
+        let ours = ws.flow_ci().args(&args).output().unwrap();
+        assert_eq!(ours.status.code(), Some(0), "{}", String::from_utf8_lossy(&ours.stderr));
+        let our_json: Json = serde_json::from_slice(&ours.stdout).unwrap();
+        assert!(same(&pf_json, &our_json), "{flow}: pf {pf_json} vs flow-ci {our_json}");
+    }
+}
+
+/// `pf flow test` prints logs, then the outputs as an indented JSON object.
+fn last_json_object(text: &str) -> Json {
+    let start = text.rfind("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
+}
