@@ -106,6 +106,8 @@ struct Dependency {
 }
 
 pub fn detect(req: &Request) -> Result<Detection, DetectError> {
+    let started = std::time::Instant::now();
+    let phase = |name: &str| tracing::debug!("detect: {name} after {:?}", started.elapsed());
     let git = Git::open(&req.dir)?;
     let base_sha = git.resolve(&req.base)?;
     let head_sha = match &req.head {
@@ -113,13 +115,17 @@ pub fn detect(req: &Request) -> Result<Detection, DetectError> {
         None => None,
     };
     let merge_base = git.merge_base(&base_sha, head_sha.as_deref().unwrap_or("HEAD"))?;
-    let changes = git.changes(&merge_base, head_sha.as_deref())?;
-    let files = git.files(head_sha.as_deref())?;
-    let tree = Tree { git: &git, rev: head_sha.as_deref() };
+    phase("refs resolved");
+    let crate::git::Comparison { changes, files } = git.compare(&merge_base, head_sha.as_deref())?;
+    phase("changes and files listed");
+    let blobs: HashMap<&str, &str> = files.iter().filter_map(|f| Some((f.path.as_str(), f.blob.as_deref()?))).collect();
+    let tree = Tree { git: &git, blobs: head_sha.is_some().then_some(&blobs) };
 
-    let flow_dirs = flow_dirs(&files);
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let flow_dirs = flow_dirs(&paths);
     let flow_index: HashMap<&str, usize> = flow_dirs.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
     let mut deps = flow_dependencies(&tree, &flow_dirs)?;
+    phase("flow dependencies read");
     let config = find_config(req, &git)?;
     let evaluations = match &config {
         Some(rel) => config_dependencies(&tree, rel, &flow_dirs, &flow_index, &mut deps)?,
@@ -173,20 +179,23 @@ pub fn detect(req: &Request) -> Result<Detection, DetectError> {
     })
 }
 
-/// Files at the compared head: the working tree or a commit.
+/// Files at the compared head: the working tree, or a commit's blobs by path.
 struct Tree<'a> {
     git: &'a Git,
-    rev: Option<&'a str>,
+    blobs: Option<&'a HashMap<&'a str, &'a str>>,
 }
 
 impl Tree<'_> {
     fn read_many(&self, paths: &[String]) -> Result<HashMap<String, Vec<u8>>, DetectError> {
-        match self.rev {
-            Some(rev) => Ok(self.git.read_files(rev, paths)?),
-            None => Ok(paths
-                .iter()
-                .filter_map(|p| std::fs::read(self.git.root.join(p)).ok().map(|b| (p.clone(), b)))
-                .collect()),
+        match self.blobs {
+            Some(blobs) => {
+                let found: Vec<(&String, &str)> =
+                    paths.iter().filter_map(|p| Some((p, *blobs.get(p.as_str())?))).collect();
+                let ids: Vec<&str> = found.iter().map(|(_, id)| *id).collect();
+                let objects = self.git.read_objects(&ids)?;
+                Ok(found.into_iter().zip(objects).filter_map(|((p, _), o)| Some((p.clone(), o?))).collect())
+            }
+            None => Ok(read_in_parallel(&self.git.root, paths)),
         }
     }
 
@@ -195,12 +204,32 @@ impl Tree<'_> {
     }
 }
 
+/// Reads working-tree files on every core: thousands of small reads are
+/// bound by system-call latency, not bandwidth.
+fn read_in_parallel(root: &Path, paths: &[String]) -> HashMap<String, Vec<u8>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = paths.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter_map(|p| std::fs::read(root.join(p)).ok().map(|b| (p.clone(), b)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
 /// Folders (relative, `""` for the root) holding a `flow.dag.yaml`, sorted.
-fn flow_dirs(files: &[String]) -> Vec<String> {
+fn flow_dirs(files: &[&str]) -> Vec<String> {
     let mut dirs: Vec<String> = files
         .iter()
         .filter_map(|f| {
-            if f == FLOW_FILE {
+            if *f == FLOW_FILE {
                 Some(String::new())
             } else {
                 f.strip_suffix(FLOW_FILE).and_then(|d| d.strip_suffix('/')).map(str::to_string)
@@ -383,12 +412,20 @@ fn config_dependencies(
         return Ok(vec![]);
     };
     let config_dir = Path::new(config_rel).parent().map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+    // One batch read for every run file the config names.
+    let run_paths: Vec<String> = config
+        .flows
+        .iter()
+        .flat_map(|e| e.run.iter().chain(&e.evaluations))
+        .filter_map(|r| join_rel(&config_dir, &r.value))
+        .collect();
+    let contents = tree.read_many(&run_paths)?;
     let mut pairs = Vec::new();
     for entry in &config.flows {
         let flows = select_flows(&config_dir, &entry.path.value, flow_dirs);
         let run_files = entry.run.iter().chain(&entry.evaluations).filter_map(|r| join_rel(&config_dir, &r.value));
         for run_path in run_files {
-            let run_deps = run_file_dependencies(tree, &run_path)?;
+            let run_deps = run_file_dependencies(&run_path, contents.get(&run_path).map(Vec::as_slice));
             for &flow in &flows {
                 for path in std::iter::once(&run_path).chain(&run_deps.files) {
                     deps.push(Dependency { path: path.clone(), is_dir: false, flow, kind: DepKind::RunFile });
@@ -423,24 +460,24 @@ struct RunDeps {
     files: Vec<String>,
 }
 
-fn run_file_dependencies(tree: &Tree<'_>, run_path: &str) -> Result<RunDeps, DetectError> {
+fn run_file_dependencies(run_path: &str, contents: Option<&[u8]>) -> RunDeps {
     let mut deps = RunDeps { flow: None, files: vec![] };
-    let Some(bytes) = tree.read(run_path)? else {
-        return Ok(deps);
+    let Some(bytes) = contents else {
+        return deps;
     };
-    let Ok(Some(root)) = crate::yaml::parse(&String::from_utf8_lossy(&bytes)) else {
-        return Ok(deps);
+    let Ok(Some(root)) = crate::yaml::parse(&String::from_utf8_lossy(bytes)) else {
+        return deps;
     };
     let mut ignored = Diagnostics::default();
     let Some(run) = run_file::decode(Path::new(run_path), &root, &mut ignored) else {
-        return Ok(deps);
+        return deps;
     };
     let run_dir = Path::new(run_path).parent().map_or_else(String::new, |p| p.to_string_lossy().into_owned());
     deps.flow = run.flow.as_ref().and_then(|f| join_rel(&run_dir, &f.value));
     if let Some(data) = run.data.as_ref().filter(|d| !run_file::is_remote(&d.value)) {
         deps.files.extend(join_rel(&run_dir, &data.value));
     }
-    Ok(deps)
+    deps
 }
 
 #[cfg(test)]
@@ -449,10 +486,7 @@ mod tests {
 
     #[test]
     fn flow_dirs_and_owners() {
-        let files: Vec<String> = ["flows/a/flow.dag.yaml", "flows/a/x.py", "flows/b c/flow.dag.yaml", "README.md"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let files = ["flows/a/flow.dag.yaml", "flows/a/x.py", "flows/b c/flow.dag.yaml", "README.md"];
         let dirs = flow_dirs(&files);
         assert_eq!(dirs, vec!["flows/a", "flows/b c"]);
         let index: HashMap<&str, usize> = dirs.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();

@@ -48,6 +48,9 @@ struct Validator {
     /// Run files already checked, with the base flow they were bound to.
     runs: HashSet<(PathBuf, Option<PathBuf>)>,
     configs: usize,
+    /// The boundary of the current target: its repository, else the
+    /// current folder or the target itself (see `paths::boundary_root`).
+    root: PathBuf,
 }
 
 /// Kinds of files `validate` knows, recognised by name or content.
@@ -64,6 +67,7 @@ impl Validator {
             self.diags.push(Diagnostic::error(Code::Io, path, Pos::START, "no such file or directory"));
             return;
         }
+        self.root = boundary_root(&abs);
         let targets = discover(&abs);
         if targets.is_empty() {
             self.diags.push(
@@ -95,7 +99,7 @@ impl Validator {
         }
         let loaded = flow::dag::load(&key, &mut self.diags).map(Rc::new);
         if let Some(f) = &loaded {
-            let root = boundary_root(&key);
+            let root = self.root.clone();
             flow::validate::check_flow(f, &root, &mut self.diags);
         }
         self.flows.insert(key, loaded.clone());
@@ -168,7 +172,7 @@ impl Validator {
 
     /// Whether `path` (written as `written` in the run file) stays in the repository.
     fn inside_repo(&mut self, run: &RunFile, path: &Path, written: &Spanned<String>, what: &str) -> bool {
-        let root = boundary_root(&run.file);
+        let root = self.root.clone();
         if is_inside(path, &root) {
             return true;
         }

@@ -33,7 +33,12 @@ impl Workspace {
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows"), &dir.path().join("flows"));
         std::fs::create_dir_all(dir.path().join("home/.promptflow")).unwrap();
-        std::fs::write(dir.path().join("home/.promptflow/pf.yaml"), "telemetry:\n  enabled: 'false'\n").unwrap();
+        // No telemetry, and no trace server left running after the test.
+        std::fs::write(
+            dir.path().join("home/.promptflow/pf.yaml"),
+            "telemetry:\n  enabled: 'false'\ntrace:\n  destination: none\n",
+        )
+        .unwrap();
         Workspace { dir }
     }
 
