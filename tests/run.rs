@@ -360,3 +360,90 @@ fn crashing_and_hanging_lines_fail_alone_and_leave_no_workers() {
     assert_eq!(kind(3), "LineExecutionTimeoutError");
     assert_eq!(processes_running(&python), 0, "every python worker exited with the run");
 }
+
+#[test]
+fn ctrl_c_cancels_the_run_and_keeps_what_finished() {
+    let p = Project::new();
+    p.write(
+        "flow/flow.dag.yaml",
+        "inputs:\n  n:\n    type: int\noutputs:\n  out:\n    type: int\n    reference: ${wait.output}\nnodes:\n- name: wait\n  type: python\n  source:\n    type: code\n    path: wait.py\n  inputs:\n    n: ${inputs.n}\n",
+    )
+    .write("flow/wait.py", "import time\nfrom promptflow.core import tool\n\n\n@tool\ndef wait(n: int) -> int:\n    time.sleep(0.0 if n < 2 else 0.5)\n    return n\n")
+    .write("flow/data.jsonl", &(0..40).map(|n| format!("{{\"n\": {n}}}\n")).collect::<String>());
+    let bin = assert_cmd::cargo::cargo_bin("flow-ci");
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "create", "--flow", "flow", "--data", "flow/data.jsonl", "--name", "stopped", "--workers", "1"])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a few lines are done, then interrupt like Ctrl-C does.
+    let details = p.path().join(".flow-ci/runs/stopped/details.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&details).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(std::time::Instant::now() < deadline, "run made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let record = p.read_json(".flow-ci/runs/stopped/run.json");
+    assert_eq!(record["status"], "Canceled");
+    let done = p.read_jsonl(".flow-ci/runs/stopped/output.jsonl").len();
+    assert!((3..40).contains(&done), "kept the {done} finished lines, not more");
+}
+
+#[test]
+fn variants_are_selected_like_promptflow() {
+    let p = Project::new();
+    p.write(
+        "flow/flow.dag.yaml",
+        "inputs:\n  text:\n    type: string\noutputs:\n  out:\n    type: string\n    reference: ${greet.output}\nnodes:\n- name: greet\n  use_variants: true\nnode_variants:\n  greet:\n    default_variant_id: variant_0\n    variants:\n      variant_0:\n        node:\n          type: prompt\n          source:\n            type: code\n            path: hello.jinja2\n          inputs:\n            text: ${inputs.text}\n      variant_1:\n        node:\n          type: prompt\n          source:\n            type: code\n            path: hi.jinja2\n          inputs:\n            text: ${inputs.text}\n",
+    )
+    .write("flow/hello.jinja2", "Hello {{ text }}")
+    .write("flow/hi.jinja2", "Hi {{ text }}!");
+    let test = |extra: &[&str]| {
+        let mut args = vec!["flow", "test", "--flow", "flow", "--inputs", "text=Ada"];
+        args.extend(extra);
+        let out = p.flow_ci().args(&args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(test(&[]).1.contains("\"out\": \"Hello Ada\""));
+    assert!(test(&["--variant", "${greet.variant_1}"]).1.contains("\"out\": \"Hi Ada!\""));
+    let (code, _, stderr) = test(&["--variant", "${greet.variant_9}"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("Variant variant_9 not found for node greet"), "{stderr}");
+}
+
+#[test]
+fn csv_data_and_flag_mappings_drive_a_run() {
+    let p = classification_project();
+    p.write("in.csv", "message,gold\nWIN big,spam\nhello there,ham\n");
+    let out = p
+        .flow_ci()
+        .args([
+            "run",
+            "create",
+            "--flow",
+            "flows/classify",
+            "--data",
+            "in.csv",
+            "--column-mapping",
+            "text=${data.message}",
+            "--name",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let outputs = p.read_jsonl(".flow-ci/runs/csv/output.jsonl");
+    let cats: Vec<&str> = outputs.iter().map(|o| o["category"].as_str().unwrap()).collect();
+    assert_eq!(cats, vec!["spam", "ham"]);
+    let record = p.read_json(".flow-ci/runs/csv/run.json");
+    assert_eq!(record["column_mapping"]["text"], "${data.message}");
+}

@@ -242,8 +242,17 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         return super::flow::report_run_error(&e, err);
     }
     let flag = cancel.clone();
-    // A second handler cannot be installed (tests call this twice); the first still cancels.
-    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    // First Ctrl-C: finish the lines in flight, record the run as Canceled.
+    // Second: stop now (details.jsonl already holds every finished line).
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+        #[allow(clippy::print_stderr)] // a signal handler has no writer to use
+        {
+            eprintln!("\ninterrupted: finishing the lines in flight (Ctrl-C again to stop now)");
+        }
+    });
     let progress = ConsoleProgress::new(lines.len(), args.stream);
     let opts = BatchOptions {
         workers,

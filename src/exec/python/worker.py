@@ -10,6 +10,7 @@ import importlib.util
 import inspect
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -189,6 +190,8 @@ def error_response(exc, phase):
 
 
 def main():
+    # Ctrl-C reaches the whole process group; flow-ci decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     flavor = install_promptflow()
     PROTOCOL.write(json.dumps({"ready": True, "promptflow": flavor, "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
