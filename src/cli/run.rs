@@ -31,15 +31,26 @@ pub struct RunArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
     Create(CreateArgs),
-    /// Show a run's record (run.json)
+    /// Show a run's status, line counts, failures and metrics (run.json)
+    #[command(
+        after_help = "Examples:\n  flow-ci run show --name web_classification_batch\n  flow-ci run show --name web_classification_batch --format json"
+    )]
     Show(NameArgs),
-    /// Show each line's inputs and outputs
+    /// Show each line's inputs and outputs; failed lines read "(Failed)"
+    #[command(
+        after_help = "Examples:\n  flow-ci run show-details --name web_classification_batch\n  flow-ci run show-details --name web_classification_batch --all-results --format json"
+    )]
     ShowDetails(DetailsArgs),
-    /// Show a run's metrics (metrics.json)
+    /// Print a run's metrics (metrics.json, the values passed to log_metric)
+    #[command(after_help = "Examples:\n  flow-ci run show-metrics --name eval_accuracy")]
     ShowMetrics(NameArgs),
     /// List runs, newest first
+    #[command(
+        after_help = "Examples:\n  flow-ci run list\n  flow-ci run list --runs-dir target/demo-runs --format json"
+    )]
     List(ListArgs),
-    /// Compare the metrics of two runs
+    /// Compare the metrics and failed lines of two runs (B - A)
+    #[command(after_help = "Examples:\n  flow-ci run compare eval_main eval_pr")]
     Compare(CompareArgs),
 }
 
