@@ -31,7 +31,7 @@ pub struct ExecArgs {
     pub python: Option<PathBuf>,
 
     /// Seconds a line may run before it fails (promptflow's PF_LINE_TIMEOUT_SEC)
-    #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PF_LINE_TIMEOUT_SEC")]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PF_LINE_TIMEOUT_SEC", hide_env_values = true)]
     pub line_timeout: u64,
 }
 
