@@ -200,3 +200,64 @@ fn last_json_object(text: &str) -> Json {
     let start = text.rfind("\n{").map_or(0, |i| i + 1);
     serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
 }
+
+/// Tricky chat prompts: whitespace around headers, case, missing newlines,
+/// text before the first role, empty messages, names, tools and tool calls.
+const CHAT_PROMPTS: &[&str] = &[
+    "# system:\nYou are helpful.\n\n# user:\n  Hi there  \n",
+    "system:\nA\nuser:\nB",
+    "System:\nA\nUSER :\nB\n",
+    "  #   user  :  \nindented header\n",
+    "# user:\nhi\n# assistant:",
+    "# user:\nhi\n# assistant:\n",
+    "hello\n# user:\nhi\n",
+    "\n\n   \n# system:\nleading blank lines are fine\n",
+    "# system:\n# user:\nhi\n",
+    "## user:\ntwo hashes are not a header\n",
+    "# user:\nline one\n\n\nline three\n# assistant:\n\n\nanswer\n",
+    "# user:\n## name:\nada\n## content:\nhello\n",
+    "# user:\nname:\nada lovelace\ncontent:\nspaces end the name\n",
+    "# function:\nname:\nget_weather\ncontent:\n{\"temperature\": 20}\n",
+    "# function:\nno name here\n",
+    "# assistant:\ntool_calls:\n[{'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': '{\"a\": 1}'}}]\n# tool:\ntool_call_id:\nc1\ncontent:\nok\n",
+    "# assistant:\ntool_calls:\nnot a list\n",
+    "# tool:\nmissing id\n",
+    "# user:\nthe word user: inside a line\nuser:\n",
+    "# User:\r\nwindows line endings\r\n# Assistant:\r\nok\r\n",
+    "# user:\nunicode ✓ déjà vu\t tabs\n",
+    "",
+    "# system:\n",
+];
+
+#[test]
+fn chat_parsing_matches_promptflow_tools() {
+    let python = pf().parent().unwrap().join("python");
+    let script = r#"
+import json, sys
+from promptflow.tools.common import parse_chat
+out = []
+for text in json.load(sys.stdin):
+    try:
+        out.append({"messages": parse_chat(text)})
+    except Exception as e:
+        out.append({"error": type(e).__name__})
+print(json.dumps(out))
+"#;
+    let mut child = Std::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), CHAT_PROMPTS).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let expected: Vec<Json> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(expected.len(), CHAT_PROMPTS.len(), "the oracle answered every prompt");
+    for (text, want) in CHAT_PROMPTS.iter().zip(expected) {
+        let got = match flow_ci::exec::chat::parse_chat(text) {
+            Ok(messages) => serde_json::json!({"messages": messages}),
+            Err(e) => serde_json::json!({"error": e.kind()}),
+        };
+        assert_eq!(got, want, "prompt {text:?}");
+    }
+}

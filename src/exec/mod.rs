@@ -2,6 +2,7 @@
 //! promptflow does, without promptflow.
 
 pub mod batch;
+pub mod chat;
 pub mod line;
 pub mod pool;
 pub mod prepare;
