@@ -86,11 +86,11 @@ pub fn parse_chat(chat: &str) -> Result<Vec<Map<String, Json>>, ChatError> {
             last.insert("content".into(), Json::String(group(&caps, 2).trim().to_string()));
             continue;
         }
-        if role.as_deref() == Some("assistant") {
-            if let Some(calls) = TOOL_CALLS.captures(chunk).and_then(|c| python_literal(&group(&c, 1))) {
-                last.insert("tool_calls".into(), calls);
-                continue;
-            }
+        if role.as_deref() == Some("assistant")
+            && let Some(calls) = TOOL_CALLS.captures(chunk).and_then(|c| python_literal(&group(&c, 1)))
+        {
+            last.insert("tool_calls".into(), calls);
+            continue;
         }
         if !has_content && !last.contains_key("tool_calls") {
             match NAME_AND_CONTENT.captures(chunk) {
