@@ -121,18 +121,23 @@ struct LineState {
     records: Vec<Option<NodeRun>>,
 }
 
+impl LineState {
+    fn new(steps: usize) -> LineState {
+        LineState {
+            inputs: Map::new(),
+            status: vec![Status::NotStarted; steps],
+            outputs: vec![Json::Null; steps],
+            records: vec![None; steps],
+        }
+    }
+}
+
 impl Engine<'_> {
     /// Runs the line-level nodes for one row of inputs.
     pub fn run_line(&self, raw: &Map<String, Json>, line_number: usize) -> LineRun {
         let started = Instant::now();
         let start_time = now_iso();
-        let n = self.prepared.steps.len();
-        let mut state = LineState {
-            inputs: Map::new(),
-            status: vec![Status::NotStarted; n],
-            outputs: vec![Json::Null; n],
-            records: vec![None; n],
-        };
+        let mut state = LineState::new(self.prepared.steps.len());
         let result = self.prepare_inputs(raw, line_number).and_then(|inputs| {
             state.inputs = inputs;
             self.run_nodes(&mut state, started)
@@ -328,14 +333,18 @@ impl Engine<'_> {
 
     /// Runs one node; failures become a Failed record, never a panic.
     fn run_step(&self, i: usize, call: Invocation, deadline: Instant) -> NodeRun {
+        self.run_step_with_metrics(i, call, deadline).0
+    }
+
+    /// Runs one node and returns its record and the metrics it logged.
+    fn run_step_with_metrics(&self, i: usize, call: Invocation, deadline: Instant) -> (NodeRun, Map<String, Json>) {
         let step = &self.prepared.steps[i];
         let started = Instant::now();
-        let result = self.invoke(step, call, deadline);
-        let (status, output, error) = match result {
-            Ok(out) => (Status::Completed, out.0, None),
-            Err(e) => (Status::Failed, Json::Null, Some(e)),
+        let (status, output, error, metrics) = match self.invoke(step, call, deadline) {
+            Ok((output, metrics)) => (Status::Completed, output, None, metrics),
+            Err(e) => (Status::Failed, Json::Null, Some(e), Map::new()),
         };
-        NodeRun { node: step.name.clone(), status, output, error, duration_ms: millis(started.elapsed()) }
+        (NodeRun { node: step.name.clone(), status, output, error, duration_ms: millis(started.elapsed()) }, metrics)
     }
 
     fn invoke(&self, step: &Step, call: Invocation, deadline: Instant) -> Result<(Json, Map<String, Json>), RunError> {
@@ -421,13 +430,7 @@ impl Engine<'_> {
     pub fn run_aggregation(&self, lines: &[LineRun]) -> Aggregation {
         let mut agg = Aggregation::default();
         let completed: Vec<&LineRun> = lines.iter().filter(|l| l.status == Status::Completed).collect();
-        let n = self.prepared.steps.len();
-        let mut state = LineState {
-            inputs: Map::new(),
-            status: vec![Status::NotStarted; n],
-            outputs: vec![Json::Null; n],
-            records: vec![None; n],
-        };
+        let mut state = LineState::new(self.prepared.steps.len());
         let far = Instant::now() + self.line_timeout;
         for (i, step) in self.prepared.aggregation_steps() {
             if step.deps.iter().any(|&d| self.prepared.steps[d].aggregation && state.status[d] == Status::Failed) {
@@ -440,30 +443,9 @@ impl Engine<'_> {
                     continue;
                 }
             };
-            let started = Instant::now();
-            let result = self.invoke(step, call, far);
-            let record = match result {
-                Ok((output, metrics)) => {
-                    agg.metrics.extend(metrics);
-                    NodeRun {
-                        node: step.name.clone(),
-                        status: Status::Completed,
-                        output,
-                        error: None,
-                        duration_ms: millis(started.elapsed()),
-                    }
-                }
-                Err(e) => {
-                    agg.errors.push(e.clone());
-                    NodeRun {
-                        node: step.name.clone(),
-                        status: Status::Failed,
-                        output: Json::Null,
-                        error: Some(e),
-                        duration_ms: millis(started.elapsed()),
-                    }
-                }
-            };
+            let (record, metrics) = self.run_step_with_metrics(i, call, far);
+            agg.metrics.extend(metrics);
+            agg.errors.extend(record.error.clone());
             state.status[i] = record.status;
             state.outputs[i] = record.output.clone();
             agg.nodes.push(record);
