@@ -447,3 +447,21 @@ fn csv_data_and_flag_mappings_drive_a_run() {
     let record = p.read_json(".flow-ci/runs/csv/run.json");
     assert_eq!(record["column_mapping"]["text"], "${data.message}");
 }
+
+#[test]
+fn environment_variables_reach_python_nodes_and_run_files_override_them() {
+    let p = Project::new();
+    p.write(
+        "flow/flow.dag.yaml",
+        "inputs:\n  key:\n    type: string\noutputs:\n  value:\n    type: string\n    reference: ${read.output}\nnodes:\n- name: read\n  type: python\n  source:\n    type: code\n    path: read.py\n  inputs:\n    key: ${inputs.key}\nenvironment_variables:\n  GREETING: hello\n  TARGET: flow\n",
+    )
+    .write("flow/read.py", "import os\nfrom promptflow.core import tool\n\n\n@tool\ndef read(key: str) -> str:\n    return os.environ.get(key, \"<unset>\")\n")
+    .write("flow/data.jsonl", "{\"key\": \"GREETING\"}\n{\"key\": \"TARGET\"}\n")
+    .write("flow/run.yml", "flow: .\ndata: data.jsonl\nenvironment_variables:\n  TARGET: run-file\n");
+    let out = p.flow_ci().args(["flow", "test", "--flow", "flow", "--inputs", "key=TARGET"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Json>(&out.stdout).unwrap(), json!({"value": "flow"}));
+    p.flow_ci().args(["run", "create", "--file", "flow/run.yml", "--name", "env"]).assert().success();
+    let values: Vec<Json> =
+        p.read_jsonl(".flow-ci/runs/env/output.jsonl").into_iter().map(|o| o["value"].clone()).collect();
+    assert_eq!(values, vec![json!("hello"), json!("run-file")]);
+}

@@ -14,7 +14,7 @@ use super::run_view;
 use crate::exec::batch::{self, BaseRun, BatchOptions};
 use crate::exec::prepare::prepare;
 use crate::flow::reference::MappingSource;
-use crate::flow::run_file::{self, EnvironmentVariables, RunFile};
+use crate::flow::run_file::{self, RunFile};
 use crate::runs::{LineCounts, RunRecord, RunStatus, Store, StoreError};
 use crate::{diag, exit};
 
@@ -235,11 +235,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         Err(e) => return store_error(&e, err),
     };
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-    let pool = match crate::exec::pool::Pool::new(crate::exec::pool::PoolConfig {
-        python: crate::exec::pool::default_python(args.exec.python.as_deref()),
-        size: workers,
-        env: environment(&prepared.flow, spec.file.as_ref()),
-    }) {
+    let pool = match args.exec.pool(workers, &prepared.flow, spec.file.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
@@ -347,19 +343,6 @@ fn load_base(store: &Store, name: &str) -> Result<BaseRun, StoreError> {
     let outputs = store.outputs(name)?;
     let data = record.data.as_deref().and_then(|p| crate::data::load(p).ok());
     Ok(BaseRun { name: name.to_string(), outputs, data })
-}
-
-/// Flow-level then run-file `environment_variables` (run file wins).
-fn environment(flow: &crate::flow::Flow, file: Option<&RunFile>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> =
-        flow.environment_variables.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
-    if let Some(EnvironmentVariables::Map(vars)) = file.map(|f| &f.environment_variables) {
-        for (k, v) in vars {
-            env.retain(|(key, _)| *key != k.value);
-            env.push((k.value.clone(), v.value.clone()));
-        }
-    }
-    env
 }
 
 /// promptflow's default: `<flow folder>_<variant>_<YYYYmmdd_HHMMSS_ffffff>`.
