@@ -16,6 +16,7 @@ pub mod diag;
 pub mod exec;
 pub mod exit;
 pub mod flow;
+pub mod gate;
 pub mod git;
 pub mod paths;
 pub mod runs;
