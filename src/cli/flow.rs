@@ -11,7 +11,7 @@ use crate::exec::line::{Engine, RunError, Status};
 use crate::exec::pool::{Pool, PoolConfig, default_python};
 use crate::exec::prepare::{PrepareError, prepare};
 use crate::exit;
-use crate::flow::run_file::{EnvironmentVariables, RunFile};
+use crate::flow::run_file::RunFile;
 
 #[derive(Debug, clap::Args)]
 pub struct FlowArgs {
@@ -45,21 +45,12 @@ impl ExecArgs {
         flow: &crate::flow::Flow,
         run_file: Option<&RunFile>,
     ) -> Result<Pool, crate::exec::pool::PoolError> {
-        Pool::new(PoolConfig { python: default_python(self.python.as_deref()), size, env: environment(flow, run_file) })
+        Pool::new(PoolConfig {
+            python: default_python(self.python.as_deref()),
+            size,
+            env: crate::exec::job::environment(flow, run_file),
+        })
     }
-}
-
-/// Flow-level then run-file `environment_variables` (the run file wins).
-fn environment(flow: &crate::flow::Flow, run_file: Option<&RunFile>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> =
-        flow.environment_variables.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
-    if let Some(EnvironmentVariables::Map(vars)) = run_file.map(|f| &f.environment_variables) {
-        for (k, v) in vars {
-            env.retain(|(key, _)| *key != k.value);
-            env.push((k.value.clone(), v.value.clone()));
-        }
-    }
-    env
 }
 
 /// Run one line of a flow and print its outputs as JSON (like `pf flow test`).

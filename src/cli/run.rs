@@ -6,16 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::flow::{ExecArgs, parse_key_value, report_prepare_error};
 use super::progress::ConsoleProgress;
 use super::run_view;
-use crate::exec::batch::{self, BaseRun, BatchOptions};
-use crate::exec::prepare::prepare;
+use crate::exec::job::{self, Job, JobError, JobOptions};
 use crate::flow::reference::MappingSource;
 use crate::flow::run_file::{self, RunFile};
-use crate::runs::{LineCounts, RunRecord, RunStatus, Store, StoreError};
+use crate::runs::{RunStatus, Store, StoreError};
 use crate::{diag, exit};
 
 #[derive(Debug, clap::Args)]
@@ -204,50 +203,18 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         Ok(s) => s,
         Err(code) => return code,
     };
-    let prepared = match prepare(&spec.flow, spec.variant.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return report_prepare_error(&e, err),
-    };
-    let data = match spec.data.as_deref().map(crate::data::load).transpose() {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = writeln!(err, "{}", e.report());
-            return exit::INVALID_INPUT;
-        }
-    };
-    let base = match spec.base.as_deref().map(|name| load_base(store, name)).transpose() {
-        Ok(b) => b,
-        Err(e) => return store_error(&e, err),
-    };
-    let lines = match batch::map_inputs(&prepared, &spec.mapping, data.as_ref(), base.as_ref()) {
-        Ok(lines) => lines,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            if let Some(d) = &spec.data {
-                let _ = writeln!(err, "  data: {}", d.display());
-            }
-            return exit::INVALID_INPUT;
-        }
-    };
     let name = spec.name.clone().unwrap_or_else(|| default_name(&spec.flow, spec.variant.as_deref()));
-    let mut writer = match store.create(&name, args.force) {
-        Ok(w) => w,
-        Err(e) => return store_error(&e, err),
+    let job = Job {
+        name: name.clone(),
+        flow: spec.flow,
+        data: spec.data,
+        base: spec.base,
+        mapping: spec.mapping,
+        variant: spec.variant,
+        run_file: spec.file,
     };
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-    let pool = match args.exec.pool(workers, &prepared.flow, spec.file.as_ref()) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return exit::FAILURE;
-        }
-    };
     let cancel = Arc::new(AtomicBool::new(false));
-    let line_timeout = Duration::from_secs(args.exec.line_timeout);
-    let preflight = crate::exec::line::Engine { prepared: &prepared, pool: &pool, line_timeout, cancel: &cancel };
-    if let Err(e) = preflight.preload() {
-        return super::flow::report_run_error(&e, err);
-    }
     let flag = cancel.clone();
     // First Ctrl-C: finish the lines in flight, record the run as Canceled.
     // Second: stop now (details.jsonl already holds every finished line).
@@ -260,18 +227,21 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
             eprintln!("\ninterrupted: finishing the lines in flight (Ctrl-C again to stop now)");
         }
     });
-    let progress = ConsoleProgress::new(lines.len(), args.stream);
-    let opts = BatchOptions {
+    let quiet = args.stream;
+    let progress =
+        move |total: usize| -> Box<dyn crate::exec::batch::Progress> { Box::new(ConsoleProgress::new(total, quiet)) };
+    let opts = JobOptions {
+        python: crate::exec::pool::default_python(args.exec.python.as_deref()),
         workers,
         line_timeout: Duration::from_secs(args.exec.line_timeout),
+        force: args.force,
         cancel: &cancel,
         progress: &progress,
     };
-    let record = new_record(&name, &spec);
-    let _ = writeln!(err, "run {name}: {} line(s), {} worker(s)", lines.len(), workers);
-    let finished = match batch::run(&prepared, &pool, &lines, &opts, &mut writer, record) {
+    let _ = writeln!(err, "run {name}: {} worker(s)", workers);
+    let finished = match job::run(&job, store, &opts) {
         Ok(r) => r,
-        Err(e) => return store_error(&e, err),
+        Err(e) => return report_job_error(&e, err),
     };
     if args.stream {
         run_view::stream_summary(store, &finished.name, err);
@@ -289,6 +259,22 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         RunStatus::Completed => exit::OK,
         _ => exit::FAILURE,
     }
+}
+
+/// Prints why a run could not start or finish; returns the exit code.
+pub fn report_job_error(e: &JobError, err: &mut dyn Write) -> u8 {
+    match e {
+        JobError::Prepare(p) => return report_prepare_error(p, err),
+        JobError::Load(r) => return super::flow::report_run_error(r, err),
+        JobError::Store(s) => return store_error(s, err),
+        JobError::Data(d) => {
+            let _ = writeln!(err, "{}", d.report());
+        }
+        other => {
+            let _ = writeln!(err, "error: {other}");
+        }
+    }
+    e.exit_code()
 }
 
 /// Reads and validates the run file, then applies flag overrides.
@@ -338,13 +324,6 @@ fn load_run_file(path: &Path, err: &mut dyn Write) -> Result<RunFile, u8> {
     run_file::load(path, &mut diags).ok_or(exit::INVALID_INPUT)
 }
 
-fn load_base(store: &Store, name: &str) -> Result<BaseRun, StoreError> {
-    let record = store.load(name)?;
-    let outputs = store.outputs(name)?;
-    let data = record.data.as_deref().and_then(|p| crate::data::load(p).ok());
-    Ok(BaseRun { name: name.to_string(), outputs, data })
-}
-
 /// promptflow's default: `<flow folder>_<variant>_<YYYYmmdd_HHMMSS_ffffff>`.
 fn default_name(flow: &Path, variant: Option<&str>) -> String {
     let folder = std::path::absolute(flow)
@@ -358,46 +337,4 @@ fn default_name(flow: &Path, variant: Option<&str>) -> String {
     let sanitized: String =
         folder.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     format!("{sanitized}_{variant}_{}_{}_{}", &digits[..8], &digits[8..14], &digits[14..])
-}
-
-fn new_record(name: &str, spec: &Spec) -> RunRecord {
-    let file = spec.file.as_ref();
-    let to_map =
-        |pairs: Option<&Vec<(crate::yaml::Spanned<String>, crate::yaml::Spanned<String>)>>| -> Map<String, Json> {
-            pairs.into_iter().flatten().map(|(k, v)| (k.value.clone(), Json::String(v.value.clone()))).collect()
-        };
-    RunRecord {
-        name: name.to_string(),
-        display_name: file.and_then(|f| f.display_name.as_ref().map(|d| d.value.clone())),
-        flow: absolute(&spec.flow),
-        run_file: file.map(|f| absolute(&f.file)),
-        data: spec.data.as_deref().map(absolute),
-        run: spec.base.clone(),
-        variant: spec.variant.clone(),
-        column_mapping: spec.mapping.iter().map(|(k, v)| (k.clone(), mapping_json(v))).collect(),
-        status: RunStatus::Running,
-        created_on: String::new(),
-        end_time: None,
-        duration_seconds: 0.0,
-        lines: LineCounts::default(),
-        error: None,
-        aggregation_errors: vec![],
-        tags: to_map(file.map(|f| &f.tags)),
-        properties: to_map(file.map(|f| &f.properties)),
-        backend: "local".into(),
-    }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).map(|a| crate::paths::normalize(&a)).unwrap_or_else(|_| p.to_path_buf())
-}
-
-fn mapping_json(source: &MappingSource) -> Json {
-    match source {
-        MappingSource::Data(c) => Json::String(format!("${{data.{c}}}")),
-        MappingSource::RunOutputs(c) => Json::String(format!("${{run.outputs.{c}}}")),
-        MappingSource::RunInputs(c) => Json::String(format!("${{run.inputs.{c}}}")),
-        MappingSource::Unknown(e) => Json::String(format!("${{{e}}}")),
-        MappingSource::Literal(v) => v.clone(),
-    }
 }

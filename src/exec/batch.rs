@@ -98,7 +98,7 @@ pub fn map_inputs(
                     Some(v) => {
                         inputs.insert(key.clone(), v);
                     }
-                    None => missing.push(source_text(source)),
+                    None => missing.push(source.to_string()),
                 }
             }
             if missing.is_empty() { Ok((n, inputs)) } else { Err(MappingError::NotFound { missing, line: n }) }
@@ -108,16 +108,6 @@ pub fn map_inputs(
 
 fn line_number(row: &Map<String, Json>) -> Option<usize> {
     row.get("line_number").and_then(Json::as_u64).and_then(|n| usize::try_from(n).ok())
-}
-
-fn source_text(source: &MappingSource) -> String {
-    match source {
-        MappingSource::Data(c) => format!("${{data.{c}}}"),
-        MappingSource::RunOutputs(c) => format!("${{run.outputs.{c}}}"),
-        MappingSource::RunInputs(c) => format!("${{run.inputs.{c}}}"),
-        MappingSource::Unknown(e) => format!("${{{e}}}"),
-        MappingSource::Literal(v) => v.to_string(),
-    }
 }
 
 /// Receives progress as lines finish.

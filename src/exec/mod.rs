@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod chat;
+pub mod job;
 pub mod line;
 pub mod pool;
 pub mod prepare;

@@ -153,6 +153,26 @@ impl MappingSource {
     pub fn is_reference(&self) -> bool {
         !matches!(self, MappingSource::Literal(_))
     }
+
+    /// As written in a run file: `${data.c}`, or the literal value.
+    pub fn to_json(&self) -> Json {
+        match self {
+            MappingSource::Literal(v) => v.clone(),
+            reference => Json::String(reference.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for MappingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MappingSource::Data(c) => write!(f, "${{data.{c}}}"),
+            MappingSource::RunOutputs(c) => write!(f, "${{run.outputs.{c}}}"),
+            MappingSource::RunInputs(c) => write!(f, "${{run.inputs.{c}}}"),
+            MappingSource::Unknown(e) => write!(f, "${{{e}}}"),
+            MappingSource::Literal(v) => write!(f, "{v}"),
+        }
+    }
 }
 
 /// `--variant ${node.variant_1}` / run file `variant:` → (node, variant id).
