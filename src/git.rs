@@ -155,6 +155,18 @@ impl Git {
         }
     }
 
+    /// Checks out `commit` into a new detached worktree at `path`.
+    pub fn add_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
+        let target = path.to_string_lossy();
+        self.run(&["worktree", "add", "--detach", "--quiet", &target, commit]).map(|_| ())
+    }
+
+    /// Removes a worktree made by [`Git::add_worktree`].
+    pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
+        let target = path.to_string_lossy();
+        self.run(&["worktree", "remove", "--force", &target]).map(|_| ())
+    }
+
     /// Reads objects by id through one `git cat-file --batch` process, in
     /// order; missing ones are `None`. Ids, not `rev:path` names: git resolves
     /// a path by walking trees from the root, which is 30x slower in bulk.

@@ -6,6 +6,7 @@
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod check;
 pub mod ci;
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod flow;
 pub mod gate;
 pub mod git;
 pub mod paths;
+pub mod report;
 pub mod runs;
 pub mod validate;
 pub mod yaml;

@@ -135,6 +135,7 @@ fn help_texts_teach_with_examples() {
         vec!["--help"],
         vec!["validate", "--help"],
         vec!["detect", "--help"],
+        vec!["check", "--help"],
         vec!["flow", "test", "--help"],
         vec!["run", "create", "--help"],
         vec!["run", "show", "--help"],

@@ -2,6 +2,7 @@
 //! and one handler per subcommand. Handlers write results to `out`, never
 //! print directly, and return the process exit code.
 
+mod check;
 mod detect;
 mod flow;
 mod progress;
@@ -38,6 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The PR job: run changed flows and evaluations, gate on metrics, write reports
+    Check(check::CheckArgs),
     Validate(validate::Args),
     Detect(detect::Args),
     /// Run flows locally (like `pf flow test`)
@@ -68,6 +71,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         return crate::exit::INVALID_INPUT;
     }
     match cli.command {
+        Command::Check(args) => check::run(args, out, err),
         Command::Validate(args) => validate::run(args, out, err),
         Command::Detect(args) => detect::run(args, out, err),
         Command::Flow(args) => flow::run(args, out, err),

@@ -1,0 +1,360 @@
+//! `flow-ci check`, the PR job: config → changed flows → plan → batch and
+//! evaluation runs → baseline → gates → one [`Report`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::config::{self, Baseline, CONFIG_FILE, Config, Gate};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::exec::batch::Progress;
+use crate::exec::job::{self, Job, JobError, JobOptions};
+use crate::flow::run_file::{self, RunFile};
+use crate::gate::{self, Evidence, Verdict};
+use crate::runs::{RunStatus, Store};
+
+/// Options of one `check`.
+pub struct CheckRequest {
+    pub config: Option<PathBuf>,
+    pub base: Option<String>,
+    pub head: Option<String>,
+    /// Check every configured flow, not only changed ones.
+    pub all: bool,
+    pub runs_dir: PathBuf,
+    pub python: PathBuf,
+    pub workers: usize,
+    pub line_timeout: Duration,
+}
+
+/// One flow to check and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedFlow {
+    /// The flow folder as written relative to the config.
+    pub path: String,
+    #[serde(skip)]
+    pub dir: PathBuf,
+    pub reasons: Vec<String>,
+    pub run_file: Option<PathBuf>,
+    pub evaluations: Vec<PathBuf>,
+    #[serde(skip)]
+    pub gates: Vec<Gate>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub config: Option<PathBuf>,
+    pub baseline: String,
+    pub backend: String,
+    pub flows: Vec<PlannedFlow>,
+    /// Flows found but not selected (no relevant change).
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("the configuration or flows have errors")]
+    Invalid(Vec<Diagnostic>),
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error("{0}")]
+    Baseline(String),
+}
+
+/// Reads the config (or discovers flows by convention), validates every file
+/// the check will use, and selects the flows to run.
+pub fn plan(req: &CheckRequest) -> Result<Plan, CheckError> {
+    let config_path =
+        req.config.clone().or_else(|| Path::new(CONFIG_FILE).is_file().then(|| PathBuf::from(CONFIG_FILE)));
+    let target = config_path.clone().unwrap_or_else(|| PathBuf::from("."));
+    let outcome = crate::validate::validate(std::slice::from_ref(&target));
+    if outcome.has_errors() {
+        return Err(CheckError::Invalid(outcome.diagnostics.into_iter().filter(Diagnostic::is_error).collect()));
+    }
+    let mut diags = Diagnostics::default();
+    let config = config_path.as_deref().and_then(|p| config::load(p, &mut diags));
+    let mut flows = match &config {
+        Some(c) => configured_flows(c),
+        None => conventional_flows(),
+    };
+    let mut skipped = Vec::new();
+    if let (Some(base), false) = (&req.base, req.all) {
+        let detection = crate::detect::detect(&crate::detect::Request {
+            dir: PathBuf::from("."),
+            base: base.clone(),
+            head: req.head.clone(),
+            config: config_path.clone(),
+        })?;
+        let root = crate::git::Git::open(Path::new("."))?.root;
+        let changed: Vec<(PathBuf, Vec<String>)> = detection
+            .flows
+            .iter()
+            .map(|f| (canonical(&root.join(&f.path)), f.reasons.iter().map(describe_reason).collect()))
+            .collect();
+        flows.retain_mut(|flow| match changed.iter().find(|(dir, _)| *dir == canonical(&flow.dir)) {
+            Some((_, reasons)) => {
+                flow.reasons = reasons.clone();
+                true
+            }
+            None => {
+                skipped.push(flow.path.clone());
+                false
+            }
+        });
+    }
+    let baseline = match config.as_ref().and_then(|c| c.baseline.as_ref()).map(|b| b.value.clone()) {
+        Some(Baseline::BaseBranch) | None if req.base.is_some() => "base-branch".to_string(),
+        Some(Baseline::BaseBranch) | None => "none (base-branch needs --base)".to_string(),
+        Some(Baseline::File(p)) => format!("file:{p}"),
+        Some(Baseline::None) => "none".to_string(),
+    };
+    Ok(Plan { config: config_path, baseline, backend: "local".into(), flows, skipped })
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn describe_reason(r: &crate::detect::Reason) -> String {
+    use crate::detect::Reason;
+    match r {
+        Reason::Added => "new flow".into(),
+        Reason::Renamed { from } => format!("moved from {from}"),
+        Reason::Files { .. } => "files changed".into(),
+        Reason::Include { .. } => "include changed".into(),
+        Reason::SharedSource { .. } => "shared code changed".into(),
+        Reason::RunFile { .. } => "run file or data changed".into(),
+        Reason::Evaluation { flow } => format!("evaluation flow {flow} changed"),
+        Reason::Config { .. } => "config changed".into(),
+    }
+}
+
+fn configured_flows(config: &Config) -> Vec<PlannedFlow> {
+    let mut flows = Vec::new();
+    for entry in &config.flows {
+        let dirs = crate::validate::expand_flow_path(config.dir(), &entry.path.value).unwrap_or_default();
+        for dir in dirs {
+            let rel = dir.strip_prefix(config.dir()).unwrap_or(&dir).to_string_lossy().replace('\\', "/");
+            flows.push(PlannedFlow {
+                path: rel,
+                reasons: vec!["configured".into()],
+                run_file: entry.run.as_ref().map(|r| config.resolve(&r.value)),
+                evaluations: entry.evaluations.iter().map(|e| config.resolve(&e.value)).collect(),
+                gates: entry.gates.clone(),
+                dir,
+            });
+        }
+    }
+    flows
+}
+
+/// Without `.flow-ci.yaml`: every flow folder below here that has a `run.yml`.
+fn conventional_flows() -> Vec<PlannedFlow> {
+    let mut dirs = crate::validate::expand_flow_path(Path::new("."), "**").unwrap_or_default();
+    dirs.sort();
+    dirs.into_iter()
+        .filter_map(|dir| {
+            let run = ["run.yml", "run.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
+            Some(PlannedFlow {
+                path: dir.strip_prefix(".").unwrap_or(&dir).to_string_lossy().into_owned(),
+                reasons: vec!["found by convention (flow folder with run.yml)".into()],
+                run_file: Some(run),
+                evaluations: vec![],
+                gates: vec![],
+                dir,
+            })
+        })
+        .collect()
+}
+
+/// The result of one flow's runs and gates.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowReport {
+    pub path: String,
+    pub reasons: Vec<String>,
+    pub batch_run: Option<String>,
+    pub evaluation_runs: Vec<String>,
+    pub lines: (usize, usize),
+    pub metrics: Map<String, Json>,
+    pub baseline: Option<Map<String, Json>>,
+    pub verdict: Verdict,
+    /// Runs that could not run, with why.
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    pub baseline: String,
+    pub flows: Vec<FlowReport>,
+    pub skipped: Vec<String>,
+}
+
+/// Runs the plan: each flow's batch run, its evaluations bound to it, the
+/// baseline, and the gates.
+pub fn execute(
+    plan: &Plan,
+    req: &CheckRequest,
+    cancel: &AtomicBool,
+    progress: &dyn Fn(usize) -> Box<dyn Progress>,
+) -> Result<Report, CheckError> {
+    let store = Store::new(req.runs_dir.clone());
+    let opts = JobOptions {
+        python: req.python.clone(),
+        workers: req.workers,
+        line_timeout: req.line_timeout,
+        force: true,
+        cancel,
+        progress,
+    };
+    let baseline = match plan.baseline.as_str() {
+        "base-branch" => base_branch_metrics(plan, req, &opts)?,
+        _ => load_baseline(plan)?,
+    };
+    let mut flows = Vec::new();
+    for flow in &plan.flows {
+        flows.push(check_flow(flow, &store, &opts, baseline.as_ref()));
+    }
+    let passed = flows.iter().all(|f| f.verdict.passed() && f.errors.is_empty());
+    Ok(Report { passed, baseline: plan.baseline.clone(), flows, skipped: plan.skipped.clone() })
+}
+
+fn check_flow(
+    flow: &PlannedFlow,
+    store: &Store,
+    opts: &JobOptions<'_>,
+    baseline: Option<&Map<String, Json>>,
+) -> FlowReport {
+    let slug: String = flow.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut report = FlowReport {
+        path: flow.path.clone(),
+        reasons: flow.reasons.clone(),
+        batch_run: None,
+        evaluation_runs: vec![],
+        lines: (0, 0),
+        metrics: Map::new(),
+        baseline: baseline.and_then(|b| b.get(&flow.path)).and_then(Json::as_object).cloned(),
+        verdict: Verdict::default(),
+        errors: vec![],
+    };
+    if let Some(run_path) = &flow.run_file {
+        let batch_name = format!("check-{slug}");
+        match run_job(run_path, &batch_name, None, store, opts) {
+            Ok(record) => {
+                report.lines = (record.lines.failed, record.lines.total);
+                report.batch_run = Some(batch_name.clone());
+                for (i, eval) in flow.evaluations.iter().enumerate() {
+                    let eval_name = format!("{batch_name}-eval-{i}");
+                    match run_job(eval, &eval_name, Some(&batch_name), store, opts) {
+                        Ok(_) => {
+                            report.metrics.extend(store.metrics(&eval_name).unwrap_or_default());
+                            report.evaluation_runs.push(eval_name);
+                        }
+                        Err(e) => report.errors.push(format!("evaluation {}: {e}", eval.display())),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(format!("batch run {}: {e}", run_path.display())),
+        }
+    }
+    let evidence = Evidence {
+        head_metrics: report.batch_run.is_some().then_some(&report.metrics),
+        base_metrics: report.baseline.as_ref(),
+        head_lines: report.lines,
+        paired: &[],
+    };
+    report.verdict = gate::evaluate(&flow.gates, &evidence);
+    report
+}
+
+/// Runs one run file under `name`; an evaluation's `run:` is bound to `base`.
+fn run_job(
+    path: &Path,
+    name: &str,
+    base: Option<&str>,
+    store: &Store,
+    opts: &JobOptions<'_>,
+) -> Result<crate::runs::RunRecord, JobError> {
+    let mut diags = Diagnostics::default();
+    let file: Option<RunFile> = run_file::load(path, &mut diags);
+    let Some(file) = file else {
+        return Err(JobError::Prepare(crate::exec::prepare::PrepareError::Invalid(diags.into_sorted())));
+    };
+    let job = Job {
+        name: name.to_string(),
+        flow: file.flow_dir().unwrap_or_else(|| PathBuf::from(".")),
+        data: file.local_data(),
+        base: base.map(str::to_string).or_else(|| file.run.as_ref().map(|r| r.value.clone())),
+        mapping: file.column_mapping.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        variant: file.variant.as_ref().map(|v| v.value.clone()),
+        run_file: Some(file),
+    };
+    let record = job::run(&job, store, opts)?;
+    if record.status == RunStatus::Canceled {
+        return Err(JobError::Mapping(crate::exec::batch::MappingError::Empty));
+    }
+    Ok(record)
+}
+
+/// `base-branch`: the same flows, run files and evaluations at the merge
+/// base of `--base` and the head, checked out in a temporary git worktree.
+/// Without `--base` there is nothing to compare with.
+fn base_branch_metrics(
+    plan: &Plan,
+    req: &CheckRequest,
+    opts: &JobOptions<'_>,
+) -> Result<Option<Map<String, Json>>, CheckError> {
+    let Some(base) = &req.base else { return Ok(None) };
+    let git = crate::git::Git::open(Path::new("."))?;
+    let head = git.resolve(req.head.as_deref().unwrap_or("HEAD"))?;
+    let merge_base = git.merge_base(&git.resolve(base)?, &head)?;
+    let scratch =
+        tempfile::Builder::new().prefix("flow-ci-base-").tempdir().map_err(|e| CheckError::Baseline(e.to_string()))?;
+    let tree = scratch.path().join("tree");
+    git.add_worktree(&tree, &merge_base)?;
+    let root = canonical(&git.root);
+    let store = Store::new(scratch.path().join("runs"));
+    let in_base = |p: &Path| canonical(p).strip_prefix(&root).ok().map(|rel| tree.join(rel));
+    let mut metrics = Map::new();
+    for flow in &plan.flows {
+        let (Some(run), Some(dir)) = (flow.run_file.as_deref().and_then(in_base), in_base(&flow.dir)) else { continue };
+        if !dir.join(crate::flow::FLOW_FILE).is_file() || !run.is_file() {
+            continue; // a flow new in this change has no baseline
+        }
+        let base_flow = PlannedFlow {
+            run_file: Some(run),
+            evaluations: flow.evaluations.iter().filter_map(|e| in_base(e)).filter(|e| e.is_file()).collect(),
+            dir,
+            ..flow.clone()
+        };
+        let report = check_flow(&base_flow, &store, opts, None);
+        if report.errors.is_empty() {
+            metrics.insert(flow.path.clone(), Json::Object(report.metrics));
+        }
+    }
+    let _ = git.remove_worktree(&tree);
+    Ok(Some(metrics))
+}
+
+/// `file:PATH` baselines: `{"flows": {"<flow path>": {"metric": value}}}`.
+fn load_baseline(plan: &Plan) -> Result<Option<Map<String, Json>>, CheckError> {
+    let Some(path) = plan.baseline.strip_prefix("file:") else { return Ok(None) };
+    let base_dir = plan.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+    let full = base_dir.join(path);
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| CheckError::Baseline(format!("cannot read baseline {}: {e}", full.display())))?;
+    let doc: Json = serde_json::from_str(&text)
+        .map_err(|e| CheckError::Baseline(format!("{} is not a flow-ci baseline file: {e}", full.display())))?;
+    Ok(doc.get("flows").and_then(Json::as_object).cloned())
+}
+
+/// The baseline file `--write-baseline` produces from a report.
+pub fn baseline_document(report: &Report) -> Json {
+    let flows: Map<String, Json> =
+        report.flows.iter().map(|f| (f.path.clone(), Json::Object(f.metrics.clone()))).collect();
+    serde_json::json!({ "flows": flows })
+}

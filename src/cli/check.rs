@@ -1,0 +1,179 @@
+//! `flow-ci check`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use super::flow::ExecArgs;
+use super::progress::ConsoleProgress;
+use crate::check::{self, CheckError, CheckRequest, Plan};
+use crate::{diag, exit, report};
+
+/// The PR job: run the changed flows and their evaluations, compare with the
+/// baseline, apply the gates, and write the reports.
+///
+/// Reads .flow-ci.yaml (or, without one, takes every flow folder with a run.yml),
+/// validates everything, selects the flows changed since the merge base with --base
+/// (all flows with --all or without --base), runs each flow's batch run and its
+/// evaluation runs (their `run:` bound to the batch run), computes the baseline
+/// (`base-branch`: the same runs at the merge base, in a temporary git worktree;
+/// `file:PATH`: a committed metrics file; `none`), checks every gate and writes
+/// .flow-ci/report/{report.md,report.json,junit.xml}.
+///
+/// Exit codes: 0 all gates passed · 1 a gate failed · 2 invalid input · 3 a run
+/// could not execute · 130 interrupted.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  flow-ci check --base origin/main            # the changed flows, against the base branch\n  flow-ci check --all --dry-run              # print the plan, run nothing\n  flow-ci check --all --write-baseline baseline.json"
+)]
+pub struct CheckArgs {
+    /// The .flow-ci.yaml to use [default: ./.flow-ci.yaml, else conventions]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The branch or commit the change is compared with (selects changed flows, and the base-branch baseline)
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+
+    /// The commit with the change [default: the working tree]
+    #[arg(long, value_name = "REF")]
+    pub head: Option<String>,
+
+    /// Check every configured flow, changed or not
+    #[arg(long)]
+    pub all: bool,
+
+    /// Print the plan and validate everything; run nothing, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Where reports are written
+    #[arg(long, value_name = "DIR", default_value = ".flow-ci/report")]
+    pub report_dir: PathBuf,
+
+    /// Also write the head metrics as a baseline file (for `baseline: file:PATH`)
+    #[arg(long, value_name = "PATH")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Where runs are stored [default: $FLOW_CI_RUNS_DIR, else .flow-ci/runs]
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+
+    /// Lines run at once per flow [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// The hidden marker that identifies flow-ci's sticky PR comment.
+pub const COMMENT_MARKER: &str = "<!-- flow-ci:report -->";
+
+pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let req = CheckRequest {
+        config: args.config.clone(),
+        base: args.base.clone(),
+        head: args.head.clone(),
+        all: args.all,
+        runs_dir: crate::runs::root(args.runs_dir.as_deref()),
+        python: crate::exec::pool::default_python(args.exec.python.as_deref()),
+        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
+        line_timeout: Duration::from_secs(args.exec.line_timeout),
+    };
+    let plan = match check::plan(&req) {
+        Ok(p) => p,
+        Err(e) => return report_error(&e, err),
+    };
+    print_plan(&plan, err);
+    if args.dry_run {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        return exit::OK;
+    }
+    let cancel = AtomicBool::new(false);
+    let progress =
+        |total: usize| -> Box<dyn crate::exec::batch::Progress> { Box::new(ConsoleProgress::new(total, false)) };
+    let report = match check::execute(&plan, &req, &cancel, &progress) {
+        Ok(r) => r,
+        Err(e) => return report_error(&e, err),
+    };
+    if let Err(e) = write_reports(&report, &args) {
+        let _ = writeln!(err, "error: cannot write reports to {}: {e}", args.report_dir.display());
+        return exit::FAILURE;
+    }
+    if let Err(e) = out.write_all(report::console(&report).as_bytes()) {
+        return super::output_failed(&e, err);
+    }
+    let _ = writeln!(err, "reports: {}", args.report_dir.display());
+    if report.flows.iter().any(|f| !f.errors.is_empty()) {
+        exit::FAILURE
+    } else if report.passed {
+        exit::OK
+    } else {
+        exit::GATE_FAILED
+    }
+}
+
+fn write_reports(report: &check::Report, args: &CheckArgs) -> std::io::Result<()> {
+    std::fs::create_dir_all(&args.report_dir)?;
+    std::fs::write(args.report_dir.join("report.md"), report::markdown(report, COMMENT_MARKER))?;
+    std::fs::write(args.report_dir.join("junit.xml"), report::junit(report))?;
+    std::fs::write(args.report_dir.join("report.json"), serde_json::to_string_pretty(report)? + "\n")?;
+    if let Some(path) = &args.write_baseline {
+        std::fs::write(path, serde_json::to_string_pretty(&check::baseline_document(report))? + "\n")?;
+    }
+    Ok(())
+}
+
+fn print_plan(plan: &Plan, err: &mut dyn Write) {
+    let config = plan.config.as_ref().map_or_else(|| "none (conventions)".to_string(), |c| c.display().to_string());
+    let _ = writeln!(err, "plan: config {config}, backend {}, baseline {}", plan.backend, plan.baseline);
+    for flow in &plan.flows {
+        let _ = writeln!(err, "  {} ({})", flow.path, flow.reasons.join(", "));
+        if let Some(run) = &flow.run_file {
+            let _ = writeln!(err, "    batch run:  {}", run.display());
+        }
+        for e in &flow.evaluations {
+            let _ = writeln!(err, "    evaluation: {}", e.display());
+        }
+        let gates: Vec<&str> = flow.gates.iter().map(|g| g.metric.value.as_str()).collect();
+        if !gates.is_empty() {
+            let _ = writeln!(err, "    gates:      {}", gates.join(", "));
+        }
+    }
+    for path in &plan.skipped {
+        let _ = writeln!(err, "  {path} (not changed, skipped)");
+    }
+}
+
+fn report_error(e: &CheckError, err: &mut dyn Write) -> u8 {
+    let base = std::env::current_dir().unwrap_or_default();
+    match e {
+        CheckError::Invalid(diags) => {
+            for d in diags {
+                let _ = err.write_all(diag::render_human(d, &base).as_bytes());
+            }
+            let _ = writeln!(err, "error: {} error(s); nothing was run", diags.len());
+            exit::INVALID_INPUT
+        }
+        CheckError::Detect(d) => {
+            let _ = writeln!(err, "error: {d}");
+            if let Some(hint) = d.hint() {
+                let _ = writeln!(err, "  hint: {hint}");
+            }
+            exit::INVALID_INPUT
+        }
+        CheckError::Git(g) => {
+            let _ = writeln!(err, "error: {g}");
+            if let Some(hint) = g.hint() {
+                let _ = writeln!(err, "  hint: {hint}");
+            }
+            exit::INVALID_INPUT
+        }
+        CheckError::Baseline(message) => {
+            let _ = writeln!(err, "error: {message}");
+            exit::INVALID_INPUT
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `flow-ci check` on a git repository made from the example flows: a PR that
+//! improves a flow, one that regresses it, a broken flow, a flaky flow, a
+//! shared-code change, and a dry run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+use assert_cmd::Command;
+
+struct Pr {
+    dir: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Std::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@flow-ci.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn copy_tree(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let name = entry.file_name();
+        if name == "invalid" || name == ".ignore" {
+            continue;
+        }
+        let target = dest.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+impl Pr {
+    /// The example repository committed on `main`, then a `pr` branch.
+    fn new() -> Pr {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"), dir.path());
+        std::fs::write(dir.path().join(".gitignore"), ".flow-ci/\n").unwrap();
+        git(dir.path(), &["init", "--quiet", "--initial-branch=main"]);
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "--quiet", "-m", "base"]);
+        git(dir.path(), &["switch", "--quiet", "-c", "pr"]);
+        Pr { dir }
+    }
+
+    fn edit(&self, rel: &str, from: &str, to: &str) -> &Self {
+        let path = self.dir.path().join(rel);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{rel} does not contain {from:?}");
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+        self
+    }
+
+    fn commit(&self) {
+        git(self.dir.path(), &["commit", "--quiet", "-am", "change"]);
+    }
+
+    fn check(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::cargo_bin("flow-ci")
+            .unwrap()
+            .arg("check")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("FLOW_CI_RUNS_DIR")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("TF_BUILD")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).unwrap()
+    }
+}
+
+#[test]
+fn an_improved_prompt_passes_and_shows_the_rise() {
+    let pr = Pr::new();
+    // Teach the classifier two more App signals: the Netflix app row becomes right.
+    pr.edit(
+        "flows/web-classification/classify.py",
+        "\"apps\", \"ratings\"]",
+        "\"apps\", \"ratings\", \"stream\", \"netflix\"]",
+    )
+    .commit();
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let md = pr.read(".flow-ci/report/report.md");
+    insta::assert_snapshot!("improved_report_md", md);
+    assert!(md.contains("▲ +0.0167"), "{md}");
+    assert!(stdout.contains("PASSED"), "{stdout}");
+}
+
+#[test]
+fn a_regression_beyond_max_drop_fails_with_an_explanation() {
+    let pr = Pr::new();
+    pr.edit(
+        "flows/web-classification/classify.py",
+        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
+        "",
+    )
+    .commit();
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let md = pr.read(".flow-ci/report/report.md");
+    insta::assert_snapshot!("regressed_report_md", md);
+    assert!(md.contains("❌"), "{md}");
+    let junit = pr.read(".flow-ci/report/junit.xml");
+    insta::assert_snapshot!("regressed_junit_xml", junit);
+    insta::assert_snapshot!("regressed_console", stdout);
+    let report: serde_json::Value = serde_json::from_str(&pr.read(".flow-ci/report/report.json")).unwrap();
+    assert_eq!(report["passed"], false);
+}
+
+#[test]
+fn a_broken_flow_is_an_input_error_with_its_position() {
+    let pr = Pr::new();
+    pr.edit(
+        "flows/support-router/flow.dag.yaml",
+        "${detect_intent.output}\n    is: billing",
+        "${detect_intnet.output}\n    is: billing",
+    )
+    .commit();
+    let (code, _, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("flows/support-router/flow.dag.yaml:34:11: error: node `billing` references a non-existent node `detect_intnet`"), "{stderr}");
+}
+
+#[test]
+fn too_many_failed_lines_trip_the_gate() {
+    let pr = Pr::new();
+    pr.edit(
+        "flows/flaky-parser/parse_order.py",
+        "if \"lines\" not in order:",
+        "if \"lines\" not in order or not order[\"lines\"]:",
+    )
+    .commit();
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("4 of 12 lines failed (33.3333%), more than the allowed 30%"), "{stdout}");
+}
+
+#[test]
+fn a_shared_code_change_runs_only_the_flows_using_it() {
+    let pr = Pr::new();
+    pr.edit("flows/common/text_utils.py", "\"\"\"Text helpers", "\"\"\"Text helpers (shared)").commit();
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("flows/web-classification (include changed)"), "{stdout}");
+    assert!(stdout.contains("flows/support-router (include changed)"), "{stdout}");
+    assert!(stdout.contains("flows/flaky-parser: skipped (not changed)"), "{stdout}");
+    assert!(!pr.dir.path().join(".flow-ci/runs/check-flows-flaky-parser").exists());
+}
+
+#[test]
+fn a_dry_run_plans_and_writes_nothing() {
+    let pr = Pr::new();
+    let (code, stdout, stderr) = pr.check(&["--all", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(plan["flows"].as_array().unwrap().len(), 3);
+    assert_eq!(plan["flows"][0]["evaluations"][0], "flows/eval-accuracy/run.yml");
+    assert!(stderr.contains("evaluation: flows/eval-accuracy/run.yml"), "{stderr}");
+    assert!(!pr.dir.path().join(".flow-ci").exists(), "nothing written");
+}
+
+#[test]
+fn a_baseline_file_gates_without_git() {
+    let pr = Pr::new();
+    let (code, _, stderr) = pr.check(&["--all", "--write-baseline", "baseline.json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let baseline: serde_json::Value = serde_json::from_str(&pr.read("baseline.json")).unwrap();
+    assert_eq!(baseline["flows"]["flows/web-classification"]["accuracy"], 0.9);
+    pr.edit(".flow-ci.yaml", "baseline: base-branch", "baseline: file:baseline.json");
+    pr.edit(
+        "flows/web-classification/classify.py",
+        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
+        "",
+    );
+    let (code, stdout, _) = pr.check(&["--all"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("exceeds 0.02"), "{stdout}");
+}
