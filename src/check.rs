@@ -312,15 +312,30 @@ fn base_branch_metrics(
     let git = crate::git::Git::open(Path::new("."))?;
     let head = git.resolve(req.head.as_deref().unwrap_or("HEAD"))?;
     let merge_base = git.merge_base(&git.resolve(base)?, &head)?;
+    let root = canonical(&git.root);
+    let cache = BaselineCache { dir: req.runs_dir.parent().unwrap_or(Path::new(".")).join("cache/baseline") };
+    let mut metrics = Map::new();
+    let mut missing = Vec::new();
+    for flow in &plan.flows {
+        let key = baseline_key(&git, &root, &merge_base, flow)?;
+        match cache.get(&key) {
+            Some(m) => {
+                tracing::info!("baseline of {} from cache ({key})", flow.path);
+                metrics.insert(flow.path.clone(), m);
+            }
+            None => missing.push((flow, key)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Some(metrics));
+    }
     let scratch =
         tempfile::Builder::new().prefix("flow-ci-base-").tempdir().map_err(|e| CheckError::Baseline(e.to_string()))?;
     let tree = scratch.path().join("tree");
     git.add_worktree(&tree, &merge_base)?;
-    let root = canonical(&git.root);
     let store = Store::new(scratch.path().join("runs"));
     let in_base = |p: &Path| canonical(p).strip_prefix(&root).ok().map(|rel| tree.join(rel));
-    let mut metrics = Map::new();
-    for flow in &plan.flows {
+    for (flow, key) in missing {
         let (Some(run), Some(dir)) = (flow.run_file.as_deref().and_then(in_base), in_base(&flow.dir)) else { continue };
         if !dir.join(crate::flow::FLOW_FILE).is_file() || !run.is_file() {
             continue; // a flow new in this change has no baseline
@@ -331,13 +346,71 @@ fn base_branch_metrics(
             dir,
             ..flow.clone()
         };
+        tracing::info!("baseline of {}: running it at {merge_base}", flow.path);
         let report = check_flow(&base_flow, &store, opts, None);
         if report.errors.is_empty() {
-            metrics.insert(flow.path.clone(), Json::Object(report.metrics));
+            let m = Json::Object(report.metrics);
+            cache.put(&key, &m);
+            metrics.insert(flow.path.clone(), m);
         }
     }
     let _ = git.remove_worktree(&tree);
     Ok(Some(metrics))
+}
+
+/// Base metrics by content hash, under `.flow-ci/cache/baseline/`.
+struct BaselineCache {
+    dir: PathBuf,
+}
+
+impl BaselineCache {
+    fn get(&self, key: &str) -> Option<Json> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{key}.json"))).ok()?;
+        // A corrupt entry is ignored and rewritten after the base runs again.
+        serde_json::from_str::<Json>(&text).ok().filter(Json::is_object)
+    }
+
+    fn put(&self, key: &str, metrics: &Json) {
+        let write = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(self.dir.join(format!("{key}.json")), metrics.to_string()));
+        if let Err(e) = write {
+            tracing::warn!("cannot cache the baseline in {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// A content hash of everything the base runs read: the flow folder, its run
+/// and evaluation files, the flows and data those name, and the flow's
+/// includes, as they are at the merge base (git blob ids), plus the flow-ci
+/// version. An unchanged base gets the same key and is never run again.
+fn baseline_key(
+    git: &crate::git::Git,
+    root: &Path,
+    merge_base: &str,
+    flow: &PlannedFlow,
+) -> Result<String, CheckError> {
+    use sha2::Digest;
+    let rel = |p: &Path| canonical(p).strip_prefix(root).ok().map(|r| r.to_string_lossy().replace('\\', "/"));
+    let mut paths: Vec<String> = Vec::new();
+    paths.extend(rel(&flow.dir));
+    let mut diags = Diagnostics::default();
+    for file in flow.run_file.iter().chain(&flow.evaluations) {
+        paths.extend(rel(file));
+        if let Some(run) = run_file::load(file, &mut diags) {
+            paths.extend(run.flow_dir().as_deref().and_then(rel));
+            paths.extend(run.local_data().as_deref().and_then(rel));
+        }
+    }
+    if let Some(f) = crate::flow::dag::load(&flow.dir, &mut diags) {
+        paths.extend(f.additional_includes.iter().filter_map(|i| rel(&flow.dir.join(&i.value))));
+    }
+    paths.sort();
+    paths.dedup();
+    let listing = git.tree_listing(merge_base, &paths)?;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(concat!("flow-ci baseline v1 ", env!("CARGO_PKG_VERSION")).as_bytes());
+    hasher.update(&listing);
+    Ok(base16ct::lower::encode_string(&hasher.finalize()))
 }
 
 /// `file:PATH` baselines: `{"flows": {"<flow path>": {"metric": value}}}`.

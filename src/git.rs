@@ -155,6 +155,14 @@ impl Git {
         }
     }
 
+    /// `ls-tree -r` of `rev` limited to `paths`: blob ids that change when,
+    /// and only when, a file's content at `rev` changes.
+    pub fn tree_listing(&self, rev: &str, paths: &[String]) -> Result<Vec<u8>, GitError> {
+        let mut args = vec!["ls-tree", "-r", "--full-tree", rev, "--"];
+        args.extend(paths.iter().map(String::as_str));
+        self.run(&args)
+    }
+
     /// Checks out `commit` into a new detached worktree at `path`.
     pub fn add_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
         let target = path.to_string_lossy();

@@ -193,3 +193,26 @@ fn a_baseline_file_gates_without_git() {
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("exceeds 0.02"), "{stdout}");
 }
+
+#[test]
+fn an_unchanged_base_is_taken_from_the_cache() {
+    let pr = Pr::new();
+    pr.edit("flows/web-classification/classify_prompt.jinja2", "OUTPUT:", "Answer:").commit();
+    let run = |pr: &Pr| {
+        Command::cargo_bin("flow-ci")
+            .unwrap()
+            .args(["check", "--base", "main"])
+            .current_dir(pr.dir.path())
+            .env("FLOW_CI_LOG", "flow_ci=info")
+            .env_remove("FLOW_CI_RUNS_DIR")
+            .output()
+            .unwrap()
+    };
+    let first = String::from_utf8_lossy(&run(&pr).stderr).into_owned();
+    assert!(first.contains("baseline of flows/web-classification: running it at"), "{first}");
+    // Another commit on the PR: the base is the same, so it is not run again.
+    pr.edit("flows/web-classification/classify_prompt.jinja2", "Answer:", "Category:").commit();
+    let second = String::from_utf8_lossy(&run(&pr).stderr).into_owned();
+    assert!(second.contains("baseline of flows/web-classification from cache"), "{second}");
+    assert!(!second.contains("running it at"), "{second}");
+}
