@@ -171,6 +171,30 @@ fn conventional_flows() -> Vec<PlannedFlow> {
         .collect()
 }
 
+/// What is known about a flow at the base: metrics, and (for base-branch
+/// baselines) the batch run's outputs, to show lines whose output changed.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct BaseData {
+    pub metrics: Map<String, Json>,
+    #[serde(default)]
+    pub outputs: Vec<Map<String, Json>>,
+}
+
+/// Baselines by flow path.
+type Baselines = std::collections::HashMap<String, BaseData>;
+
+/// A line whose output differs from the baseline's.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChangedLine {
+    pub line_number: u64,
+    pub inputs: Map<String, Json>,
+    pub base: Map<String, Json>,
+    pub head: Map<String, Json>,
+}
+
+/// At most this many changed lines are sampled per flow.
+const CHANGED_LINES_SHOWN: usize = 5;
+
 /// The result of one flow's runs and gates.
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowReport {
@@ -184,6 +208,16 @@ pub struct FlowReport {
     pub verdict: Verdict,
     /// Runs that could not run, with why.
     pub errors: Vec<String>,
+    /// Lines whose outputs differ from the base run's (a sample).
+    pub changed_lines: Vec<ChangedLine>,
+    /// Unified diffs of the flow's prompt templates against the base.
+    pub prompt_diffs: Vec<PromptDiff>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PromptDiff {
+    pub file: String,
+    pub diff: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -217,18 +251,17 @@ pub fn execute(
     };
     let mut flows = Vec::new();
     for flow in &plan.flows {
-        flows.push(check_flow(flow, &store, &opts, baseline.as_ref()));
+        let mut report = check_flow(flow, &store, &opts, baseline.as_ref().and_then(|b| b.get(&flow.path)));
+        if let Some(base) = &req.base {
+            report.prompt_diffs = prompt_diffs(flow, base, req.head.as_deref()).unwrap_or_default();
+        }
+        flows.push(report);
     }
     let passed = flows.iter().all(|f| f.verdict.passed() && f.errors.is_empty());
     Ok(Report { passed, baseline: plan.baseline.clone(), flows, skipped: plan.skipped.clone() })
 }
 
-fn check_flow(
-    flow: &PlannedFlow,
-    store: &Store,
-    opts: &JobOptions<'_>,
-    baseline: Option<&Map<String, Json>>,
-) -> FlowReport {
+fn check_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>, base: Option<&BaseData>) -> FlowReport {
     let slug: String = flow.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let mut report = FlowReport {
         path: flow.path.clone(),
@@ -237,9 +270,11 @@ fn check_flow(
         evaluation_runs: vec![],
         lines: (0, 0),
         metrics: Map::new(),
-        baseline: baseline.and_then(|b| b.get(&flow.path)).and_then(Json::as_object).cloned(),
+        baseline: base.map(|b| b.metrics.clone()),
         verdict: Verdict::default(),
         errors: vec![],
+        changed_lines: vec![],
+        prompt_diffs: vec![],
     };
     if let Some(run_path) = &flow.run_file {
         let batch_name = format!("check-{slug}");
@@ -268,7 +303,85 @@ fn check_flow(
         paired: &[],
     };
     report.verdict = gate::evaluate(&flow.gates, &evidence);
+    if let (Some(base), Some(batch)) = (base, &report.batch_run) {
+        report.changed_lines = changed_lines(store, batch, &base.outputs);
+    }
     report
+}
+
+/// The first lines whose outputs differ between the base run and this one.
+fn changed_lines(store: &Store, batch: &str, base_outputs: &[Map<String, Json>]) -> Vec<ChangedLine> {
+    let head_outputs = store.outputs(batch).unwrap_or_default();
+    let details = store.details(batch).unwrap_or_default();
+    let number = |row: &Map<String, Json>| row.get("line_number").and_then(Json::as_u64);
+    let mut changed = Vec::new();
+    for head in &head_outputs {
+        let Some(n) = number(head) else { continue };
+        let Some(base) = base_outputs.iter().find(|b| number(b) == Some(n)) else { continue };
+        if base != head {
+            let inputs =
+                details.iter().find(|d| d.line_number as u64 == n).map(|d| d.inputs.clone()).unwrap_or_default();
+            let strip = |row: &Map<String, Json>| {
+                row.iter().filter(|(k, _)| *k != "line_number").map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
+            changed.push(ChangedLine { line_number: n, inputs, base: strip(base), head: strip(head) });
+            if changed.len() == CHANGED_LINES_SHOWN {
+                break;
+            }
+        }
+    }
+    changed
+}
+
+/// Unified diffs of the flow's Jinja templates between the merge base and now.
+fn prompt_diffs(flow: &PlannedFlow, base: &str, head: Option<&str>) -> Result<Vec<PromptDiff>, crate::git::GitError> {
+    let git = crate::git::Git::open(&flow.dir)?;
+    let merge_base = git.merge_base(&git.resolve(base)?, &git.resolve(head.unwrap_or("HEAD"))?)?;
+    let root = canonical(&git.root);
+    let Ok(rel) = canonical(&flow.dir).strip_prefix(&root).map(|r| r.to_string_lossy().replace('\\', "/")) else {
+        return Ok(vec![]);
+    };
+    let listing = String::from_utf8_lossy(&git.tree_listing(&merge_base, std::slice::from_ref(&rel))?).into_owned();
+    let base_files: Vec<(String, String)> = listing
+        .lines()
+        .filter_map(|l| {
+            let (meta, path) = l.split_once('\t')?;
+            Some((path.to_string(), meta.split(' ').nth(2)?.to_string()))
+        })
+        .filter(|(p, _)| is_prompt(p))
+        .collect();
+    let ids: Vec<&str> = base_files.iter().map(|(_, id)| id.as_str()).collect();
+    let base_texts: Vec<String> = git
+        .read_objects(&ids)?
+        .into_iter()
+        .map(|o| o.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+        .collect();
+    let mut names: Vec<String> = base_files.iter().map(|(p, _)| p.clone()).collect();
+    for entry in std::fs::read_dir(&flow.dir).into_iter().flatten().flatten() {
+        let path = format!("{rel}/{}", entry.file_name().to_string_lossy());
+        if is_prompt(&path) && !names.contains(&path) {
+            names.push(path);
+        }
+    }
+    names.sort();
+    let mut diffs = Vec::new();
+    for name in names {
+        let before = base_files.iter().position(|(p, _)| *p == name).map(|i| base_texts[i].clone()).unwrap_or_default();
+        let after = std::fs::read_to_string(root.join(&name)).unwrap_or_default();
+        if before != after {
+            let diff = similar::TextDiff::from_lines(&before, &after)
+                .unified_diff()
+                .context_radius(3)
+                .header("base", "head")
+                .to_string();
+            diffs.push(PromptDiff { file: name, diff });
+        }
+    }
+    Ok(diffs)
+}
+
+fn is_prompt(path: &str) -> bool {
+    path.ends_with(".jinja2") || path.ends_with(".jinja") || path.ends_with(".prompty")
 }
 
 /// Runs one run file under `name`; an evaluation's `run:` is bound to `base`.
@@ -307,14 +420,14 @@ fn base_branch_metrics(
     plan: &Plan,
     req: &CheckRequest,
     opts: &JobOptions<'_>,
-) -> Result<Option<Map<String, Json>>, CheckError> {
+) -> Result<Option<Baselines>, CheckError> {
     let Some(base) = &req.base else { return Ok(None) };
     let git = crate::git::Git::open(Path::new("."))?;
     let head = git.resolve(req.head.as_deref().unwrap_or("HEAD"))?;
     let merge_base = git.merge_base(&git.resolve(base)?, &head)?;
     let root = canonical(&git.root);
     let cache = BaselineCache { dir: req.runs_dir.parent().unwrap_or(Path::new(".")).join("cache/baseline") };
-    let mut metrics = Map::new();
+    let mut metrics = Baselines::new();
     let mut missing = Vec::new();
     for flow in &plan.flows {
         let key = baseline_key(&git, &root, &merge_base, flow)?;
@@ -349,9 +462,10 @@ fn base_branch_metrics(
         tracing::info!("baseline of {}: running it at {merge_base}", flow.path);
         let report = check_flow(&base_flow, &store, opts, None);
         if report.errors.is_empty() {
-            let m = Json::Object(report.metrics);
-            cache.put(&key, &m);
-            metrics.insert(flow.path.clone(), m);
+            let outputs = report.batch_run.as_deref().and_then(|b| store.outputs(b).ok()).unwrap_or_default();
+            let data = BaseData { metrics: report.metrics, outputs };
+            cache.put(&key, &data);
+            metrics.insert(flow.path.clone(), data);
         }
     }
     let _ = git.remove_worktree(&tree);
@@ -364,15 +478,16 @@ struct BaselineCache {
 }
 
 impl BaselineCache {
-    fn get(&self, key: &str) -> Option<Json> {
+    fn get(&self, key: &str) -> Option<BaseData> {
         let text = std::fs::read_to_string(self.dir.join(format!("{key}.json"))).ok()?;
         // A corrupt entry is ignored and rewritten after the base runs again.
-        serde_json::from_str::<Json>(&text).ok().filter(Json::is_object)
+        serde_json::from_str(&text).ok()
     }
 
-    fn put(&self, key: &str, metrics: &Json) {
+    fn put(&self, key: &str, data: &BaseData) {
+        let text = serde_json::to_string(data).unwrap_or_default();
         let write = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| std::fs::write(self.dir.join(format!("{key}.json")), metrics.to_string()));
+            .and_then(|()| std::fs::write(self.dir.join(format!("{key}.json")), text));
         if let Err(e) = write {
             tracing::warn!("cannot cache the baseline in {}: {e}", self.dir.display());
         }
@@ -414,7 +529,7 @@ fn baseline_key(
 }
 
 /// `file:PATH` baselines: `{"flows": {"<flow path>": {"metric": value}}}`.
-fn load_baseline(plan: &Plan) -> Result<Option<Map<String, Json>>, CheckError> {
+fn load_baseline(plan: &Plan) -> Result<Option<Baselines>, CheckError> {
     let Some(path) = plan.baseline.strip_prefix("file:") else { return Ok(None) };
     let base_dir = plan.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
     let full = base_dir.join(path);
@@ -422,7 +537,13 @@ fn load_baseline(plan: &Plan) -> Result<Option<Map<String, Json>>, CheckError> {
         .map_err(|e| CheckError::Baseline(format!("cannot read baseline {}: {e}", full.display())))?;
     let doc: Json = serde_json::from_str(&text)
         .map_err(|e| CheckError::Baseline(format!("{} is not a flow-ci baseline file: {e}", full.display())))?;
-    Ok(doc.get("flows").and_then(Json::as_object).cloned())
+    let flows = doc.get("flows").and_then(Json::as_object).cloned().unwrap_or_default();
+    Ok(Some(
+        flows
+            .into_iter()
+            .filter_map(|(path, m)| Some((path, BaseData { metrics: m.as_object()?.clone(), outputs: vec![] })))
+            .collect(),
+    ))
 }
 
 /// The baseline file `--write-baseline` produces from a report.

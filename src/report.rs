@@ -132,12 +132,54 @@ pub fn markdown(report: &Report, marker: &str) -> String {
                 escape_md(&r.explanation)
             );
         }
+        for d in &flow.prompt_diffs {
+            let fence = fence_for(&d.diff);
+            let _ = writeln!(md, "\nPrompt change in `{}`:\n\n{fence}diff\n{}{fence}", escape_code(&d.file), d.diff);
+        }
+        if !flow.changed_lines.is_empty() {
+            let _ = writeln!(md, "\nLines whose output changed (first {}):\n", flow.changed_lines.len());
+            let _ = writeln!(md, "| line | inputs | base output | head output |\n|---|---|---|---|");
+            for l in &flow.changed_lines {
+                let _ =
+                    writeln!(md, "| {} | {} | {} | {} |", l.line_number, cell(&l.inputs), cell(&l.base), cell(&l.head));
+            }
+        }
         let _ = writeln!(md, "\n</details>");
     }
     if !report.skipped.is_empty() {
         let _ = writeln!(md, "\nNot changed, not run: {}", escape_md(&report.skipped.join(", ")));
     }
     cap(md)
+}
+
+/// A table cell for model or data text: compact JSON, escaped, shortened.
+fn cell(values: &serde_json::Map<String, serde_json::Value>) -> String {
+    let text: String = values
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", crate::exec::value::python_str(v)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let short: String = if text.chars().count() > CELL_CHARS {
+        text.chars().take(CELL_CHARS).collect::<String>() + "…"
+    } else {
+        text
+    };
+    escape_md(&short)
+}
+
+/// Characters of untrusted text per table cell.
+const CELL_CHARS: usize = 160;
+
+/// A code fence longer than any backtick run in `text`, so the text cannot
+/// close the block early.
+fn fence_for(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    "`".repeat((longest + 1).max(3))
 }
 
 /// Keeps the comment under GitHub's limit, saying what was cut.
@@ -262,6 +304,12 @@ mod tests {
         assert!(!escaped.contains("@octocat"), "{escaped}");
         assert!(!escaped.contains('\n') && !escaped.contains(" | "), "{escaped}");
         assert!(escaped.contains("\\*\\*bold\\*\\*"), "{escaped}");
+    }
+
+    #[test]
+    fn fences_outgrow_backticks_in_the_text() {
+        assert_eq!(fence_for("plain"), "```");
+        assert_eq!(fence_for("has ```` four"), "`````");
     }
 
     #[test]

@@ -216,3 +216,49 @@ fn an_unchanged_base_is_taken_from_the_cache() {
     assert!(second.contains("baseline of flows/web-classification from cache"), "{second}");
     assert!(!second.contains("running it at"), "{second}");
 }
+
+#[test]
+fn model_output_cannot_inject_markdown_into_the_report() {
+    let pr = Pr::new();
+    pr.edit(
+        "flows/web-classification/classify.py",
+        "\"evidence\": \", \".join(scores[best][1])",
+        "\"evidence\": \"</details><img src=x onerror=alert(1)> @octocat | ``` \" + \", \".join(scores[best][1])",
+    )
+    .edit("flows/web-classification/classify_prompt.jinja2", "OUTPUT:", "Answer in JSON:")
+    .commit();
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let md = pr.read(".flow-ci/report/report.md");
+    assert!(md.contains("Lines whose output changed"), "{md}");
+    assert!(md.contains("Prompt change in `flows/web-classification/classify_prompt.jinja2`"), "{md}");
+    assert!(md.contains("+Answer in JSON:"), "{md}");
+    assert!(!md.contains("<img"), "raw HTML from model output: {md}");
+    assert!(!md.contains("@octocat"), "a live @mention: {md}");
+    assert_eq!(md.matches("<details>").count(), md.matches("</details>").count(), "details blocks stay balanced");
+    for line in md.lines().filter(|l| l.starts_with("| 0 |")) {
+        assert_eq!(line.matches(" | ").count(), 3, "a pipe in the output cannot add columns: {line}");
+    }
+}
+
+#[test]
+fn junit_output_parses_as_junit() {
+    let pr = Pr::new();
+    pr.edit(
+        "flows/web-classification/classify.py",
+        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
+        "",
+    )
+    .commit();
+    let (code, _, _) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(1));
+    let xml = pr.read(".flow-ci/report/junit.xml");
+    let report = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
+    let suite = &report.test_suites[0];
+    assert_eq!(suite.name.as_str(), "flows/web-classification");
+    assert_eq!(suite.test_cases.len(), 3);
+    let failed: Vec<_> =
+        suite.test_cases.iter().filter(|c| !matches!(c.status, quick_junit::TestCaseStatus::Success { .. })).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].name.as_str(), "accuracy drop <= 0.02");
+}
