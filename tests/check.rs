@@ -262,3 +262,32 @@ fn junit_output_parses_as_junit() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].name.as_str(), "accuracy drop <= 0.02");
 }
+
+#[test]
+fn github_actions_get_a_job_summary_and_annotations() {
+    let pr = Pr::new();
+    pr.edit(
+        "flows/web-classification/classify.py",
+        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
+        "",
+    )
+    .commit();
+    let summary = pr.dir.path().join("summary.md");
+    let out = Command::cargo_bin("flow-ci")
+        .unwrap()
+        .args(["check", "--base", "main"])
+        .current_dir(pr.dir.path())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env_remove("FLOW_CI_RUNS_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("::error file=flows/web-classification/flow.dag.yaml,title=flow-ci gate accuracy::drop of 0.1 from 0.9 to 0.8 exceeds 0.02"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(summary).unwrap();
+    assert!(md.starts_with("<!-- flow-ci:report -->\n❌ **flow-ci: gates failed**"), "{md}");
+}

@@ -105,6 +105,9 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     if let Err(e) = out.write_all(report::console(&report).as_bytes()) {
         return super::output_failed(&e, err);
     }
+    if let Err(e) = publish_to_host(&report, out) {
+        let _ = writeln!(err, "warning: cannot write the CI job summary: {e}");
+    }
     let _ = writeln!(err, "reports: {}", args.report_dir.display());
     if report.flows.iter().any(|f| !f.errors.is_empty()) {
         exit::FAILURE
@@ -122,6 +125,43 @@ fn write_reports(report: &check::Report, args: &CheckArgs) -> std::io::Result<()
     std::fs::write(args.report_dir.join("report.json"), serde_json::to_string_pretty(report)? + "\n")?;
     if let Some(path) = &args.write_baseline {
         std::fs::write(path, serde_json::to_string_pretty(&check::baseline_document(report))? + "\n")?;
+    }
+    Ok(())
+}
+
+/// Inside GitHub Actions: the report as the job summary and an annotation per
+/// failed gate; inside Azure Pipelines: a logged issue per failed gate (the
+/// exit code fails the step).
+fn publish_to_host(report: &check::Report, out: &mut dyn Write) -> std::io::Result<()> {
+    let failures = report.flows.iter().flat_map(|f| f.verdict.failed().map(move |r| (f, r)));
+    match crate::ci::Host::detect() {
+        crate::ci::Host::GitHubActions => {
+            for (flow, r) in failures {
+                writeln!(
+                    out,
+                    "::error file={},title={}::{}",
+                    diag::github_property(&format!("{}/flow.dag.yaml", flow.path)),
+                    diag::github_property(&format!("flow-ci gate {}", r.metric)),
+                    diag::github_data(&r.explanation)
+                )?;
+            }
+            if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(summary)?;
+                file.write_all(report::markdown(report, COMMENT_MARKER).as_bytes())?;
+            }
+        }
+        crate::ci::Host::AzurePipelines => {
+            for (flow, r) in failures {
+                writeln!(
+                    out,
+                    "##vso[task.logissue type=error;sourcepath={}/flow.dag.yaml;code=gate-failed;]{}: {}",
+                    diag::azure_escape(&flow.path),
+                    diag::azure_escape(&r.metric),
+                    diag::azure_escape(&r.explanation)
+                )?;
+            }
+        }
+        crate::ci::Host::Local => {}
     }
     Ok(())
 }
