@@ -256,7 +256,7 @@ fn junit_output_parses_as_junit() {
     let report = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
     let suite = &report.test_suites[0];
     assert_eq!(suite.name.as_str(), "flows/web-classification");
-    assert_eq!(suite.test_cases.len(), 3);
+    assert_eq!(suite.test_cases.len(), 4);
     let failed: Vec<_> =
         suite.test_cases.iter().filter(|c| !matches!(c.status, quick_junit::TestCaseStatus::Success { .. })).collect();
     assert_eq!(failed.len(), 1);

@@ -159,6 +159,14 @@ fn batch_and_evaluation_runs_match_promptflow() {
     let our_eval = ws.flow_ci_run("flows/eval-accuracy/run.yml", "eval_accuracy");
     assert!(pf_eval.metrics.get("accuracy").is_some(), "the oracle logged metrics: {}", pf_eval.metrics);
     assert_same_runs("eval-accuracy (run:, ${run.outputs.x}, aggregation + log_metric)", &pf_eval, &our_eval);
+
+    let pf_evidence = ws.pf_run("flows/eval-evidence/run.yml", "eval_evidence");
+    let our_evidence = ws.flow_ci_run("flows/eval-evidence/run.yml", "eval_evidence");
+    assert_same_runs(
+        "eval-evidence (dict outputs into an aggregation over lists of dicts)",
+        &pf_evidence,
+        &our_evidence,
+    );
 }
 
 #[test]
