@@ -29,6 +29,14 @@ pub struct CheckRequest {
     pub line_timeout: Duration,
 }
 
+/// Progress of runs nobody watches (the baseline's, beside the head's bar).
+struct Silent;
+
+impl Progress for Silent {
+    fn line_done(&self, _: usize, _: usize, _: usize) {}
+    fn finish(&self) {}
+}
+
 /// One flow to check and why.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedFlow {
@@ -234,7 +242,7 @@ pub fn execute(
     plan: &Plan,
     req: &CheckRequest,
     cancel: &AtomicBool,
-    progress: &dyn Fn(usize) -> Box<dyn Progress>,
+    progress: &(dyn Fn(usize) -> Box<dyn Progress> + Sync),
 ) -> Result<Report, CheckError> {
     let store = Store::new(req.runs_dir.clone());
     let opts = JobOptions {
@@ -245,13 +253,22 @@ pub fn execute(
         cancel,
         progress,
     };
-    let baseline = match plan.baseline.as_str() {
-        "base-branch" => base_branch_metrics(plan, req, &opts)?,
-        _ => load_baseline(plan)?,
-    };
+    // The baseline (often runs at the merge base) and the head runs are
+    // independent: do them at the same time.
+    let quiet = |_: usize| -> Box<dyn Progress> { Box::new(Silent) };
+    let base_opts = JobOptions { progress: &quiet, ..opts.clone() };
+    let (baseline, head_reports) = std::thread::scope(|scope| {
+        let baseline = scope.spawn(|| match plan.baseline.as_str() {
+            "base-branch" => base_branch_metrics(plan, req, &base_opts),
+            _ => load_baseline(plan),
+        });
+        let heads: Vec<FlowReport> = plan.flows.iter().map(|flow| run_flow(flow, &store, &opts)).collect();
+        (baseline.join().unwrap_or_else(|_| Err(CheckError::Baseline("the baseline thread panicked".into()))), heads)
+    });
+    let baseline = baseline?;
     let mut flows = Vec::new();
-    for flow in &plan.flows {
-        let mut report = check_flow(flow, &store, &opts, baseline.as_ref().and_then(|b| b.get(&flow.path)));
+    for (flow, report) in plan.flows.iter().zip(head_reports) {
+        let mut report = judge(flow, report, &store, baseline.as_ref().and_then(|b| b.get(&flow.path)));
         if let Some(base) = &req.base {
             report.prompt_diffs = prompt_diffs(flow, base, req.head.as_deref()).unwrap_or_default();
         }
@@ -261,7 +278,9 @@ pub fn execute(
     Ok(Report { passed, baseline: plan.baseline.clone(), flows, skipped: plan.skipped.clone() })
 }
 
-fn check_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>, base: Option<&BaseData>) -> FlowReport {
+/// Runs a flow's batch run and evaluations; gates are judged later, once
+/// the baseline is known.
+fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowReport {
     let slug: String = flow.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let mut report = FlowReport {
         path: flow.path.clone(),
@@ -270,7 +289,7 @@ fn check_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>, base: Op
         evaluation_runs: vec![],
         lines: (0, 0),
         metrics: Map::new(),
-        baseline: base.map(|b| b.metrics.clone()),
+        baseline: None,
         verdict: Verdict::default(),
         errors: vec![],
         changed_lines: vec![],
@@ -296,6 +315,12 @@ fn check_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>, base: Op
             Err(e) => report.errors.push(format!("batch run {}: {e}", run_path.display())),
         }
     }
+    report
+}
+
+/// Applies the gates against `base`, and samples lines whose output changed.
+fn judge(flow: &PlannedFlow, mut report: FlowReport, store: &Store, base: Option<&BaseData>) -> FlowReport {
+    report.baseline = base.map(|b| b.metrics.clone());
     let evidence = Evidence {
         head_metrics: report.batch_run.is_some().then_some(&report.metrics),
         base_metrics: report.baseline.as_ref(),
@@ -460,7 +485,7 @@ fn base_branch_metrics(
             ..flow.clone()
         };
         tracing::info!("baseline of {}: running it at {merge_base}", flow.path);
-        let report = check_flow(&base_flow, &store, opts, None);
+        let report = run_flow(&base_flow, &store, opts);
         if report.errors.is_empty() {
             let outputs = report.batch_run.as_deref().and_then(|b| store.outputs(b).ok()).unwrap_or_default();
             let data = BaseData { metrics: report.metrics, outputs };

@@ -9,9 +9,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let code = cli::run(cli, &mut stdout.lock(), &mut stderr.lock());
+    // Unlocked handles: each write takes the lock briefly. Holding stderr's
+    // lock for the whole run would deadlock a worker thread that logs while
+    // the main thread waits for it.
+    let code = cli::run(cli, &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(code)
 }
 

@@ -32,6 +32,7 @@ pub struct Job {
     pub run_file: Option<RunFile>,
 }
 
+#[derive(Clone)]
 pub struct JobOptions<'a> {
     pub python: PathBuf,
     pub workers: usize,
@@ -40,7 +41,7 @@ pub struct JobOptions<'a> {
     pub force: bool,
     pub cancel: &'a AtomicBool,
     /// Builds the progress reporter once the number of lines is known.
-    pub progress: &'a dyn Fn(usize) -> Box<dyn Progress>,
+    pub progress: &'a (dyn Fn(usize) -> Box<dyn Progress> + Sync),
 }
 
 #[derive(Debug, thiserror::Error)]
