@@ -58,6 +58,15 @@ impl Pr {
         self
     }
 
+    /// Drops every Academic signal from the classifier: accuracy 0.9 → 0.8.
+    fn regress_accuracy(&self) -> &Self {
+        self.edit(
+            "flows/web-classification/classify.py",
+            "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
+            "",
+        )
+    }
+
     fn commit(&self) {
         git(self.dir.path(), &["commit", "--quiet", "-am", "change"]);
     }
@@ -106,12 +115,7 @@ fn an_improved_prompt_passes_and_shows_the_rise() {
 #[test]
 fn a_regression_beyond_max_drop_fails_with_an_explanation() {
     let pr = Pr::new();
-    pr.edit(
-        "flows/web-classification/classify.py",
-        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
-        "",
-    )
-    .commit();
+    pr.regress_accuracy().commit();
     let (code, stdout, stderr) = pr.check(&["--base", "main"]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     let md = pr.read(".flow-ci/report/report.md");
@@ -184,11 +188,7 @@ fn a_baseline_file_gates_without_git() {
     let baseline: serde_json::Value = serde_json::from_str(&pr.read("baseline.json")).unwrap();
     assert_eq!(baseline["flows"]["flows/web-classification"]["accuracy"], 0.9);
     pr.edit(".flow-ci.yaml", "baseline: base-branch", "baseline: file:baseline.json");
-    pr.edit(
-        "flows/web-classification/classify.py",
-        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
-        "",
-    );
+    pr.regress_accuracy();
     let (code, stdout, _) = pr.check(&["--all"]);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("exceeds 0.02"), "{stdout}");
@@ -244,12 +244,7 @@ fn model_output_cannot_inject_markdown_into_the_report() {
 #[test]
 fn junit_output_parses_as_junit() {
     let pr = Pr::new();
-    pr.edit(
-        "flows/web-classification/classify.py",
-        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
-        "",
-    )
-    .commit();
+    pr.regress_accuracy().commit();
     let (code, _, _) = pr.check(&["--base", "main"]);
     assert_eq!(code, Some(1));
     let xml = pr.read(".flow-ci/report/junit.xml");
@@ -266,12 +261,7 @@ fn junit_output_parses_as_junit() {
 #[test]
 fn github_actions_get_a_job_summary_and_annotations() {
     let pr = Pr::new();
-    pr.edit(
-        "flows/web-classification/classify.py",
-        "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
-        "",
-    )
-    .commit();
+    pr.regress_accuracy().commit();
     let summary = pr.dir.path().join("summary.md");
     let out = Command::cargo_bin("flow-ci")
         .unwrap()
