@@ -243,6 +243,7 @@ pub fn execute(
     req: &CheckRequest,
     cancel: &AtomicBool,
     progress: &(dyn Fn(usize) -> Box<dyn Progress> + Sync),
+    llm: &crate::llm::LlmSetup,
 ) -> Result<Report, CheckError> {
     let store = Store::new(req.runs_dir.clone());
     let opts = JobOptions {
@@ -252,6 +253,7 @@ pub fn execute(
         force: true,
         cancel,
         progress,
+        llm,
     };
     // The baseline (often runs at the merge base) and the head runs are
     // independent: do them at the same time.

@@ -9,7 +9,8 @@ use crate::yaml::{Node as Yaml, Pos, Spanned};
 
 pub const CONFIG_FILE: &str = ".flow-ci.yaml";
 
-const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy"];
+const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
+const LLM_KEYS: &[&str] = &["cache", "concurrency"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates"];
 const EVALUATION_KEYS: &[&str] = &["run"];
 const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance"];
@@ -28,6 +29,9 @@ pub struct Config {
     pub baseline: Option<Spanned<Baseline>>,
     pub azureml: Vec<(Spanned<String>, Spanned<String>)>,
     pub deploy: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `connections:` definitions (environment references resolved).
+    pub connections: crate::llm::Connections,
+    pub llm: LlmConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +69,15 @@ pub struct Gate {
     pub significance: Option<f64>,
 }
 
+/// `llm:` settings; command-line flags win.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LlmConfig {
+    /// `false` disables the response cache.
+    pub cache: Option<bool>,
+    /// Model requests in flight at once.
+    pub concurrency: Option<usize>,
+}
+
 /// A regression limit: absolute (`0.02`) or relative to the baseline (`"5%"`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Threshold {
@@ -100,6 +113,8 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
         baseline: None,
         azureml: vec![],
         deploy: vec![],
+        connections: crate::llm::Connections::from_env(),
+        llm: LlmConfig::default(),
     };
     config.backend = fields.get("backend").and_then(|b| backend(&mut d, b));
     config.baseline = fields.get("baseline").and_then(|b| baseline(&mut d, b));
@@ -113,6 +128,18 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
     }
     if let Some(node) = fields.get("deploy") {
         config.deploy = checked_string_map(&mut d, node, "`deploy`", DEPLOY_KEYS);
+    }
+    if let Some(node) = fields.get("llm")
+        && let Some(llm) = d.fields(node, "`llm`", LLM_KEYS)
+    {
+        config.llm.cache = llm.get("cache").and_then(|v| d.bool(v, "`cache` of `llm`"));
+        config.llm.concurrency = llm
+            .get("concurrency")
+            .and_then(|v| d.number(v, "`concurrency` of `llm`"))
+            .and_then(|n| (n >= 1.0 && n.fract() == 0.0).then_some(n as usize));
+    }
+    if let Some(node) = fields.get("connections") {
+        config.connections.add_config(file, node, d.diags);
     }
     Some(config)
 }

@@ -19,6 +19,7 @@ pub mod exit;
 pub mod flow;
 pub mod gate;
 pub mod git;
+pub mod llm;
 pub mod paths;
 pub mod report;
 pub mod runs;

@@ -56,6 +56,9 @@ pub struct RunRecord {
     #[serde(default)]
     pub properties: Map<String, Json>,
     pub backend: String,
+    /// Model calls: requests, cache hits, retries and tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<crate::llm::UsageSummary>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -174,10 +174,13 @@ fn a_dry_run_plans_and_writes_nothing() {
     let (code, stdout, stderr) = pr.check(&["--all", "--dry-run"]);
     assert_eq!(code, Some(0), "{stderr}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(plan["flows"].as_array().unwrap().len(), 3);
+    assert_eq!(plan["flows"].as_array().unwrap().len(), 4);
     assert_eq!(plan["flows"][0]["evaluations"][0], "flows/eval-accuracy/run.yml");
     assert!(stderr.contains("evaluation: flows/eval-accuracy/run.yml"), "{stderr}");
-    assert!(!pr.dir.path().join(".flow-ci").exists(), "nothing written");
+    assert!(
+        !pr.dir.path().join(".flow-ci/runs").exists() && !pr.dir.path().join(".flow-ci/report").exists(),
+        "nothing written"
+    );
 }
 
 #[test]

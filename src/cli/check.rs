@@ -91,10 +91,14 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
         return exit::OK;
     }
+    let setup = match args.exec.llm_setup(args.config.as_deref(), err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let cancel = AtomicBool::new(false);
     let progress =
         |total: usize| -> Box<dyn crate::exec::batch::Progress> { Box::new(ConsoleProgress::new(total, false)) };
-    let report = match check::execute(&plan, &req, &cancel, &progress) {
+    let report = match check::execute(&plan, &req, &cancel, &progress, &setup) {
         Ok(r) => r,
         Err(e) => return report_error(&e, err),
     };

@@ -12,6 +12,7 @@ use crate::exec::pool::{Pool, PoolConfig, default_python};
 use crate::exec::prepare::{PrepareError, prepare};
 use crate::exit;
 use crate::flow::run_file::RunFile;
+use crate::llm::{Connections, LlmSetup, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct FlowArgs {
@@ -34,6 +35,36 @@ pub struct ExecArgs {
     /// Seconds a line may run before it fails (promptflow's PF_LINE_TIMEOUT_SEC)
     #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PF_LINE_TIMEOUT_SEC", hide_env_values = true)]
     pub line_timeout: u64,
+
+    /// Model requests in flight at once, across all lines [default: llm.concurrency in .flow-ci.yaml, else 8]
+    #[arg(long, value_name = "N", env = "FLOW_CI_LLM_CONCURRENCY", hide_env_values = true)]
+    pub llm_concurrency: Option<usize>,
+
+    /// Always call the model: do not read or write the LLM response cache
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Where LLM responses are cached
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".flow-ci/cache/llm",
+        env = "FLOW_CI_CACHE_DIR",
+        hide_env_values = true
+    )]
+    pub cache_dir: PathBuf,
+
+    /// A promptflow connection file (the `pf connection create --file` YAML); repeatable
+    #[arg(long = "connection", value_name = "FILE")]
+    pub connection_files: Vec<PathBuf>,
+
+    /// Retries of a model request after 429, 422, 5xx or a timeout (waits honour Retry-After)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub llm_retries: u32,
+
+    /// Seconds one model request may take
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub llm_timeout: u64,
 }
 
 impl ExecArgs {
@@ -50,6 +81,47 @@ impl ExecArgs {
             size,
             env: crate::exec::job::environment(flow, run_file),
         })
+    }
+}
+
+impl ExecArgs {
+    /// Connections and LLM settings: `.flow-ci.yaml` (`config`, else
+    /// ./.flow-ci.yaml when present), `--connection` files and
+    /// `PROMPTFLOW_CONNECTIONS`; flags win over the config. Problems in those
+    /// files are printed and give exit 2.
+    pub fn llm_setup(&self, config: Option<&std::path::Path>, err: &mut dyn Write) -> Result<LlmSetup, u8> {
+        let mut diags = crate::diag::Diagnostics::default();
+        let default = std::path::Path::new(crate::config::CONFIG_FILE);
+        let config_file = config.or_else(|| default.is_file().then_some(default));
+        let config = config_file.and_then(|file| crate::config::load(file, &mut diags));
+        let (mut connections, llm) = match config {
+            Some(c) => (c.connections, c.llm),
+            None => (Connections::from_env(), Default::default()),
+        };
+        for file in &self.connection_files {
+            connections.add_file(file, &mut diags);
+        }
+        if let Some(file) = crate::llm::connection::promptflow_connections_file()
+            && let Err(e) = connections.add_promptflow_json(&file)
+        {
+            let _ = writeln!(err, "error: {e}");
+            return Err(exit::INVALID_INPUT);
+        }
+        if diags.has_errors() {
+            let base = std::env::current_dir().unwrap_or_default();
+            for d in diags.into_sorted() {
+                let _ = err.write_all(crate::diag::render_human(&d, &base).as_bytes());
+            }
+            return Err(exit::INVALID_INPUT);
+        }
+        let cache = !self.no_cache && llm.cache != Some(false);
+        let settings = Settings {
+            concurrency: self.llm_concurrency.or(llm.concurrency).unwrap_or(8).max(1),
+            cache_dir: cache.then(|| self.cache_dir.clone()),
+            retries: self.llm_retries,
+            timeout: Duration::from_secs(self.llm_timeout.max(1)),
+        };
+        Ok(LlmSetup::new(connections, settings))
     }
 }
 
@@ -120,13 +192,27 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return exit::FAILURE;
         }
     };
+    let setup = match args.exec.llm_setup(None, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let cancel = AtomicBool::new(false);
-    let engine = Engine {
+    let loader = Engine {
         prepared: &prepared,
         pool: &pool,
         line_timeout: Duration::from_secs(args.exec.line_timeout),
         cancel: &cancel,
+        llm: None,
     };
+    let connected = loader
+        .preload()
+        .map_err(crate::exec::job::JobError::Load)
+        .and_then(|params| crate::exec::job::connect(&prepared, &params, &setup));
+    let llm = match connected {
+        Ok(llm) => llm,
+        Err(e) => return super::run::report_job_error(&e, err),
+    };
+    let engine = Engine { llm: Some(&llm), ..loader };
     if let Some(node) = &args.node {
         return match engine.run_single_node(node, &inputs) {
             Ok(record) => print_json(&record.output, out, err),

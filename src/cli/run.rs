@@ -29,7 +29,7 @@ pub struct RunArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Show a run's status, line counts, failures and metrics (run.json)
     #[command(
         after_help = "Examples:\n  flow-ci run show --name web_classification_batch\n  flow-ci run show --name web_classification_batch --format json"
@@ -160,7 +160,7 @@ pub struct CompareArgs {
 pub fn run(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let store = Store::new(crate::runs::root(args.runs_dir.as_deref()));
     let result = match args.command {
-        RunCommand::Create(c) => return create(c, &store, out, err),
+        RunCommand::Create(c) => return create(*c, &store, out, err),
         RunCommand::Show(a) => run_view::show(&store, &a.name, a.format, out),
         RunCommand::ShowDetails(a) => {
             run_view::details(&store, &a.name.name, a.name.format, (!a.all_results).then_some(a.max_results), out)
@@ -227,6 +227,10 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
             eprintln!("\ninterrupted: finishing the lines in flight (Ctrl-C again to stop now)");
         }
     });
+    let setup = match args.exec.llm_setup(None, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let quiet = args.stream;
     let progress =
         move |total: usize| -> Box<dyn crate::exec::batch::Progress> { Box::new(ConsoleProgress::new(total, quiet)) };
@@ -237,6 +241,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         force: args.force,
         cancel: &cancel,
         progress: &progress,
+        llm: &setup,
     };
     let _ = writeln!(err, "run {name}: {} worker(s)", workers);
     let finished = match job::run(&job, store, &opts) {

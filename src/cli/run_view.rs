@@ -65,6 +65,13 @@ pub fn summary(
         let list: Vec<String> = metrics.iter().map(|(k, v)| format!("{k}={}", python_str(v))).collect();
         writeln!(out, "metrics:  {}", list.join(", "))?;
     }
+    if let Some(llm) = &record.llm {
+        writeln!(
+            out,
+            "llm:      {} request(s), {} cache hit(s), {} retry(ies); tokens: {} prompt + {} completion = {}",
+            llm.requests, llm.cache_hits, llm.retries, llm.prompt_tokens, llm.completion_tokens, llm.total_tokens
+        )?;
+    }
     writeln!(out, "store:    {}", dir.display())
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value as Json};
 
 use super::line::{Engine, LineRun, Status, iso8601};
-use super::pool::Pool;
 use super::prepare::Prepared;
 use crate::data::Table;
 use crate::flow::reference::MappingSource;
@@ -127,8 +126,7 @@ pub struct BatchOptions<'a> {
 /// `record` arrives with its identity fields set; status, counts and timing
 /// are filled in here.
 pub fn run(
-    prepared: &Prepared,
-    pool: &Pool,
+    engine: &Engine<'_>,
     lines: &[MappedLine],
     opts: &BatchOptions<'_>,
     writer: &mut RunWriter,
@@ -141,7 +139,7 @@ pub fn run(
     record.lines = LineCounts { total: lines.len(), ..LineCounts::default() };
     writer.write_record(&record)?;
 
-    let engine = Engine { prepared, pool, line_timeout: opts.line_timeout, cancel: opts.cancel };
+    let pool = engine.pool;
     let mut results: Vec<LineRun> = Vec::with_capacity(lines.len());
     let mut store_error = None;
     let next = AtomicUsize::new(0);
@@ -149,10 +147,10 @@ pub fn run(
         let (tx, rx) = channel::<LineRun>();
         for _ in 0..opts.workers.clamp(1, lines.len().max(1)) {
             let tx = tx.clone();
-            let (engine, next) = (&engine, &next);
+            let next = &next;
             scope.spawn(move || {
                 loop {
-                    if opts.cancel.load(Ordering::SeqCst) {
+                    if engine.stopping() {
                         break;
                     }
                     let k = next.fetch_add(1, Ordering::SeqCst);
@@ -181,7 +179,7 @@ pub fn run(
         return Err(e);
     }
     results.sort_by_key(|l| l.line_number);
-    let canceled = opts.cancel.load(Ordering::SeqCst);
+    let canceled = engine.stopping();
     let aggregation = if canceled { Default::default() } else { engine.run_aggregation(&results) };
 
     let refs: Vec<&LineRun> = results.iter().collect();
@@ -198,6 +196,13 @@ pub fn run(
     record.error = (!failed.is_empty()).then(|| summary(&failed, lines.len()));
     record.aggregation_errors = aggregation.errors;
     record.status = if canceled { RunStatus::Canceled } else { RunStatus::Completed };
+    if let Some(llm) = engine.llm.filter(|l| l.client.is_some()) {
+        record.llm = Some(llm.usage.summary());
+        if let Some(fatal) = llm.fatal() {
+            record.status = RunStatus::Failed;
+            record.error = Some(ErrorSummary { message: fatal.to_string(), failed_lines: vec![], first_error: None });
+        }
+    }
     record.end_time = Some(iso8601(std::time::SystemTime::now()));
     record.duration_seconds = started.elapsed().as_secs_f64();
     writer.write_record(&record)?;

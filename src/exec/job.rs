@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use super::batch::{self, BaseRun, BatchOptions, MappingError, Progress};
+use super::bind::{BindError, apply_overrides, bind, require_keys};
 use super::line::{Engine, RunError};
 use super::pool::{Pool, PoolConfig, PoolError};
 use super::prepare::{PrepareError, prepare};
@@ -17,6 +18,7 @@ use crate::data::DataError;
 use crate::flow::Flow;
 use crate::flow::reference::MappingSource;
 use crate::flow::run_file::{EnvironmentVariables, RunFile};
+use crate::llm::{CallError, LlmRun, LlmSetup};
 use crate::runs::{LineCounts, RunRecord, RunStatus, Store, StoreError};
 
 /// What to run, already resolved from a run file and/or flags.
@@ -42,6 +44,8 @@ pub struct JobOptions<'a> {
     pub cancel: &'a AtomicBool,
     /// Builds the progress reporter once the number of lines is known.
     pub progress: &'a (dyn Fn(usize) -> Box<dyn Progress> + Sync),
+    /// Connections, the LLM client and its settings.
+    pub llm: &'a LlmSetup,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +63,21 @@ pub enum JobError {
     /// A node's code does not load (syntax, import, no single `@tool`).
     #[error("{}: {}", .0.kind, .0.message)]
     Load(RunError),
+    /// A connection that does not exist or has no key.
+    #[error(transparent)]
+    Connection(#[from] BindError),
+    /// A model call that could not be made (the run stopped).
+    #[error(transparent)]
+    Llm(CallError),
+    #[error("{0}")]
+    Client(String),
 }
 
 impl JobError {
     /// Broken input is exit 2; a run that could not execute is exit 3.
     pub fn exit_code(&self) -> u8 {
         match self {
-            JobError::Pool(_) => crate::exit::FAILURE,
+            JobError::Pool(_) | JobError::Client(_) => crate::exit::FAILURE,
             JobError::Store(StoreError::Io { .. } | StoreError::Corrupt { .. }) => crate::exit::FAILURE,
             _ => crate::exit::INVALID_INPUT,
         }
@@ -74,7 +86,10 @@ impl JobError {
 
 /// Runs `job` and returns its finished record.
 pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord, JobError> {
-    let prepared = prepare(&job.flow, job.variant.as_deref())?;
+    let mut prepared = prepare(&job.flow, job.variant.as_deref())?;
+    if let Some(file) = &job.run_file {
+        apply_overrides(&mut prepared, &file.connections);
+    }
     let data = job.data.as_deref().map(crate::data::load).transpose()?;
     let base = job.base.as_deref().map(|name| load_base(store, name)).transpose()?;
     let lines = batch::map_inputs(&prepared, &job.mapping, data.as_ref(), base.as_ref())?;
@@ -83,17 +98,45 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
         size: opts.workers,
         env: environment(&prepared.flow, job.run_file.as_ref()),
     })?;
-    let engine = Engine { prepared: &prepared, pool: &pool, line_timeout: opts.line_timeout, cancel: opts.cancel };
-    engine.preload().map_err(JobError::Load)?;
+    let loader =
+        Engine { prepared: &prepared, pool: &pool, line_timeout: opts.line_timeout, cancel: opts.cancel, llm: None };
+    let connection_params = loader.preload().map_err(JobError::Load)?;
+    let llm = connect(&prepared, &connection_params, opts.llm)?;
+    let engine = Engine { llm: Some(&llm), ..loader };
     let mut writer = store.create(&job.name, opts.force)?;
     let progress = (opts.progress)(lines.len());
     let batch_opts = BatchOptions {
-        workers: opts.workers,
+        workers: line_threads(&prepared, opts),
         line_timeout: opts.line_timeout,
         cancel: opts.cancel,
         progress: progress.as_ref(),
     };
-    Ok(batch::run(&prepared, &pool, &lines, &batch_opts, &mut writer, new_record(job))?)
+    let record = batch::run(&engine, &lines, &batch_opts, &mut writer, new_record(job))?;
+    match llm.fatal() {
+        Some(e) => Err(JobError::Llm(e)),
+        None => Ok(record),
+    }
+}
+
+/// Binds connections and, when the flow calls a model, the shared client.
+pub fn connect<'a>(
+    prepared: &super::prepare::Prepared,
+    connection_params: &[(String, String)],
+    setup: &'a LlmSetup,
+) -> Result<LlmRun<'a>, JobError> {
+    let bindings = bind(prepared, connection_params, &setup.connections)?;
+    if !setup.cache_enabled() {
+        require_keys(&bindings)?;
+    }
+    let client = if bindings.llm.is_empty() { None } else { Some(setup.client().map_err(JobError::Client)?) };
+    Ok(LlmRun::new(client, bindings))
+}
+
+/// Lines run at once: the worker count, raised to the LLM concurrency for
+/// flows that call a model (their lines mostly wait on the network).
+fn line_threads(prepared: &super::prepare::Prepared, opts: &JobOptions<'_>) -> usize {
+    let calls_model = prepared.steps.iter().any(|s| matches!(s.kind, super::prepare::StepKind::Llm { .. }));
+    if calls_model { opts.workers.max(opts.llm.settings.concurrency) } else { opts.workers }
 }
 
 fn load_base(store: &Store, name: &str) -> Result<BaseRun, StoreError> {
@@ -140,6 +183,7 @@ fn new_record(job: &Job) -> RunRecord {
         tags: pairs(file.map(|f| &f.tags)),
         properties: pairs(file.map(|f| &f.properties)),
         backend: "local".into(),
+        llm: None,
     }
 }
 

@@ -14,6 +14,8 @@ use super::pool::{CallRequest, Pool, PyError};
 use super::prepare::{Prepared, Step, StepKind};
 use super::value::{ConvertError, convert, python_str};
 use crate::flow::reference::{Assignment, PathStep, property_path};
+use crate::llm::LlmRun;
+use crate::llm::request::{Api, Escaped, NodeCall};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Status {
@@ -74,6 +76,9 @@ pub struct NodeRun {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<RunError>,
     pub duration_ms: u64,
+    /// A prompt node's output as promptflow's `PromptResult` with escaped roles.
+    #[serde(skip)]
+    pub escaped: Option<Escaped>,
 }
 
 /// The result of one line.
@@ -111,6 +116,9 @@ pub struct Engine<'a> {
     pub pool: &'a Pool,
     pub line_timeout: Duration,
     pub cancel: &'a AtomicBool,
+    /// LLM calls and connections; `None` when the flow has no llm nodes
+    /// and no connection parameters.
+    pub llm: Option<&'a LlmRun<'a>>,
 }
 
 /// Per-line execution state.
@@ -118,6 +126,7 @@ struct LineState {
     inputs: Map<String, Json>,
     status: Vec<Status>,
     outputs: Vec<Json>,
+    escaped: Vec<Option<Escaped>>,
     records: Vec<Option<NodeRun>>,
 }
 
@@ -127,6 +136,7 @@ impl LineState {
             inputs: Map::new(),
             status: vec![Status::NotStarted; steps],
             outputs: vec![Json::Null; steps],
+            escaped: vec![None; steps],
             records: vec![None; steps],
         }
     }
@@ -258,6 +268,7 @@ impl Engine<'_> {
                         output: Json::Null,
                         error: None,
                         duration_ms: 0,
+                        escaped: None,
                     });
                     bypassed_any = true;
                 } else {
@@ -315,8 +326,15 @@ impl Engine<'_> {
         let mut call = Invocation::default();
         for (name, assignment) in &step.inputs {
             let (value, bypassed) = self.resolve(assignment, state)?;
-            if matches!(assignment, Assignment::Literal(_)) {
-                call.literals.push(name.clone());
+            match assignment {
+                Assignment::Literal(_) => call.literals.push(name.clone()),
+                Assignment::FlowInput(_) => call.inputs_to_escape.push(name.clone()),
+                Assignment::Node { node, property, .. } if property.is_empty() => {
+                    if let Some(escaped) = self.prepared.step_index(node).and_then(|j| state.escaped[j].clone()) {
+                        call.prompt_results.push((name.clone(), escaped));
+                    }
+                }
+                Assignment::Node { .. } => {}
             }
             if bypassed {
                 call.bypassed.push(name.clone());
@@ -340,14 +358,15 @@ impl Engine<'_> {
     fn run_step_with_metrics(&self, i: usize, call: Invocation, deadline: Instant) -> (NodeRun, Map<String, Json>) {
         let step = &self.prepared.steps[i];
         let started = Instant::now();
-        let (status, output, error, metrics) = match self.invoke(step, call, deadline) {
-            Ok((output, metrics)) => (Status::Completed, output, None, metrics),
-            Err(e) => (Status::Failed, Json::Null, Some(e), Map::new()),
+        let (status, output, error, metrics, escaped) = match self.invoke(step, call, deadline) {
+            Ok(done) => (Status::Completed, done.output, None, done.metrics, done.escaped),
+            Err(e) => (Status::Failed, Json::Null, Some(e), Map::new(), None),
         };
-        (NodeRun { node: step.name.clone(), status, output, error, duration_ms: millis(started.elapsed()) }, metrics)
+        let duration_ms = millis(started.elapsed());
+        (NodeRun { node: step.name.clone(), status, output, error, duration_ms, escaped }, metrics)
     }
 
-    fn invoke(&self, step: &Step, call: Invocation, deadline: Instant) -> Result<(Json, Map<String, Json>), RunError> {
+    fn invoke(&self, step: &Step, call: Invocation, deadline: Instant) -> Result<Invoked, RunError> {
         let budget = deadline.saturating_duration_since(Instant::now());
         if budget.is_zero() {
             return Err(RunError::new(
@@ -355,8 +374,11 @@ impl Engine<'_> {
                 format!("Line execution timeout for exceeding {} seconds", self.line_timeout.as_secs()),
             ));
         }
+        let node_error =
+            |kind: &str, message: String| RunError { node: Some(step.name.clone()), ..RunError::new(kind, message) };
         match &step.kind {
             StepKind::Python { file } => {
+                let connections = self.python_connections(step, &call);
                 let req = CallRequest {
                     op: "call",
                     file: file.clone(),
@@ -365,43 +387,68 @@ impl Engine<'_> {
                     literals: call.literals,
                     bypassed: call.bypassed,
                     aggregation: step.aggregation,
+                    connections,
                 };
                 match self.pool.call(&req, budget) {
-                    Ok(Ok(out)) => Ok((out.output, out.metrics)),
+                    Ok(Ok(out)) => Ok(Invoked { output: out.output, metrics: out.metrics, escaped: None }),
                     Ok(Err(py)) => Err(RunError::from_python(&step.name, py)),
                     Err(e) => Err(RunError::new("SystemError", e.to_string())),
                 }
             }
             StepKind::Prompt { template } => {
+                let (inputs_to_escape, prompt_results) = (call.inputs_to_escape.clone(), call.prompt_results.clone());
                 let vars = prompt_vars(call);
-                crate::flow::template::render(template, &vars).map(|s| (Json::String(s), Map::new())).map_err(|e| {
-                    RunError {
-                        node: Some(step.name.clone()),
-                        ..RunError::new(
-                            "JinjaTemplateError",
-                            format!(
-                                "Failed to render jinja template: {e}. Please modify your prompt to fix the issue."
-                            ),
-                        )
-                    }
-                })
+                let render_error = |e: String| {
+                    node_error(
+                        "JinjaTemplateError",
+                        format!("Failed to render jinja template: {e}. Please modify your prompt to fix the issue."),
+                    )
+                };
+                let text = crate::flow::template::render(template, &vars).map_err(render_error)?;
+                let escaped =
+                    crate::llm::request::escape_prompt_result(template, &vars, &inputs_to_escape, &prompt_results)
+                        .map_err(render_error)?;
+                Ok(Invoked { output: Json::String(text), metrics: Map::new(), escaped })
             }
-            StepKind::Llm { .. } => Err(RunError {
-                node: Some(step.name.clone()),
-                ..RunError::new(
-                    "UnsupportedNode",
-                    format!(
-                        "node '{}' is an llm node; the local executor runs python and prompt nodes so far",
-                        step.name
-                    ),
-                )
-            }),
+            StepKind::Llm { template, api, .. } => {
+                let llm = self.llm.ok_or_else(|| node_error("SystemError", "LLM calls are not set up".into()))?;
+                let api = Api::parse(api).ok_or_else(|| {
+                    node_error(
+                        "InvalidApi",
+                        format!("The api '{api}' of node '{}' is not chat or completion.", step.name),
+                    )
+                })?;
+                let node_call = NodeCall {
+                    node: &step.name,
+                    template,
+                    api,
+                    kwargs: call.kwargs,
+                    literals: call.literals,
+                    inputs_to_escape: call.inputs_to_escape,
+                    prompt_results: call.prompt_results,
+                };
+                let output = llm.call(&node_call, deadline).map_err(|(kind, message)| node_error(&kind, message))?;
+                Ok(Invoked { output, metrics: Map::new(), escaped: None })
+            }
         }
+    }
+
+    /// Connection objects for a python node's connection-typed parameters.
+    fn python_connections(&self, step: &Step, call: &Invocation) -> Map<String, Json> {
+        let Some(llm) = self.llm else { return Map::new() };
+        call.kwargs
+            .keys()
+            .filter_map(|param| {
+                let conn = llm.bindings.python.get(&(step.name.clone(), param.clone()))?;
+                Some((param.clone(), conn.to_python()))
+            })
+            .collect()
     }
 
     fn record(&self, state: &mut LineState, i: usize, record: NodeRun) -> Result<(), RunError> {
         state.status[i] = record.status;
         state.outputs[i] = record.output.clone();
+        state.escaped[i] = record.escaped.clone();
         let error = record.error.clone();
         state.records[i] = Some(record);
         match error {
@@ -485,18 +532,30 @@ impl Engine<'_> {
 
 impl Engine<'_> {
     /// Imports every python node's file once, so a syntax or import error is
-    /// reported (with its file and line) before any line runs.
-    pub fn preload(&self) -> Result<(), RunError> {
+    /// reported (with its file and line) before any line runs. Returns the
+    /// `(node, parameter)` pairs typed as connections.
+    pub fn preload(&self) -> Result<Vec<(String, String)>, RunError> {
+        let mut connection_params = Vec::new();
         for step in &self.prepared.steps {
             if let StepKind::Python { file } = &step.kind {
                 match self.pool.preload(file, &self.prepared.working_dir) {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(out)) => {
+                        let params = out.output.get("connection_params").and_then(Json::as_array);
+                        for param in params.into_iter().flatten().filter_map(Json::as_str) {
+                            connection_params.push((step.name.clone(), param.to_string()));
+                        }
+                    }
                     Ok(Err(py)) => return Err(RunError::from_python(&step.name, py)),
                     Err(e) => return Err(RunError::new("SystemError", e.to_string())),
                 }
             }
         }
-        Ok(())
+        Ok(connection_params)
+    }
+
+    /// True when the run must stop (Ctrl-C, or an LLM call that cannot be made).
+    pub fn stopping(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst) || self.llm.is_some_and(LlmRun::has_fatal)
     }
 
     /// `pf flow test --node`: runs one node alone. Each input is taken from
@@ -554,6 +613,17 @@ struct Invocation {
     kwargs: Map<String, Json>,
     literals: Vec<String>,
     bypassed: Vec<String>,
+    /// Inputs bound to flow inputs (role lines escaped for prompt/llm nodes).
+    inputs_to_escape: Vec<String>,
+    /// Inputs that are prompt-node outputs carrying escaped roles.
+    prompt_results: Vec<(String, Escaped)>,
+}
+
+/// What a node produced.
+struct Invoked {
+    output: Json,
+    metrics: Map<String, Json>,
+    escaped: Option<Escaped>,
 }
 
 /// Prompt tool arguments. Literals keep their YAML type (a list stays a list

@@ -2,7 +2,7 @@
 //! promptflow does, without promptflow.
 
 pub mod batch;
-pub mod chat;
+pub mod bind;
 pub mod job;
 pub mod line;
 pub mod pool;

@@ -31,7 +31,7 @@ const SHIM: &[(&str, &str)] = &[
 ];
 
 /// One call of a python tool.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct CallRequest {
     /// `call` runs the tool; `load` only imports the file and finds its tool.
     pub op: &'static str,
@@ -46,6 +46,22 @@ pub struct CallRequest {
     pub bypassed: Vec<String>,
     /// Collect `log_metric` calls (aggregation nodes only, as in promptflow).
     pub aggregation: bool,
+    /// Connection objects for connection-typed parameters: `{param: {type, values}}`.
+    /// Holds secrets: never logged.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub connections: serde_json::Map<String, Json>,
+}
+
+/// Connections hold secrets: debug output names them only.
+impl std::fmt::Debug for CallRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallRequest")
+            .field("op", &self.op)
+            .field("file", &self.file)
+            .field("kwargs", &self.kwargs)
+            .field("connections", &self.connections.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -150,6 +166,7 @@ impl Pool {
             literals: vec![],
             bypassed: vec![],
             aggregation: false,
+            connections: serde_json::Map::new(),
         };
         self.call(&req, Duration::from_secs(120))
     }
@@ -381,6 +398,7 @@ mod tests {
             literals: vec![],
             bypassed: vec![],
             aggregation: false,
+            connections: serde_json::Map::new(),
         }
     }
 

@@ -12,6 +12,19 @@ use minijinja::{Environment, Error, ErrorKind, Output, State, Value};
 /// and dict methods, and values printed the way Python's `str()` prints them
 /// (`True`, `None`, `{'a': 1}`), so prompts come out byte for byte the same.
 pub fn environment() -> Environment<'static> {
+    environment_with(ListStyle::Python)
+}
+
+/// How a list prints in `{{ value }}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListStyle {
+    /// Python's `str(list)`: `['a', 'b']` (prompt nodes, OpenAI chat).
+    Python,
+    /// promptflow's `ChatInputList` (Azure OpenAI chat): items joined by newlines.
+    ChatLines,
+}
+
+pub fn environment_with(lists: ListStyle) -> Environment<'static> {
     let mut env = Environment::new();
     match SyntaxConfig::builder().trim_blocks(true).keep_trailing_newline(true).build() {
         Ok(syntax) => env.set_syntax(syntax),
@@ -21,7 +34,10 @@ pub fn environment() -> Environment<'static> {
     minijinja_contrib::add_to_environment(&mut env);
     env.add_filter("truncate", truncate);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.set_formatter(python_formatter);
+    match lists {
+        ListStyle::Python => env.set_formatter(python_formatter),
+        ListStyle::ChatLines => env.set_formatter(chat_lines_formatter),
+    }
     env
 }
 
@@ -54,6 +70,14 @@ fn truncate(
 }
 
 fn python_formatter(out: &mut Output<'_>, _state: &mut State<'_, '_>, value: &Value) -> Result<(), Error> {
+    format_with(out, value, crate::exec::value::python_str)
+}
+
+fn chat_lines_formatter(out: &mut Output<'_>, _state: &mut State<'_, '_>, value: &Value) -> Result<(), Error> {
+    format_with(out, value, chat_list_str)
+}
+
+fn format_with(out: &mut Output<'_>, value: &Value, to_str: fn(&serde_json::Value) -> String) -> Result<(), Error> {
     if value.is_undefined() {
         return Ok(());
     }
@@ -62,17 +86,43 @@ fn python_formatter(out: &mut Output<'_>, _state: &mut State<'_, '_>, value: &Va
         None => {
             let json =
                 serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
-            crate::exec::value::python_str(&json)
+            to_str(&json)
         }
     };
     out.write_str(&text).map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
 }
 
+/// `str(ChatInputList)`: `"\n".join(map(str, items))`, recursively for nested
+/// lists (dict values stay Python reprs, as `repr` ignores the subclass).
+pub fn chat_list_str(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) => items.iter().map(chat_list_str).collect::<Vec<_>>().join("\n"),
+        other => crate::exec::value::python_str(other),
+    }
+}
+
 /// Renders `source` with `vars`, as promptflow's prompt tool does.
 pub fn render(source: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
-    let env = environment();
+    render_with(source, vars, ListStyle::Python)
+}
+
+pub fn render_with(
+    source: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+    lists: ListStyle,
+) -> Result<String, String> {
+    let env = environment_with(lists);
     let template = env.template_from_str(source).map_err(|e| describe(&e))?;
     template.render(Value::from(minijinja::value::Serde(vars))).map_err(|e| describe(&e))
+}
+
+/// The variables a template reads (jinja2 `meta.find_undeclared_variables`).
+pub fn variables(source: &str) -> Vec<String> {
+    let env = environment();
+    let mut names: Vec<String> =
+        env.template_from_str(source).map(|t| t.undeclared_variables(false).into_iter().collect()).unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// "undefined value: ..."-style text for a render failure.

@@ -115,10 +115,45 @@ def parse_literal(value, vtype):
     return value
 
 
+def connection_class_name(annotation):
+    """The connection class a parameter is annotated with (first of a Union), if any."""
+    args = getattr(annotation, "__args__", None)
+    if getattr(annotation, "__origin__", None) is not None and args:
+        annotation = args[0]
+    name = getattr(annotation, "__name__", "")
+    return name if name.endswith("Connection") else None
+
+
+def connection_params(func):
+    params = inspect.signature(func).parameters
+    return [name for name, p in params.items() if connection_class_name(p.annotation)]
+
+
+def make_connection(annotation, spec):
+    """promptflow's connection object, built from flow-ci's resolved definition."""
+    import promptflow.connections as connections
+
+    cls = getattr(connections, spec["type"], None)
+    if cls is None:
+        raise TypeError("Connection type %s is not available in promptflow.connections" % spec["type"])
+    values = dict(spec["values"])
+    name = values.pop("name", None)
+    conn = cls(**values)
+    try:
+        conn.name = name
+    except Exception:  # noqa: BLE001 - read-only name on some versions
+        pass
+    return conn
+
+
 def build_kwargs(func, req):
     params = inspect.signature(func).parameters
     kwargs = {}
+    connections = req.get("connections") or {}
     for key, value in req.get("kwargs", {}).items():
+        if key in connections:
+            kwargs[key] = make_connection(params[key].annotation if key in params else None, connections[key])
+            continue
         if key in req.get("literals", ()):
             if value is None or value == "":
                 continue  # promptflow drops empty literals so the tool's default applies
@@ -201,7 +236,8 @@ def main():
         try:
             if req.get("op") == "load":
                 func = load_tool(req["file"], req["working_dir"])
-                resp = {"ok": True, "output": func.__name__, "metrics": {}}
+                output = {"name": func.__name__, "connection_params": connection_params(func)}
+                resp = {"ok": True, "output": output, "metrics": {}}
             else:
                 resp = call(req)
         except ToolLoadError as exc:

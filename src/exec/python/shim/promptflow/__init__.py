@@ -5,4 +5,5 @@ from promptflow.connections import (  # noqa: F401
     AzureOpenAIConnection,
     CustomConnection,
     OpenAIConnection,
+    ServerlessConnection,
 )

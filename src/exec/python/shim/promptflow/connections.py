@@ -39,3 +39,10 @@ class CustomConnection(_Connection):
         self.configs = dict(configs or {})
         self.secrets = dict(secrets or {})
         self.name = name
+
+
+class ServerlessConnection(_Connection):
+    TYPE = "Serverless"
+
+    def __init__(self, api_key=None, api_base=None, name=None, **kwargs):
+        super().__init__(api_key=api_key, api_base=api_base, name=name, **kwargs)

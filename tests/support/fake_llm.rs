@@ -1,0 +1,254 @@
+//! A loopback chat-completions server speaking the Azure OpenAI and OpenAI
+//! wire protocol, for tests and benchmarks.
+//!
+//! It checks every request the way the real services would (method, path,
+//! `api-version`, the auth header against the expected key, a JSON body
+//! with `model` and well-formed `messages`) and answers 400/401/404 when one
+//! is wrong, recording the violation. Answers are deterministic: a ticket
+//! classifier when the system prompt asks for a category, else an echo of
+//! the last user message. Failures (429 with Retry-After, 500) can be
+//! queued, and a latency can be set.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+pub const AZURE_API_VERSION: &str = "2024-02-01";
+
+/// One request as received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Json,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    violations: Vec<String>,
+    failures: VecDeque<(u16, Option<String>)>,
+}
+
+pub struct FakeLlm {
+    pub url: String,
+    key: String,
+    latency: Duration,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeLlm {
+    /// Starts the server; requests must carry `key`.
+    pub fn start(key: &str) -> FakeLlm {
+        FakeLlm::start_with_latency(key, Duration::ZERO)
+    }
+
+    pub fn start_with_latency(key: &str, latency: Duration) -> FakeLlm {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let (shared, key_owned) = (state.clone(), key.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (state, key) = (shared.clone(), key_owned.clone());
+                std::thread::spawn(move || serve(stream, &state, &key, latency));
+            }
+        });
+        FakeLlm { url, key: key.into(), latency, state }
+    }
+
+    /// The next request gets `status` (with `Retry-After` when given) instead of an answer.
+    pub fn fail_next(&self, status: u16, retry_after: Option<&str>) {
+        self.state.lock().unwrap().failures.push_back((status, retry_after.map(str::to_string)));
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().received.len()
+    }
+
+    /// Protocol mistakes seen so far (wrong path, auth, body...).
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>, key: &str, latency: Duration) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    // Keep-alive: serve requests until the client closes the connection.
+    while let Some(req) = read_request(&mut reader) {
+        std::thread::sleep(latency);
+        let (status, headers, body) = respond(&req, state, key);
+        let mut out = &stream;
+        let text = body.to_string();
+        let mut head =
+            format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", text.len());
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        if out.write_all(head.as_bytes()).and_then(|_| out.write_all(text.as_bytes())).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length: usize =
+        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(p, q)| (p.into(), q.into()));
+    let body = serde_json::from_slice(&body).unwrap_or(Json::Null);
+    Some(Received { method, path, query, headers, body })
+}
+
+fn respond(req: &Received, state: &Mutex<State>, key: &str) -> (u16, Vec<(&'static str, String)>, Json) {
+    let mut st = state.lock().unwrap();
+    st.received.push(req.clone());
+    if let Some(problem) = check(req, key) {
+        st.violations.push(problem.clone());
+        let status = if problem.starts_with("auth") {
+            401
+        } else if problem.starts_with("path") {
+            404
+        } else {
+            400
+        };
+        return (status, vec![], json!({"error": {"message": problem, "code": status.to_string()}}));
+    }
+    if let Some((status, retry_after)) = st.failures.pop_front() {
+        let headers = retry_after.map(|r| vec![("retry-after", r)]).unwrap_or_default();
+        return (
+            status,
+            headers,
+            json!({"error": {"message": format!("injected {status}"), "code": status.to_string()}}),
+        );
+    }
+    (200, vec![], answer(req))
+}
+
+/// What the real service would refuse.
+fn check(req: &Received, key: &str) -> Option<String> {
+    if req.method != "POST" {
+        return Some(format!("method {} is not POST", req.method));
+    }
+    let azure = req.path.starts_with("/openai/deployments/");
+    if azure {
+        let deployment = req.path.trim_start_matches("/openai/deployments/");
+        let Some(deployment) = deployment.strip_suffix("/chat/completions") else {
+            return Some(format!("path {} is not a chat completions path", req.path));
+        };
+        if req.query != format!("api-version={AZURE_API_VERSION}") {
+            return Some(format!("query `{}` lacks api-version={AZURE_API_VERSION}", req.query));
+        }
+        if req.header("api-key") != Some(key) {
+            return Some("auth: missing or wrong api-key header".into());
+        }
+        if req.body.get("model").and_then(Json::as_str) != Some(deployment) {
+            return Some("body: model differs from the deployment in the path".into());
+        }
+    } else {
+        if req.path != "/v1/chat/completions" {
+            return Some(format!("path {} is not /v1/chat/completions", req.path));
+        }
+        if req.header("authorization") != Some(&format!("Bearer {key}")) {
+            return Some("auth: missing or wrong bearer token".into());
+        }
+        if req.body.get("model").and_then(Json::as_str).is_none_or(str::is_empty) {
+            return Some("body: no model".into());
+        }
+    }
+    let messages = req.body.get("messages").and_then(Json::as_array);
+    let well_formed = messages.is_some_and(|m| {
+        !m.is_empty()
+            && m.iter().all(|x| {
+                matches!(
+                    x.get("role").and_then(Json::as_str),
+                    Some("system" | "user" | "assistant" | "tool" | "function")
+                ) && x.get("content").is_some()
+            })
+    });
+    if !well_formed {
+        return Some(format!("body: malformed messages {:?}", req.body.get("messages")));
+    }
+    if req.body.get("stream") != Some(&json!(false)) {
+        return Some("body: stream must be false".into());
+    }
+    None
+}
+
+/// A deterministic model: a ticket classifier when asked for a category,
+/// otherwise an echo of the last user message.
+fn answer(req: &Received) -> Json {
+    let messages = req.body["messages"].as_array().cloned().unwrap_or_default();
+    let text = |role: &str| {
+        messages.iter().rev().find(|m| m["role"] == role).and_then(|m| m["content"].as_str()).unwrap_or("").to_string()
+    };
+    let (system, user) = (text("system"), text("user"));
+    let content = if system.to_lowercase().contains("category") {
+        json!({"category": classify(&user)}).to_string()
+    } else {
+        format!("echo: {user}")
+    };
+    let prompt_tokens =
+        messages.iter().map(|m| m["content"].as_str().map_or(1, |c| c.split_whitespace().count())).sum::<usize>();
+    let completion_tokens = content.split_whitespace().count();
+    json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": req.body["model"],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    })
+}
+
+pub fn classify(text: &str) -> &'static str {
+    let t = text.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    if has(&["refund", "charge", "invoice", "billing", "payment"]) {
+        "billing"
+    } else if has(&["password", "login", "log in", "error", "crash", "bug"]) {
+        "technical"
+    } else if has(&["ship", "deliver", "package", "tracking"]) {
+        "shipping"
+    } else {
+        "other"
+    }
+}
