@@ -29,6 +29,8 @@ pub struct Received {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Json,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -91,6 +93,7 @@ impl FakeLlm {
 }
 
 fn serve(stream: TcpStream, state: &Mutex<State>, key: &str, latency: Duration) {
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     // Keep-alive: serve requests until the client closes the connection.
     while let Some(req) = read_request(&mut reader) {
@@ -104,7 +107,9 @@ fn serve(stream: TcpStream, state: &Mutex<State>, key: &str, latency: Duration) 
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        if out.write_all(head.as_bytes()).and_then(|_| out.write_all(text.as_bytes())).is_err() {
+        // One write: a head and body in two segments meet Nagle and delayed ACKs (40 ms).
+        head.push_str(&text);
+        if out.write_all(head.as_bytes()).is_err() {
             return;
         }
     }
@@ -136,7 +141,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
     reader.read_exact(&mut body).ok()?;
     let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(p, q)| (p.into(), q.into()));
     let body = serde_json::from_slice(&body).unwrap_or(Json::Null);
-    Some(Received { method, path, query, headers, body })
+    Some(Received { method, path, query, headers, body, at: std::time::Instant::now() })
 }
 
 fn respond(req: &Received, state: &Mutex<State>, key: &str) -> (u16, Vec<(&'static str, String)>, Json) {
