@@ -116,6 +116,16 @@ fn create(cmd: &mut Command, args: &[&str]) -> assert_cmd::assert::Assert {
     cmd.args(["run", "create"]).args(args).assert()
 }
 
+/// A run of the example flow over `tickets` against `fake`; it must succeed.
+fn run_tickets(ws: &Workspace, fake: &FakeLlm, name: &str, tickets: &[&str], extra: &[&str]) {
+    let data: String = tickets.iter().map(|t| format!("{}\n", json!({"ticket": t}))).collect();
+    ws.write("tickets.jsonl", &data);
+    let mut args = vec!["--flow", "flows/support-triage", "--data", "tickets.jsonl", "--name", name];
+    args.extend(["--column-mapping", "ticket=${data.ticket}"]);
+    args.extend(extra);
+    create(&mut ws.against(fake), &args).success();
+}
+
 #[test]
 fn azure_openai_requests_are_what_promptflow_sends() {
     let fake = FakeLlm::start(KEY);
@@ -211,21 +221,7 @@ fn throttling_and_server_errors_are_retried_after_the_servers_delay() {
     fake.fail_next(429, Some("1"));
     fake.fail_next(500, Some("0"));
     let ws = Workspace::new();
-    ws.write("one.jsonl", "{\"ticket\": \"I was charged twice.\"}\n");
-    create(
-        &mut ws.against(&fake),
-        &[
-            "--flow",
-            "flows/support-triage",
-            "--data",
-            "one.jsonl",
-            "--column-mapping",
-            "ticket=${data.ticket}",
-            "--name",
-            "retried",
-        ],
-    )
-    .success();
+    run_tickets(&ws, &fake, "retried", &["I was charged twice."], &[]);
     let received = fake.received();
     assert_eq!(received.len(), 3);
     assert_eq!(received[0].body, received[2].body, "a retry resends the same request");
@@ -241,25 +237,8 @@ fn exhausted_retries_fail_the_line_not_the_run() {
         fake.fail_next(503, Some("0"));
     }
     let ws = Workspace::new();
-    ws.write("one.jsonl", "{\"ticket\": \"I was charged twice.\"}\n{\"ticket\": \"My parcel is lost.\"}\n");
-    create(
-        &mut ws.against(&fake),
-        &[
-            "--flow",
-            "flows/support-triage",
-            "--data",
-            "one.jsonl",
-            "--column-mapping",
-            "ticket=${data.ticket}",
-            "--name",
-            "exhausted",
-            "--llm-retries",
-            "1",
-            "--llm-concurrency",
-            "1",
-        ],
-    )
-    .success();
+    let tickets = ["I was charged twice.", "My parcel is lost."];
+    run_tickets(&ws, &fake, "exhausted", &tickets, &["--llm-retries", "1", "--llm-concurrency", "1"]);
     let record = ws.run_json("exhausted");
     assert_eq!(record["lines"]["failed"], json!(1), "{record}");
     let message = record["error"]["first_error"]["message"].as_str().unwrap();

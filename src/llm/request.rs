@@ -112,82 +112,55 @@ enum Ty {
     Object,
 }
 
-/// The tool's own parameters (everything else is a template variable).
-fn parameters(provider: Provider, api: Api) -> &'static [(&'static str, Ty)] {
+/// The tool's own parameters (everything else is a template variable):
+/// the deployment (Azure) or model (OpenAI), then the API's options; only
+/// `AzureOpenAI.chat` takes `n` among the chat APIs.
+fn parameters(provider: Provider, api: Api) -> Vec<(&'static str, Ty)> {
     use Ty::*;
-    match (provider, api) {
-        (Provider::AzureOpenAI, Api::Chat) => &[
-            ("deployment_name", Str),
-            ("temperature", Float),
-            ("top_p", Float),
-            ("n", Int),
-            ("stream", Bool),
-            ("stop", List),
-            ("max_tokens", Int),
-            ("presence_penalty", Float),
-            ("frequency_penalty", Float),
-            ("logit_bias", Object),
-            ("user", Str),
-            ("function_call", Object),
-            ("functions", List),
-            ("tool_choice", Object),
-            ("tools", List),
-            ("response_format", Object),
-            ("seed", Int),
-        ],
-        (Provider::OpenAI, Api::Chat) => &[
-            ("model", Str),
-            ("temperature", Float),
-            ("top_p", Float),
-            ("stream", Bool),
-            ("stop", List),
-            ("max_tokens", Int),
-            ("presence_penalty", Float),
-            ("frequency_penalty", Float),
-            ("logit_bias", Object),
-            ("user", Str),
-            ("function_call", Object),
-            ("functions", List),
-            ("tool_choice", Object),
-            ("tools", List),
-            ("response_format", Object),
-            ("seed", Int),
-        ],
-        (Provider::AzureOpenAI, Api::Completion) => &[
-            ("deployment_name", Str),
-            ("suffix", Str),
-            ("max_tokens", Int),
-            ("temperature", Float),
-            ("top_p", Float),
-            ("n", Int),
-            ("stream", Bool),
-            ("logprobs", Int),
-            ("echo", Bool),
-            ("stop", List),
-            ("presence_penalty", Float),
-            ("frequency_penalty", Float),
-            ("best_of", Int),
-            ("logit_bias", Object),
-            ("user", Str),
-        ],
-        (Provider::OpenAI, Api::Completion) => &[
-            ("model", Str),
-            ("suffix", Str),
-            ("max_tokens", Int),
-            ("temperature", Float),
-            ("top_p", Float),
-            ("n", Int),
-            ("stream", Bool),
-            ("logprobs", Int),
-            ("echo", Bool),
-            ("stop", List),
-            ("presence_penalty", Float),
-            ("frequency_penalty", Float),
-            ("best_of", Int),
-            ("logit_bias", Object),
-            ("user", Str),
-        ],
+    const CHAT: &[(&str, Ty)] = &[
+        ("temperature", Float),
+        ("top_p", Float),
+        ("stream", Bool),
+        ("stop", List),
+        ("max_tokens", Int),
+        ("presence_penalty", Float),
+        ("frequency_penalty", Float),
+        ("logit_bias", Object),
+        ("user", Str),
+        ("function_call", Object),
+        ("functions", List),
+        ("tool_choice", Object),
+        ("tools", List),
+        ("response_format", Object),
+        ("seed", Int),
+    ];
+    const COMPLETION: &[(&str, Ty)] = &[
+        ("suffix", Str),
+        ("max_tokens", Int),
+        ("temperature", Float),
+        ("top_p", Float),
+        ("n", Int),
+        ("stream", Bool),
+        ("logprobs", Int),
+        ("echo", Bool),
+        ("stop", List),
+        ("presence_penalty", Float),
+        ("frequency_penalty", Float),
+        ("best_of", Int),
+        ("logit_bias", Object),
+        ("user", Str),
+    ];
+    let mut params = vec![if provider == Provider::AzureOpenAI { ("deployment_name", Str) } else { ("model", Str) }];
+    match api {
+        Api::Chat => {
+            params.extend_from_slice(CHAT);
+            if provider == Provider::AzureOpenAI {
+                params.push(("n", Int));
+            }
+        }
+        Api::Completion => params.extend_from_slice(COMPLETION),
     }
+    params
 }
 
 /// Builds the request for `call` on `conn`.
@@ -196,7 +169,7 @@ pub fn build(call: &NodeCall<'_>, conn: &Connection) -> Result<Request, BuildErr
     let api = call.api;
     let params = parameters(provider, api);
     let function = format!("{}.{}", provider.name(), api.name());
-    check_template_variables(call, params, &function)?;
+    check_template_variables(call, &params, &function)?;
 
     let mut args = Map::new();
     let mut vars = Map::new();
