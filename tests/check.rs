@@ -7,6 +7,9 @@ use std::process::Command as Std;
 
 use assert_cmd::Command;
 
+mod support;
+use support::fs::copy_tree;
+
 struct Pr {
     dir: tempfile::TempDir,
 }
@@ -21,27 +24,11 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn copy_tree(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for entry in std::fs::read_dir(src).unwrap().flatten() {
-        let name = entry.file_name();
-        if name == "invalid" || name == ".ignore" {
-            continue;
-        }
-        let target = dest.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 impl Pr {
     /// The example repository committed on `main`, then a `pr` branch.
     fn new() -> Pr {
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"), dir.path());
+        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"), dir.path(), &["invalid", ".ignore"]);
         std::fs::write(dir.path().join(".gitignore"), ".flow-ci/\n").unwrap();
         git(dir.path(), &["init", "--quiet", "--initial-branch=main"]);
         git(dir.path(), &["add", "-A"]);

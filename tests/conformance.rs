@@ -11,6 +11,7 @@ use serde_json::{Map, Value as Json};
 
 mod support;
 use support::fake_llm::FakeLlm;
+use support::fs::copy_tree;
 
 /// `pf` from FLOW_CI_PF, else the venv scripts/test creates.
 fn pf() -> PathBuf {
@@ -34,7 +35,7 @@ struct Workspace {
 impl Workspace {
     fn new() -> Workspace {
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows"), &dir.path().join("flows"));
+        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows"), &dir.path().join("flows"), &[]);
         std::fs::create_dir_all(dir.path().join("home/.promptflow")).unwrap();
         // No telemetry, and no trace server left running after the test.
         std::fs::write(
@@ -95,18 +96,6 @@ impl Workspace {
 struct RunResult {
     outputs: Vec<Map<String, Json>>,
     metrics: Json,
-}
-
-fn copy_tree(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for entry in std::fs::read_dir(src).unwrap().flatten() {
-        let target = dest.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {

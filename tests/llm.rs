@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::{Value as Json, json};
 use support::fake_llm::{FakeLlm, classify};
+use support::fs::copy_tree;
 
 const KEY: &str = "test-key-0123456789";
 
@@ -24,7 +25,7 @@ impl Workspace {
     fn new() -> Workspace {
         let dir = tempfile::tempdir().unwrap();
         let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-        copy_tree(&fixtures.join("flows"), &dir.path().join("flows"));
+        copy_tree(&fixtures.join("flows"), &dir.path().join("flows"), &[]);
         std::fs::copy(fixtures.join(".flow-ci.yaml"), dir.path().join(".flow-ci.yaml")).unwrap();
         Workspace { dir }
     }
@@ -77,19 +78,6 @@ impl Workspace {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
         path
-    }
-}
-
-fn copy_tree(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let target = dest.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 
@@ -316,7 +304,7 @@ fn secrets_never_reach_the_run_store_or_the_cache() {
 fn the_example_flow_runs_from_recorded_responses_without_key_or_network() {
     let ws = Workspace::new();
     let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/.flow-ci/cache");
-    copy_tree(&cache, &ws.path().join(".flow-ci/cache"));
+    copy_tree(&cache, &ws.path().join(".flow-ci/cache"), &[]);
     let out = create(&mut ws.flow_ci(), &["--file", "flows/support-triage/run.yml", "--name", "recorded"]);
     out.success();
     let usage = &ws.run_json("recorded")["llm"];

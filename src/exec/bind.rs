@@ -41,7 +41,7 @@ pub fn bind(
         let literal = step.inputs.iter().find(|(k, _)| k == param).map(|(_, a)| a);
         if let Some(Assignment::Literal(Json::String(name))) = literal {
             let conn = connections.get(name, node)?;
-            bindings.python.insert((node.clone(), param.clone()), conn);
+            bindings.python.entry(node.clone()).or_default().insert(param.clone(), conn);
         }
     }
     Ok(bindings)

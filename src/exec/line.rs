@@ -435,14 +435,10 @@ impl Engine<'_> {
 
     /// Connection objects for a python node's connection-typed parameters.
     fn python_connections(&self, step: &Step, call: &Invocation) -> Map<String, Json> {
-        let Some(llm) = self.llm else { return Map::new() };
-        call.kwargs
-            .keys()
-            .filter_map(|param| {
-                let conn = llm.bindings.python.get(&(step.name.clone(), param.clone()))?;
-                Some((param.clone(), conn.to_python()))
-            })
-            .collect()
+        let Some(bound) = self.llm.and_then(|llm| llm.bindings.python.get(&step.name)) else {
+            return Map::new();
+        };
+        call.kwargs.keys().filter_map(|param| Some((param.clone(), bound.get(param)?.to_python()))).collect()
     }
 
     fn record(&self, state: &mut LineState, i: usize, record: NodeRun) -> Result<(), RunError> {

@@ -4,7 +4,7 @@
 //! that does not parse or does not match its key is ignored (and rewritten
 //! by the next successful call). Keys and tokens are never part of an entry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
@@ -22,10 +22,6 @@ const VERSION: u64 = 1;
 impl Cache {
     pub fn new(dir: PathBuf) -> Cache {
         Cache { dir }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The content address of a request.

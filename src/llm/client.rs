@@ -27,12 +27,6 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings { concurrency: 8, cache_dir: None, retries: 10, timeout: Duration::from_secs(120) }
-    }
-}
-
 /// Token usage and cache counts of one run (shared by its lines).
 #[derive(Debug, Default)]
 pub struct Usage {
@@ -141,10 +135,6 @@ impl Client {
             http,
             settings,
         })
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     /// The node's output for `req`: from the cache, or from the provider.

@@ -246,10 +246,6 @@ impl Connections {
         })
     }
 
-    pub fn is_defined(&self, name: &str) -> bool {
-        self.defined.iter().any(|c| c.name == name)
-    }
-
     fn searched_text(&self) -> String {
         let mut places = self.searched.clone();
         places.push("the environment (AZURE_OPENAI_ENDPOINT, OPENAI_API_KEY / OPENAI_BASE_URL)".into());

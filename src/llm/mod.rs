@@ -23,8 +23,8 @@ use request::NodeCall;
 pub struct Bindings {
     /// `llm` node → its connection.
     pub llm: HashMap<String, Connection>,
-    /// (python node, parameter) → the connection passed as that argument.
-    pub python: HashMap<(String, String), Connection>,
+    /// python node → parameter → the connection passed as that argument.
+    pub python: HashMap<String, HashMap<String, Connection>>,
 }
 
 /// LLM calls of one run: the shared client, this run's bindings and usage,

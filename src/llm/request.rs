@@ -380,13 +380,9 @@ fn auto_if_none(v: Json) -> Json {
     if v.is_null() { json!("auto") } else { v }
 }
 
+/// Python's `int(v)` (the tools call it on `max_tokens`); 0 when it would raise.
 fn python_int(v: &Json) -> i64 {
-    match v {
-        Json::Number(n) => n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
-        Json::String(s) => s.trim().parse().unwrap_or(0),
-        Json::Bool(b) => i64::from(*b),
-        _ => 0,
-    }
+    convert("int", v).ok().and_then(|n| n.as_i64()).unwrap_or(0)
 }
 
 /// Python truthiness of an optional JSON value.
@@ -416,26 +412,9 @@ fn build_messages(
     lists: ListStyle,
 ) -> Result<Vec<Map<String, Json>>, BuildError> {
     let recurse_lists = lists == ListStyle::ChatLines;
-    let mut mapping: Vec<(String, String)> = Vec::new();
-    for (_, escaped) in &call.prompt_results {
-        for (placeholder, role) in &escaped.mapping {
-            mapping.retain(|(p, _)| p != placeholder);
-            mapping.push((placeholder.clone(), role.clone()));
-        }
-    }
-    for name in &call.inputs_to_escape {
-        if let Some(v) = vars.get(name) {
-            collect_roles(v, recurse_lists, &mut mapping);
-        }
-    }
+    let mapping = role_mapping(&vars, &call.inputs_to_escape, &call.prompt_results, recurse_lists);
     if !mapping.is_empty() {
-        for (name, value) in vars.iter_mut() {
-            if let Some((_, escaped)) = call.prompt_results.iter().find(|(n, _)| n == name) {
-                *value = Json::String(escaped.text.clone());
-            } else if call.inputs_to_escape.contains(name) {
-                escape_value(value, &mapping, recurse_lists);
-            }
-        }
+        escape_vars(&mut vars, &mapping, &call.inputs_to_escape, &call.prompt_results, recurse_lists);
     }
     let chat = render_with(call.template, &vars, lists).map_err(|e| template_error(&unescape(&e, &mapping)))?;
     let mut messages = parse_chat(&chat).map_err(|e| chat_error(&e, &mapping))?;
@@ -447,6 +426,47 @@ fn build_messages(
         }
     }
     Ok(messages)
+}
+
+/// promptflow's escape dict: the prompt results' mappings merged (a dict
+/// update), then a placeholder for each role word in the flow inputs.
+fn role_mapping(
+    vars: &Map<String, Json>,
+    inputs_to_escape: &[String],
+    prompt_results: &[(String, Escaped)],
+    recurse_lists: bool,
+) -> Vec<(String, String)> {
+    let mut mapping: Vec<(String, String)> = Vec::new();
+    for (_, escaped) in prompt_results {
+        for (placeholder, role) in &escaped.mapping {
+            mapping.retain(|(p, _)| p != placeholder);
+            mapping.push((placeholder.clone(), role.clone()));
+        }
+    }
+    for name in inputs_to_escape {
+        if let Some(v) = vars.get(name) {
+            collect_roles(v, recurse_lists, &mut mapping);
+        }
+    }
+    mapping
+}
+
+/// promptflow's `escape_kwargs`: prompt results become their escaped text,
+/// flow inputs get their role words replaced by the placeholders.
+fn escape_vars(
+    vars: &mut Map<String, Json>,
+    mapping: &[(String, String)],
+    inputs_to_escape: &[String],
+    prompt_results: &[(String, Escaped)],
+    recurse_lists: bool,
+) {
+    for (name, value) in vars.iter_mut() {
+        if let Some((_, escaped)) = prompt_results.iter().find(|(n, _)| n == name) {
+            *value = Json::String(escaped.text.clone());
+        } else if inputs_to_escape.contains(name) {
+            escape_value(value, mapping, recurse_lists);
+        }
+    }
 }
 
 fn chat_error(e: &ChatError, mapping: &[(String, String)]) -> BuildError {
@@ -530,26 +550,12 @@ pub fn escape_prompt_result(
     inputs_to_escape: &[String],
     prompt_results: &[(String, Escaped)],
 ) -> Result<Option<Escaped>, String> {
-    let mut mapping: Vec<(String, String)> = Vec::new();
-    for (_, escaped) in prompt_results {
-        mapping.extend(escaped.mapping.iter().cloned());
-    }
-    for name in inputs_to_escape {
-        if let Some(v) = vars.get(name) {
-            collect_roles(v, false, &mut mapping);
-        }
-    }
+    let mapping = role_mapping(vars, inputs_to_escape, prompt_results, false);
     if mapping.is_empty() {
         return Ok(None);
     }
     let mut escaped_vars = vars.clone();
-    for (name, value) in escaped_vars.iter_mut() {
-        if let Some((_, escaped)) = prompt_results.iter().find(|(n, _)| n == name) {
-            *value = Json::String(escaped.text.clone());
-        } else if inputs_to_escape.contains(name) {
-            escape_value(value, &mapping, false);
-        }
-    }
+    escape_vars(&mut escaped_vars, &mapping, inputs_to_escape, prompt_results, false);
     let text = render_with(template, &escaped_vars, ListStyle::Python)?;
     Ok(Some(Escaped { text, mapping }))
 }

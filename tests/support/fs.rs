@@ -1,0 +1,22 @@
+//! Files for tests: copying fixture trees into scratch folders.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// Copies `src` into `dest` recursively, leaving out entries named in `skip`.
+pub fn copy_tree(src: &Path, dest: &Path, skip: &[&str]) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let name = entry.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let target = dest.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target, skip);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
