@@ -27,6 +27,8 @@ pub struct CheckRequest {
     pub python: PathBuf,
     pub workers: usize,
     pub line_timeout: Duration,
+    /// Flows run at once.
+    pub parallel: usize,
 }
 
 /// Progress of runs nobody watches (the baseline's, beside the head's bar).
@@ -47,6 +49,9 @@ pub struct PlannedFlow {
     pub reasons: Vec<String>,
     pub run_file: Option<PathBuf>,
     pub evaluations: Vec<PathBuf>,
+    /// How each evaluation was found, when by convention (else empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evaluations_found: Vec<String>,
     #[serde(skip)]
     pub gates: Vec<Gate>,
 }
@@ -152,6 +157,7 @@ fn configured_flows(config: &Config) -> Vec<PlannedFlow> {
                 reasons: vec!["configured".into()],
                 run_file: entry.run.as_ref().map(|r| config.resolve(&r.value)),
                 evaluations: entry.evaluations.iter().map(|e| config.resolve(&e.value)).collect(),
+                evaluations_found: vec![],
                 gates: entry.gates.clone(),
                 dir,
             });
@@ -160,23 +166,60 @@ fn configured_flows(config: &Config) -> Vec<PlannedFlow> {
     flows
 }
 
-/// Without `.flow-ci.yaml`: every flow folder below here that has a `run.yml`.
+/// Without `.flow-ci.yaml`: every flow folder below here whose `run.yml` is
+/// a batch run, with the evaluation run files that evaluate it: those whose
+/// `run:` names the batch run (its `name:`), or that read the same data.
 fn conventional_flows() -> Vec<PlannedFlow> {
+    let mut diags = Diagnostics::default();
+    let runs: Vec<RunFile> = crate::validate::run_files(Path::new("."))
+        .iter()
+        .filter_map(|p| run_file::load(&PathBuf::from(display(p)), &mut diags))
+        .collect();
+    let evaluations: Vec<&RunFile> = runs.iter().filter(|r| r.is_evaluation()).collect();
     let mut dirs = crate::validate::expand_flow_path(Path::new("."), "**").unwrap_or_default();
     dirs.sort();
     dirs.into_iter()
+        .map(|dir| PathBuf::from(display(&dir)))
         .filter_map(|dir| {
-            let run = ["run.yml", "run.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
+            let run_path = ["run.yml", "run.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
+            let batch = runs.iter().find(|r| canonical(&r.file) == canonical(&run_path))?;
+            if batch.is_evaluation() {
+                return None; // an evaluation flow's own run file, found below as an evaluation
+            }
+            let (found, why): (Vec<PathBuf>, Vec<String>) = evaluations
+                .iter()
+                .filter_map(|eval| Some((eval.file.clone(), evaluates(eval, batch)?.to_string())))
+                .unzip();
             Some(PlannedFlow {
-                path: dir.strip_prefix(".").unwrap_or(&dir).to_string_lossy().into_owned(),
-                reasons: vec!["found by convention (flow folder with run.yml)".into()],
-                run_file: Some(run),
-                evaluations: vec![],
+                path: display(&dir),
+                reasons: vec!["found by convention (flow folder with a batch run.yml)".into()],
+                run_file: Some(run_path),
+                evaluations: found,
+                evaluations_found: why,
                 gates: vec![],
                 dir,
             })
         })
         .collect()
+}
+
+/// Why `eval` evaluates `batch`, if it does. Found evaluations are listed
+/// in the plan with the reason, so a wrong guess is visible before it runs.
+fn evaluates(eval: &RunFile, batch: &RunFile) -> Option<&'static str> {
+    let wanted = eval.run.as_ref().map(|r| r.value.as_str());
+    if batch.name.as_ref().is_some_and(|n| Some(n.value.as_str()) == wanted) {
+        return Some("its `run:` names this batch run");
+    }
+    let same_data = match (eval.local_data(), batch.local_data()) {
+        (Some(a), Some(b)) => canonical(&a) == canonical(&b),
+        _ => false,
+    };
+    same_data.then_some("it reads the same data")
+}
+
+/// A path below the current directory as users write it (`flows/x`).
+fn display(path: &Path) -> String {
+    path.strip_prefix(".").unwrap_or(path).to_string_lossy().replace('\\', "/")
 }
 
 /// What is known about a flow at the base: metrics, and (for base-branch
@@ -186,7 +229,13 @@ pub struct BaseData {
     pub metrics: Map<String, Json>,
     #[serde(default)]
     pub outputs: Vec<Map<String, Json>>,
+    #[serde(default)]
+    pub scores: Scores,
 }
+
+/// Numeric and boolean per-line outputs of the evaluations: output name →
+/// line number → score. `significance` pairs head and base lines from these.
+pub type Scores = std::collections::BTreeMap<String, std::collections::BTreeMap<u64, f64>>;
 
 /// Baselines by flow path.
 type Baselines = std::collections::HashMap<String, BaseData>;
@@ -220,6 +269,8 @@ pub struct FlowReport {
     pub changed_lines: Vec<ChangedLine>,
     /// Unified diffs of the flow's prompt templates against the base.
     pub prompt_diffs: Vec<PromptDiff>,
+    #[serde(skip)]
+    pub scores: Scores,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -242,7 +293,7 @@ pub fn execute(
     plan: &Plan,
     req: &CheckRequest,
     cancel: &AtomicBool,
-    progress: &(dyn Fn(usize) -> Box<dyn Progress> + Sync),
+    progress: &(dyn Fn(&str, usize) -> Box<dyn Progress> + Sync),
     llm: &crate::llm::LlmSetup,
 ) -> Result<Report, CheckError> {
     let store = Store::new(req.runs_dir.clone());
@@ -257,14 +308,14 @@ pub fn execute(
     };
     // The baseline (often runs at the merge base) and the head runs are
     // independent: do them at the same time.
-    let quiet = |_: usize| -> Box<dyn Progress> { Box::new(Silent) };
+    let quiet = |_: &str, _: usize| -> Box<dyn Progress> { Box::new(Silent) };
     let base_opts = JobOptions { progress: &quiet, ..opts.clone() };
     let (baseline, head_reports) = std::thread::scope(|scope| {
         let baseline = scope.spawn(|| match plan.baseline.as_str() {
             "base-branch" => base_branch_metrics(plan, req, &base_opts),
             _ => load_baseline(plan),
         });
-        let heads: Vec<FlowReport> = plan.flows.iter().map(|flow| run_flow(flow, &store, &opts)).collect();
+        let heads = in_parallel(&plan.flows, req.parallel, |flow| run_flow(flow, &store, &opts));
         (baseline.join().unwrap_or_else(|_| Err(CheckError::Baseline("the baseline thread panicked".into()))), heads)
     });
     let baseline = baseline?;
@@ -278,6 +329,28 @@ pub fn execute(
     }
     let passed = flows.iter().all(|f| f.verdict.passed() && f.errors.is_empty());
     Ok(Report { passed, baseline: plan.baseline.clone(), flows, skipped: plan.skipped.clone() })
+}
+
+/// Applies `f` to every item, at most `limit` at a time, keeping the order.
+/// Flows are independent (separate runs, workers and names), so a check
+/// takes about as long as its slowest flow rather than the sum.
+fn in_parallel<T: Sync, R: Send>(items: &[T], limit: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new((0..items.len()).map(|_| None).collect::<Vec<Option<R>>>());
+    std::thread::scope(|scope| {
+        for _ in 0..limit.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
 }
 
 /// Runs a flow's batch run and evaluations; gates are judged later, once
@@ -296,6 +369,7 @@ fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowRep
         errors: vec![],
         changed_lines: vec![],
         prompt_diffs: vec![],
+        scores: Scores::new(),
     };
     if let Some(run_path) = &flow.run_file {
         let batch_name = format!("check-{slug}");
@@ -308,6 +382,7 @@ fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowRep
                     match run_job(eval, &eval_name, Some(&batch_name), store, opts) {
                         Ok(_) => {
                             report.metrics.extend(store.metrics(&eval_name).unwrap_or_default());
+                            add_scores(&mut report.scores, &store.outputs(&eval_name).unwrap_or_default());
                             report.evaluation_runs.push(eval_name);
                         }
                         Err(e) => report.errors.push(format!("evaluation {}: {e}", eval.display())),
@@ -320,14 +395,56 @@ fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowRep
     report
 }
 
+/// Keeps the numeric and boolean columns of an evaluation's `output.jsonl`.
+fn add_scores(scores: &mut Scores, outputs: &[Map<String, Json>]) {
+    for row in outputs {
+        let Some(line) = row.get("line_number").and_then(Json::as_u64) else { continue };
+        for (name, value) in row.iter().filter(|(k, _)| *k != "line_number") {
+            let score = match value {
+                Json::Number(n) => n.as_f64(),
+                Json::Bool(b) => Some(f64::from(u8::from(*b))),
+                _ => None,
+            };
+            if let Some(score) = score {
+                scores.entry(name.clone()).or_default().insert(line, score);
+            }
+        }
+    }
+}
+
+/// Per-line head and base scores for each gate that asks for significance,
+/// paired by line number. The scores come from the `per_line` output, else
+/// the output named like the metric, else the only numeric output.
+fn paired_scores(gates: &[Gate], head: &Scores, base: &Scores) -> Vec<(String, Vec<f64>, Vec<f64>)> {
+    let mut paired = Vec::new();
+    for gate in gates.iter().filter(|g| g.significance.is_some()) {
+        let metric = &gate.metric.value;
+        let column = match &gate.per_line {
+            Some(c) => Some(c.value.as_str()),
+            None if head.contains_key(metric) => Some(metric.as_str()),
+            None if head.len() == 1 => head.keys().next().map(String::as_str),
+            None => None,
+        };
+        let (Some(h), Some(b)) = (column.and_then(|c| head.get(c)), column.and_then(|c| base.get(c))) else {
+            continue;
+        };
+        let (hs, bs): (Vec<f64>, Vec<f64>) = h.iter().filter_map(|(line, hv)| b.get(line).map(|bv| (*hv, *bv))).unzip();
+        if !hs.is_empty() {
+            paired.push((metric.clone(), hs, bs));
+        }
+    }
+    paired
+}
+
 /// Applies the gates against `base`, and samples lines whose output changed.
 fn judge(flow: &PlannedFlow, mut report: FlowReport, store: &Store, base: Option<&BaseData>) -> FlowReport {
     report.baseline = base.map(|b| b.metrics.clone());
+    let paired = base.map(|b| paired_scores(&flow.gates, &report.scores, &b.scores)).unwrap_or_default();
     let evidence = Evidence {
         head_metrics: report.batch_run.is_some().then_some(&report.metrics),
         base_metrics: report.baseline.as_ref(),
         head_lines: report.lines,
-        paired: &[],
+        paired: &paired,
     };
     report.verdict = gate::evaluate(&flow.gates, &evidence);
     if let (Some(base), Some(batch)) = (base, &report.batch_run) {
@@ -475,26 +592,30 @@ fn base_branch_metrics(
     git.add_worktree(&tree, &merge_base)?;
     let store = Store::new(scratch.path().join("runs"));
     let in_base = |p: &Path| canonical(p).strip_prefix(&root).ok().map(|rel| tree.join(rel));
-    for (flow, key) in missing {
-        let (Some(run), Some(dir)) = (flow.run_file.as_deref().and_then(in_base), in_base(&flow.dir)) else { continue };
+    let computed = in_parallel(&missing, req.parallel, |(flow, key)| {
+        let (Some(run), Some(dir)) = (flow.run_file.as_deref().and_then(in_base), in_base(&flow.dir)) else {
+            return None;
+        };
         if !dir.join(crate::flow::FLOW_FILE).is_file() || !run.is_file() {
-            continue; // a flow new in this change has no baseline
+            return None; // a flow new in this change has no baseline
         }
         let base_flow = PlannedFlow {
             run_file: Some(run),
             evaluations: flow.evaluations.iter().filter_map(|e| in_base(e)).filter(|e| e.is_file()).collect(),
             dir,
-            ..flow.clone()
+            ..(*flow).clone()
         };
         tracing::info!("baseline of {}: running it at {merge_base}", flow.path);
         let report = run_flow(&base_flow, &store, opts);
-        if report.errors.is_empty() {
-            let outputs = report.batch_run.as_deref().and_then(|b| store.outputs(b).ok()).unwrap_or_default();
-            let data = BaseData { metrics: report.metrics, outputs };
-            cache.put(&key, &data);
-            metrics.insert(flow.path.clone(), data);
+        if !report.errors.is_empty() {
+            return None;
         }
-    }
+        let outputs = report.batch_run.as_deref().and_then(|b| store.outputs(b).ok()).unwrap_or_default();
+        let data = BaseData { metrics: report.metrics, outputs, scores: report.scores };
+        cache.put(key, &data);
+        Some((flow.path.clone(), data))
+    });
+    metrics.extend(computed.into_iter().flatten());
     let _ = git.remove_worktree(&tree);
     Ok(Some(metrics))
 }
@@ -550,7 +671,7 @@ fn baseline_key(
     paths.dedup();
     let listing = git.tree_listing(merge_base, &paths)?;
     let mut hasher = sha2::Sha256::new();
-    hasher.update(concat!("flow-ci baseline v1 ", env!("CARGO_PKG_VERSION")).as_bytes());
+    hasher.update(concat!("flow-ci baseline v2 ", env!("CARGO_PKG_VERSION")).as_bytes());
     hasher.update(&listing);
     Ok(base16ct::lower::encode_string(&hasher.finalize()))
 }
@@ -568,7 +689,7 @@ fn load_baseline(plan: &Plan) -> Result<Option<Baselines>, CheckError> {
     Ok(Some(
         flows
             .into_iter()
-            .filter_map(|(path, m)| Some((path, BaseData { metrics: m.as_object()?.clone(), outputs: vec![] })))
+            .filter_map(|(path, m)| Some((path, BaseData { metrics: m.as_object()?.clone(), ..BaseData::default() })))
             .collect(),
     ))
 }

@@ -13,7 +13,7 @@ const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy",
 const LLM_KEYS: &[&str] = &["cache", "concurrency"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates"];
 const EVALUATION_KEYS: &[&str] = &["run"];
-const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance"];
+const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance", "per_line"];
 const FAILED_LINES_KEYS: &[&str] = &["max_ratio"];
 const AZUREML_KEYS: &[&str] = &["subscription_id", "resource_group", "workspace"];
 const DEPLOY_KEYS: &[&str] = &["endpoint", "deployment", "instance_type", "instance_count", "traffic"];
@@ -67,6 +67,9 @@ pub struct Gate {
     /// Only for `failed_lines`.
     pub max_ratio: Option<f64>,
     pub significance: Option<f64>,
+    /// The evaluation output holding each line's score, for `significance`
+    /// [default: the output named like the metric, else the only numeric one].
+    pub per_line: Option<Spanned<String>>,
 }
 
 /// `llm:` settings; command-line flags win.
@@ -229,14 +232,16 @@ fn gate(d: &mut Decoder<'_>, metric: Spanned<String>, node: &Yaml) -> Option<Gat
         max_rise: fields.get("max_rise").and_then(|v| threshold(d, v, &what)),
         max_ratio: num(d, "max_ratio"),
         significance: num(d, "significance"),
+        per_line: fields.get("per_line").and_then(|v| d.string(v, &format!("`per_line` of {what}"))),
         metric,
     };
     check_ranges(d, &gate, fields, &what);
     Some(gate)
 }
 
+/// Whether a gate sets no limit (`significance` and `per_line` only refine one).
 fn fields_empty(fields: Fields<'_>, known: &[&str]) -> bool {
-    known.iter().all(|k| !fields.has(k))
+    known.iter().filter(|k| !["significance", "per_line"].contains(k)).all(|k| !fields.has(k))
 }
 
 fn check_ranges(d: &mut Decoder<'_>, gate: &Gate, fields: Fields<'_>, what: &str) {
@@ -244,6 +249,21 @@ fn check_ranges(d: &mut Decoder<'_>, gate: &Gate, fields: Fields<'_>, what: &str
         && min > max
     {
         d.error(Code::Gate, fields.key_pos("min"), format!("{what} has `min` {min} above `max` {max}"));
+    }
+    if gate.significance.is_some() && gate.max_drop.is_none() && gate.max_rise.is_none() {
+        d.error(
+            Code::Gate,
+            fields.key_pos("significance"),
+            format!("`significance` of {what} needs `max_drop` or `max_rise`"),
+        )
+        .hint = Some("significance decides whether a regression against the baseline is real or noise".into());
+    }
+    if gate.per_line.is_some() && gate.significance.is_none() {
+        d.error(
+            Code::Gate,
+            fields.key_pos("per_line"),
+            format!("`per_line` of {what} is only used with `significance`"),
+        );
     }
     for (key, value) in [("max_ratio", gate.max_ratio), ("significance", gate.significance)] {
         if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
@@ -325,5 +345,21 @@ mod tests {
             ]
         );
         assert_eq!(diags[1].hint.as_deref(), Some("did you mean `gates`?"));
+    }
+
+    #[test]
+    fn significance_refines_a_regression_limit() {
+        let (config, diags) = load_str(
+            "flows:\n  - path: a\n    gates:\n      acc: {max_drop: 0.01, significance: 0.05, per_line: correct}\n      f1: {min: 0.5, significance: 0.05}\n      f2: {max_drop: 0.1, per_line: x}\n",
+        );
+        let found: Vec<_> = diags.iter().map(|d| (d.pos.line, d.message.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (5, "`significance` of gate `f1` needs `max_drop` or `max_rise`"),
+                (6, "`per_line` of gate `f2` is only used with `significance`")
+            ]
+        );
+        assert_eq!(config.unwrap().flows[0].gates[0].per_line.as_ref().unwrap().value, "correct");
     }
 }

@@ -223,6 +223,12 @@ fn regression(
     } else {
         format!("{} → {}: no {word}", fmt(base), fmt(head))
     };
+    if let (true, Some(_), None) = (exceeded, significance, paired) {
+        r.explanation.push_str(
+            "; significance was not tested: no per-line score was found for this metric \
+             (name the evaluation output holding a number or bool per line with `per_line`)",
+        );
+    }
     if let (true, Some(alpha), Some((h, b))) = (exceeded, significance, paired) {
         let (lo, hi) = bootstrap_interval(h, b, alpha);
         r.interval = Some((lo, hi));
@@ -296,6 +302,7 @@ mod tests {
             max_rise: None,
             max_ratio: None,
             significance: None,
+            per_line: None,
         }
     }
 
@@ -407,6 +414,16 @@ mod tests {
         assert!(!v.passed());
         let (lo, hi) = v.results[0].interval.unwrap();
         assert!(lo < hi && hi < 0.0, "{lo} {hi}");
+    }
+
+    #[test]
+    fn significance_without_per_line_scores_says_so() {
+        let g = Gate { max_drop: Some(Threshold::Absolute(0.01)), significance: Some(0.05), ..gate("accuracy") };
+        let (head, base) = (metrics(json!({"accuracy": 0.5})), metrics(json!({"accuracy": 0.9})));
+        let ev = Evidence { head_metrics: Some(&head), base_metrics: Some(&base), head_lines: (0, 10), paired: &[] };
+        let v = evaluate(&[g], &ev);
+        assert!(!v.passed(), "without scores the plain limit decides");
+        assert!(v.results[0].explanation.contains("significance was not tested"), "{}", v.results[0].explanation);
     }
 
     #[test]

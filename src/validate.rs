@@ -278,6 +278,17 @@ fn discover(path: &Path) -> Vec<Target> {
     targets
 }
 
+/// Every run file below `base` (files with a top-level `flow:`), sorted.
+pub fn run_files(base: &Path) -> Vec<PathBuf> {
+    discover(base)
+        .into_iter()
+        .filter_map(|t| match t {
+            Target::Run(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
 fn target_path(t: &Target) -> &Path {
     match t {
         Target::Flow(p) | Target::Run(p) | Target::Config(p) => p,

@@ -55,7 +55,22 @@ impl Pr {
     }
 
     fn commit(&self) {
-        git(self.dir.path(), &["commit", "--quiet", "-am", "change"]);
+        git(self.dir.path(), &["add", "-A"]);
+        git(self.dir.path(), &["commit", "--quiet", "-m", "change"]);
+    }
+
+    /// Makes a change on `main` (the base) and merges it into the PR.
+    fn on_main(&self, change: impl FnOnce(&Pr)) {
+        git(self.dir.path(), &["switch", "--quiet", "main"]);
+        change(self);
+        self.commit();
+        git(self.dir.path(), &["switch", "--quiet", "pr"]);
+        git(self.dir.path(), &["merge", "--quiet", "--no-edit", "main"]);
+    }
+
+    fn write(&self, rel: &str, text: &str) -> &Self {
+        std::fs::write(self.dir.path().join(rel), text).unwrap();
+        self
     }
 
     fn check(&self, args: &[&str]) -> (Option<i32>, String, String) {
@@ -167,6 +182,74 @@ fn a_dry_run_plans_and_writes_nothing() {
     assert!(
         !pr.dir.path().join(".flow-ci/runs").exists() && !pr.dir.path().join(".flow-ci/report").exists(),
         "nothing written"
+    );
+}
+
+/// The accuracy evaluation also outputs `correct` (a bool per line), and the
+/// accuracy gate asks whether a drop is significant at level `alpha`. The
+/// gate names the output: the evidence evaluation has a bool output too.
+fn with_per_line_scores(pr: &Pr, alpha: &str) {
+    pr.on_main(|pr| {
+        pr.write(
+            "flows/eval-accuracy/score.py",
+            "from promptflow.core import tool\n\n\n@tool\ndef score(grade: str) -> bool:\n    return grade == \"Correct\"\n",
+        )
+        .edit(
+            "flows/eval-accuracy/flow.dag.yaml",
+            "nodes:\n",
+            "  correct:\n    type: bool\n    reference: ${score.output}\nnodes:\n- name: score\n  type: python\n  source:\n    type: code\n    path: score.py\n  inputs:\n    grade: ${grade.output}\n",
+        )
+        .edit(".flow-ci.yaml", "accuracy: { min: 0.8, max_drop: 0.02 }", &format!("accuracy: {{ min: 0.5, max_drop: 0.02, significance: {alpha}, per_line: correct }}"));
+    });
+}
+
+#[test]
+fn a_drop_within_noise_passes_with_its_interval() {
+    let pr = Pr::new();
+    with_per_line_scores(&pr, "0.05");
+    pr.regress_accuracy().commit();
+    // 3 of 30 lines go wrong: a 0.1 drop, over max_drop, but a 95% interval
+    // of the per-line change reaches 0 (no wrong line in 4% of resamples).
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&pr.read(".flow-ci/report/report.json")).unwrap();
+    let drop = &report["flows"][0]["verdict"]["results"][1];
+    assert_eq!(drop["check"], "max_drop", "{drop}");
+    assert!(drop["explanation"].as_str().unwrap().contains("within noise at 95%"), "{drop}");
+    let (lo, hi) = (drop["interval"][0].as_f64().unwrap(), drop["interval"][1].as_f64().unwrap());
+    assert!(lo < 0.0 && hi.abs() < 1e-9, "interval [{lo}, {hi}]");
+}
+
+#[test]
+fn a_significant_drop_fails() {
+    let pr = Pr::new();
+    with_per_line_scores(&pr, "0.2");
+    pr.regress_accuracy().commit();
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(pr.read(".flow-ci/report/report.md").contains("significant at 80%"), "{stdout}");
+}
+
+#[test]
+fn without_a_config_flows_and_evaluations_are_found_by_convention() {
+    let pr = Pr::new();
+    std::fs::remove_file(pr.dir.path().join(".flow-ci.yaml")).unwrap();
+    let (code, stdout, stderr) = pr.check(&["--all", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let paths: Vec<&str> = plan["flows"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    // The evaluation flows' own run files evaluate a batch run: not batch runs.
+    assert_eq!(
+        paths,
+        ["flows/flaky-parser", "flows/support-router", "flows/support-triage", "flows/web-classification"]
+    );
+    assert_eq!(
+        plan["flows"][3]["evaluations"],
+        serde_json::json!(["flows/eval-accuracy/run.yml", "flows/eval-evidence/run.yml"])
+    );
+    assert!(
+        stderr.contains("evaluation: flows/eval-accuracy/triage.run.yml (found by convention: it reads the same data)"),
+        "{stderr}"
     );
 }
 

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::flow::ExecArgs;
@@ -13,10 +12,11 @@ use crate::{diag, exit, report};
 /// The PR job: run the changed flows and their evaluations, compare with the
 /// baseline, apply the gates, and write the reports.
 ///
-/// Reads .flow-ci.yaml (or, without one, takes every flow folder with a run.yml),
-/// validates everything, selects the flows changed since the merge base with --base
-/// (all flows with --all or without --base), runs each flow's batch run and its
-/// evaluation runs (their `run:` bound to the batch run), computes the baseline
+/// Reads .flow-ci.yaml (or, without one, takes every flow folder with a batch run.yml
+/// and the evaluation run files that name it or read its data), validates everything,
+/// selects the flows changed since the merge base with --base (all flows with --all or
+/// without --base), runs each flow's batch run and its evaluation runs (their `run:`
+/// bound to the batch run; several flows at once), computes the baseline
 /// (`base-branch`: the same runs at the merge base, in a temporary git worktree;
 /// `file:PATH`: a committed metrics file; `none`), checks every gate and writes
 /// .flow-ci/report/{report.md,report.json,junit.xml}.
@@ -64,6 +64,10 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
+    /// Flows run at once (each with its own workers)
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel: usize,
+
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -81,6 +85,7 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         python: crate::exec::pool::default_python(args.exec.python.as_deref()),
         workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
         line_timeout: Duration::from_secs(args.exec.line_timeout),
+        parallel: args.parallel.max(1),
     };
     let plan = match check::plan(&req) {
         Ok(p) => p,
@@ -95,13 +100,20 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let cancel = AtomicBool::new(false);
-    let progress =
-        |total: usize| -> Box<dyn crate::exec::batch::Progress> { Box::new(ConsoleProgress::new(total, false)) };
+    let cancel = super::cancel_on_interrupt();
+    // Flows run at once: one labelled bar each.
+    let bars = indicatif::MultiProgress::new();
+    let progress = |name: &str, total: usize| -> Box<dyn crate::exec::batch::Progress> {
+        Box::new(ConsoleProgress::in_group(&bars, name, total))
+    };
     let report = match check::execute(&plan, &req, &cancel, &progress, &setup) {
         Ok(r) => r,
         Err(e) => return report_error(&e, err),
     };
+    if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = writeln!(err, "interrupted: runs were canceled; no reports written");
+        return exit::INTERRUPTED;
+    }
     if let Err(e) = write_reports(&report, &args) {
         let _ = writeln!(err, "error: cannot write reports to {}: {e}", args.report_dir.display());
         return exit::FAILURE;
@@ -178,8 +190,9 @@ fn print_plan(plan: &Plan, err: &mut dyn Write) {
         if let Some(run) = &flow.run_file {
             let _ = writeln!(err, "    batch run:  {}", run.display());
         }
-        for e in &flow.evaluations {
-            let _ = writeln!(err, "    evaluation: {}", e.display());
+        for (i, e) in flow.evaluations.iter().enumerate() {
+            let how = flow.evaluations_found.get(i).map(|w| format!(" (found by convention: {w})")).unwrap_or_default();
+            let _ = writeln!(err, "    evaluation: {}{how}", e.display());
         }
         let gates: Vec<&str> = flow.gates.iter().map(|g| g.metric.value.as_str()).collect();
         if !gates.is_empty() {

@@ -62,6 +62,24 @@ pub enum Format {
     Azure,
 }
 
+/// A flag set by the first Ctrl-C: runs finish the lines in flight and are
+/// recorded as Canceled. A second Ctrl-C stops at once (details.jsonl
+/// already holds every finished line).
+fn cancel_on_interrupt() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(i32::from(crate::exit::INTERRUPTED));
+        }
+        #[allow(clippy::print_stderr)] // a signal handler has no writer to use
+        {
+            eprintln!("\ninterrupted: finishing the lines in flight (Ctrl-C again to stop now)");
+        }
+    });
+    cancel
+}
+
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     if let Some(dir) = &cli.dir

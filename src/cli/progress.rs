@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exec::batch::Progress;
 
@@ -19,19 +19,41 @@ pub struct ConsoleProgress {
     bar: Option<ProgressBar>,
     last_plain: Mutex<Instant>,
     quiet: bool,
+    /// The run's name, when several runs report at once.
+    label: Option<String>,
 }
 
 impl ConsoleProgress {
     pub fn new(total: usize, quiet: bool) -> ConsoleProgress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
-            if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} lines  {msg}  {per_sec}  eta {eta}") {
-                bar.set_style(style);
-            }
+            bar.set_style(style("{bar:30} {pos}/{len} lines  {msg}  {per_sec}  eta {eta}"));
             bar
         });
-        ConsoleProgress { started: Instant::now(), bar, last_plain: Mutex::new(Instant::now()), quiet }
+        ConsoleProgress { started: Instant::now(), bar, last_plain: Mutex::new(Instant::now()), quiet, label: None }
     }
+
+    /// One of several runs going on at once (`check` runs flows
+    /// concurrently): a labelled bar in `group`, or labelled plain lines.
+    pub fn in_group(group: &MultiProgress, label: &str, total: usize) -> ConsoleProgress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = group.add(ProgressBar::new(total as u64));
+            bar.set_style(style("{prefix:30} {bar:24} {pos}/{len} lines  {msg}"));
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        ConsoleProgress {
+            started: Instant::now(),
+            bar,
+            last_plain: Mutex::new(Instant::now()),
+            quiet: false,
+            label: Some(label.to_string()),
+        }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 impl Progress for ConsoleProgress {
@@ -42,7 +64,7 @@ impl Progress for ConsoleProgress {
         let elapsed = self.started.elapsed();
         match &self.bar {
             Some(bar) => {
-                if elapsed > SHOW_AFTER && bar.is_hidden() {
+                if elapsed > SHOW_AFTER && bar.is_hidden() && self.label.is_none() {
                     bar.set_draw_target(ProgressDrawTarget::stderr());
                 }
                 bar.set_position(done as u64);
@@ -55,7 +77,8 @@ impl Progress for ConsoleProgress {
                     let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
                     #[allow(clippy::print_stderr)] // plain progress for CI logs, not a result
                     {
-                        eprintln!("progress: {done}/{total} lines, {failed} failed, {rate:.1} lines/s");
+                        let who = self.label.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
+                        eprintln!("progress{who}: {done}/{total} lines, {failed} failed, {rate:.1} lines/s");
                     }
                 }
             }

@@ -2,8 +2,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -214,26 +212,15 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         run_file: spec.file,
     };
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    // First Ctrl-C: finish the lines in flight, record the run as Canceled.
-    // Second: stop now (details.jsonl already holds every finished line).
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(i32::from(exit::INTERRUPTED));
-        }
-        #[allow(clippy::print_stderr)] // a signal handler has no writer to use
-        {
-            eprintln!("\ninterrupted: finishing the lines in flight (Ctrl-C again to stop now)");
-        }
-    });
+    let cancel = super::cancel_on_interrupt();
     let setup = match args.exec.llm_setup(None, err) {
         Ok(s) => s,
         Err(code) => return code,
     };
     let quiet = args.stream;
-    let progress =
-        move |total: usize| -> Box<dyn crate::exec::batch::Progress> { Box::new(ConsoleProgress::new(total, quiet)) };
+    let progress = move |_: &str, total: usize| -> Box<dyn crate::exec::batch::Progress> {
+        Box::new(ConsoleProgress::new(total, quiet))
+    };
     let opts = JobOptions {
         python: crate::exec::pool::default_python(args.exec.python.as_deref()),
         workers,

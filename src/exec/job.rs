@@ -42,8 +42,8 @@ pub struct JobOptions<'a> {
     /// Replace an existing run of the same name.
     pub force: bool,
     pub cancel: &'a AtomicBool,
-    /// Builds the progress reporter once the number of lines is known.
-    pub progress: &'a (dyn Fn(usize) -> Box<dyn Progress> + Sync),
+    /// Builds the progress reporter of a run (its name, its number of lines).
+    pub progress: &'a (dyn Fn(&str, usize) -> Box<dyn Progress> + Sync),
     /// Connections, the LLM client and its settings.
     pub llm: &'a LlmSetup,
 }
@@ -104,7 +104,7 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
     let llm = connect(&prepared, &connection_params, opts.llm)?;
     let engine = Engine { llm: Some(&llm), ..loader };
     let mut writer = store.create(&job.name, opts.force)?;
-    let progress = (opts.progress)(lines.len());
+    let progress = (opts.progress)(&job.name, lines.len());
     let batch_opts = BatchOptions {
         workers: line_threads(&prepared, opts),
         line_timeout: opts.line_timeout,
