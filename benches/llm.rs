@@ -5,6 +5,8 @@
 
 #[path = "../tests/support/fake_llm.rs"]
 mod fake_llm;
+#[path = "../tests/support/http.rs"]
+mod http;
 
 use std::path::Path;
 use std::process::Command;

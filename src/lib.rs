@@ -21,6 +21,7 @@ pub mod gate;
 pub mod git;
 pub mod llm;
 pub mod paths;
+pub mod publish;
 pub mod report;
 pub mod runs;
 pub mod validate;

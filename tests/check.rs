@@ -2,99 +2,8 @@
 //! improves a flow, one that regresses it, a broken flow, a flaky flow, a
 //! shared-code change, and a dry run.
 
-use std::path::{Path, PathBuf};
-use std::process::Command as Std;
-
-use assert_cmd::Command;
-
 mod support;
-use support::fs::copy_tree;
-
-struct Pr {
-    dir: tempfile::TempDir,
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Std::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@flow-ci.invalid", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl Pr {
-    /// The example repository committed on `main`, then a `pr` branch.
-    fn new() -> Pr {
-        let dir = tempfile::tempdir().unwrap();
-        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"), dir.path(), &["invalid", ".ignore"]);
-        std::fs::write(dir.path().join(".gitignore"), ".flow-ci/\n").unwrap();
-        git(dir.path(), &["init", "--quiet", "--initial-branch=main"]);
-        git(dir.path(), &["add", "-A"]);
-        git(dir.path(), &["commit", "--quiet", "-m", "base"]);
-        git(dir.path(), &["switch", "--quiet", "-c", "pr"]);
-        Pr { dir }
-    }
-
-    fn edit(&self, rel: &str, from: &str, to: &str) -> &Self {
-        let path = self.dir.path().join(rel);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{rel} does not contain {from:?}");
-        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-        self
-    }
-
-    /// Drops every Academic signal from the classifier: accuracy 0.9 → 0.8.
-    fn regress_accuracy(&self) -> &Self {
-        self.edit(
-            "flows/web-classification/classify.py",
-            "\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"",
-            "",
-        )
-    }
-
-    fn commit(&self) {
-        git(self.dir.path(), &["add", "-A"]);
-        git(self.dir.path(), &["commit", "--quiet", "-m", "change"]);
-    }
-
-    /// Makes a change on `main` (the base) and merges it into the PR.
-    fn on_main(&self, change: impl FnOnce(&Pr)) {
-        git(self.dir.path(), &["switch", "--quiet", "main"]);
-        change(self);
-        self.commit();
-        git(self.dir.path(), &["switch", "--quiet", "pr"]);
-        git(self.dir.path(), &["merge", "--quiet", "--no-edit", "main"]);
-    }
-
-    fn write(&self, rel: &str, text: &str) -> &Self {
-        std::fs::write(self.dir.path().join(rel), text).unwrap();
-        self
-    }
-
-    fn check(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = Command::cargo_bin("flow-ci")
-            .unwrap()
-            .arg("check")
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("FLOW_CI_RUNS_DIR")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(rel)).unwrap()
-    }
-}
+use support::repo::Pr;
 
 #[test]
 fn an_improved_prompt_passes_and_shows_the_rise() {
@@ -271,16 +180,8 @@ fn a_baseline_file_gates_without_git() {
 fn an_unchanged_base_is_taken_from_the_cache() {
     let pr = Pr::new();
     pr.edit("flows/web-classification/classify_prompt.jinja2", "OUTPUT:", "Answer:").commit();
-    let run = |pr: &Pr| {
-        Command::cargo_bin("flow-ci")
-            .unwrap()
-            .args(["check", "--base", "main"])
-            .current_dir(pr.dir.path())
-            .env("FLOW_CI_LOG", "flow_ci=info")
-            .env_remove("FLOW_CI_RUNS_DIR")
-            .output()
-            .unwrap()
-    };
+    let run =
+        |pr: &Pr| pr.command().args(["check", "--base", "main"]).env("FLOW_CI_LOG", "flow_ci=info").output().unwrap();
     let first = String::from_utf8_lossy(&run(&pr).stderr).into_owned();
     assert!(first.contains("baseline of flows/web-classification: running it at"), "{first}");
     // Another commit on the PR: the base is the same, so it is not run again.
@@ -336,13 +237,11 @@ fn github_actions_get_a_job_summary_and_annotations() {
     let pr = Pr::new();
     pr.regress_accuracy().commit();
     let summary = pr.dir.path().join("summary.md");
-    let out = Command::cargo_bin("flow-ci")
-        .unwrap()
+    let out = pr
+        .command()
         .args(["check", "--base", "main"])
-        .current_dir(pr.dir.path())
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary)
-        .env_remove("FLOW_CI_RUNS_DIR")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::flow::ExecArgs;
 use super::progress::ConsoleProgress;
 use crate::check::{self, CheckError, CheckRequest, Plan};
+use crate::ci::Host;
 use crate::{diag, exit, report};
 
 /// The PR job: run the changed flows and their evaluations, compare with the
@@ -64,6 +65,22 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
+    /// Where the PR comment goes (auto: GitHub in GitHub Actions, Azure DevOps in Azure Pipelines, none elsewhere)
+    #[arg(long, value_enum, value_name = "FORGE", default_value = "auto")]
+    pub publish: Publish,
+
+    /// update: one comment per PR, updated in place; new: a comment per run; off: none
+    #[arg(long, value_enum, value_name = "MODE", default_value = "update")]
+    pub comment_mode: crate::publish::Mode,
+
+    /// Exit 1 when a gate fails; with false, gate failures are reported but exit 0
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fail_on_gate: bool,
+
+    /// Where runs execute (local: the embedded executor)
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: Backend,
+
     /// Flows run at once (each with its own workers)
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub parallel: usize,
@@ -72,13 +89,31 @@ pub struct CheckArgs {
     pub exec: ExecArgs,
 }
 
-/// The hidden marker that identifies flow-ci's sticky PR comment.
-pub const COMMENT_MARKER: &str = "<!-- flow-ci:report -->";
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    Auto,
+    Github,
+    AzureDevops,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Local,
+}
 
 pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let host = Host::detect();
+    let forge = super::publish::forge(args.publish, host);
+    let context = crate::ci::Context::detect(if host == Host::Local { forge.unwrap_or(Host::Local) } else { host });
+    // Inside CI the event says what the change is; flags still win.
+    let base = args.base.clone().or_else(|| if args.all { None } else { context.base.clone() });
+    if let (None, Some(base)) = (&args.base, &base) {
+        let _ = writeln!(err, "base: {base} (from {})", context.base_source);
+    }
     let req = CheckRequest {
         config: args.config.clone(),
-        base: args.base.clone(),
+        base,
         head: args.head.clone(),
         all: args.all,
         runs_dir: crate::runs::root(args.runs_dir.as_deref()),
@@ -114,70 +149,48 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let _ = writeln!(err, "interrupted: runs were canceled; no reports written");
         return exit::INTERRUPTED;
     }
-    if let Err(e) = write_reports(&report, &args) {
+    let marker = crate::publish::marker(config_id(&plan).as_deref());
+    let markdown = report::markdown(&report, &marker);
+    if let Err(e) = write_reports(&report, &markdown, &args) {
         let _ = writeln!(err, "error: cannot write reports to {}: {e}", args.report_dir.display());
         return exit::FAILURE;
     }
     if let Err(e) = out.write_all(report::console(&report).as_bytes()) {
         return super::output_failed(&e, err);
     }
-    if let Err(e) = publish_to_host(&report, out) {
-        let _ = writeln!(err, "warning: cannot write the CI job summary: {e}");
-    }
     let _ = writeln!(err, "reports: {}", args.report_dir.display());
-    if report.flows.iter().any(|f| !f.errors.is_empty()) {
+    let code = if report.flows.iter().any(|f| !f.errors.is_empty()) {
         exit::FAILURE
-    } else if report.passed {
+    } else if report.passed || !args.fail_on_gate {
         exit::OK
     } else {
         exit::GATE_FAILED
+    };
+    let host_report = super::publish::HostReport { report: &report, markdown: &markdown, report_dir: &args.report_dir };
+    super::publish::to_host(host, &host_report, out, err);
+    if let Some(pr) = forge.and(context.pull_request.as_ref()) {
+        super::publish::comment(pr, &markdown, &marker, report.passed, args.comment_mode, out, err);
+    } else if forge.is_some() && args.publish != Publish::Auto {
+        let _ = writeln!(err, "comment: not posted: this build is not for a pull request flow-ci can comment on");
     }
+    code
 }
 
-fn write_reports(report: &check::Report, args: &CheckArgs) -> std::io::Result<()> {
+/// The config's path from the repository root, which tells comments of two
+/// configs in one repository apart.
+fn config_id(plan: &Plan) -> Option<String> {
+    let config = plan.config.as_ref()?.canonicalize().ok()?;
+    let root = crate::git::Git::open(std::path::Path::new(".")).ok()?.root.canonicalize().ok()?;
+    Some(config.strip_prefix(root).ok()?.to_string_lossy().replace('\\', "/"))
+}
+
+fn write_reports(report: &check::Report, markdown: &str, args: &CheckArgs) -> std::io::Result<()> {
     std::fs::create_dir_all(&args.report_dir)?;
-    std::fs::write(args.report_dir.join("report.md"), report::markdown(report, COMMENT_MARKER))?;
+    std::fs::write(args.report_dir.join("report.md"), markdown)?;
     std::fs::write(args.report_dir.join("junit.xml"), report::junit(report))?;
     std::fs::write(args.report_dir.join("report.json"), serde_json::to_string_pretty(report)? + "\n")?;
     if let Some(path) = &args.write_baseline {
         std::fs::write(path, serde_json::to_string_pretty(&check::baseline_document(report))? + "\n")?;
-    }
-    Ok(())
-}
-
-/// Inside GitHub Actions: the report as the job summary and an annotation per
-/// failed gate; inside Azure Pipelines: a logged issue per failed gate (the
-/// exit code fails the step).
-fn publish_to_host(report: &check::Report, out: &mut dyn Write) -> std::io::Result<()> {
-    let failures = report.flows.iter().flat_map(|f| f.verdict.failed().map(move |r| (f, r)));
-    match crate::ci::Host::detect() {
-        crate::ci::Host::GitHubActions => {
-            for (flow, r) in failures {
-                writeln!(
-                    out,
-                    "::error file={},title={}::{}",
-                    diag::github_property(&format!("{}/flow.dag.yaml", flow.path)),
-                    diag::github_property(&format!("flow-ci gate {}", r.metric)),
-                    diag::github_data(&r.explanation)
-                )?;
-            }
-            if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(summary)?;
-                file.write_all(report::markdown(report, COMMENT_MARKER).as_bytes())?;
-            }
-        }
-        crate::ci::Host::AzurePipelines => {
-            for (flow, r) in failures {
-                writeln!(
-                    out,
-                    "##vso[task.logissue type=error;sourcepath={}/flow.dag.yaml;code=gate-failed;]{}: {}",
-                    diag::azure_escape(&flow.path),
-                    diag::azure_escape(&r.metric),
-                    diag::azure_escape(&r.explanation)
-                )?;
-            }
-        }
-        crate::ci::Host::Local => {}
     }
     Ok(())
 }

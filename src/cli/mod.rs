@@ -2,10 +2,12 @@
 //! and one handler per subcommand. Handlers write results to `out`, never
 //! print directly, and return the process exit code.
 
+mod action;
 mod check;
 mod detect;
 mod flow;
 mod progress;
+mod publish;
 mod run;
 mod run_view;
 mod validate;
@@ -45,6 +47,8 @@ pub enum Command {
     Detect(detect::Args),
     /// Run flows locally (like `pf flow test`)
     Flow(flow::FlowArgs),
+    /// The GitHub action's entry point (reads INPUT_* variables, runs check)
+    Action(action::ActionArgs),
     /// Batch and evaluation runs, and the run store (like `pf run`)
     Run(run::RunArgs),
 }
@@ -93,6 +97,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Validate(args) => validate::run(args, out, err),
         Command::Detect(args) => detect::run(args, out, err),
         Command::Flow(args) => flow::run(args, out, err),
+        Command::Action(args) => action::run(args, out, err),
         Command::Run(args) => run::run(args, out, err),
     }
 }

@@ -3,7 +3,8 @@
 //! Tried in order: an explicit `AZURE_OPENAI_AD_TOKEN` (as the openai SDK
 //! reads it); a client secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
 //! `AZURE_CLIENT_SECRET`); a federated token file (`AZURE_FEDERATED_TOKEN_FILE`,
-//! as workload identity and `azure/login` OIDC set up); the Azure CLI. The
+//! as workload identity sets up) or GitHub Actions' OIDC token service
+//! (`ACTIONS_ID_TOKEN_REQUEST_URL`, with `id-token: write`); the Azure CLI. The
 //! authority is `AZURE_AUTHORITY_HOST` (sovereign clouds, loopback tests).
 //! Tokens are reused until five minutes before they expire.
 
@@ -16,6 +17,9 @@ use serde_json::Value as Json;
 use super::connection::Secret;
 
 const SCOPE: &str = "https://cognitiveservices.azure.com/.default";
+/// The audience Entra expects of GitHub's ID tokens (the default of azure/login).
+const GITHUB_OIDC_AUDIENCE: &str = "api://AzureADTokenExchange";
+
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 pub struct TokenSource {
@@ -55,9 +59,15 @@ impl TokenSource {
             if let Some(secret) = self.var("AZURE_CLIENT_SECRET") {
                 return self.token_request(tenant, &[("client_id", client), ("client_secret", secret)]);
             }
-            if let Some(file) = self.var("AZURE_FEDERATED_TOKEN_FILE") {
-                let assertion = std::fs::read_to_string(file)
-                    .map_err(|e| format!("cannot read AZURE_FEDERATED_TOKEN_FILE {file}: {e}"))?;
+            let assertion = if let Some(file) = self.var("AZURE_FEDERATED_TOKEN_FILE") {
+                Some(
+                    std::fs::read_to_string(file)
+                        .map_err(|e| format!("cannot read AZURE_FEDERATED_TOKEN_FILE {file}: {e}"))?,
+                )
+            } else {
+                self.github_oidc_token()?
+            };
+            if let Some(assertion) = assertion {
                 return self.token_request(
                     tenant,
                     &[
@@ -70,9 +80,35 @@ impl TokenSource {
         }
         azure_cli().map_err(|cli| {
             format!(
-                "set AZURE_OPENAI_AD_TOKEN, or AZURE_TENANT_ID + AZURE_CLIENT_ID with AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE, or sign in with `az login` ({cli})"
+                "set AZURE_OPENAI_AD_TOKEN, or AZURE_TENANT_ID + AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE or GitHub OIDC (`id-token: write`), or sign in with `az login` ({cli})"
             )
         })
+    }
+
+    /// GitHub Actions OIDC (`permissions: id-token: write`): an ID token for
+    /// Entra's federated credentials, from the runner's token service.
+    fn github_oidc_token(&self) -> Result<Option<String>, String> {
+        let (Some(url), Some(bearer)) =
+            (self.var("ACTIONS_ID_TOKEN_REQUEST_URL"), self.var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"))
+        else {
+            return Ok(None);
+        };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}audience={}", super::percent_encode(GITHUB_OIDC_AUDIENCE));
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(bearer)
+            .send()
+            .map_err(|e| format!("GitHub OIDC token request failed: {}", e.without_url()))?;
+        let status = response.status();
+        let json: Json = response.json().map_err(|e| format!("GitHub OIDC token response is not JSON: {e}"))?;
+        match json.get("value").and_then(Json::as_str) {
+            Some(token) if status.is_success() => Ok(Some(token.to_string())),
+            _ => Err(format!(
+                "GitHub OIDC token request failed with {status} (does the job have `permissions: id-token: write`?)"
+            )),
+        }
     }
 
     /// OAuth2 client credentials against `{authority}/{tenant}/oauth2/v2.0/token`.
@@ -136,5 +172,85 @@ mod tests {
             cached: Mutex::new(None),
         };
         assert_eq!(source.token().unwrap().expose(), "tok");
+    }
+
+    /// Answers loopback HTTP requests in turn with `answer(request line +
+    /// headers + body)`; returns the base URL and the requests seen.
+    fn serve(n: usize, answer: fn(&str) -> String) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut buf = vec![0; 65536];
+                let mut text = String::new();
+                // Headers, then the body by Content-Length.
+                loop {
+                    let got = stream.read(&mut buf).unwrap();
+                    text.push_str(&String::from_utf8_lossy(&buf[..got]));
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length || got == 0 {
+                        break;
+                    }
+                }
+                let body = answer(&text);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(reply.as_bytes()).unwrap();
+                seen.push(text);
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn github_oidc_is_exchanged_for_an_entra_token() {
+        let (url, seen) = serve(2, |req| {
+            if req.starts_with("GET /oidc") {
+                r#"{"value":"github-id-token"}"#.into()
+            } else {
+                r#"{"access_token":"entra-token","expires_in":3599}"#.into()
+            }
+        });
+        let env = [
+            ("AZURE_TENANT_ID", "tenant-1"),
+            ("AZURE_CLIENT_ID", "client-1"),
+            ("AZURE_AUTHORITY_HOST", url.as_str()),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &format!("{url}/oidc?api-version=2.0")),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
+        ];
+        let source = TokenSource {
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            http: reqwest::blocking::Client::new(),
+            cached: Mutex::new(None),
+        };
+        assert_eq!(source.token().unwrap().expose(), "entra-token");
+        let seen = seen.join().unwrap();
+        assert!(
+            seen[0].starts_with("GET /oidc?api-version=2.0&audience=api%3A%2F%2FAzureADTokenExchange "),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[0].to_lowercase().contains("authorization: bearer runner-token"), "{}", seen[0]);
+        assert!(seen[1].starts_with("POST /tenant-1/oauth2/v2.0/token "), "{}", seen[1]);
+        for part in [
+            "grant_type=client_credentials",
+            "client_id=client-1",
+            "client_assertion=github-id-token",
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        ] {
+            assert!(seen[1].contains(part), "{part} in {}", seen[1]);
+        }
     }
 }

@@ -12,32 +12,15 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+pub use super::http::Received;
+use super::http::{Answer, serve};
+
 pub const AZURE_API_VERSION: &str = "2024-02-01";
-
-/// One request as received.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Json,
-    /// When the request arrived.
-    pub at: std::time::Instant,
-}
-
-impl Received {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
 
 #[derive(Default)]
 struct State {
@@ -60,15 +43,12 @@ impl FakeLlm {
     }
 
     pub fn start_with_latency(key: &str, latency: Duration) -> FakeLlm {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
         let state = Arc::new(Mutex::new(State::default()));
         let (shared, key_owned) = (state.clone(), key.to_string());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (state, key) = (shared.clone(), key_owned.clone());
-                std::thread::spawn(move || serve(stream, &state, &key, latency));
-            }
+        let url = serve(move |req| {
+            std::thread::sleep(latency);
+            let (status, headers, body) = respond(req, &shared, &key_owned);
+            Answer { status, headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), body }
         });
         FakeLlm { url, key: key.into(), latency, state }
     }
@@ -90,58 +70,6 @@ impl FakeLlm {
     pub fn violations(&self) -> Vec<String> {
         self.state.lock().unwrap().violations.clone()
     }
-}
-
-fn serve(stream: TcpStream, state: &Mutex<State>, key: &str, latency: Duration) {
-    let _ = stream.set_nodelay(true);
-    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-    // Keep-alive: serve requests until the client closes the connection.
-    while let Some(req) = read_request(&mut reader) {
-        std::thread::sleep(latency);
-        let (status, headers, body) = respond(&req, state, key);
-        let mut out = &stream;
-        let text = body.to_string();
-        let mut head =
-            format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", text.len());
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        // One write: a head and body in two segments meet Nagle and delayed ACKs (40 ms).
-        head.push_str(&text);
-        if out.write_all(head.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
-        }
-    }
-    let length: usize =
-        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(p, q)| (p.into(), q.into()));
-    let body = serde_json::from_slice(&body).unwrap_or(Json::Null);
-    Some(Received { method, path, query, headers, body, at: std::time::Instant::now() })
 }
 
 fn respond(req: &Received, state: &Mutex<State>, key: &str) -> (u16, Vec<(&'static str, String)>, Json) {

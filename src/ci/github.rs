@@ -1,0 +1,140 @@
+//! GitHub Actions: the event payload at `GITHUB_EVENT_PATH` names the
+//! change (a pull request's base, a push's previous commit) and the PR.
+
+use serde_json::Value as Json;
+
+use super::{Context, Env, PREVIOUS_COMMIT, PullRequest};
+
+const DEFAULT_API: &str = "https://api.github.com";
+
+/// A push to a new branch has no previous commit: `before` is all zeros.
+const NO_COMMIT: &str = "0000000000000000000000000000000000000000";
+
+pub fn context(env: Env<'_>) -> Context {
+    let event = env("GITHUB_EVENT_NAME").unwrap_or_default();
+    let payload: Json = env("GITHUB_EVENT_PATH")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Json::Null);
+    let text = |v: &Json| v.as_str().map(str::to_string);
+    match event.as_str() {
+        "pull_request" | "pull_request_target" => {
+            let pr = &payload["pull_request"];
+            // The workspace holds the merge commit of the PR into its base
+            // (actions/checkout's default), so the head is the working tree
+            // and the base is the base branch's commit the PR was opened on.
+            Context {
+                base: text(&pr["base"]["sha"]),
+                base_source: format!("the {event} event's base commit"),
+                pull_request: number(&payload).map(|number| PullRequest::GitHub {
+                    api: api(env),
+                    repository: env("GITHUB_REPOSITORY")
+                        .or_else(|| text(&pr["base"]["repo"]["full_name"]))
+                        .unwrap_or_default(),
+                    number,
+                    fork: is_fork(pr),
+                }),
+            }
+        }
+        "push" => {
+            let before = text(&payload["before"]).filter(|b| b != NO_COMMIT);
+            let source = if before.is_some() { "the push event's previous head" } else { "the commit before this one" };
+            Context {
+                base: Some(before.unwrap_or_else(|| PREVIOUS_COMMIT.into())),
+                base_source: source.into(),
+                pull_request: None,
+            }
+        }
+        "merge_group" => Context {
+            base: text(&payload["merge_group"]["base_sha"]),
+            base_source: "the merge group's base commit".into(),
+            pull_request: None,
+        },
+        _ => Context::default(),
+    }
+}
+
+fn api(env: Env<'_>) -> String {
+    env("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API.into()).trim_end_matches('/').to_string()
+}
+
+fn number(payload: &Json) -> Option<u64> {
+    payload["pull_request"]["number"].as_u64().or_else(|| payload["number"].as_u64())
+}
+
+/// A PR from another repository (a fork): its `GITHUB_TOKEN` cannot write
+/// comments. A deleted fork shows as a null head repository.
+fn is_fork(pr: &Json) -> bool {
+    let head = pr["head"]["repo"]["full_name"].as_str();
+    let base = pr["base"]["repo"]["full_name"].as_str();
+    head.is_none() || head != base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ci::Host;
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/events/github/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn context_of(event: &str, payload: &str, extra: &[(&str, &str)]) -> Context {
+        let path = fixture(payload);
+        let vars: Vec<(String, String)> = [
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", event),
+            ("GITHUB_EVENT_PATH", path.as_str()),
+            ("GITHUB_REPOSITORY", "octo-org/prompt-flows"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Context::from_env(Host::GitHubActions, &move |k| {
+            vars.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn a_pull_request_compares_with_its_base_commit() {
+        let c = context_of("pull_request", "pull_request.json", &[]);
+        assert_eq!(c.base.as_deref(), Some("9049f1265b7d61be4a8904a9a27120d2064dab3b"));
+        assert_eq!(
+            c.pull_request,
+            Some(PullRequest::GitHub {
+                api: "https://api.github.com".into(),
+                repository: "octo-org/prompt-flows".into(),
+                number: 42,
+                fork: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_fork_is_recognised_and_ghes_honoured() {
+        let c = context_of(
+            "pull_request",
+            "pull_request_fork.json",
+            &[("GITHUB_API_URL", "https://github.example.com/api/v3/")],
+        );
+        let Some(PullRequest::GitHub { api, fork, number, .. }) = c.pull_request else { panic!("{c:?}") };
+        assert!(fork);
+        assert_eq!(number, 7);
+        assert_eq!(api, "https://github.example.com/api/v3");
+    }
+
+    #[test]
+    fn a_push_compares_with_the_previous_head() {
+        let c = context_of("push", "push.json", &[]);
+        assert_eq!(c.base.as_deref(), Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"));
+        assert_eq!(c.pull_request, None);
+        let first = context_of("push", "push_new_branch.json", &[]);
+        assert_eq!(first.base.as_deref(), Some("HEAD~1"), "a new branch has no `before`");
+    }
+
+    #[test]
+    fn other_events_name_no_change() {
+        assert_eq!(context_of("workflow_dispatch", "push.json", &[]), Context::default());
+    }
+}

@@ -1,0 +1,173 @@
+//! The sticky PR comment: one comment (GitHub) or thread (Azure DevOps) per
+//! pull request and config, found again by a hidden marker and updated in
+//! place, so a PR with ten pushes still has one flow-ci comment.
+
+mod azure_devops;
+mod github;
+
+use std::time::Duration;
+
+use crate::ci::PullRequest;
+use crate::llm::connection::Secret;
+
+/// How the comment is posted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    // flow-ci's comment updated in place, created the first time.
+    Update,
+    // A new comment on every run.
+    New,
+    // No comment (reports and the job summary are still written).
+    Off,
+}
+
+/// What was done with the comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created(String),
+    Updated(String),
+    /// Not posted, and why (a fork's read-only token, no token, ...): the
+    /// job goes on; this is logged as one line.
+    Skipped(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot reach {url}: {message}")]
+    Http { url: String, message: String },
+    #[error("{method} {url} answered {status}: {message}")]
+    Status { method: &'static str, url: String, status: u16, message: String },
+}
+
+/// The comment to post.
+pub struct Comment<'a> {
+    pub body: &'a str,
+    /// The hidden marker in `body` that identifies it.
+    pub marker: &'a str,
+    /// Whether every gate passed (Azure DevOps resolves the thread then).
+    pub passed: bool,
+}
+
+/// The hidden marker of the comment for one config: `<!-- flow-ci:report -->`
+/// for the repository's root `.flow-ci.yaml`, else with the config's path so
+/// two configs in one repository keep two comments.
+pub fn marker(config_id: Option<&str>) -> String {
+    match config_id.filter(|id| *id != crate::config::CONFIG_FILE) {
+        None => "<!-- flow-ci:report -->".into(),
+        Some(id) => {
+            let safe: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c)).collect();
+            format!("<!-- flow-ci:report:{} -->", safe.replace("--", "-"))
+        }
+    }
+}
+
+/// Posts or updates the comment on `pr`.
+pub fn publish(
+    pr: &PullRequest,
+    token: Option<&Secret>,
+    comment: &Comment<'_>,
+    mode: Mode,
+) -> Result<Outcome, PublishError> {
+    if mode == Mode::Off {
+        return Ok(Outcome::Skipped("comment-mode is off".into()));
+    }
+    let forge = match pr {
+        PullRequest::GitHub { .. } => "GitHub (the `github-token` input or GITHUB_TOKEN)",
+        PullRequest::AzureDevOps { .. } => "Azure DevOps (map SYSTEM_ACCESSTOKEN: $(System.AccessToken) into the step)",
+    };
+    let Some(token) = token else {
+        let why = if pr.is_fork() { "this pull request comes from a fork, which gets no token; " } else { "" };
+        return Ok(Outcome::Skipped(format!("{why}no token for {forge}")));
+    };
+    let http = Http::new(token)?;
+    let result = match pr {
+        PullRequest::GitHub { api, repository, number, .. } => {
+            github::publish(&http, &format!("{api}/repos/{repository}"), *number, comment, mode)
+        }
+        PullRequest::AzureDevOps { collection, project, repository_id, id, .. } => {
+            let base = format!(
+                "{}/{}/_apis/git/repositories/{}/pullRequests/{id}/threads",
+                collection.trim_end_matches('/'),
+                crate::llm::percent_encode(project),
+                crate::llm::percent_encode(repository_id)
+            );
+            azure_devops::publish(&http, &base, comment, mode)
+        }
+    };
+    match result {
+        Err(PublishError::Status { status: 401 | 403 | 404, .. }) if pr.is_fork() => Ok(Outcome::Skipped(
+            "this pull request comes from a fork, whose token cannot comment; the job summary has the report".into(),
+        )),
+        Err(PublishError::Status { status: status @ (401 | 403), method, url, .. }) => Ok(Outcome::Skipped(format!(
+            "the token may not comment ({method} {url} answered {status}); {}",
+            match pr {
+                PullRequest::GitHub { .. } => "grant `permissions: pull-requests: write` to the job",
+                PullRequest::AzureDevOps { .. } =>
+                    "allow the build service identity to `Contribute to pull requests` on the repository",
+            }
+        ))),
+        other => other,
+    }
+}
+
+/// A blocking HTTP client with the token; answers other than 2xx are errors.
+struct Http {
+    client: reqwest::blocking::Client,
+    token: String,
+}
+
+impl Http {
+    fn new(token: &Secret) -> Result<Http, PublishError> {
+        let client = reqwest::blocking::Client::builder()
+            .user_agent(concat!("flow-ci/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| PublishError::Http { url: String::new(), message: e.to_string() })?;
+        Ok(Http { client, token: token.expose().to_string() })
+    }
+
+    /// Sends a request; returns the JSON answer and the `Link` header.
+    fn send(
+        &self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<(serde_json::Value, Option<String>), PublishError> {
+        let verb = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut req = self.client.request(verb, url).bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        tracing::debug!("{method} {url}");
+        let resp =
+            req.send().map_err(|e| PublishError::Http { url: url.into(), message: e.without_url().to_string() })?;
+        let status = resp.status().as_u16();
+        let link = resp.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let text = resp.text().unwrap_or_default();
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            return Err(PublishError::Status { method, url: url.into(), status, message });
+        }
+        Ok((serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), link))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_tell_configs_apart() {
+        assert_eq!(marker(None), "<!-- flow-ci:report -->");
+        assert_eq!(marker(Some(".flow-ci.yaml")), "<!-- flow-ci:report -->");
+        assert_eq!(marker(Some("svc/a/.flow-ci.yaml")), "<!-- flow-ci:report:svc/a/.flow-ci.yaml -->");
+        assert_eq!(marker(Some("x--><img>")), "<!-- flow-ci:report:x-img -->", "cannot close the comment");
+    }
+}

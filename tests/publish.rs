@@ -1,0 +1,278 @@
+//! The sticky PR comment, end to end: `flow-ci check` (and `flow-ci action`)
+//! in a repository with a real-shaped GitHub event payload or Azure
+//! Pipelines variables, posting to loopback fakes of GitHub and Azure DevOps
+//! that check every request.
+
+use std::path::{Path, PathBuf};
+
+mod support;
+use support::fake_ado::{self, FakeAzureDevOps};
+use support::fake_github::{self, FakeGitHub};
+use support::repo::{Pr, git, run};
+
+const MARKER: &str = "<!-- flow-ci:report -->";
+
+/// A `pull_request` event for the PR branch of `pr`, from the payload
+/// fixture with its base commit replaced by the repository's `main`.
+fn pull_request_event(pr: &Pr, fixture: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events/github").join(fixture);
+    let mut payload: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    payload["pull_request"]["base"]["sha"] = pr.rev("main").into();
+    payload["pull_request"]["number"] = fake_github::PR.into();
+    payload["number"] = fake_github::PR.into();
+    let out = pr.dir.path().join("event.json");
+    std::fs::write(&out, payload.to_string()).unwrap();
+    out
+}
+
+/// `flow-ci check` as a GitHub Actions step of a `pull_request` workflow.
+fn github_check(pr: &Pr, github: &FakeGitHub, event: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let d = pr.dir.path();
+    run(pr
+        .command()
+        .arg("check")
+        .args(extra)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", event)
+        .env("GITHUB_REPOSITORY", fake_github::REPOSITORY)
+        .env("GITHUB_API_URL", &github.api)
+        .env("GITHUB_TOKEN", fake_github::TOKEN)
+        .env("GITHUB_STEP_SUMMARY", d.join("summary.md"))
+        .env("GITHUB_OUTPUT", d.join("output.txt")))
+}
+
+fn improve(pr: &Pr) {
+    pr.edit(
+        "flows/web-classification/classify.py",
+        "\"apps\", \"ratings\"]",
+        "\"apps\", \"ratings\", \"stream\", \"netflix\"]",
+    )
+    .commit();
+}
+
+#[test]
+fn the_first_run_creates_the_comment_and_the_next_updates_it() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    improve(&pr);
+    let event = pull_request_event(&pr, "pull_request.json");
+    let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains(fake_github::TOKEN) && !stderr.contains(fake_github::TOKEN), "the token is never logged");
+    assert!(
+        stderr.contains(&format!("base: {} (from the pull_request event's base commit)", pr.rev("main"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("comment: created https://github.com/octo-org/prompt-flows/pull/42#issuecomment-1000"),
+        "{stderr}"
+    );
+    let comments = github.comments();
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0].body.starts_with(MARKER) && comments[0].body.contains("▲ +0.0167"), "{}", comments[0].body);
+    let body = github.received().last().unwrap().body.clone();
+    assert_eq!(body["body"].as_str(), Some(pr.read(".flow-ci/report/report.md").as_str()), "the comment is report.md");
+
+    // Another push to the PR: the same comment is updated, none is added.
+    pr.edit("flows/web-classification/classify_prompt.jinja2", "OUTPUT:", "Answer:").commit();
+    let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("comment: updated"), "{stderr}");
+    let calls = github.calls();
+    let list = "GET /repos/octo-org/prompt-flows/issues/42/comments";
+    assert_eq!(
+        calls,
+        [
+            list,
+            "POST /repos/octo-org/prompt-flows/issues/42/comments",
+            list,
+            "PATCH /repos/octo-org/prompt-flows/issues/comments/1000"
+        ]
+    );
+    assert_eq!(github.comments().len(), 1);
+    assert!(github.comments()[0].body.contains("classify_prompt.jinja2"), "the update carries the new prompt diff");
+    assert_eq!(github.violations(), Vec::<String>::new());
+
+    let outputs = pr.read("output.txt");
+    let report_path = pr.dir.path().canonicalize().unwrap().join(".flow-ci/report/report.md");
+    assert!(
+        outputs.contains(&format!("passed=true\nreport-path={}\nfailed-gates=0\n", report_path.display())),
+        "{outputs}"
+    );
+}
+
+#[test]
+fn the_marker_is_found_among_120_comments_on_ghes() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start_at("/api/v3"));
+    github.seed(120, Some(110), MARKER);
+    improve(&pr);
+    let event = pull_request_event(&pr, "pull_request.json");
+    let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let calls = github.calls();
+    assert_eq!(
+        calls,
+        [
+            "GET /api/v3/repos/octo-org/prompt-flows/issues/42/comments",
+            "GET /api/v3/repos/octo-org/prompt-flows/issues/42/comments",
+            "PATCH /api/v3/repos/octo-org/prompt-flows/issues/comments/1110"
+        ]
+    );
+    assert_eq!(github.received()[1].query, "per_page=100&page=2", "the Link header's next page");
+    assert_eq!(github.comments().len(), 120, "no comment added");
+    assert_eq!(github.violations(), Vec::<String>::new());
+}
+
+#[test]
+fn a_fork_without_write_access_gets_the_summary_and_keeps_its_exit_code() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    github.read_only();
+    pr.regress_accuracy().commit();
+    let event = pull_request_event(&pr, "pull_request_fork.json");
+    let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(1), "the gate decides the exit code, not the comment: {stdout}{stderr}");
+    assert!(
+        stderr.contains("comment: not posted: this pull request comes from a fork, whose token cannot comment"),
+        "{stderr}"
+    );
+    assert!(github.comments().is_empty());
+    assert!(pr.read("summary.md").contains("❌ **flow-ci: gates failed**"));
+    assert!(pr.read("output.txt").contains("passed=false\n"));
+
+    // A failed gate need not fail the job.
+    let (code, _, _) = github_check(&pr, &github, &event, &["--fail-on-gate", "false"]);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn comment_modes_new_and_off() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    improve(&pr);
+    let event = pull_request_event(&pr, "pull_request.json");
+    for _ in 0..2 {
+        let (code, _, stderr) = github_check(&pr, &github, &event, &["--comment-mode", "new"]);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    assert_eq!(github.comments().len(), 2, "a comment per run");
+    let (_, _, stderr) = github_check(&pr, &github, &event, &["--comment-mode", "off"]);
+    assert!(stderr.contains("comment: not posted: comment-mode is off"), "{stderr}");
+    assert_eq!(github.calls().iter().filter(|c| c.starts_with("GET")).count(), 0, "mode new never lists");
+}
+
+#[test]
+fn the_action_entry_point_reads_its_inputs() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    improve(&pr);
+    let event = pull_request_event(&pr, "pull_request.json");
+    let sub = pr.dir.path();
+    let (code, stdout, stderr) = run(pr
+        .command()
+        .arg("action")
+        .current_dir("/")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_REPOSITORY", fake_github::REPOSITORY)
+        .env("GITHUB_API_URL", &github.api)
+        .env("GITHUB_OUTPUT", sub.join("output.txt"))
+        .env("INPUT_GITHUB-TOKEN", fake_github::TOKEN)
+        .env("INPUT_WORKING-DIRECTORY", sub)
+        .env("INPUT_CONFIG", ".flow-ci.yaml")
+        .env("INPUT_BASE", "")
+        .env("INPUT_BACKEND", "local")
+        .env("INPUT_COMMENT-MODE", "update")
+        .env("INPUT_FAIL-ON-GATE", "true")
+        .env("INPUT_DRY-RUN", "false"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("flow-ci action: -C "), "{stderr}");
+    assert_eq!(github.comments().len(), 1, "{stderr}");
+    assert!(pr.read("output.txt").contains("passed=true"));
+}
+
+#[test]
+fn action_yml_declares_what_the_binary_reads() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml")).unwrap();
+    let names = |section: &str| -> Vec<String> {
+        let mut names = Vec::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if !line.starts_with(' ') && !line.is_empty() {
+                inside = line.trim_end() == format!("{section}:");
+                continue;
+            }
+            // Keys of the section are indented by exactly two spaces.
+            if inside && line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':') {
+                names.push(line.trim().trim_end_matches(':').to_string());
+            }
+        }
+        names
+    };
+    let inputs: Vec<&str> = flow_ci::ci::action::INPUTS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names("inputs"), inputs);
+    assert_eq!(names("outputs"), flow_ci::ci::action::OUTPUTS);
+    assert!(text.contains("using: docker") || text.contains("using: 'docker'"), "a container action");
+    assert!(text.contains("docker://ghcr.io/"), "a prebuilt image, not a Dockerfile built per job");
+    assert!(!text.contains("${{ inputs."), "inputs reach the binary as INPUT_* variables, not interpolated");
+}
+
+/// `flow-ci check` as an Azure Pipelines PR validation build of an Azure Repos PR.
+fn azure_check(pr: &Pr, ado: &FakeAzureDevOps) -> (Option<i32>, String, String) {
+    run(pr
+        .command()
+        .arg("check")
+        .env("TF_BUILD", "True")
+        .env("BUILD_REASON", "PullRequest")
+        .env("BUILD_REPOSITORY_PROVIDER", "TfsGit")
+        .env("BUILD_REPOSITORY_ID", fake_ado::REPOSITORY_ID)
+        .env("BUILD_SOURCEVERSION", pr.rev("HEAD"))
+        .env("SYSTEM_COLLECTIONURI", &ado.collection)
+        .env("SYSTEM_TEAMPROJECT", fake_ado::PROJECT)
+        .env("SYSTEM_PULLREQUEST_PULLREQUESTID", fake_ado::PR.to_string())
+        .env("SYSTEM_PULLREQUEST_TARGETBRANCH", "refs/heads/main")
+        .env("SYSTEM_PULLREQUEST_ISFORK", "False")
+        .env("SYSTEM_ACCESSTOKEN", fake_ado::TOKEN))
+}
+
+#[test]
+fn azure_devops_gets_one_thread_that_is_resolved_when_the_pr_passes() {
+    let (pr, ado) = (Pr::new(), FakeAzureDevOps::start());
+    ado.seed_reviewer_thread();
+    // The agent's full fetch has the target branch as origin/main.
+    git(pr.dir.path(), &["update-ref", "refs/remotes/origin/main", "main"]);
+    pr.regress_accuracy().commit();
+    let (code, stdout, stderr) = azure_check(&pr, &ado);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("base: origin/main (from the pull request's target branch)"), "{stderr}");
+    assert!(
+        stdout.contains("##vso[task.logissue type=error;sourcepath=flows/web-classification/flow.dag.yaml"),
+        "{stdout}"
+    );
+    let threads = ado.threads();
+    assert_eq!(threads.len(), 2);
+    assert_eq!(threads[1].status, "active", "a failing PR keeps the thread active");
+    assert!(threads[1].comments[0].1.starts_with(MARKER));
+
+    // The author fixes the regression: the same thread is updated and resolved.
+    git(pr.dir.path(), &["revert", "--no-edit", "HEAD"]);
+    let (code, _, stderr) = azure_check(&pr, &ado);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("comment: updated thread 2 (fixed)"), "{stderr}");
+    let threads = ado.threads();
+    assert_eq!(threads.len(), 2, "no second flow-ci thread");
+    assert_eq!(threads[1].status, "fixed");
+    assert!(threads[1].comments[0].1.contains("✅ **flow-ci"), "{}", threads[1].comments[0].1);
+    assert_eq!(threads[0].status, "active", "the reviewer's thread is untouched");
+    let base =
+        "/contoso/Prompt%20Flows/_apis/git/repositories/d2b7c1a4-5e6f-4a8b-9c0d-1e2f3a4b5c6d/pullRequests/17/threads";
+    assert_eq!(
+        ado.calls(),
+        [
+            format!("GET {base}"),
+            format!("POST {base}"),
+            format!("GET {base}"),
+            format!("PATCH {base}/2/comments/1"),
+            format!("PATCH {base}/2"),
+        ]
+    );
+    assert_eq!(ado.violations(), Vec::<String>::new());
+}
