@@ -29,6 +29,9 @@ pub struct CheckRequest {
     pub line_timeout: Duration,
     /// Flows run at once.
     pub parallel: usize,
+    /// Why this build has no secrets (a fork's pull request): a flow that
+    /// needs a model key it lacks is reported as not run instead of failing.
+    pub without_secrets: Option<String>,
 }
 
 /// Progress of runs nobody watches (the baseline's, beside the head's bar).
@@ -265,12 +268,18 @@ pub struct FlowReport {
     pub verdict: Verdict,
     /// Runs that could not run, with why.
     pub errors: Vec<String>,
+    /// Why the flow was not run (it needs secrets this build does not have).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<String>,
     /// Lines whose outputs differ from the base run's (a sample).
     pub changed_lines: Vec<ChangedLine>,
     /// Unified diffs of the flow's prompt templates against the base.
     pub prompt_diffs: Vec<PromptDiff>,
     #[serde(skip)]
     pub scores: Scores,
+    /// How many of `errors` are a missing model key.
+    #[serde(skip)]
+    pub missing_keys: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -315,7 +324,10 @@ pub fn execute(
             "base-branch" => base_branch_metrics(plan, req, &base_opts),
             _ => load_baseline(plan),
         });
-        let heads = in_parallel(&plan.flows, req.parallel, |flow| run_flow(flow, &store, &opts));
+        let heads = in_parallel(&plan.flows, req.parallel, |flow| {
+            let report = run_flow(flow, &store, &opts);
+            not_run_without_secrets(report, req.without_secrets.as_deref())
+        });
         (baseline.join().unwrap_or_else(|_| Err(CheckError::Baseline("the baseline thread panicked".into()))), heads)
     });
     let baseline = baseline?;
@@ -367,9 +379,11 @@ fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowRep
         baseline: None,
         verdict: Verdict::default(),
         errors: vec![],
+        not_run: None,
         changed_lines: vec![],
         prompt_diffs: vec![],
         scores: Scores::new(),
+        missing_keys: 0,
     };
     if let Some(run_path) = &flow.run_file {
         let batch_name = format!("check-{slug}");
@@ -385,14 +399,39 @@ fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowRep
                             add_scores(&mut report.scores, &store.outputs(&eval_name).unwrap_or_default());
                             report.evaluation_runs.push(eval_name);
                         }
-                        Err(e) => report.errors.push(format!("evaluation {}: {e}", eval.display())),
+                        Err(e) => {
+                            report.missing_keys += usize::from(is_missing_key(&e));
+                            report.errors.push(format!("evaluation {}: {e}", eval.display()));
+                        }
                     }
                 }
             }
-            Err(e) => report.errors.push(format!("batch run {}: {e}", run_path.display())),
+            Err(e) => {
+                report.missing_keys += usize::from(is_missing_key(&e));
+                report.errors.push(format!("batch run {}: {e}", run_path.display()));
+            }
         }
     }
     report
+}
+
+/// On a build without secrets, a flow whose runs stopped for a missing model
+/// key is "not run" (and says why) rather than failed: a fork's PR cannot
+/// fix that, and the flows that need no secrets were still checked.
+fn not_run_without_secrets(mut report: FlowReport, without_secrets: Option<&str>) -> FlowReport {
+    let Some(why) = without_secrets else { return report };
+    if !report.errors.is_empty() && report.errors.len() == report.missing_keys {
+        report.not_run = Some(format!("it calls a model and {why}"));
+        report.errors.clear();
+    }
+    report
+}
+
+/// Whether a run stopped because a model key is missing.
+fn is_missing_key(e: &JobError) -> bool {
+    use crate::exec::bind::BindError;
+    use crate::llm::client::CallError;
+    matches!(e, JobError::Connection(BindError::NoKey { .. }) | JobError::Llm(CallError::MissingKey { .. }))
 }
 
 /// Keeps the numeric and boolean columns of an evaluation's `output.jsonl`.
@@ -438,6 +477,9 @@ fn paired_scores(gates: &[Gate], head: &Scores, base: &Scores) -> Vec<(String, V
 
 /// Applies the gates against `base`, and samples lines whose output changed.
 fn judge(flow: &PlannedFlow, mut report: FlowReport, store: &Store, base: Option<&BaseData>) -> FlowReport {
+    if report.not_run.is_some() {
+        return report;
+    }
     report.baseline = base.map(|b| b.metrics.clone());
     let paired = base.map(|b| paired_scores(&flow.gates, &report.scores, &b.scores)).unwrap_or_default();
     let evidence = Evidence {

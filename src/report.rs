@@ -20,6 +20,9 @@ pub fn console(report: &Report) -> String {
         for e in &flow.errors {
             let _ = writeln!(out, "  error: {e}");
         }
+        if let Some(why) = &flow.not_run {
+            let _ = writeln!(out, "  not run: {why}");
+        }
         let mut t = Table::new();
         t.load_style(presets::UTF8_FULL_CONDENSED);
         t.set_header(vec!["metric", "base", "head", "Δ", "gate", "verdict"]);
@@ -111,14 +114,30 @@ pub fn markdown(report: &Report, marker: &str) -> String {
         if !flow.errors.is_empty() {
             let _ = writeln!(md, "| {} | run | | | | runs completed | ❌ |", escape_md(&flow.path));
         }
+        if flow.not_run.is_some() {
+            let _ = writeln!(md, "| {} | run | | | | not run | ⏭️ |", escape_md(&flow.path));
+        }
     }
     for flow in &report.flows {
         let ok = flow.verdict.passed() && flow.errors.is_empty();
-        let _ =
-            writeln!(md, "\n<details><summary>{} {}</summary>\n", if ok { "✅" } else { "❌" }, escape_md(&flow.path));
+        let icon = if flow.not_run.is_some() {
+            "⏭️"
+        } else if ok {
+            "✅"
+        } else {
+            "❌"
+        };
+        let _ = writeln!(md, "\n<details><summary>{icon} {}</summary>\n", escape_md(&flow.path));
         let _ = writeln!(md, "Selected because: {}.\n", escape_md(&flow.reasons.join(", ")));
         let (failed, total) = flow.lines;
-        let _ = writeln!(md, "Lines: {total} run, {failed} failed.\n");
+        match &flow.not_run {
+            Some(why) => {
+                let _ = writeln!(md, "⏭️ Not run: {}.\n", escape_md(why));
+            }
+            None => {
+                let _ = writeln!(md, "Lines: {total} run, {failed} failed.\n");
+            }
+        }
         for e in &flow.errors {
             let _ = writeln!(md, "- ❌ {}", escape_md(e));
         }

@@ -145,6 +145,22 @@ fn a_fork_without_write_access_gets_the_summary_and_keeps_its_exit_code() {
 }
 
 #[test]
+fn on_a_fork_a_flow_needing_a_model_key_is_not_run_and_says_why() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    github.read_only();
+    // A prompt change: the recorded answers no longer match, a key is needed.
+    pr.edit("flows/support-triage/triage.jinja2", "# system:", "# system:\nBe brief.").commit();
+    let event = pull_request_event(&pr, "pull_request_fork.json");
+    let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("not run: it calls a model and this pull request comes from a fork, which gets no secrets"),
+        "{stdout}"
+    );
+    assert!(pr.read(".flow-ci/report/report.md").contains("⏭️ Not run: it calls a model"), "{stdout}");
+}
+
+#[test]
 fn comment_modes_new_and_off() {
     let (pr, github) = (Pr::new(), FakeGitHub::start());
     improve(&pr);

@@ -121,6 +121,11 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
         line_timeout: Duration::from_secs(args.exec.line_timeout),
         parallel: args.parallel.max(1),
+        without_secrets: context
+            .pull_request
+            .as_ref()
+            .is_some_and(crate::ci::PullRequest::is_fork)
+            .then(|| "this pull request comes from a fork, which gets no secrets".to_string()),
     };
     let plan = match check::plan(&req) {
         Ok(p) => p,

@@ -81,7 +81,8 @@ impl Pr {
         for var in std::env::vars().map(|(k, _)| k) {
             let ci =
                 ["GITHUB_", "INPUT_", "SYSTEM_", "BUILD_", "RUNNER_", "ACTIONS_"].iter().any(|p| var.starts_with(p));
-            if ci || var == "TF_BUILD" || var == "FLOW_CI_RUNS_DIR" {
+            let keys = var.starts_with("AZURE_OPENAI_") || var.starts_with("OPENAI_");
+            if ci || keys || var == "TF_BUILD" || var == "FLOW_CI_RUNS_DIR" {
                 cmd.env_remove(var);
             }
         }
