@@ -1,10 +1,12 @@
 //! `flow-ci detect` on real temporary git repositories.
 
 use std::path::{Path, PathBuf};
-use std::process::Command as Std;
 
 use assert_cmd::Command;
 use serde_json::{Value as Json, json};
+
+mod support;
+use support::repo::git as git_in;
 
 struct Repo {
     dir: tempfile::TempDir,
@@ -68,17 +70,6 @@ impl Repo {
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
-}
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Std::new("git")
-        .args(["-c", "user.name=flow-ci tests", "-c", "user.email=tests@flow-ci.invalid", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn flow_ci(dir: &Path) -> Command {

@@ -14,14 +14,16 @@ pub struct Pr {
     pub dir: tempfile::TempDir,
 }
 
-pub fn git(dir: &Path, args: &[&str]) {
+/// Runs git in `dir` with a fixed identity; returns its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Std::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@flow-ci.invalid", "-c", "commit.gpgsign=false"])
+        .args(["-c", "user.name=flow-ci tests", "-c", "user.email=tests@flow-ci.invalid", "-c", "commit.gpgsign=false"])
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 impl Pr {
@@ -95,8 +97,7 @@ impl Pr {
 
     /// The commit a branch points at.
     pub fn rev(&self, rev: &str) -> String {
-        let out = Std::new("git").args(["rev-parse", rev]).current_dir(self.dir.path()).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        git(self.dir.path(), &["rev-parse", rev]).trim().to_string()
     }
 
     pub fn read(&self, rel: &str) -> String {
