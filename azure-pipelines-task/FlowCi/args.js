@@ -1,0 +1,81 @@
+'use strict';
+// Task inputs -> `flow-ci` argv, and flow-ci's exit code -> the task result.
+// Pure functions: no task-lib, so they are unit-tested directly.
+
+const BACKENDS = ['local'];
+const COMMENT_MODES = ['update', 'new', 'off'];
+const DEFAULT_REPORT_DIR = '.flow-ci/report';
+
+/**
+ * The argv of `flow-ci -C <dir> check ...` for these inputs.
+ *
+ * @param {object} o
+ * @param {string} o.workingDirectory  required
+ * @param {string} [o.config]          omitted when empty
+ * @param {string} [o.base]            omitted when empty (flow-ci reads the PR target branch)
+ * @param {string} [o.backend]         omitted when empty
+ * @param {string} [o.commentMode]     omitted when empty
+ * @param {boolean} o.failOnGate       always passed: --fail-on-gate true|false
+ * @param {boolean} o.dryRun           --dry-run when true
+ * @param {string} [o.reportDir]       omitted when empty
+ * @returns {string[]}
+ */
+function checkArgs(o) {
+    if (!o.workingDirectory) {
+        throw new Error('flow-ci: the working directory is empty');
+    }
+    const backend = clean(o.backend);
+    if (backend && !BACKENDS.includes(backend)) {
+        throw new Error(`flow-ci: backend '${backend}' is not one of: ${BACKENDS.join(', ')}`);
+    }
+    const commentMode = clean(o.commentMode);
+    if (commentMode && !COMMENT_MODES.includes(commentMode)) {
+        throw new Error(`flow-ci: commentMode '${commentMode}' is not one of: ${COMMENT_MODES.join(', ')}`);
+    }
+
+    const argv = ['-C', o.workingDirectory, 'check'];
+    const opt = (flag, value) => {
+        const v = clean(value);
+        if (v) argv.push(flag, v);
+    };
+    opt('--config', o.config);
+    opt('--base', o.base);
+    opt('--backend', backend);
+    // The task only runs on Azure Pipelines: post to the Azure Repos PR, never guess.
+    argv.push('--publish', 'azure-devops');
+    opt('--comment-mode', commentMode);
+    argv.push('--fail-on-gate', o.failOnGate ? 'true' : 'false');
+    if (o.dryRun) argv.push('--dry-run');
+    opt('--report-dir', o.reportDir);
+    return argv;
+}
+
+function clean(value) {
+    return typeof value === 'string' ? value.trim() : '';
+}
+
+const MESSAGES = {
+    1: 'flow-ci: a quality gate failed (see the flow-ci test results and summary)',
+    2: 'flow-ci: invalid configuration, flow or run file (see the errors above)',
+    3: 'flow-ci: a run could not execute',
+    130: 'flow-ci: interrupted',
+};
+
+/**
+ * The task result for flow-ci's exit code.
+ * @param {number} code          flow-ci's exit code
+ * @param {object} [o]           the inputs (failOnGate, dryRun) to word a success
+ * @returns {{succeeded: boolean, message: string}}
+ */
+function resultFor(code, o = {}) {
+    if (code === 0) {
+        let message = 'flow-ci: all gates passed';
+        if (o.dryRun) message = 'flow-ci: dry run finished (nothing was run)';
+        else if (o.failOnGate === false) message = 'flow-ci: finished (failOnGate is false: gate failures, if any, are in the report)';
+        return { succeeded: true, message };
+    }
+    const message = MESSAGES[code] || `flow-ci: exited with code ${code}`;
+    return { succeeded: false, message };
+}
+
+module.exports = { checkArgs, resultFor, BACKENDS, COMMENT_MODES, DEFAULT_REPORT_DIR };
