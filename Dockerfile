@@ -26,7 +26,7 @@ RUN cargo build --release --locked --target "$TARGET" \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 git ca-certificates \
-    && rm -rf /var/lib/apt/lists/* /usr/share/doc /usr/share/man \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /usr/share/doc /usr/share/man \
     # GitHub mounts the workspace owned by the runner's user, not root: without
     # this git refuses to read it ("dubious ownership").
     && git config --system --add safe.directory '*'
