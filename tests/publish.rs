@@ -99,6 +99,17 @@ fn the_first_run_creates_the_comment_and_the_next_updates_it() {
         outputs.contains(&format!("passed=true\nreport-path={}\nfailed-gates=0\n", report_path.display())),
         "{outputs}"
     );
+    // In a container action the workspace is mounted elsewhere than where the
+    // runner's next steps see it: the path is relative to the workspace.
+    let out2 = pr.dir.path().join("output2.txt");
+    let (code, _, stderr) = run(pr
+        .command()
+        .arg("check")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", pr.dir.path())
+        .env("GITHUB_OUTPUT", &out2));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(pr.read("output2.txt").contains("report-path=.flow-ci/report/report.md\n"), "{}", pr.read("output2.txt"));
 }
 
 #[test]

@@ -106,8 +106,9 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let host = Host::detect();
     let forge = super::publish::forge(args.publish, host);
     let context = crate::ci::Context::detect(if host == Host::Local { forge.unwrap_or(Host::Local) } else { host });
-    // Inside CI the event says what the change is; flags still win.
-    let base = args.base.clone().or_else(|| if args.all { None } else { context.base.clone() });
+    // Inside CI the event says what the change is (with --all too: it is
+    // still the baseline); flags win.
+    let base = args.base.clone().or_else(|| context.base.clone());
     if let (None, Some(base)) = (&args.base, &base) {
         let _ = writeln!(err, "base: {base} (from {})", context.base_source);
     }

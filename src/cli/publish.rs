@@ -59,10 +59,9 @@ fn github(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
         append(Path::new(&summary), r.markdown)?;
     }
     if let Some(outputs) = std::env::var_os("GITHUB_OUTPUT") {
-        let report_path = std::path::absolute(r.report_dir.join("report.md"))?;
         let values = [
             r.report.passed.to_string(),
-            report_path.to_string_lossy().into_owned(),
+            workspace_path(&r.report_dir.join("report.md"))?,
             failures(r.report).count().to_string(),
         ];
         let lines: String =
@@ -70,6 +69,17 @@ fn github(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
         append(Path::new(&outputs), &lines)?;
     }
     Ok(())
+}
+
+/// A path later steps can open: relative to `$GITHUB_WORKSPACE` when inside
+/// it. A container action sees the workspace at /github/workspace, the
+/// runner's own steps at another path, and both start in the workspace.
+fn workspace_path(path: &Path) -> std::io::Result<String> {
+    let absolute = std::path::absolute(path)?;
+    let workspace = std::env::var_os("GITHUB_WORKSPACE").and_then(|w| std::fs::canonicalize(w).ok());
+    let canonical = absolute.canonicalize().unwrap_or_else(|_| absolute.clone());
+    let relative = workspace.as_deref().and_then(|w| canonical.strip_prefix(w).ok());
+    Ok(relative.unwrap_or(&absolute).to_string_lossy().into_owned())
 }
 
 fn azure(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
