@@ -24,5 +24,6 @@ pub mod paths;
 pub mod publish;
 pub mod report;
 pub mod runs;
+pub mod serve;
 pub mod validate;
 pub mod yaml;

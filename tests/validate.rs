@@ -143,6 +143,8 @@ fn help_texts_teach_with_examples() {
         vec!["run", "show-metrics", "--help"],
         vec!["run", "list", "--help"],
         vec!["run", "compare", "--help"],
+        vec!["serve", "--help"],
+        vec!["action", "--help"],
     ] {
         let out = flow_ci().args(&args).env("COLUMNS", "100").output().unwrap();
         assert_eq!(out.status.code(), Some(0));

@@ -15,6 +15,9 @@ use crate::exit;
 /// `passed`, `report-path`, `failed-gates` are written to $GITHUB_OUTPUT. Inputs are
 /// never interpolated into a shell.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  env 'INPUT_DRY-RUN=true' INPUT_BASE=origin/main flow-ci action   # what the action's container runs\n  (equivalent to: flow-ci check --publish github --base origin/main --dry-run)"
+)]
 pub struct ActionArgs {}
 
 pub fn run(_: ActionArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {

@@ -10,6 +10,7 @@ mod progress;
 mod publish;
 mod run;
 mod run_view;
+mod serve;
 mod validate;
 
 use std::io::Write;
@@ -47,6 +48,8 @@ pub enum Command {
     Detect(detect::Args),
     /// Run flows locally (like `pf flow test`)
     Flow(flow::FlowArgs),
+    /// Serve a flow over HTTP (like `pf flow serve`)
+    Serve(serve::ServeArgs),
     /// The GitHub action's entry point (reads INPUT_* variables, runs check)
     Action(action::ActionArgs),
     /// Batch and evaluation runs, and the run store (like `pf run`)
@@ -97,6 +100,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Validate(args) => validate::run(args, out, err),
         Command::Detect(args) => detect::run(args, out, err),
         Command::Flow(args) => flow::run(args, out, err),
+        Command::Serve(args) => serve::run(args, out, err),
         Command::Action(args) => action::run(args, out, err),
         Command::Run(args) => run::run(args, out, err),
     }

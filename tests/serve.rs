@@ -1,0 +1,146 @@
+//! `flow-ci serve` for real: the binary on an ephemeral port, scored over
+//! HTTP, compared with `flow-ci flow test`, and stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value as Json, json};
+
+struct Server {
+    child: Option<Child>,
+    url: String,
+}
+
+/// A test that fails midway still stops its server.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Server {
+    fn start(flow: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flow-ci"))
+            .args(["serve", "--flow", flow, "--port", "0", "--workers", "2"])
+            .current_dir(fixtures())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
+        Server { url: url.to_string(), child: Some(child) }
+    }
+
+    fn score(&self, client: &reqwest::blocking::Client, body: &str) -> (u16, Json) {
+        let resp = client
+            .post(format!("{}/score", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json().unwrap())
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let child = self.child.take().unwrap();
+        let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn flow_test(flow: &str, inputs: &[(&str, &str)]) -> Json {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flow-ci"));
+    cmd.args(["flow", "test", "--flow", flow, "--inputs"]).current_dir(fixtures());
+    for (k, v) in inputs {
+        cmd.arg(format!("{k}={v}"));
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn scores_like_flow_test_refuses_bad_inputs_and_stops_on_sigterm() {
+    let server = Server::start("flows/support-router");
+    let client = reqwest::blocking::Client::new();
+    let health: Json = client.get(format!("{}/health", server.url)).send().unwrap().json().unwrap();
+    assert_eq!(health["status"], "Healthy");
+
+    let (status, outputs) =
+        server.score(&client, r#"{"message": "The app crashes when I log in", "customer_tier": "gold"}"#);
+    assert_eq!(status, 200, "{outputs}");
+    let expected =
+        flow_test("flows/support-router", &[("message", "The app crashes when I log in"), ("customer_tier", "gold")]);
+    assert_eq!(outputs, expected);
+
+    let (status, body) = server.score(&client, r#"{"customer_tier": "gold"}"#);
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "UserError");
+    assert!(body["error"]["message"].as_str().unwrap().contains("[\"message\"] are missing"), "{body}");
+    let (status, body) = server.score(&client, "[1, 2]");
+    assert_eq!(
+        (status, body["error"]["message"].as_str().unwrap()),
+        (400, "the request body must be a JSON object of inputs, got [1,2]")
+    );
+
+    let swagger: Json = client.get(format!("{}/swagger.json", server.url)).send().unwrap().json().unwrap();
+    let schema = &swagger["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(schema["properties"]["customer_tier"], json!({"type": "string", "default": "standard"}));
+
+    // 50 requests at once, each answered with its own outputs.
+    let messages = ["I was charged twice", "The app crashes on start", "Where is my parcel?"];
+    let answers: Vec<(u16, Json)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let (server, client) = (&server, &client);
+                scope.spawn(move || server.score(client, &json!({ "message": messages[i % 3] }).to_string()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let expected: Vec<Json> = messages.iter().map(|m| flow_test("flows/support-router", &[("message", m)])).collect();
+    for (i, (status, outputs)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200);
+        assert_eq!(outputs, &expected[i % 3], "request {i}");
+    }
+
+    let (code, stderr) = server.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
+
+#[test]
+fn a_broken_tool_stops_the_server_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flow.dag.yaml"),
+        "inputs:\n  x:\n    type: string\noutputs:\n  y:\n    type: string\n    reference: ${t.output}\nnodes:\n- name: t\n  type: python\n  source:\n    type: code\n    path: t.py\n  inputs:\n    x: ${inputs.x}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.py"),
+        "from promptflow.core import tool\n\n@tool\ndef t(x: str) -> str:\n    return x +\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flow-ci"))
+        .args(["serve", "--port", "0", "--flow"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "never listened");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SyntaxError"), "{}", String::from_utf8_lossy(&out.stderr));
+}
