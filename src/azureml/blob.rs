@@ -58,7 +58,7 @@ impl Container {
 
     /// Creates the container; an existing one is fine.
     pub fn create(&self) -> Result<(), BlobError> {
-        match self.send("PUT", "", &[("restype", "container")], &[], Vec::new()) {
+        match self.request("PUT", "", &[("restype", "container")], &[], Vec::new()) {
             Ok(_) => Ok(()),
             Err(BlobError::Status { status: 409, .. }) => Ok(()),
             Err(e) => Err(e),
@@ -67,8 +67,8 @@ impl Container {
 
     /// The blob's metadata (`x-ms-meta-*`, names lower-cased), or `None` when it does not exist.
     pub fn metadata(&self, path: &str) -> Result<Option<Vec<(String, String)>>, BlobError> {
-        match self.send("HEAD", path, &[], &[], Vec::new()) {
-            Ok(headers) => Ok(Some(
+        match self.request("HEAD", path, &[], &[], Vec::new()) {
+            Ok((headers, _)) => Ok(Some(
                 headers.into_iter().filter_map(|(k, v)| Some((k.strip_prefix("x-ms-meta-")?.to_string(), v))).collect(),
             )),
             Err(BlobError::Status { status: 404, .. }) => Ok(None),
@@ -78,14 +78,14 @@ impl Container {
 
     pub fn put(&self, path: &str, body: Vec<u8>) -> Result<(), BlobError> {
         let headers = [("content-type", "application/octet-stream"), ("x-ms-blob-type", "BlockBlob")];
-        self.send("PUT", path, &[], &headers, body).map(|_| ())
+        self.request("PUT", path, &[], &headers, body).map(|_| ())
     }
 
     pub fn set_metadata(&self, path: &str, metadata: &[(&str, &str)]) -> Result<(), BlobError> {
         let names: Vec<String> = metadata.iter().map(|(k, _)| format!("x-ms-meta-{k}")).collect();
         let headers: Vec<(&str, &str)> =
             names.iter().map(String::as_str).zip(metadata.iter().map(|(_, v)| *v)).collect();
-        self.send("PUT", path, &[("comp", "metadata")], &headers, Vec::new()).map(|_| ())
+        self.request("PUT", path, &[("comp", "metadata")], &headers, Vec::new()).map(|_| ())
     }
 
     /// (name, ETag) of the blobs under `prefix` (the first 5000).
@@ -101,17 +101,6 @@ impl Container {
             .skip(1)
             .filter_map(|b| Some((field(b, "Name")?, field(b, "Etag").unwrap_or_default())))
             .collect())
-    }
-
-    fn send(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<Vec<(String, String)>, BlobError> {
-        self.request(method, path, query, headers, body).map(|(h, _)| h)
     }
 
     /// One signed request; answers other than 2xx are errors.
