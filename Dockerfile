@@ -14,19 +14,44 @@ WORKDIR /src
 # release archive the Azure Pipelines task downloads is this same binary.
 ENV RUSTFLAGS="-C target-feature=+crt-static" TARGET=x86_64-unknown-linux-gnu
 # Dependencies first, in their own layer: a change to src/ does not rebuild them.
+# The dummy crate's own artifacts are cleaned afterwards: COPY keeps the real
+# sources' older mtimes, so cargo would otherwise take the empty lib as fresh.
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked --target "$TARGET" \
-    && rm -rf src "target/$TARGET/release/deps/flow_ci"* "target/$TARGET/release/flow-ci"*
+    && cargo clean --release --target "$TARGET" --package flow-ci \
+    && rm -rf src
 COPY src ./src
 RUN cargo build --release --locked --target "$TARGET" \
     && cp "target/$TARGET/release/flow-ci" /flow-ci
 
 FROM debian:bookworm-slim AS runtime
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 git ca-certificates \
-    && apt-get clean && rm -rf /var/lib/apt/lists/* /usr/share/doc /usr/share/man \
+# Two trims that lose nothing flow-ci runs (image 222 MB -> 157 MB):
+# - git Depends on perl (and liberror-perl) only for two scripts flow-ci never
+#   runs (the old `git add -i` and `git instaweb`). An empty package that
+#   Provides both satisfies apt, which stays consistent for images built FROM
+#   this one, and leaves out ~47 MB of perl.
+# - dpkg path-excludes (the mechanism the slim base uses for docs) leave out
+#   git's server and mail programs; flow-ci runs git locally and fetches over
+#   https, which stay.
+RUN set -eu \
+    && mkdir -p /tmp/no-perl/DEBIAN \
+    && printf '%s\n' 'Package: flow-ci-no-perl' 'Version: 1.0' 'Architecture: all' \
+        'Maintainer: flow-ci' 'Provides: perl, liberror-perl' \
+        'Description: stands in for perl, which git depends on and flow-ci never runs' \
+        > /tmp/no-perl/DEBIAN/control \
+    && dpkg-deb --build /tmp/no-perl /tmp/no-perl.deb >/dev/null \
+    && dpkg -i /tmp/no-perl.deb && rm -rf /tmp/no-perl /tmp/no-perl.deb \
+    && printf 'path-exclude %s\n' /usr/bin/scalar /usr/bin/git-shell '/usr/share/gitweb/*' \
+        /usr/lib/git-core/scalar /usr/lib/git-core/git-shell /usr/lib/git-core/git-daemon \
+        /usr/lib/git-core/git-http-backend /usr/lib/git-core/git-http-push \
+        /usr/lib/git-core/git-imap-send /usr/lib/git-core/git-instaweb \
+        /usr/lib/git-core/git-add--interactive \
+        > /etc/dpkg/dpkg.cfg.d/flow-ci-git \
+    && apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 git ca-certificates \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
     # GitHub mounts the workspace owned by the runner's user, not root: without
     # this git refuses to read it ("dubious ownership").
     && git config --system --add safe.directory '*'
