@@ -199,14 +199,7 @@ fn request_inputs(flow: &Flow, body: &[u8]) -> Result<Map<String, Json>, String>
         }
         Err(e) => return Err(format!("the request body is not JSON ({e}), and the flow has more than one input")),
     };
-    let missing: Vec<&str> = flow
-        .inputs
-        .iter()
-        .filter(|i| {
-            !data.contains_key(&i.name.value) && i.default.as_ref().is_none_or(Json::is_null) && !i.is_chat_history
-        })
-        .map(|i| i.name.value.as_str())
-        .collect();
+    let missing = flow.missing_inputs(&data);
     if missing.is_empty() {
         Ok(data)
     } else {

@@ -119,7 +119,7 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         all: args.all,
         runs_dir: crate::runs::root(args.runs_dir.as_deref()),
         python: crate::exec::pool::default_python(args.exec.python.as_deref()),
-        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
+        workers: super::workers_or_cpus(args.workers),
         line_timeout: Duration::from_secs(args.exec.line_timeout),
         parallel: args.parallel.max(1),
         without_secrets: context

@@ -219,8 +219,10 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             Err(e) => report_run_error(&e, err),
         };
     }
-    if let Some(missing) = missing_inputs(&prepared.flow, &inputs) {
-        let _ = writeln!(err, "error: Required input(s) [{missing}] are missing for \"flow\".");
+    let missing = prepared.flow.missing_inputs(&inputs);
+    if !missing.is_empty() {
+        let quoted: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
+        let _ = writeln!(err, "error: Required input(s) [{}] are missing for \"flow\".", quoted.join(", "));
         return exit::INVALID_INPUT;
     }
     let line = engine.run_line(&inputs, 0);
@@ -251,19 +253,6 @@ fn gather_inputs(args: &TestArgs) -> Result<Map<String, Json>, String> {
         inputs.insert(k.clone(), Json::String(v.clone()));
     }
     Ok(inputs)
-}
-
-/// Declared inputs with neither a value nor a default (chat history defaults to []).
-fn missing_inputs(flow: &crate::flow::Flow, inputs: &Map<String, Json>) -> Option<String> {
-    let missing: Vec<String> = flow
-        .inputs
-        .iter()
-        .filter(|i| {
-            !inputs.contains_key(&i.name.value) && i.default.as_ref().is_none_or(Json::is_null) && !i.is_chat_history
-        })
-        .map(|i| format!("'{}'", i.name.value))
-        .collect();
-    (!missing.is_empty()).then(|| missing.join(", "))
 }
 
 /// Pretty JSON with 4-space indent, non-ASCII kept: what `pf flow test` prints.

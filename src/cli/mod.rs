@@ -69,6 +69,11 @@ pub enum Format {
     Azure,
 }
 
+/// `--workers`, else one python worker per CPU.
+fn workers_or_cpus(workers: Option<usize>) -> usize {
+    workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+}
+
 /// A flag set by the first Ctrl-C: runs finish the lines in flight and are
 /// recorded as Canceled. A second Ctrl-C stops at once (details.jsonl
 /// already holds every finished line).

@@ -211,7 +211,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         variant: spec.variant,
         run_file: spec.file,
     };
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let workers = super::workers_or_cpus(args.workers);
     let cancel = super::cancel_on_interrupt();
     let setup = match args.exec.llm_setup(None, err) {
         Ok(s) => s,

@@ -58,7 +58,7 @@ pub fn run(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let opts = ServeOptions {
         addr: SocketAddr::new(args.host, args.port),
         python: crate::exec::pool::default_python(args.exec.python.as_deref()),
-        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
+        workers: super::workers_or_cpus(args.workers),
         line_timeout: Duration::from_secs(args.exec.line_timeout),
     };
     let served = crate::serve::serve(&prepared, &setup, &opts, |addr| {

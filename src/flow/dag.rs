@@ -172,6 +172,18 @@ impl Flow {
         self.node_variants.iter().find(|v| v.node.value == node)
     }
 
+    /// Declared inputs `given` has no value for and that have no default
+    /// (chat history defaults to []): a line cannot run without them.
+    pub fn missing_inputs(&self, given: &serde_json::Map<String, Json>) -> Vec<&str> {
+        self.inputs
+            .iter()
+            .filter(|i| {
+                !given.contains_key(&i.name.value) && i.default.as_ref().is_none_or(Json::is_null) && !i.is_chat_history
+            })
+            .map(|i| i.name.value.as_str())
+            .collect()
+    }
+
     /// Every concrete node definition: plain nodes plus each variant's node.
     pub fn all_node_definitions(&self) -> impl Iterator<Item = &Node> {
         let plain = self.nodes.iter().filter(|n| !n.use_variants);
