@@ -178,20 +178,29 @@ fn conventional_flows() -> Vec<PlannedFlow> {
         .iter()
         .filter_map(|p| run_file::load(&PathBuf::from(display(p)), &mut diags))
         .collect();
-    let evaluations: Vec<&RunFile> = runs.iter().filter(|r| r.is_evaluation()).collect();
+    // Each evaluation with its data file resolved once, not once per flow.
+    let evaluations: Vec<(&RunFile, Option<PathBuf>)> =
+        runs.iter().filter(|r| r.is_evaluation()).map(|r| (r, r.local_data().map(|d| canonical(&d)))).collect();
     let mut dirs = crate::validate::expand_flow_path(Path::new("."), "**").unwrap_or_default();
     dirs.sort();
     dirs.into_iter()
         .map(|dir| PathBuf::from(display(&dir)))
         .filter_map(|dir| {
             let run_path = ["run.yml", "run.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
-            let batch = runs.iter().find(|r| canonical(&r.file) == canonical(&run_path))?;
+            // Both paths are spelled by `display`, so they compare as they are.
+            let batch = runs.iter().find(|r| r.file == run_path)?;
             if batch.is_evaluation() {
                 return None; // an evaluation flow's own run file, found below as an evaluation
             }
+            let batch_data = batch.local_data().map(|d| canonical(&d));
             let (found, why): (Vec<PathBuf>, Vec<String>) = evaluations
                 .iter()
-                .filter_map(|eval| Some((eval.file.clone(), evaluates(eval, batch)?.to_string())))
+                .filter_map(|(eval, data)| {
+                    Some((
+                        eval.file.clone(),
+                        evaluates(eval, data.as_deref(), batch, batch_data.as_deref())?.to_string(),
+                    ))
+                })
                 .unzip();
             Some(PlannedFlow {
                 path: display(&dir),
@@ -208,16 +217,18 @@ fn conventional_flows() -> Vec<PlannedFlow> {
 
 /// Why `eval` evaluates `batch`, if it does. Found evaluations are listed
 /// in the plan with the reason, so a wrong guess is visible before it runs.
-fn evaluates(eval: &RunFile, batch: &RunFile) -> Option<&'static str> {
+/// `eval_data` / `batch_data` are their canonical data files.
+fn evaluates(
+    eval: &RunFile,
+    eval_data: Option<&Path>,
+    batch: &RunFile,
+    batch_data: Option<&Path>,
+) -> Option<&'static str> {
     let wanted = eval.run.as_ref().map(|r| r.value.as_str());
     if batch.name.as_ref().is_some_and(|n| Some(n.value.as_str()) == wanted) {
         return Some("its `run:` names this batch run");
     }
-    let same_data = match (eval.local_data(), batch.local_data()) {
-        (Some(a), Some(b)) => canonical(&a) == canonical(&b),
-        _ => false,
-    };
-    same_data.then_some("it reads the same data")
+    (eval_data.is_some() && eval_data == batch_data).then_some("it reads the same data")
 }
 
 /// A path below the current directory as users write it (`flows/x`).
