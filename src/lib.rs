@@ -15,6 +15,7 @@ pub mod data;
 pub mod decode;
 pub mod detect;
 pub mod diag;
+pub mod entra;
 pub mod exec;
 pub mod exit;
 pub mod flow;

@@ -118,7 +118,7 @@ pub struct Client {
     cache: Option<Cache>,
     http: reqwest::blocking::Client,
     gate: Gate,
-    tokens: super::entra::TokenSource,
+    tokens: crate::entra::TokenSource,
 }
 
 impl Client {
@@ -131,7 +131,7 @@ impl Client {
         Ok(Client {
             cache: settings.cache_dir.clone().map(Cache::new),
             gate: Gate { free: Mutex::new(settings.concurrency.max(1)), wake: Condvar::new() },
-            tokens: super::entra::TokenSource::from_env(http.clone()),
+            tokens: crate::entra::TokenSource::from_env(http.clone(), crate::entra::COGNITIVE_SERVICES),
             http,
             settings,
         })

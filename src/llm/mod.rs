@@ -5,7 +5,6 @@ pub mod cache;
 pub mod chat;
 pub mod client;
 pub mod connection;
-pub mod entra;
 pub mod request;
 
 use std::collections::HashMap;

@@ -1,4 +1,5 @@
-//! Entra ID tokens for Azure OpenAI connections with `auth_mode: meid_token`.
+//! Entra ID tokens: for Azure OpenAI connections with `auth_mode: meid_token`
+//! and for Azure Resource Manager / Azure ML (the `azureml` backend).
 //!
 //! Tried in order: an explicit `AZURE_OPENAI_AD_TOKEN` (as the openai SDK
 //! reads it); a client secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
@@ -14,26 +15,36 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use super::connection::Secret;
+use crate::llm::connection::Secret;
 
-const SCOPE: &str = "https://cognitiveservices.azure.com/.default";
+/// The resource of Azure OpenAI tokens.
+pub const COGNITIVE_SERVICES: &str = "https://cognitiveservices.azure.com";
 /// The audience Entra expects of GitHub's ID tokens (the default of azure/login).
 const GITHUB_OIDC_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 pub struct TokenSource {
+    /// The resource tokens are for (`{resource}/.default` is the scope).
+    resource: String,
     env: BTreeMap<String, String>,
     http: reqwest::blocking::Client,
     cached: Mutex<Option<(Secret, Instant)>>,
 }
 
 impl TokenSource {
-    pub fn from_env(http: reqwest::blocking::Client) -> TokenSource {
-        TokenSource { env: std::env::vars().collect(), http, cached: Mutex::new(None) }
+    /// Tokens for `resource` (e.g. `https://management.azure.com`), with
+    /// credentials from the environment.
+    pub fn from_env(http: reqwest::blocking::Client, resource: &str) -> TokenSource {
+        TokenSource {
+            resource: resource.trim_end_matches('/').to_string(),
+            env: std::env::vars().collect(),
+            http,
+            cached: Mutex::new(None),
+        }
     }
 
-    /// A bearer token for Azure OpenAI.
+    /// A bearer token for the resource.
     pub fn token(&self) -> Result<Secret, String> {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((token, until)) = cached.as_ref()
@@ -52,7 +63,7 @@ impl TokenSource {
     }
 
     fn fetch(&self) -> Result<(Secret, Duration), String> {
-        if let Some(token) = self.var("AZURE_OPENAI_AD_TOKEN") {
+        if let Some(token) = self.var("AZURE_OPENAI_AD_TOKEN").filter(|_| self.resource == COGNITIVE_SERVICES) {
             return Ok((Secret::new(token.to_string()), Duration::from_secs(3600)));
         }
         if let (Some(tenant), Some(client)) = (self.var("AZURE_TENANT_ID"), self.var("AZURE_CLIENT_ID")) {
@@ -78,7 +89,7 @@ impl TokenSource {
                 );
             }
         }
-        azure_cli().map_err(|cli| {
+        azure_cli(&self.resource).map_err(|cli| {
             format!(
                 "set AZURE_OPENAI_AD_TOKEN, or AZURE_TENANT_ID + AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE or GitHub OIDC (`id-token: write`), or sign in with `az login` ({cli})"
             )
@@ -94,7 +105,7 @@ impl TokenSource {
             return Ok(None);
         };
         let separator = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{separator}audience={}", super::percent_encode(GITHUB_OIDC_AUDIENCE));
+        let url = format!("{url}{separator}audience={}", crate::llm::percent_encode(GITHUB_OIDC_AUDIENCE));
         let response = self
             .http
             .get(&url)
@@ -115,11 +126,12 @@ impl TokenSource {
     fn token_request(&self, tenant: &str, credentials: &[(&str, &str)]) -> Result<(Secret, Duration), String> {
         let authority = self.var("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY).trim_end_matches('/');
         let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
-        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials"), ("scope", SCOPE)];
+        let scope = format!("{}/.default", self.resource);
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials"), ("scope", &scope)];
         form.extend_from_slice(credentials);
         let body = form
             .iter()
-            .map(|(k, v)| format!("{}={}", super::percent_encode(k), super::percent_encode(v)))
+            .map(|(k, v)| format!("{}={}", crate::llm::percent_encode(k), crate::llm::percent_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
         let response = self
@@ -142,9 +154,9 @@ impl TokenSource {
     }
 }
 
-fn azure_cli() -> Result<(Secret, Duration), String> {
+fn azure_cli(resource: &str) -> Result<(Secret, Duration), String> {
     let out = std::process::Command::new("az")
-        .args(["account", "get-access-token", "--resource", "https://cognitiveservices.azure.com", "--output", "json"])
+        .args(["account", "get-access-token", "--resource", resource, "--output", "json"])
         .output()
         .map_err(|e| format!("Azure CLI not available: {e}"))?;
     if !out.status.success() {
@@ -167,6 +179,7 @@ mod tests {
     #[test]
     fn an_explicit_token_wins() {
         let source = TokenSource {
+            resource: COGNITIVE_SERVICES.into(),
             env: [("AZURE_OPENAI_AD_TOKEN".to_string(), "tok".to_string())].into(),
             http: reqwest::blocking::Client::new(),
             cached: Mutex::new(None),
@@ -231,6 +244,8 @@ mod tests {
             ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
         ];
         let source = TokenSource {
+            resource: COGNITIVE_SERVICES.into(),
+            resource: COGNITIVE_SERVICES.into(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             http: reqwest::blocking::Client::new(),
             cached: Mutex::new(None),
