@@ -245,7 +245,6 @@ mod tests {
         ];
         let source = TokenSource {
             resource: COGNITIVE_SERVICES.into(),
-            resource: COGNITIVE_SERVICES.into(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             http: reqwest::blocking::Client::new(),
             cached: Mutex::new(None),
