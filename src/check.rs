@@ -8,10 +8,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
+use crate::azureml::run::CloudRun;
+use crate::config::Backend;
 use crate::config::{self, Baseline, CONFIG_FILE, Config, Gate};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::exec::batch::Progress;
-use crate::exec::job::{self, Job, JobError, JobOptions};
+use crate::exec::job::{Job, JobError, JobOptions};
 use crate::flow::run_file::{self, RunFile};
 use crate::gate::{self, Evidence, Verdict};
 use crate::runs::{RunStatus, Store};
@@ -32,6 +34,8 @@ pub struct CheckRequest {
     /// Why this build has no secrets (a fork's pull request): a flow that
     /// needs a model key it lacks is reported as not run instead of failing.
     pub without_secrets: Option<String>,
+    /// `--backend`, over the config's `backend:`.
+    pub backend: Option<crate::config::Backend>,
 }
 
 /// Progress of runs nobody watches (the baseline's, beside the head's bar).
@@ -64,6 +68,9 @@ pub struct Plan {
     pub config: Option<PathBuf>,
     pub baseline: String,
     pub backend: String,
+    /// The config's `azureml:` keys (the workspace).
+    #[serde(skip)]
+    pub azureml: Vec<(String, String)>,
     pub flows: Vec<PlannedFlow>,
     /// Flows found but not selected (no relevant change).
     pub skipped: Vec<String>,
@@ -128,7 +135,13 @@ pub fn plan(req: &CheckRequest) -> Result<Plan, CheckError> {
         Some(Baseline::File(p)) => format!("file:{p}"),
         Some(Baseline::None) => "none".to_string(),
     };
-    Ok(Plan { config: config_path, baseline, backend: "local".into(), flows, skipped })
+    let backend = req.backend.or_else(|| config.as_ref().and_then(|c| c.backend.as_ref()).map(|b| b.value));
+    let azureml = config
+        .as_ref()
+        .map(|c| c.azureml.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect())
+        .unwrap_or_default();
+    let backend = if backend == Some(Backend::AzureMl) { "azureml" } else { "local" };
+    Ok(Plan { config: config_path, baseline, backend: backend.into(), azureml, flows, skipped })
 }
 
 fn canonical(p: &Path) -> PathBuf {
@@ -315,6 +328,7 @@ pub fn execute(
     cancel: &AtomicBool,
     progress: &(dyn Fn(&str, usize) -> Box<dyn Progress> + Sync),
     llm: &crate::llm::LlmSetup,
+    cloud: Option<CloudRun<'_>>,
 ) -> Result<Report, CheckError> {
     let store = Store::new(req.runs_dir.clone());
     let opts = JobOptions {
@@ -325,6 +339,7 @@ pub fn execute(
         cancel,
         progress,
         llm,
+        cloud,
     };
     // The baseline (often runs at the merge base) and the head runs are
     // independent: do them at the same time.
@@ -603,7 +618,7 @@ fn run_job(
         variant: file.variant.as_ref().map(|v| v.value.clone()),
         run_file: Some(file),
     };
-    let record = job::run(&job, store, opts)?;
+    let record = crate::backend::run(&job, store, opts)?;
     if record.status == RunStatus::Canceled {
         return Err(JobError::Mapping(crate::exec::batch::MappingError::Empty));
     }
@@ -622,12 +637,16 @@ fn base_branch_metrics(
     let git = crate::git::Git::open(Path::new("."))?;
     let head = git.resolve(req.head.as_deref().unwrap_or("HEAD"))?;
     let merge_base = git.merge_base(&git.resolve(base)?, &head)?;
+    // Cloud runs of the baseline are for the merge base: a run a build of
+    // that commit already made has the same id and is reused, not re-run.
+    let provenance = crate::azureml::Provenance { commit: Some(merge_base.clone()), branch: Some(base.clone()) };
+    let opts = &JobOptions { cloud: opts.cloud.as_ref().map(|c| CloudRun { provenance, ..c.clone() }), ..opts.clone() };
     let root = canonical(&git.root);
     let cache = BaselineCache { dir: req.runs_dir.parent().unwrap_or(Path::new(".")).join("cache/baseline") };
     let mut metrics = Baselines::new();
     let mut missing = Vec::new();
     for flow in &plan.flows {
-        let key = baseline_key(&git, &root, &merge_base, flow)?;
+        let key = baseline_key(&git, &root, &merge_base, flow, &plan.backend)?;
         match cache.get(&key) {
             Some(m) => {
                 tracing::info!("baseline of {} from cache ({key})", flow.path);
@@ -704,6 +723,7 @@ fn baseline_key(
     root: &Path,
     merge_base: &str,
     flow: &PlannedFlow,
+    backend: &str,
 ) -> Result<String, CheckError> {
     use sha2::Digest;
     let rel = |p: &Path| canonical(p).strip_prefix(root).ok().map(|r| r.to_string_lossy().replace('\\', "/"));
@@ -726,6 +746,7 @@ fn baseline_key(
     let mut hasher = sha2::Sha256::new();
     hasher.update(concat!("flow-ci baseline v2 ", env!("CARGO_PKG_VERSION")).as_bytes());
     hasher.update(&listing);
+    hasher.update(backend.as_bytes());
     Ok(base16ct::lower::encode_string(&hasher.finalize()))
 }
 

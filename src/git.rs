@@ -96,6 +96,12 @@ impl Git {
         Err(GitError::UnknownRev { rev: rev.to_string(), shallow: self.is_shallow() })
     }
 
+    /// The checked-out branch; `None` on a detached HEAD.
+    pub fn current_branch(&self) -> Option<String> {
+        let out = self.run(&["symbolic-ref", "--quiet", "--short", "HEAD"]).ok()?;
+        Some(String::from_utf8_lossy(&out).trim().to_string()).filter(|b| !b.is_empty())
+    }
+
     pub fn merge_base(&self, base: &str, head: &str) -> Result<String, GitError> {
         match self.run(&["merge-base", base, head]) {
             Ok(out) => Ok(String::from_utf8_lossy(&out).trim().to_string()),

@@ -7,6 +7,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod azureml;
+pub mod backend;
 pub mod check;
 pub mod ci;
 pub mod cli;

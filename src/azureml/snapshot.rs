@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub files: Vec<(String, PathBuf)>,
     /// Hex SHA-256, as azure-ai-ml computes it.
     pub hash: String,
+    /// The folder's name in the upload path (a staged copy keeps the flow's name).
+    pub name: String,
 }
 
 impl Snapshot {
@@ -43,15 +45,22 @@ impl Snapshot {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             files.push((name, path.to_path_buf()));
         }
-        Ok(Snapshot { root: path.to_path_buf(), files, hash: base16ct::lower::encode_string(&hasher.finalize()) })
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Snapshot { root: path.to_path_buf(), files, hash: base16ct::lower::encode_string(&hasher.finalize()), name })
+    }
+
+    /// The same files, uploaded under another folder name.
+    pub fn named(self, name: &str) -> Snapshot {
+        Snapshot { name: name.to_string(), ..self }
     }
 
     /// The blob folder: `LocalUpload/{hash}/{name}` for a folder,
     /// `LocalUpload/{hash}` for a file (its blob is `.../{file name}`).
     pub fn prefix(&self) -> String {
-        match (self.root.is_dir(), self.root.file_name()) {
-            (true, Some(name)) => format!("LocalUpload/{}/{}", self.hash, name.to_string_lossy()),
-            _ => format!("LocalUpload/{}", self.hash),
+        if self.root.is_dir() {
+            format!("LocalUpload/{}/{}", self.hash, self.name)
+        } else {
+            format!("LocalUpload/{}", self.hash)
         }
     }
 }

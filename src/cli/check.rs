@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cloud::{Backend, CloudArgs};
 use super::flow::ExecArgs;
 use super::progress::ConsoleProgress;
 use crate::check::{self, CheckError, CheckRequest, Plan};
@@ -77,9 +78,13 @@ pub struct CheckArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub fail_on_gate: bool,
 
-    /// Where runs execute (local: the embedded executor)
-    #[arg(long, value_enum, default_value = "local")]
-    pub backend: Backend,
+    /// Where runs execute: local (the embedded executor) or azureml (the workspace from `azureml:`
+    /// in .flow-ci.yaml, AZUREML_* or config.json) [default: .flow-ci.yaml `backend:`, else local]
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 
     /// Flows run at once (each with its own workers)
     #[arg(long, value_name = "N", default_value_t = 4)]
@@ -95,11 +100,6 @@ pub enum Publish {
     Github,
     AzureDevops,
     None,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    Local,
 }
 
 pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -127,6 +127,10 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             .as_ref()
             .is_some_and(crate::ci::PullRequest::is_fork)
             .then(|| "this pull request comes from a fork, which gets no secrets".to_string()),
+        backend: args.backend.map(|b| match b {
+            Backend::Local => crate::config::Backend::Local,
+            Backend::Azureml => crate::config::Backend::AzureMl,
+        }),
     };
     let plan = match check::plan(&req) {
         Ok(p) => p,
@@ -141,13 +145,23 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let session = match plan.backend.as_str() {
+        "azureml" => match super::cloud::connect(&plan.azureml, &args.cloud, false, err) {
+            Ok(s) => Some(s),
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    let cloud = session
+        .as_ref()
+        .map(|session| crate::azureml::run::CloudRun { session, provenance: super::cloud::provenance() });
     let cancel = super::cancel_on_interrupt();
     // Flows run at once: one labelled bar each.
     let bars = indicatif::MultiProgress::new();
     let progress = |name: &str, total: usize| -> Box<dyn crate::exec::batch::Progress> {
         Box::new(ConsoleProgress::in_group(&bars, name, total))
     };
-    let report = match check::execute(&plan, &req, &cancel, &progress, &setup) {
+    let report = match check::execute(&plan, &req, &cancel, &progress, &setup, cloud) {
         Ok(r) => r,
         Err(e) => return report_error(&e, err),
     };

@@ -4,6 +4,7 @@
 
 mod action;
 mod check;
+mod cloud;
 mod detect;
 mod flow;
 mod progress;

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use super::cloud::{Backend, CloudArgs};
 use super::flow::{ExecArgs, parse_key_value, report_prepare_error};
 use super::progress::ConsoleProgress;
 use super::run_view;
-use crate::exec::job::{self, Job, JobError, JobOptions};
+use crate::exec::job::{Job, JobError, JobOptions};
 use crate::flow::reference::MappingSource;
 use crate::flow::run_file::{self, RunFile};
 use crate::runs::{RunStatus, Store, StoreError};
@@ -59,9 +60,17 @@ pub enum RunCommand {
 /// evaluation) say the same. Inputs without a mapping are read from the data column of
 /// the same name, unless the input has a default. The run is stored in the run store
 /// (`flow-ci run show --name N`); lines that fail are recorded and the run completes.
+///
+/// With --backend azureml the run goes to Azure Machine Learning, as `pfazure run create`
+/// sends it: the flow and data are uploaded to the workspace's default datastore (skipped
+/// when unchanged), the run is submitted under an id derived from the flow, data, run file
+/// and commit (a retried job finds its run instead of submitting it twice), polled until it
+/// ends, and its lines, metrics and logs are copied into the run store. Ctrl-C and --timeout
+/// cancel it. Sign-in: a service principal (AZURE_TENANT_ID, AZURE_CLIENT_ID with
+/// AZURE_CLIENT_SECRET or OIDC federation), managed identity, or `az login`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci run create --file flows/web-classification/run.yml --name base\n  flow-ci run create --file flows/eval-accuracy/run.yml --run base\n  flow-ci run create --flow flows/web-classification --data data.jsonl --column-mapping url='${data.url}'"
+    after_help = "Examples:\n  flow-ci run create --file flows/web-classification/run.yml --name base\n  flow-ci run create --file flows/eval-accuracy/run.yml --run base\n  flow-ci run create --flow flows/web-classification --data data.jsonl --column-mapping url='${data.url}'\n  flow-ci run create --file flows/web-classification/run.yml --backend azureml --stream"
 )]
 pub struct CreateArgs {
     /// A promptflow run file (run.yml)
@@ -107,6 +116,18 @@ pub struct CreateArgs {
     /// Print the finished run.json instead of a summary
     #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
     pub format: ViewFormat,
+
+    /// Where the run executes: local (the embedded executor) or azureml (the workspace from `azureml:`
+    /// in .flow-ci.yaml, AZUREML_* or config.json) [default: .flow-ci.yaml `backend:`, else local]
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+
+    /// The .flow-ci.yaml with `backend:`, `azureml:` and `connections:` [default: ./.flow-ci.yaml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 
     #[command(flatten)]
     pub exec: ExecArgs,
@@ -213,9 +234,17 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
     };
     let workers = super::workers_or_cpus(args.workers);
     let cancel = super::cancel_on_interrupt();
-    let setup = match args.exec.llm_setup(None, err) {
+    let setup = match args.exec.llm_setup(args.config.as_deref(), err) {
         Ok(s) => s,
         Err(code) => return code,
+    };
+    let settings = super::cloud::Config::read(args.config.as_deref(), args.backend);
+    let session = match settings.backend {
+        Backend::Azureml => match super::cloud::connect(&settings.azureml, &args.cloud, args.stream, err) {
+            Ok(s) => Some(s),
+            Err(code) => return code,
+        },
+        Backend::Local => None,
     };
     let quiet = args.stream;
     let progress = move |_: &str, total: usize| -> Box<dyn crate::exec::batch::Progress> {
@@ -229,9 +258,14 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         cancel: &cancel,
         progress: &progress,
         llm: &setup,
+        cloud: session
+            .as_ref()
+            .map(|session| crate::azureml::run::CloudRun { session, provenance: super::cloud::provenance() }),
     };
-    let _ = writeln!(err, "run {name}: {} worker(s)", workers);
-    let finished = match job::run(&job, store, &opts) {
+    if opts.cloud.is_none() {
+        let _ = writeln!(err, "run {name}: {} worker(s)", workers);
+    }
+    let finished = match crate::backend::run(&job, store, &opts) {
         Ok(r) => r,
         Err(e) => return report_job_error(&e, err),
     };

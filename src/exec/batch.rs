@@ -210,7 +210,7 @@ pub fn run(
 }
 
 /// promptflow's "{failed}/{total} flow run failed, indexes: [...], exception of index i: ...".
-fn summary(failed: &[&LineRun], total: usize) -> ErrorSummary {
+pub fn summary(failed: &[&LineRun], total: usize) -> ErrorSummary {
     let indexes: Vec<usize> = failed.iter().map(|l| l.line_number).collect();
     let first = failed.first().and_then(|l| l.error.clone());
     let message = format!(

@@ -46,6 +46,8 @@ pub struct JobOptions<'a> {
     pub progress: &'a (dyn Fn(&str, usize) -> Box<dyn Progress> + Sync),
     /// Connections, the LLM client and its settings.
     pub llm: &'a LlmSetup,
+    /// Run on Azure ML instead (`--backend azureml`); see `crate::backend`.
+    pub cloud: Option<crate::azureml::run::CloudRun<'a>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,12 +73,16 @@ pub enum JobError {
     Llm(CallError),
     #[error("{0}")]
     Client(String),
+    /// The Azure ML backend: service, upload, a failed or timed-out run.
+    #[error(transparent)]
+    Cloud(#[from] crate::azureml::AzureMlError),
 }
 
 impl JobError {
     /// Broken input is exit 2; a run that could not execute is exit 3.
     pub fn exit_code(&self) -> u8 {
         match self {
+            JobError::Cloud(e) => e.exit_code(),
             JobError::Pool(_) | JobError::Client(_) => crate::exit::FAILURE,
             JobError::Store(StoreError::Io { .. } | StoreError::Corrupt { .. }) => crate::exit::FAILURE,
             _ => crate::exit::INVALID_INPUT,
@@ -159,7 +165,7 @@ pub fn environment(flow: &Flow, run_file: Option<&RunFile>) -> Vec<(String, Stri
     env
 }
 
-fn new_record(job: &Job) -> RunRecord {
+pub fn new_record(job: &Job) -> RunRecord {
     let file = job.run_file.as_ref();
     let pairs = |list: Option<&Vec<(crate::yaml::Spanned<String>, crate::yaml::Spanned<String>)>>| {
         list.into_iter().flatten().map(|(k, v)| (k.value.clone(), Json::String(v.value.clone()))).collect()

@@ -208,7 +208,7 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
 
 /// promptflow copies the flow and its `additional_includes` into one folder
 /// before running; flows with includes run from such a snapshot here too.
-fn snapshot_if_needed(flow: &Flow) -> Result<Option<tempfile::TempDir>, PrepareError> {
+pub fn snapshot_if_needed(flow: &Flow) -> Result<Option<tempfile::TempDir>, PrepareError> {
     if flow.additional_includes.is_empty() {
         return Ok(None);
     }

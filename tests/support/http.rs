@@ -19,6 +19,8 @@ pub struct Received {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Json,
+    /// The body as text (forms, non-JSON bodies).
+    pub text: String,
     /// When the request arrived.
     pub at: std::time::Instant,
 }
@@ -114,6 +116,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
     let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(p, q)| (p.into(), q.into()));
+    let text = String::from_utf8_lossy(&body).into_owned();
     let body = serde_json::from_slice(&body).unwrap_or(Json::Null);
-    Some(Received { method, path, query, headers, body, at: std::time::Instant::now() })
+    Some(Received { method, path, query, headers, body, text, at: std::time::Instant::now() })
 }

@@ -1,0 +1,123 @@
+//! The run calls `pfazure` makes: submit, status (run history's `rundata`),
+//! logs, per-line results (`childRuns`, 25 a page), metrics (`lastvalues`)
+//! and cancel.
+
+use serde_json::{Map, Value as Json, json};
+
+use super::AzureMlError;
+use super::client::Client;
+use super::workspace::Workspace;
+
+/// Lines fetched per `childRuns` call (promptflow's page size).
+const PAGE: usize = 25;
+
+pub struct Service<'a> {
+    pub client: &'a Client,
+    pub workspace: &'a Workspace,
+}
+
+/// A run as run history describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunState {
+    pub status: String,
+    /// `error.error.message` of a failed or canceled run.
+    pub error: Option<String>,
+    pub display_name: Option<String>,
+}
+
+impl RunState {
+    /// `Completed`, `Failed` and `Canceled` end a run; every other status
+    /// (NotStarted, Preparing, Running, Finalizing, ...) is still going.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "Completed" | "Failed" | "Canceled" | "Cancelled")
+    }
+}
+
+impl Service<'_> {
+    fn flow_url(&self, rest: &str) -> String {
+        self.workspace.service_url("flow/api", rest)
+    }
+
+    /// Submits a run; the service answers with its id.
+    pub fn submit(&self, body: &Json) -> Result<String, AzureMlError> {
+        let answer = self.client.post_as_user(&self.flow_url("/BulkRuns/submit"), body)?;
+        Ok(answer.as_str().map(str::to_string).unwrap_or_else(|| body["runId"].as_str().unwrap_or_default().into()))
+    }
+
+    /// The run's status, or `None` when there is no run with that id.
+    pub fn state(&self, id: &str) -> Result<Option<RunState>, AzureMlError> {
+        let url = self.workspace.service_url("history/v1.0", "/rundata");
+        let body = json!({"runId": id, "selectRunMetadata": true, "selectRunDefinition": true, "selectJobSpecification": true});
+        let answer = match self.client.post(&url, &body) {
+            Ok(a) => a,
+            Err(AzureMlError::Service { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = answer.get("runMetadata").unwrap_or(&answer);
+        let text = |v: Option<&Json>| v.and_then(Json::as_str).map(str::to_string);
+        Ok(Some(RunState {
+            status: text(meta.get("status")).unwrap_or_else(|| "NotStarted".into()),
+            error: text(meta.pointer("/error/error/message")),
+            display_name: text(meta.get("displayName")),
+        }))
+    }
+
+    /// The whole log so far (the service sends it as a JSON string).
+    pub fn logs(&self, id: &str) -> Result<String, AzureMlError> {
+        let answer = self.client.get(&self.flow_url(&format!("/BulkRuns/{id}/logContent")))?;
+        Ok(match answer {
+            Json::String(s) => s,
+            Json::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+
+    /// Every line's record, in pages of 25 until a short page.
+    pub fn child_runs(&self, id: &str) -> Result<Vec<Json>, AzureMlError> {
+        let mut lines = Vec::new();
+        loop {
+            let start = lines.len();
+            let url =
+                self.flow_url(&format!("/BulkRuns/{id}/childRuns?startIndex={start}&endIndex={}", start + PAGE - 1));
+            let page = match self.client.get(&url)? {
+                Json::Array(page) => page,
+                _ => vec![],
+            };
+            let short = page.len() < PAGE;
+            lines.extend(page);
+            if short {
+                return Ok(lines);
+            }
+        }
+    }
+
+    /// Metrics the flow logged, without promptflow's own bookkeeping
+    /// (`__pf__.*`, `*.completed`, `*.failed`, ...), as `pfazure` hides them.
+    pub fn metrics(&self, id: &str) -> Result<Map<String, Json>, AzureMlError> {
+        let url = self.workspace.service_url("metric/v2.0", &format!("/runs/{id}/lastvalues"));
+        let answer = self.client.post(&url, &json!({}))?;
+        let mut metrics = Map::new();
+        for metric in answer.get("value").and_then(Json::as_array).into_iter().flatten() {
+            let Some(name) = metric.get("name").and_then(Json::as_str) else { continue };
+            let hidden = name.starts_with("__pf__")
+                || [".completed", ".bypassed", ".failed", ".is_completed"].iter().any(|s| name.ends_with(s));
+            let value = metric.pointer("/value/0/data").and_then(|d| d.get(name));
+            if let (false, Some(value)) = (hidden, value) {
+                metrics.insert(name.to_string(), value.clone());
+            }
+        }
+        Ok(metrics)
+    }
+
+    pub fn cancel(&self, id: &str) -> Result<(), AzureMlError> {
+        self.client.post_empty(&self.flow_url(&format!("/BulkRuns/{id}/cancel"))).map(drop)
+    }
+
+    /// The studio page of a run.
+    pub fn portal_url(&self, id: &str) -> String {
+        format!(
+            "https://ml.azure.com/prompts/flow/bulkrun/run/{id}/details?wsid={}",
+            self.workspace.reference.arm_path()
+        )
+    }
+}

@@ -1,0 +1,284 @@
+//! `--backend azureml` end to end: the real binary against a loopback Azure
+//! (tests/support/fake_aml.rs: Entra, ARM, the Azure ML run services) and a
+//! real blob service (Azurite) for the datastore.
+
+mod support;
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use flow_ci::azureml::blob::{Container, Credential};
+use flow_ci::llm::connection::Secret;
+use serde_json::{Value as Json, json};
+use support::azurite::{self, ACCOUNT, Azurite, KEY};
+use support::fake_aml::{self, FakeAml, Script};
+use support::repo::{Pr, run};
+
+struct Cloud {
+    fake: FakeAml,
+    azurite: Azurite,
+    pr: Pr,
+}
+
+impl Cloud {
+    /// `None` when Azurite is not installed (outside CI).
+    fn start(script: Script) -> Option<Cloud> {
+        let azurite = azurite::start()?;
+        Container::new(
+            &format!("{}/{ACCOUNT}", azurite.url),
+            ACCOUNT,
+            fake_aml::CONTAINER,
+            Credential::AccountKey(Secret::new(KEY.into())),
+        )
+        .unwrap()
+        .create()
+        .unwrap();
+        let fake = FakeAml::start(Script { account_key: KEY.into(), ..script });
+        Some(Cloud { fake, azurite, pr: Pr::new() })
+    }
+
+    fn container(&self) -> Container {
+        Container::new(
+            &format!("{}/{ACCOUNT}", self.azurite.url),
+            ACCOUNT,
+            fake_aml::CONTAINER,
+            Credential::AccountKey(Secret::new(KEY.into())),
+        )
+        .unwrap()
+    }
+
+    /// flow-ci in the repository, pointed at the fakes, with no Azure
+    /// credentials from the environment the tests run in.
+    fn flow_ci(&self) -> Command {
+        let mut cmd = self.pr.command();
+        for var in std::env::vars().map(|(k, _)| k) {
+            if var.starts_with("AZURE") || var.starts_with("IDENTITY_") || var.starts_with("MSI_") {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.envs(self.fake.env());
+        cmd.env("FLOW_CI_BLOB_URL", format!("{}/{ACCOUNT}", self.azurite.url));
+        // No managed identity endpoint: an unused loopback port.
+        cmd.env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9");
+        cmd
+    }
+
+    fn run_create(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        run(self.flow_ci().args(["run", "create", "--backend", "azureml"]).args(args))
+    }
+}
+
+fn assert_no_violations(fake: &FakeAml) {
+    assert!(fake.violations().is_empty(), "the fake saw: {:#?}", fake.violations());
+}
+
+#[test]
+fn a_batch_run_and_its_evaluation_run_in_the_workspace() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, out, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "triage"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    for status in ["Preparing", "Running", "Completed"] {
+        assert!(err.contains(&format!("triage: {status}")), "progress shows {status}:\n{err}");
+    }
+
+    // The sequence pfazure follows.
+    let calls = cloud.fake.calls();
+    let ws = fake_aml::workspace_path();
+    let first = |call: &str| calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("{call} in {calls:#?}"));
+    let order = [
+        format!("POST /{}/oauth2/v2.0/token", fake_aml::TENANT),
+        format!("GET {ws}"),
+        format!("GET {ws}/datastores"),
+        format!("POST {ws}/datastores/{}/listSecrets", fake_aml::DATASTORE),
+        format!("POST /history/v1.0{ws}/rundata"),
+        format!("POST /flow/api{ws}/BulkRuns/submit"),
+    ];
+    let positions: Vec<usize> = order.iter().map(|c| first(c)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{order:#?} in order, got {calls:#?}");
+
+    // The body, field by field.
+    let submitted = cloud.fake.submitted();
+    let body = &submitted[0];
+    let id = body["runId"].as_str().unwrap().to_string();
+    assert!(id.starts_with("support-triage_"), "{id}");
+    assert_eq!(body["flowDefinitionDataStoreName"], fake_aml::DATASTORE);
+    let blob_path = body["flowDefinitionBlobPath"].as_str().unwrap();
+    assert!(
+        blob_path.starts_with("LocalUpload/") && blob_path.ends_with("/support-triage/flow.dag.yaml"),
+        "{blob_path}"
+    );
+    let data_uri = body["batchDataInput"]["dataUri"].as_str().unwrap();
+    assert!(data_uri.starts_with("azureml://datastores/workspaceblobstore/paths/LocalUpload/"), "{data_uri}");
+    assert!(data_uri.ends_with("/data.jsonl"), "{data_uri}");
+    assert_eq!(body["inputsMapping"], json!({"ticket": "${data.ticket}"}));
+    assert_eq!(body["connections"], json!({"triage": {"connection": "aoai", "deployment_name": "gpt-4o-mini"}}));
+    assert_eq!(body["runDisplayName"], "support triage");
+    assert_eq!(body["runtimeName"], "automatic");
+    assert_eq!(body["tags"]["flow-ci.flow"], "flows/support-triage");
+    assert_eq!(body["tags"]["flow-ci.commit"], cloud.pr.rev("HEAD"));
+    assert_eq!(body["tags"]["flow-ci.branch"], "pr");
+    // What the body names is really in the datastore (Azurite).
+    let container = cloud.container();
+    assert!(container.metadata(blob_path).unwrap().is_some(), "{blob_path} uploaded");
+    let data_blob = data_uri.split("/paths/").nth(1).unwrap();
+    assert!(container.metadata(data_blob).unwrap().is_some(), "{data_blob} uploaded");
+
+    // Results came back into the run store: 30 lines over two pages, every
+    // seventh failed; promptflow's own metrics are hidden.
+    let pages: Vec<String> =
+        cloud.fake.received().iter().filter(|r| r.path.ends_with("/childRuns")).map(|r| r.query.clone()).collect();
+    assert_eq!(pages, ["startIndex=0&endIndex=24", "startIndex=25&endIndex=49"]);
+    let record: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/runs/triage/run.json")).unwrap();
+    assert_eq!(record["backend"], "azureml");
+    assert_eq!(record["properties"]["azureml.run_id"], id.as_str());
+    assert_eq!(record["lines"], json!({"total": 30, "completed": 26, "failed": 4}));
+    assert_eq!(cloud.pr.read(".flow-ci/runs/triage/output.jsonl").lines().count(), 26);
+    assert!(cloud.pr.read(".flow-ci/runs/triage/logs.txt").contains("30 lines completed"));
+
+    // The evaluation names the batch run by its cloud id.
+    let (code, out, err) =
+        cloud.run_create(&["--file", "flows/eval-accuracy/triage.run.yml", "--run", "triage", "--name", "eval"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    let eval = &cloud.fake.submitted()[1];
+    assert_eq!(eval["variantRunId"], id.as_str());
+    assert_eq!(
+        eval["inputsMapping"],
+        json!({"groundtruth": "${data.category}", "prediction": "${run.outputs.category}"})
+    );
+    let metrics = run(cloud.flow_ci().args(["run", "show-metrics", "--name", "eval"]));
+    assert_eq!(serde_json::from_str::<Json>(&metrics.1).unwrap(), json!({"accuracy": 0.9}), "{metrics:?}");
+
+    // A retried job finds its run instead of submitting it again, and
+    // writes no blob: the snapshot is there already (ETags unchanged).
+    let flow_prefix = blob_path.trim_end_matches("/flow.dag.yaml");
+    let blobs = container.list(flow_prefix).unwrap();
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "triage", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("reusing {id}")), "{err}");
+    assert_eq!(cloud.fake.submitted().len(), 2, "no second submit");
+    assert_eq!(container.list(flow_prefix).unwrap(), blobs, "no blob was rewritten");
+}
+
+#[test]
+fn throttling_is_retried_after_the_time_the_service_asks() {
+    let Some(cloud) = Cloud::start(Script { throttle_first_submit: true, ..Script::default() }) else { return };
+    let (code, out, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "t"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let submits: Vec<_> = cloud.fake.received().into_iter().filter(|r| r.path.ends_with("/BulkRuns/submit")).collect();
+    assert_eq!(submits.len(), 2, "one 429, then the retry");
+    assert!(submits[1].at - submits[0].at >= Duration::from_millis(950), "Retry-After: 1 was honoured");
+    assert_no_violations(&cloud.fake);
+}
+
+#[test]
+fn a_failed_run_exits_3_with_the_service_message() {
+    let script = Script { statuses: vec!["Preparing", "Running", "Failed"], ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "f"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("the python node `fetch` raised ValueError"), "{err}");
+    let record: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/runs/f/run.json")).unwrap();
+    assert_eq!(record["status"], "Failed");
+}
+
+#[test]
+fn an_auth_failure_exits_3_and_says_what_to_fix() {
+    let Some(cloud) = Cloud::start(Script { refuse_token: true, ..Script::default() }) else { return };
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot get an Azure token") && err.contains("AADSTS7000215"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(!err.contains(fake_aml::CLIENT_SECRET), "the secret is never printed");
+    assert!(!cloud.fake.calls().iter().any(|c| c.contains("/workspaces/")), "nothing after the token failed");
+}
+
+#[test]
+fn github_oidc_signs_in_without_a_secret() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let mut cmd = cloud.flow_ci();
+    cmd.env_remove("AZURE_CLIENT_SECRET")
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", format!("{}/oidc?api-version=2.0", cloud.fake.url))
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token");
+    let (code, out, err) =
+        run(cmd.args(["run", "create", "--backend", "azureml", "--file", "flows/support-triage/run.yml"]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let received = cloud.fake.received();
+    let oidc = received.iter().find(|r| r.path == "/oidc").expect("the runner's token service was asked");
+    assert_eq!(oidc.param("audience"), Some("api%3A%2F%2FAzureADTokenExchange"));
+    assert_eq!(oidc.header("authorization"), Some("Bearer runner-token"));
+    let token = received.iter().find(|r| r.path.ends_with("/oauth2/v2.0/token")).unwrap();
+    assert!(token.text.contains(&format!("client_assertion={}", fake_aml::GITHUB_ID_TOKEN)), "{}", token.text);
+    assert!(!token.text.contains("client_secret"), "{}", token.text);
+    assert_no_violations(&cloud.fake);
+}
+
+#[test]
+fn an_interrupt_cancels_the_submitted_run() {
+    let script = Script { statuses: vec!["Preparing", "Running"], ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"));
+    let prepared = cloud.flow_ci();
+    for (k, v) in prepared.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let child = cmd
+        .current_dir(cloud.pr.dir.path())
+        .args(["run", "create", "--backend", "azureml", "--file", "flows/support-triage/run.yml", "--name", "c"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run is being polled, then interrupt.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !cloud.fake.calls().iter().any(|c| c.ends_with("/BulkRuns/submit")) {
+        assert!(std::time::Instant::now() < until, "never submitted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe_interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = cloud.fake.submitted()[0]["runId"].as_str().unwrap().to_string();
+    assert!(
+        cloud.fake.calls().contains(&format!("POST /flow/api{}/BulkRuns/{id}/cancel", fake_aml::workspace_path())),
+        "{:#?}",
+        cloud.fake.calls()
+    );
+    let record: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/runs/c/run.json")).unwrap();
+    assert_eq!(record["status"], "Canceled");
+}
+
+fn unsafe_interrupt(pid: u32) {
+    let status = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn check_runs_every_flow_in_the_workspace_and_gates_the_results() {
+    let Some(cloud) = Cloud::start(Script { lines: 12, ..Script::default() }) else { return };
+    let (code, out, err) = run(cloud.flow_ci().args(["check", "--all", "--backend", "azureml", "--publish", "none"]));
+    assert_no_violations(&cloud.fake);
+    let report: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/report/report.json")).unwrap();
+    let flows = report["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 4, "{out}\n{err}");
+    // Batch runs: 12 lines, every seventh fails (1 of 12); evaluations: accuracy 0.9.
+    let triage = flows.iter().find(|f| f["path"] == "flows/support-triage").unwrap();
+    assert_eq!(triage["metrics"]["accuracy"], 0.9, "{triage:#}");
+    assert_eq!(triage["lines"], json!([1, 12]));
+    let flaky = flows.iter().find(|f| f["path"] == "flows/flaky-parser").unwrap();
+    assert!(flaky["errors"].as_array().unwrap().is_empty(), "{flaky:#}");
+    // failed_lines max_ratio 0.0 fails where a line failed: exit 1, not 3.
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("failed_lines"), "{out}");
+    // Evaluations were bound to their batch runs' cloud ids.
+    let submitted = cloud.fake.submitted();
+    let ids: Vec<&str> = submitted.iter().map(|b| b["runId"].as_str().unwrap()).collect();
+    for eval in submitted.iter().filter(|b| b.get("variantRunId").is_some()) {
+        assert!(ids.contains(&eval["variantRunId"].as_str().unwrap()), "{eval:#}");
+    }
+    assert_eq!(submitted.len(), 4 + 3, "4 batch runs and 3 evaluations");
+}

@@ -1,0 +1,378 @@
+//! A loopback Azure: the Entra token endpoint, ARM (workspace, datastores,
+//! `listSecrets`) and the Azure ML services `pfazure` calls (BulkRuns
+//! submit, run history `rundata`, `logContent`, `childRuns`, metric
+//! `lastvalues`, cancel), on the real paths with the real JSON shapes.
+//!
+//! It checks what the service would: the bearer token it issued for ARM on
+//! every call, the Azure ML token in `aml-user-token` on submit, api-version
+//! on ARM calls, a submit body with a flow, a run id and data or a base run
+//! that exists. Violations are recorded and answered 4xx. Runs go
+//! Preparing → Running → Completed over successive polls (or as scripted).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value as Json, json};
+
+use super::http::{Answer, Received, serve};
+
+pub const TENANT: &str = "tenant-1";
+pub const CLIENT_ID: &str = "client-1";
+pub const CLIENT_SECRET: &str = "client-secret-never-logged";
+pub const SUBSCRIPTION: &str = "sub-1";
+pub const RESOURCE_GROUP: &str = "rg-1";
+pub const WORKSPACE: &str = "ws-1";
+pub const ARM_TOKEN: &str = "arm-token-from-fake";
+pub const ML_TOKEN: &str = "ml-token-from-fake";
+pub const DATASTORE: &str = "workspaceblobstore";
+pub const CONTAINER: &str = "azureml-blobstore-fake";
+/// The GitHub OIDC token the fake's `/oidc` endpoint issues.
+pub const GITHUB_ID_TOKEN: &str = "github-id-token-from-fake";
+
+/// How runs behave.
+#[derive(Clone)]
+pub struct Script {
+    /// Statuses a run reports on successive polls; the last one stays.
+    pub statuses: Vec<&'static str>,
+    /// Lines each run has (pages of 25).
+    pub lines: usize,
+    /// Answer the first submit with 429 and `Retry-After: 1`.
+    pub throttle_first_submit: bool,
+    /// The token endpoint refuses the client.
+    pub refuse_token: bool,
+    /// The storage account key `listSecrets` hands out.
+    pub account_key: String,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            statuses: vec!["NotStarted", "Preparing", "Running", "Completed"],
+            lines: 30,
+            throttle_first_submit: false,
+            refuse_token: false,
+            account_key: String::new(),
+        }
+    }
+}
+
+pub struct FakeRun {
+    pub body: Json,
+    polls: usize,
+    canceled: bool,
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    violations: Vec<String>,
+    runs: BTreeMap<String, FakeRun>,
+    submits: usize,
+}
+
+pub struct FakeAml {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+pub fn workspace_path() -> String {
+    format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}"
+    )
+}
+
+impl FakeAml {
+    pub fn start(script: Script) -> FakeAml {
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let base = Arc::new(Mutex::new(String::new()));
+        let base_in = base.clone();
+        let url = serve(move |req| {
+            let mut st = shared.lock().unwrap();
+            st.received.push(req.clone());
+            let url = base_in.lock().unwrap().clone();
+            match respond(req, &mut st, &script, &url) {
+                Ok(answer) => answer,
+                Err((status, problem)) => {
+                    st.violations.push(format!("{} {}: {problem}", req.method, req.path));
+                    Answer::json(status, json!({"error": {"code": "FakeViolation", "message": problem}}))
+                }
+            }
+        });
+        *base.lock().unwrap() = url.clone();
+        FakeAml { url, state }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
+    }
+
+    /// Submitted runs' bodies, in order.
+    pub fn submitted(&self) -> Vec<Json> {
+        let st = self.state.lock().unwrap();
+        let mut runs: Vec<(&String, &FakeRun)> = st.runs.iter().collect();
+        runs.sort_by_key(|(_, r)| r.body["__order"].as_u64());
+        runs.into_iter().map(|(_, r)| r.body.clone()).collect()
+    }
+
+    /// Paths requested, with the method: `POST /.../BulkRuns/submit`.
+    pub fn calls(&self) -> Vec<String> {
+        self.received().iter().map(|r| format!("{} {}", r.method, r.path)).collect()
+    }
+
+    /// The environment that points flow-ci at this fake.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_TENANT_ID", TENANT.into()),
+            ("AZURE_CLIENT_ID", CLIENT_ID.into()),
+            ("AZURE_CLIENT_SECRET", CLIENT_SECRET.into()),
+            ("AZURE_AUTHORITY_HOST", self.url.clone()),
+            ("FLOW_CI_ARM_URL", self.url.clone()),
+            ("AZUREML_SUBSCRIPTION_ID", SUBSCRIPTION.into()),
+            ("AZUREML_RESOURCE_GROUP", RESOURCE_GROUP.into()),
+            ("AZUREML_WORKSPACE_NAME", WORKSPACE.into()),
+            ("FLOW_CI_AZUREML_POLL_MS", "40".into()),
+        ]
+    }
+}
+
+type Outcome = Result<Answer, (u16, String)>;
+
+fn respond(req: &Received, st: &mut State, script: &Script, url: &str) -> Outcome {
+    if req.path == format!("/{TENANT}/oauth2/v2.0/token") {
+        return token(req, script);
+    }
+    if req.path == "/oidc" {
+        return Ok(Answer::json(200, json!({ "value": GITHUB_ID_TOKEN })));
+    }
+    if req.header("authorization") != Some(&format!("Bearer {ARM_TOKEN}")) {
+        return Err((401, format!("expected the ARM bearer token, got {:?}", req.header("authorization"))));
+    }
+    let ws = workspace_path();
+    if let Some(rest) = req.path.strip_prefix(&ws) {
+        return arm(req, rest, script, url);
+    }
+    for service in ["/flow/api", "/history/v1.0", "/metric/v2.0"] {
+        if let Some(rest) = req.path.strip_prefix(&format!("{service}{ws}")) {
+            return runs(req, service, rest, st, script);
+        }
+    }
+    Err((404, format!("no such path {}", req.path)))
+}
+
+/// OAuth2 client credentials: a secret or a federated assertion.
+fn token(req: &Received, script: &Script) -> Outcome {
+    let form: BTreeMap<String, String> =
+        req.text.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), decode(v))).collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    if req.method != "POST" || field("grant_type") != "client_credentials" || field("client_id") != CLIENT_ID {
+        return Err((400, format!("bad token request: {}", req.text)));
+    }
+    let secret_ok = field("client_secret") == CLIENT_SECRET;
+    let assertion_ok = field("client_assertion") == GITHUB_ID_TOKEN
+        && field("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    if script.refuse_token || !(secret_ok || assertion_ok) {
+        return Ok(Answer::json(
+            401,
+            json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
+        ));
+    }
+    let token = match field("scope") {
+        "https://management.azure.com/.default" => ARM_TOKEN,
+        "https://ml.azure.com/.default" => ML_TOKEN,
+        other => return Err((400, format!("unexpected scope {other}"))),
+    };
+    Ok(Answer::json(200, json!({"token_type": "Bearer", "access_token": token, "expires_in": 3599})))
+}
+
+fn decode(v: &str) -> String {
+    let bytes = v.replace('+', " ").into_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// ARM: the workspace, its default datastore and the datastore's secret.
+fn arm(req: &Received, rest: &str, script: &Script, url: &str) -> Outcome {
+    if req.param("api-version").is_none() {
+        return Err((400, "ARM calls need an api-version".into()));
+    }
+    match (req.method.as_str(), rest) {
+        ("GET", "") => Ok(Answer::json(
+            200,
+            json!({
+                "id": workspace_path(), "name": WORKSPACE, "location": "eastus", "kind": "Default",
+                "properties": {"workspaceId": "00000000-1111-2222-3333-444444444444", "discoveryUrl": format!("{url}/discovery")}
+            }),
+        )),
+        ("GET", "/datastores") if req.param("isDefault") == Some("true") => Ok(Answer::json(
+            200,
+            json!({"value": [{"name": DATASTORE, "properties": {
+                "datastoreType": "AzureBlob", "accountName": "devstoreaccount1", "containerName": CONTAINER,
+                "endpoint": "core.windows.net", "credentials": {"credentialsType": "AccountKey"}, "isDefault": true}}]}),
+        )),
+        ("POST", p) if p == format!("/datastores/{DATASTORE}/listSecrets") => {
+            Ok(Answer::json(200, json!({"secretsType": "AccountKey", "key": script.account_key})))
+        }
+        _ => Err((404, format!("no ARM resource {rest}"))),
+    }
+}
+
+fn runs(req: &Received, service: &str, rest: &str, st: &mut State, script: &Script) -> Outcome {
+    match (req.method.as_str(), service, rest) {
+        ("POST", "/flow/api", "/BulkRuns/submit") => submit(req, st, script),
+        ("POST", "/history/v1.0", "/rundata") => rundata(req, st, script),
+        ("POST", "/metric/v2.0", r) if r.ends_with("/lastvalues") => {
+            let id = r.trim_start_matches("/runs/").trim_end_matches("/lastvalues");
+            let run = st.runs.get(id).ok_or((404, format!("no run {id}")))?;
+            let evaluation = run.body.get("variantRunId").is_some();
+            let mut value = vec![
+                json!({"name": "__pf__.lines.completed", "columns": {"__pf__.lines.completed": "Double"}, "value": [{"step": 0, "data": {"__pf__.lines.completed": script.lines}}]}),
+            ];
+            if evaluation {
+                value.push(json!({"name": "accuracy", "columns": {"accuracy": "Double"}, "value": [{"step": 0, "data": {"accuracy": 0.9}}]}));
+            }
+            Ok(Answer::json(200, json!({ "value": value })))
+        }
+        ("GET", "/flow/api", r) if r.starts_with("/BulkRuns/") => {
+            bulk_run_get(req, &r["/BulkRuns/".len()..], st, script)
+        }
+        ("POST", "/flow/api", r) if r.starts_with("/BulkRuns/") && r.ends_with("/cancel") => {
+            let id = r.trim_start_matches("/BulkRuns/").trim_end_matches("/cancel");
+            let run = st.runs.get_mut(id).ok_or((404, format!("no run {id}")))?;
+            run.canceled = true;
+            Ok(Answer::json(200, Json::Null))
+        }
+        _ => Err((404, format!("no such call {} {service}{rest}", req.method))),
+    }
+}
+
+fn submit(req: &Received, st: &mut State, script: &Script) -> Outcome {
+    if req.header("aml-user-token") != Some(ML_TOKEN) {
+        return Err((401, "BulkRuns/submit needs the Azure ML token in aml-user-token".into()));
+    }
+    let body = &req.body;
+    let text = |k: &str| body.get(k).and_then(Json::as_str).unwrap_or_default().to_string();
+    let id = text("runId");
+    if id.is_empty()
+        || text("flowDefinitionDataStoreName") != DATASTORE
+        || !text("flowDefinitionBlobPath").ends_with("/flow.dag.yaml")
+    {
+        return Err((400, format!("submit body lacks a run id or flow: {body}")));
+    }
+    let base = text("variantRunId");
+    if body.pointer("/batchDataInput/dataUri").is_none() && base.is_empty() {
+        return Err((400, "a run needs batchDataInput or variantRunId".into()));
+    }
+    if !base.is_empty() && !st.runs.contains_key(&base) {
+        return Err((404, format!("base run {base} does not exist")));
+    }
+    if st.runs.contains_key(&id) {
+        return Err((409, format!("run {id} already exists")));
+    }
+    st.submits += 1;
+    if script.throttle_first_submit && st.submits == 1 {
+        return Ok(Answer::json(429, json!({"error": {"code": "TooManyRequests", "message": "throttled"}}))
+            .with_header("Retry-After", "1".into()));
+    }
+    let mut stored = body.clone();
+    stored["__order"] = json!(st.runs.len());
+    st.runs.insert(id.clone(), FakeRun { body: stored, polls: 0, canceled: false });
+    Ok(Answer::json(200, json!(id)))
+}
+
+fn status_of(run: &FakeRun, script: &Script) -> &'static str {
+    if run.canceled {
+        return "Canceled";
+    }
+    script.statuses[run.polls.min(script.statuses.len() - 1)]
+}
+
+fn rundata(req: &Received, st: &mut State, script: &Script) -> Outcome {
+    let id = req.body.get("runId").and_then(Json::as_str).ok_or((400, "rundata needs a runId".to_string()))?;
+    let Some(run) = st.runs.get_mut(id) else {
+        return Ok(Answer::json(
+            404,
+            json!({"error": {"code": "UserError", "message": format!("Run runId={id} was not found"),
+                   "innerError": {"code": "NotFoundError"}}, "statusCode": 404}),
+        ));
+    };
+    let status = status_of(run, script);
+    run.polls += 1;
+    let mut meta = json!({"runId": id, "status": status, "displayName": run.body["runDisplayName"],
+        "tags": run.body["tags"], "runType": "azureml.promptflow.FlowRun"});
+    if status == "Failed" {
+        meta["error"] = json!({"error": {"code": "UserError", "message": "Flow run failed: the python node `fetch` raised ValueError"}});
+    }
+    Ok(Answer::json(200, json!({ "runMetadata": meta })))
+}
+
+fn bulk_run_get(req: &Received, rest: &str, st: &mut State, script: &Script) -> Outcome {
+    let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
+    let run = st.runs.get(id).ok_or((404, format!("no run {id}")))?;
+    match what {
+        "logContent" => {
+            let mut log = format!("[flow-ci fake] run {id} submitted\n");
+            if run.polls > 1 {
+                log.push_str("[flow-ci fake] session ready, running lines\n");
+            }
+            if status_of(run, script) == "Completed" {
+                log.push_str(&format!("[flow-ci fake] {} lines completed\n", script.lines));
+            }
+            Ok(Answer::json(200, json!(log)))
+        }
+        "childRuns" => {
+            let start: usize =
+                req.param("startIndex").and_then(|v| v.parse().ok()).ok_or((400, "startIndex".to_string()))?;
+            let end: usize = req.param("endIndex").and_then(|v| v.parse().ok()).ok_or((400, "endIndex".to_string()))?;
+            if end < start || end - start + 1 > 25 {
+                return Err((400, format!("pages are at most 25 lines ({start}..={end})")));
+            }
+            let lines: Vec<Json> = (start..=end.min(script.lines.saturating_sub(1)))
+                .filter(|_| start < script.lines)
+                .map(|i| child_run(id, i, run.body.get("variantRunId").is_some()))
+                .collect();
+            Ok(Answer::json(200, Json::Array(lines)))
+        }
+        _ => Err((404, format!("no BulkRuns call {what}"))),
+    }
+}
+
+/// Line `i`: every seventh line of a batch run fails.
+fn child_run(id: &str, i: usize, evaluation: bool) -> Json {
+    let failed = !evaluation && i % 7 == 6;
+    let output: Json = if failed {
+        Json::Null
+    } else if evaluation {
+        json!({"grade": if i.is_multiple_of(10) { "Incorrect" } else { "Correct" }})
+    } else {
+        json!({"category": "billing", "answer": format!("answer {i}")})
+    };
+    let mut inputs = Map::new();
+    inputs.insert("ticket".into(), json!(format!("ticket {i}")));
+    inputs.insert("line_number".into(), json!(i));
+    json!({
+        "run_id": format!("{id}_{i}"), "status": if failed { "Failed" } else { "Completed" },
+        "error": if failed { json!({"code": "UserError", "message": format!("line {i} failed")}) } else { Json::Null },
+        "inputs": inputs, "output": output, "index": i, "parent_run_id": id, "root_run_id": id,
+        "start_time": "2026-11-25T10:00:00.000000Z", "end_time": "2026-11-25T10:00:01.000000Z"
+    })
+}
