@@ -330,6 +330,19 @@ pub fn execute(
     llm: &crate::llm::LlmSetup,
     cloud: Option<CloudRun<'_>>,
 ) -> Result<Report, CheckError> {
+    if plan.backend == "azureml"
+        && cloud.is_none()
+        && let Some(why) = &req.without_secrets
+    {
+        // A fork's build has no Azure credentials: nothing can run, and
+        // that is not the contributor's failure.
+        let not_run = |f: &PlannedFlow| FlowReport {
+            not_run: Some(format!("it runs on Azure ML and {why}")),
+            ..FlowReport::new(f)
+        };
+        let flows = plan.flows.iter().map(not_run).collect();
+        return Ok(Report { passed: true, baseline: plan.baseline.clone(), flows, skipped: plan.skipped.clone() });
+    }
     let store = Store::new(req.runs_dir.clone());
     let opts = JobOptions {
         python: req.python.clone(),
@@ -391,26 +404,33 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], limit: usize, f: impl Fn(&T) -> R 
     results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
 }
 
+impl FlowReport {
+    /// A flow before anything ran.
+    fn new(flow: &PlannedFlow) -> FlowReport {
+        FlowReport {
+            path: flow.path.clone(),
+            reasons: flow.reasons.clone(),
+            batch_run: None,
+            evaluation_runs: vec![],
+            lines: (0, 0),
+            metrics: Map::new(),
+            baseline: None,
+            verdict: Verdict::default(),
+            errors: vec![],
+            not_run: None,
+            changed_lines: vec![],
+            prompt_diffs: vec![],
+            scores: Scores::new(),
+            missing_keys: 0,
+        }
+    }
+}
+
 /// Runs a flow's batch run and evaluations; gates are judged later, once
 /// the baseline is known.
 fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowReport {
     let slug: String = flow.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    let mut report = FlowReport {
-        path: flow.path.clone(),
-        reasons: flow.reasons.clone(),
-        batch_run: None,
-        evaluation_runs: vec![],
-        lines: (0, 0),
-        metrics: Map::new(),
-        baseline: None,
-        verdict: Verdict::default(),
-        errors: vec![],
-        not_run: None,
-        changed_lines: vec![],
-        prompt_diffs: vec![],
-        scores: Scores::new(),
-        missing_keys: 0,
-    };
+    let mut report = FlowReport::new(flow);
     if let Some(run_path) = &flow.run_file {
         let batch_name = format!("check-{slug}");
         match run_job(run_path, &batch_name, None, store, opts) {

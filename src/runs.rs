@@ -160,6 +160,16 @@ impl Store {
         Ok(RunWriter { dir, details })
     }
 
+    /// Opens an existing run to write its results again (a cloud run
+    /// fetched anew): its line records start empty, other files stay.
+    pub fn reopen(&self, name: &str) -> Result<RunWriter, StoreError> {
+        self.load(name)?;
+        let dir = self.dir(name);
+        let details_path = dir.join(DETAILS_FILE);
+        let details = BufWriter::new(File::create(&details_path).map_err(io(&details_path))?);
+        Ok(RunWriter { dir, details })
+    }
+
     pub fn load(&self, name: &str) -> Result<RunRecord, StoreError> {
         let path = self.dir(name).join(RUN_FILE);
         if !path.is_file() {
@@ -268,6 +278,12 @@ impl RunWriter {
 
     pub fn write_metrics(&self, metrics: &Map<String, Json>) -> Result<(), StoreError> {
         write_json_atomic(&self.dir.join(METRICS_FILE), metrics)
+    }
+
+    /// Replaces `logs.txt` (a cloud run's whole log).
+    pub fn write_logs(&self, text: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(LOGS_FILE);
+        std::fs::write(&path, text).map_err(io(&path))
     }
 
     pub fn append_logs(&self, lines: &[String]) -> Result<(), StoreError> {

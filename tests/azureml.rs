@@ -229,6 +229,7 @@ fn an_interrupt_cancels_the_submitted_run() {
     let child = cmd
         .current_dir(cloud.pr.dir.path())
         .args(["run", "create", "--backend", "azureml", "--file", "flows/support-triage/run.yml", "--name", "c"])
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -281,4 +282,91 @@ fn check_runs_every_flow_in_the_workspace_and_gates_the_results() {
         assert!(ids.contains(&eval["variantRunId"].as_str().unwrap()), "{eval:#}");
     }
     assert_eq!(submitted.len(), 4 + 3, "4 batch runs and 3 evaluations");
+}
+
+#[test]
+fn a_timeout_cancels_the_run_and_run_cancel_and_stream_reach_it_later() {
+    let script = Script { statuses: vec!["Preparing", "Running"], ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let (code, _, err) =
+        cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "slow", "--timeout", "1s"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("did not finish within --timeout"), "{err}");
+    let id = cloud.fake.submitted()[0]["runId"].as_str().unwrap().to_string();
+    let cancel_call = format!("POST /flow/api{}/BulkRuns/{id}/cancel", fake_aml::workspace_path());
+    assert_eq!(cloud.fake.calls().iter().filter(|c| **c == cancel_call).count(), 1);
+
+    // `run cancel` finds the run's workspace id in the store.
+    let (code, out, err) = run(cloud.flow_ci().args(["run", "cancel", "--name", "slow"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&id), "{out}");
+    assert_eq!(cloud.fake.calls().iter().filter(|c| **c == cancel_call).count(), 2);
+
+    // `run stream` follows it to its end (Canceled: 130) and prints its log.
+    let (code, _, err) = run(cloud.flow_ci().args(["run", "stream", "--name", "slow"]));
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("[flow-ci fake] run"), "the log is printed: {err}");
+    assert_no_violations(&cloud.fake);
+}
+
+#[test]
+fn run_stream_fetches_a_finished_run_again() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "s"]);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::remove_file(cloud.pr.dir.path().join(".flow-ci/runs/s/output.jsonl")).unwrap();
+    let (code, out, err) = run(cloud.flow_ci().args(["run", "stream", "--name", "s"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("30 lines completed"), "{err}");
+    assert!(out.contains("26 completed, 4 failed of 30"), "{out}");
+    assert_eq!(cloud.pr.read(".flow-ci/runs/s/output.jsonl").lines().count(), 26);
+    assert_eq!(cloud.fake.submitted().len(), 1, "nothing submitted");
+}
+
+#[test]
+fn a_fork_pull_request_runs_nothing_in_the_cloud_and_says_so() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let event = cloud.pr.dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        json!({"pull_request": {"number": 7, "base": {"sha": cloud.pr.rev("main"), "repo": {"full_name": "o/r"}},
+               "head": {"repo": {"full_name": "fork/r"}}}, "repository": {"full_name": "o/r"}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = cloud.flow_ci();
+    cmd.env_remove("AZURE_CLIENT_SECRET")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_REPOSITORY", "o/r");
+    let (code, out, err) = run(cmd.args(["check", "--all", "--backend", "azureml", "--publish", "none"]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(err.contains("azureml: flows not run: this pull request comes from a fork"), "{err}");
+    assert!(cloud.fake.calls().is_empty(), "{:#?}", cloud.fake.calls());
+    let report: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/report/report.json")).unwrap();
+    assert!(report["flows"].as_array().unwrap().iter().all(|f| f["not_run"].as_str().unwrap().contains("Azure ML")));
+}
+
+#[test]
+fn the_baseline_reuses_the_runs_a_build_of_the_base_commit_made() {
+    let Some(cloud) = Cloud::start(Script { lines: 12, ..Script::default() }) else { return };
+    // The push build of main ran every flow at main's commit.
+    support::repo::git(cloud.pr.dir.path(), &["switch", "--quiet", "main"]);
+    let (_, _, err) = run(cloud.flow_ci().args(["check", "--all", "--backend", "azureml", "--publish", "none"]));
+    let on_main = cloud.fake.submitted().len();
+    assert_eq!(on_main, 7, "{err}");
+    // A PR changes one flow: its head runs are new, its baseline is found.
+    support::repo::git(cloud.pr.dir.path(), &["switch", "--quiet", "pr"]);
+    cloud.pr.edit("flows/support-triage/triage.jinja2", "", "Be brief.\n").commit();
+    let (_, out, err) =
+        run(cloud.flow_ci().args(["check", "--base", "main", "--backend", "azureml", "--publish", "none"]));
+    assert_no_violations(&cloud.fake);
+    let new: Vec<Json> = cloud.fake.submitted().into_iter().skip(on_main).collect();
+    assert_eq!(new.len(), 2, "only the changed flow's batch run and evaluation: {new:#?}\n{out}\n{err}");
+    assert!(new.iter().all(|b| b["tags"]["flow-ci.commit"] == cloud.pr.rev("HEAD")), "{new:#?}");
+    assert_eq!(err.matches("reusing").count(), 2, "the base's batch run and evaluation: {err}");
+    let report: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/report/report.json")).unwrap();
+    let triage = &report["flows"][0];
+    assert_eq!(triage["baseline"]["accuracy"], 0.9, "{triage:#}");
 }

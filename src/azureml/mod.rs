@@ -13,7 +13,7 @@ pub mod snapshot;
 pub mod submission;
 pub mod workspace;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,8 +83,6 @@ pub struct Settings {
     pub deadline: Option<Instant>,
     /// Print the run's log as it grows.
     pub stream: bool,
-    /// Flow paths in tags are relative to this (the repository).
-    pub repo_root: Option<PathBuf>,
     /// Where progress lines go (stderr in the CLI).
     pub say: Box<dyn Fn(&str) + Send + Sync>,
 }
@@ -133,10 +131,12 @@ impl Session {
         (self.settings.say)(text);
     }
 
-    /// `flows/web-classification`: the flow relative to the repository.
-    pub fn repo_path(&self, flow: &Path) -> String {
+    /// `flows/web-classification`: the flow relative to its repository (or
+    /// worktree: the baseline's flows are in one), as tags and lineage name it.
+    pub fn repo_path(flow: &Path) -> String {
         let flow = std::path::absolute(flow).map(|p| crate::paths::normalize(&p)).unwrap_or_else(|_| flow.into());
-        let relative = self.settings.repo_root.as_deref().and_then(|root| flow.strip_prefix(root).ok());
-        relative.unwrap_or(&flow).to_string_lossy().replace('\\', "/")
+        let root = flow.ancestors().find(|dir| dir.join(".git").exists());
+        let relative = root.and_then(|root| flow.strip_prefix(root).ok()).unwrap_or(&flow);
+        relative.to_string_lossy().replace('\\', "/")
     }
 }

@@ -43,7 +43,7 @@ pub fn run(
     let session = cloud.session;
     let service = session.service();
     let uploads = upload(session, job, store)?;
-    let flow_path = session.repo_path(&job.flow);
+    let flow_path = Session::repo_path(&job.flow);
     let id = find_or_submit(session, &service, job, &uploads, &cloud.provenance, &flow_path)?;
     let mut writer = store.create(&job.name, force)?;
     let mut record = crate::exec::job::new_record(job);
@@ -52,11 +52,53 @@ pub fn run(
     record.properties.insert(RUN_ID_PROPERTY.into(), json!(id));
     record.properties.insert("azureml.portal_url".into(), json!(service.portal_url(&id)));
     writer.write_record(&record)?;
+    follow(session, &id, cancel, &mut writer, record)
+}
+
+/// Waits for a run and records how it ended.
+fn follow(
+    session: &Session,
+    id: &str,
+    cancel: &AtomicBool,
+    writer: &mut RunWriter,
+    mut record: RunRecord,
+) -> Result<RunRecord, AzureMlError> {
+    let service = session.service();
     let started = Instant::now();
-    let state = wait(session, &service, &job.name, &id, cancel)?;
+    let state = wait(session, &service, &record.name, id, cancel)?;
     record.end_time = Some(crate::exec::line::now_iso());
-    record.duration_seconds = started.elapsed().as_secs_f64();
-    finish(&service, &id, state, &mut writer, record)
+    record.duration_seconds += started.elapsed().as_secs_f64();
+    finish(&service, id, state, writer, record)
+}
+
+/// The workspace id of a stored run, when it ran on Azure ML.
+pub fn cloud_id(record: &RunRecord) -> Option<&str> {
+    record.properties.get(RUN_ID_PROPERTY).and_then(Json::as_str)
+}
+
+/// `run stream`: follows a stored Azure ML run until it ends (printing its
+/// log with `stream`), then fetches its results into the store again.
+pub fn attach(session: &Session, store: &Store, name: &str, cancel: &AtomicBool) -> Result<RunRecord, AzureMlError> {
+    let record = store.load(name)?;
+    let id = cloud_id(&record)
+        .ok_or_else(|| {
+            AzureMlError::Config(format!(
+                "run `{name}` ran locally; its log is {}",
+                store.dir(name).join(crate::runs::LOGS_FILE).display()
+            ))
+        })?
+        .to_string();
+    let mut writer = store.reopen(name)?;
+    follow(session, &id, cancel, &mut writer, record)
+}
+
+/// `run cancel`: asks the workspace to cancel a stored Azure ML run.
+pub fn cancel(session: &Session, store: &Store, name: &str) -> Result<String, AzureMlError> {
+    let record = store.load(name)?;
+    let id = cloud_id(&record)
+        .ok_or_else(|| AzureMlError::Config(format!("run `{name}` ran locally; stop it with Ctrl-C where it runs")))?;
+    session.service().cancel(id)?;
+    Ok(id.to_string())
 }
 
 /// Uploads the flow (with its `additional_includes`) and a local data
@@ -201,8 +243,7 @@ fn finish(
     writer: &mut RunWriter,
     mut record: RunRecord,
 ) -> Result<RunRecord, AzureMlError> {
-    let logs = service.logs(id).unwrap_or_default();
-    writer.append_logs(&logs.lines().map(str::to_string).collect::<Vec<_>>())?;
+    writer.write_logs(&service.logs(id).unwrap_or_default())?;
     match state.status.as_str() {
         "Completed" => {
             let lines: Vec<LineRun> = service.child_runs(id)?.iter().map(line_run).collect();

@@ -146,6 +146,10 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Err(code) => return code,
     };
     let session = match plan.backend.as_str() {
+        "azureml" if req.without_secrets.is_some() => {
+            let _ = writeln!(err, "azureml: flows not run: {}", req.without_secrets.as_deref().unwrap_or_default());
+            None
+        }
         "azureml" => match super::cloud::connect(&plan.azureml, &args.cloud, false, err) {
             Ok(s) => Some(s),
             Err(code) => return code,

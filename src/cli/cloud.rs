@@ -16,9 +16,29 @@ pub enum Backend {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CloudArgs {
-    /// Azure ML: cancel runs still going after this many minutes (exit 3)
-    #[arg(long, value_name = "MINUTES")]
-    pub timeout: Option<u64>,
+    /// Azure ML: cancel runs still going after this long (exit 3): 90s, 45m, 2h; a bare number is minutes
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `90s`, `45m`, `2h`, or minutes.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "m"),
+    };
+    let seconds_per = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("`{text}`: use s, m or h (e.g. 90s, 45m, 2h)")),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 45m, 2h)"))?;
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(format!("`{text}`: the timeout must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(value * seconds_per))
 }
 
 /// Signs in and opens the workspace; prints why not and returns the exit code.
@@ -30,9 +50,8 @@ pub fn connect(
 ) -> Result<Session, u8> {
     let settings = Settings {
         poll: poll_interval(),
-        deadline: args.timeout.map(|m| Instant::now() + Duration::from_secs(m * 60)),
+        deadline: args.timeout.map(|t| Instant::now() + t),
         stream,
-        repo_root: crate::git::Git::open(std::path::Path::new(".")).ok().map(|g| g.root),
         say: Box::new(|text| {
             let _ = writeln!(std::io::stderr(), "{text}");
         }),
@@ -101,5 +120,19 @@ impl Config {
                 .map(|c| c.azureml.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect())
                 .unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45 * 60)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("3d").unwrap_err().contains("use s, m or h"));
     }
 }

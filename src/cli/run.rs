@@ -50,6 +50,22 @@ pub enum RunCommand {
     /// Compare the metrics and failed lines of two runs (B - A)
     #[command(after_help = "Examples:\n  flow-ci run compare eval_main eval_pr")]
     Compare(CompareArgs),
+    /// Follow an Azure ML run: print its log as it grows, then fetch its results (a local run: print its log)
+    #[command(after_help = "Examples:\n  flow-ci run stream --name web_classification_batch")]
+    Stream(CloudNameArgs),
+    /// Cancel an Azure ML run
+    #[command(after_help = "Examples:\n  flow-ci run cancel --name web_classification_batch")]
+    Cancel(CloudNameArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CloudNameArgs {
+    /// The run name (in the run store)
+    #[arg(long, short)]
+    pub name: String,
+    /// The .flow-ci.yaml with the `azureml:` workspace [default: ./.flow-ci.yaml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Run a flow over a data file (a batch run), or an evaluation over a base run.
@@ -187,11 +203,74 @@ pub fn run(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         RunCommand::ShowMetrics(a) => run_view::metrics(&store, &a.name, out),
         RunCommand::List(a) => run_view::list(&store, a.format, out),
         RunCommand::Compare(a) => run_view::compare(&store, &a.a, &a.b, a.format, out),
+        RunCommand::Stream(a) => return stream(&a, &store, out, err),
+        RunCommand::Cancel(a) => return cancel(&a, &store, out, err),
     };
     match result {
         Ok(()) => exit::OK,
         Err(run_view::ViewError::Store(e)) => store_error(&e, err),
         Err(run_view::ViewError::Output(e)) => super::output_failed(&e, err),
+    }
+}
+
+/// `run stream`: a local run's log, or an Azure ML run followed to its end.
+fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let record = match store.load(&args.name) {
+        Ok(r) => r,
+        Err(e) => return store_error(&e, err),
+    };
+    if crate::azureml::run::cloud_id(&record).is_none() {
+        let logs = std::fs::read_to_string(store.dir(&args.name).join(crate::runs::LOGS_FILE)).unwrap_or_default();
+        return match out.write_all(logs.as_bytes()) {
+            Ok(()) => exit::OK,
+            Err(e) => super::output_failed(&e, err),
+        };
+    }
+    let session = match cloud_session(args.config.as_deref(), true, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let cancel = super::cancel_on_interrupt();
+    match crate::azureml::run::attach(&session, store, &args.name, &cancel) {
+        Ok(finished) => {
+            let metrics = store.metrics(&args.name).unwrap_or_default();
+            if let Err(e) = run_view::summary(&finished, &metrics, &store.dir(&args.name), out) {
+                return super::output_failed(&e, err);
+            }
+            finished_code(finished.status)
+        }
+        Err(e) => super::cloud::report(&e, err),
+    }
+}
+
+fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let session = match cloud_session(args.config.as_deref(), false, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match crate::azureml::run::cancel(&session, store, &args.name) {
+        Ok(id) => {
+            let _ = writeln!(
+                out,
+                "cancel requested: {} ({id}); `flow-ci run stream --name {}` follows it",
+                args.name, args.name
+            );
+            exit::OK
+        }
+        Err(e) => super::cloud::report(&e, err),
+    }
+}
+
+fn cloud_session(config: Option<&Path>, stream: bool, err: &mut dyn Write) -> Result<crate::azureml::Session, u8> {
+    let settings = super::cloud::Config::read(config, Some(Backend::Azureml));
+    super::cloud::connect(&settings.azureml, &CloudArgs { timeout: None }, stream, err)
+}
+
+fn finished_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Canceled => exit::INTERRUPTED,
+        RunStatus::Completed => exit::OK,
+        _ => exit::FAILURE,
     }
 }
 
@@ -280,11 +359,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
     if let Err(e) = shown {
         return super::output_failed(&e, err);
     }
-    match finished.status {
-        RunStatus::Canceled => exit::INTERRUPTED,
-        RunStatus::Completed => exit::OK,
-        _ => exit::FAILURE,
-    }
+    finished_code(finished.status)
 }
 
 /// Prints why a run could not start or finish; returns the exit code.
@@ -293,6 +368,7 @@ pub fn report_job_error(e: &JobError, err: &mut dyn Write) -> u8 {
         JobError::Prepare(p) => return report_prepare_error(p, err),
         JobError::Load(r) => return super::flow::report_run_error(r, err),
         JobError::Store(s) => return store_error(s, err),
+        JobError::Cloud(c) => return super::cloud::report(c, err),
         JobError::Data(d) => {
             let _ = writeln!(err, "{}", d.report());
         }
