@@ -155,7 +155,12 @@ fn find_or_submit(
         match service.state(&id)? {
             None => {
                 let body = submission::body(job, &id, uploads, provenance, flow_path);
-                let id = service.submit(&body)?;
+                let id = match service.submit(&body) {
+                    Ok(id) => id,
+                    // A submit whose answer was lost and was sent again: the run is ours.
+                    Err(AzureMlError::Service { status: 409, .. }) => id,
+                    Err(e) => return Err(e),
+                };
                 session.say(&format!("{}: submitted {id}\n  {}", job.name, service.portal_url(&id)));
                 return Ok(id);
             }
