@@ -215,7 +215,13 @@ fn github_oidc_signs_in_without_a_secret() {
 }
 
 #[test]
-fn an_interrupt_cancels_the_submitted_run() {
+fn an_interrupt_or_a_termination_cancels_the_submitted_run() {
+    for signal in ["INT", "TERM"] {
+        interrupt_cancels(signal);
+    }
+}
+
+fn interrupt_cancels(signal: &str) {
     let script = Script { statuses: vec!["Preparing", "Running"], ..Script::default() };
     let Some(cloud) = Cloud::start(script) else { return };
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"));
@@ -240,9 +246,9 @@ fn an_interrupt_cancels_the_submitted_run() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    unsafe_interrupt(child.id());
+    send(signal, child.id());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{signal}: {}", String::from_utf8_lossy(&out.stderr));
     let id = cloud.fake.submitted()[0]["runId"].as_str().unwrap().to_string();
     assert!(
         cloud.fake.calls().contains(&format!("POST /flow/api{}/BulkRuns/{id}/cancel", fake_aml::workspace_path())),
@@ -253,8 +259,8 @@ fn an_interrupt_cancels_the_submitted_run() {
     assert_eq!(record["status"], "Canceled");
 }
 
-fn unsafe_interrupt(pid: u32) {
-    let status = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+fn send(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
     assert!(status.success());
 }
 

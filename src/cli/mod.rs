@@ -87,7 +87,9 @@ fn cancel_on_interrupt() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
         }
         #[allow(clippy::print_stderr)] // a signal handler has no writer to use
         {
-            eprintln!("\ninterrupted: finishing the lines in flight (Ctrl-C again to stop now)");
+            eprintln!(
+                "\ninterrupted: finishing the lines in flight, cancelling Azure ML runs (Ctrl-C again to stop now)"
+            );
         }
     });
     cancel
