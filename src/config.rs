@@ -16,7 +16,8 @@ const EVALUATION_KEYS: &[&str] = &["run"];
 const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance", "per_line"];
 const FAILED_LINES_KEYS: &[&str] = &["max_ratio"];
 const AZUREML_KEYS: &[&str] = &["subscription_id", "resource_group", "workspace"];
-const DEPLOY_KEYS: &[&str] = &["endpoint", "deployment", "instance_type", "instance_count", "traffic"];
+const DEPLOY_KEYS: &[&str] =
+    &["flow", "model", "environment", "endpoint", "deployment", "instance_type", "instance_count", "traffic"];
 
 /// The gate name that limits the share of failed lines instead of a metric.
 pub const FAILED_LINES: &str = "failed_lines";

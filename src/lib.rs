@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod decode;
+pub mod deploy;
 pub mod detect;
 pub mod diag;
 pub mod entra;

@@ -6,71 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use assert_cmd::Command;
-use flow_ci::azureml::blob::{Container, Credential};
-use flow_ci::llm::connection::Secret;
 use serde_json::{Value as Json, json};
-use support::azurite::{self, ACCOUNT, Azurite, KEY};
-use support::fake_aml::{self, FakeAml, Script};
-use support::repo::{Pr, run};
-
-struct Cloud {
-    fake: FakeAml,
-    azurite: Azurite,
-    pr: Pr,
-}
-
-impl Cloud {
-    /// `None` when Azurite is not installed (outside CI).
-    fn start(script: Script) -> Option<Cloud> {
-        let azurite = azurite::start()?;
-        Container::new(
-            &format!("{}/{ACCOUNT}", azurite.url),
-            ACCOUNT,
-            fake_aml::CONTAINER,
-            Credential::AccountKey(Secret::new(KEY.into())),
-        )
-        .unwrap()
-        .create()
-        .unwrap();
-        let fake = FakeAml::start(Script { account_key: KEY.into(), ..script });
-        Some(Cloud { fake, azurite, pr: Pr::new() })
-    }
-
-    fn container(&self) -> Container {
-        Container::new(
-            &format!("{}/{ACCOUNT}", self.azurite.url),
-            ACCOUNT,
-            fake_aml::CONTAINER,
-            Credential::AccountKey(Secret::new(KEY.into())),
-        )
-        .unwrap()
-    }
-
-    /// flow-ci in the repository, pointed at the fakes, with no Azure
-    /// credentials from the environment the tests run in.
-    fn flow_ci(&self) -> Command {
-        let mut cmd = self.pr.command();
-        for var in std::env::vars().map(|(k, _)| k) {
-            if var.starts_with("AZURE") || var.starts_with("IDENTITY_") || var.starts_with("MSI_") {
-                cmd.env_remove(var);
-            }
-        }
-        cmd.envs(self.fake.env());
-        cmd.env("FLOW_CI_BLOB_URL", format!("{}/{ACCOUNT}", self.azurite.url));
-        // No managed identity endpoint: an unused loopback port.
-        cmd.env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9");
-        cmd
-    }
-
-    fn run_create(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        run(self.flow_ci().args(["run", "create", "--backend", "azureml"]).args(args))
-    }
-}
-
-fn assert_no_violations(fake: &FakeAml) {
-    assert!(fake.violations().is_empty(), "the fake saw: {:#?}", fake.violations());
-}
+use support::cloud::{Cloud, assert_no_violations};
+use support::fake_aml::{self, Script};
+use support::repo::run;
 
 #[test]
 fn a_batch_run_and_its_evaluation_run_in_the_workspace() {

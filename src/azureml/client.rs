@@ -66,21 +66,41 @@ impl Client {
     }
 
     pub fn get(&self, url: &str) -> Result<Json, AzureMlError> {
+        self.send(reqwest::Method::GET, url, None, false).map(|r| r.body)
+    }
+
+    /// `GET` with the status and headers (202 means "still going").
+    pub fn get_reply(&self, url: &str) -> Result<Reply, AzureMlError> {
         self.send(reqwest::Method::GET, url, None, false)
     }
 
+    /// `GET`, with 404 as `None`.
+    pub fn get_optional(&self, url: &str) -> Result<Option<Json>, AzureMlError> {
+        match self.get(url) {
+            Ok(body) => Ok(Some(body)),
+            Err(AzureMlError::Service { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn post(&self, url: &str, body: &Json) -> Result<Json, AzureMlError> {
-        self.send(reqwest::Method::POST, url, Some(body), false)
+        self.send(reqwest::Method::POST, url, Some(body), false).map(|r| r.body)
     }
 
     /// `POST` with no body (cancel).
     pub fn post_empty(&self, url: &str) -> Result<Json, AzureMlError> {
-        self.send(reqwest::Method::POST, url, None, false)
+        self.send(reqwest::Method::POST, url, None, false).map(|r| r.body)
     }
 
     /// `POST` with the Azure ML token in `aml-user-token`, as BulkRuns/submit wants.
     pub fn post_as_user(&self, url: &str, body: &Json) -> Result<Json, AzureMlError> {
-        self.send(reqwest::Method::POST, url, Some(body), true)
+        self.send(reqwest::Method::POST, url, Some(body), true).map(|r| r.body)
+    }
+
+    /// `PUT` or `PATCH` of an ARM resource; the reply says how to follow a
+    /// long-running operation.
+    pub fn write(&self, method: reqwest::Method, url: &str, body: &Json) -> Result<Reply, AzureMlError> {
+        self.send(method, url, Some(body), false)
     }
 
     /// Sends one call, retrying 408/429/5xx (honoring `Retry-After`); a 2xx
@@ -91,19 +111,24 @@ impl Client {
         url: &str,
         body: Option<&Json>,
         user_token: bool,
-    ) -> Result<Json, AzureMlError> {
+    ) -> Result<Reply, AzureMlError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let response = self.request(method.clone(), url, body, user_token)?;
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
+                let headers = response.headers();
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let (async_operation, location) = (header("azure-asyncoperation"), header("location"));
+                let retry_after = retry_after(headers);
                 let text = response.text().map_err(|e| http_error(url, &e))?;
-                return Ok(if text.trim().is_empty() {
+                let body: Json = if text.trim().is_empty() {
                     Json::Null
                 } else {
                     serde_json::from_str(&text).unwrap_or(Json::String(text))
-                });
+                };
+                return Ok(Reply { status, async_operation, location, retry_after, body });
             }
             let wait = retry_after(response.headers());
             let text = response.text().unwrap_or_default();
@@ -141,6 +166,18 @@ impl Client {
         }
         request.send().map_err(|e| http_error(url, &e))
     }
+}
+
+/// A successful answer and what ARM says about following it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// `Azure-AsyncOperation`: poll it until `status` is terminal.
+    pub async_operation: Option<String>,
+    /// `Location` (202 answers): poll it until it stops answering 202.
+    pub location: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub body: Json,
 }
 
 fn http_error(url: &str, e: &reqwest::Error) -> AzureMlError {

@@ -7,6 +7,7 @@
 
 pub mod blob;
 pub mod client;
+pub mod online;
 pub mod run;
 pub mod service;
 pub mod snapshot;
@@ -34,6 +35,8 @@ pub enum AzureMlError {
     RunFailed { run: String, message: String },
     #[error("run {run} did not finish within --timeout; it was cancelled")]
     Timeout { run: String },
+    #[error("{what} ended {status}{}: {message}", if code.is_empty() { String::new() } else { format!(" ({code})") })]
+    Operation { what: String, status: String, code: String, message: String },
     #[error("run {run} is no longer known to the workspace")]
     Vanished { run: String },
     #[error(transparent)]
@@ -110,6 +113,14 @@ impl Session {
             workspace.reference.workspace, workspace.location, workspace.services
         ));
         Ok(Session { client, workspace, datastore: Mutex::new(None), settings })
+    }
+
+    pub fn client(&self) -> &client::Client {
+        &self.client
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
     }
 
     pub fn service(&self) -> service::Service<'_> {

@@ -105,13 +105,7 @@ pub fn cancel(session: &Session, store: &Store, name: &str) -> Result<String, Az
 /// file; resolves an evaluation's base run to its id in the workspace.
 fn upload(session: &Session, job: &Job, store: &Store) -> Result<Uploads, AzureMlError> {
     let datastore = session.datastore()?;
-    let mut diags = crate::diag::Diagnostics::default();
-    let flow = crate::flow::dag::load(&job.flow, &mut diags)
-        .ok_or_else(|| AzureMlError::Config(format!("cannot read the flow in {}", job.flow.display())))?;
-    let staged = crate::exec::prepare::snapshot_if_needed(&flow).map_err(|e| AzureMlError::Config(e.to_string()))?;
-    let root = staged.as_ref().map_or(job.flow.as_path(), |t| t.path());
-    let name = submission::folder_name(&job.flow);
-    let flow_snapshot = Snapshot::of(root).map_err(|e| io_error(root, e))?.named(&name);
+    let (flow_snapshot, _staged) = flow_snapshot(&job.flow)?;
     let flow_prefix = snapshot::upload(&datastore.container, &flow_snapshot)?.prefix;
     let data_uri = match (&job.data, job.run_file.as_ref().and_then(|f| f.data.as_ref())) {
         (Some(path), _) => {
@@ -133,6 +127,18 @@ fn upload(session: &Session, job: &Job, store: &Store) -> Result<Uploads, AzureM
             .unwrap_or_else(|| base.clone())
     });
     Ok(Uploads { datastore: datastore.name.clone(), flow_prefix, data_uri, base_run })
+}
+
+/// The flow folder as uploaded: with its `additional_includes` copied in
+/// (the staging folder lives as long as the returned guard).
+pub fn flow_snapshot(flow: &Path) -> Result<(Snapshot, Option<tempfile::TempDir>), AzureMlError> {
+    let mut diags = crate::diag::Diagnostics::default();
+    let loaded = crate::flow::dag::load(flow, &mut diags)
+        .ok_or_else(|| AzureMlError::Config(format!("cannot read the flow in {}", flow.display())))?;
+    let staged = crate::exec::prepare::snapshot_if_needed(&loaded).map_err(|e| AzureMlError::Config(e.to_string()))?;
+    let root = staged.as_ref().map_or(flow, |t| t.path());
+    let snapshot = Snapshot::of(root).map_err(|e| io_error(root, e))?.named(&submission::folder_name(flow));
+    Ok((snapshot, staged))
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> AzureMlError {

@@ -5,6 +5,7 @@
 mod action;
 mod check;
 mod cloud;
+mod deploy;
 mod detect;
 mod flow;
 mod progress;
@@ -55,6 +56,8 @@ pub enum Command {
     Action(action::ActionArgs),
     /// Batch and evaluation runs, and the run store (like `pf run`)
     Run(run::RunArgs),
+    /// Register a flow and deploy it to an Azure ML online endpoint (smoke test, then traffic)
+    Deploy(deploy::DeployArgs),
 }
 
 /// How results are written.
@@ -105,6 +108,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
     match cli.command {
         Command::Check(args) => check::run(args, out, err),
+        Command::Deploy(args) => deploy::run(args, out, err),
         Command::Validate(args) => validate::run(args, out, err),
         Command::Detect(args) => detect::run(args, out, err),
         Command::Flow(args) => flow::run(args, out, err),

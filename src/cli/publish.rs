@@ -95,7 +95,7 @@ fn azure(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn append(file: &Path, text: &str) -> std::io::Result<()> {
+pub fn append(file: &Path, text: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
     f.write_all(text.as_bytes())
 }

@@ -44,6 +44,12 @@ pub struct Script {
     pub refuse_token: bool,
     /// The storage account key `listSecrets` hands out.
     pub account_key: String,
+    /// A deployment's provisioning ends Failed.
+    pub deployment_fails: bool,
+    /// The deployed flow answers with the wrong shape.
+    pub scoring_wrong: bool,
+    /// The endpoint exists, with this traffic.
+    pub existing_traffic: Option<Json>,
 }
 
 impl Default for Script {
@@ -54,6 +60,9 @@ impl Default for Script {
             throttle_first_submit: false,
             refuse_token: false,
             account_key: String::new(),
+            deployment_fails: false,
+            scoring_wrong: false,
+            existing_traffic: None,
         }
     }
 }
@@ -70,7 +79,14 @@ struct State {
     violations: Vec<String>,
     runs: BTreeMap<String, FakeRun>,
     submits: usize,
+    /// ARM resources by path below the workspace: models, environments, endpoints, deployments.
+    resources: BTreeMap<String, Json>,
+    /// Long-running operations: polls so far, and how they end.
+    operations: Vec<(usize, &'static str)>,
 }
+
+/// The endpoint key `listKeys` hands out and scoring requires.
+pub const ENDPOINT_KEY: &str = "endpoint-key-from-fake";
 
 pub struct FakeAml {
     pub url: String,
@@ -85,7 +101,14 @@ pub fn workspace_path() -> String {
 
 impl FakeAml {
     pub fn start(script: Script) -> FakeAml {
-        let state = Arc::new(Mutex::new(State::default()));
+        let mut initial = State::default();
+        if let Some(traffic) = &script.existing_traffic {
+            initial.resources.insert(
+                "/onlineEndpoints/support-router".into(),
+                json!({"name": "support-router", "properties": {"traffic": traffic, "provisioningState": "Succeeded"}}),
+            );
+        }
+        let state = Arc::new(Mutex::new(initial));
         let shared = state.clone();
         let base = Arc::new(Mutex::new(String::new()));
         let base_in = base.clone();
@@ -102,7 +125,15 @@ impl FakeAml {
             }
         });
         *base.lock().unwrap() = url.clone();
+        if let Some(endpoint) = state.lock().unwrap().resources.get_mut("/onlineEndpoints/support-router") {
+            endpoint["properties"]["scoringUri"] = json!(format!("{url}/score/support-router"));
+        }
         FakeAml { url, state }
+    }
+
+    /// An ARM resource as last written (path below the workspace).
+    pub fn resource(&self, path: &str) -> Option<Json> {
+        self.state.lock().unwrap().resources.get(path).cloned()
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -151,11 +182,20 @@ fn respond(req: &Received, st: &mut State, script: &Script, url: &str) -> Outcom
     if req.path == "/oidc" {
         return Ok(Answer::json(200, json!({ "value": GITHUB_ID_TOKEN })));
     }
+    if let Some(endpoint) = req.path.strip_prefix("/score/") {
+        return score(req, endpoint, st, script);
+    }
     if req.header("authorization") != Some(&format!("Bearer {ARM_TOKEN}")) {
         return Err((401, format!("expected the ARM bearer token, got {:?}", req.header("authorization"))));
     }
     let ws = workspace_path();
+    if let Some(n) = req.path.strip_prefix(&format!("{}/operations/", operations_path())) {
+        return operation(n, st);
+    }
     if let Some(rest) = req.path.strip_prefix(&ws) {
+        if let Some(answer) = online(req, rest, st, script, url)? {
+            return Ok(answer);
+        }
         return arm(req, rest, script, url);
     }
     for service in ["/flow/api", "/history/v1.0", "/metric/v2.0"] {
@@ -375,4 +415,173 @@ fn child_run(id: &str, i: usize, evaluation: bool) -> Json {
         "inputs": inputs, "output": output, "index": i, "parent_run_id": id, "root_run_id": id,
         "start_time": "2026-11-25T10:00:00.000000Z", "end_time": "2026-11-25T10:00:01.000000Z"
     })
+}
+
+fn operations_path() -> String {
+    format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.MachineLearningServices/locations/eastus")
+}
+
+/// Models, environments, endpoints and deployments: `None` for other paths.
+fn online(
+    req: &Received,
+    rest: &str,
+    st: &mut State,
+    script: &Script,
+    url: &str,
+) -> Result<Option<Answer>, (u16, String)> {
+    let kind = ["/models/", "/environments/", "/onlineEndpoints/"].iter().find(|p| rest.starts_with(*p));
+    if kind.is_none() || rest.ends_with("/listKeys") {
+        if rest.ends_with("/listKeys") && req.method == "POST" {
+            return Ok(Some(Answer::json(200, json!({"primaryKey": ENDPOINT_KEY, "secondaryKey": "other"}))));
+        }
+        return Ok(None);
+    }
+    if req.param("api-version").is_none() {
+        return Err((400, "ARM calls need an api-version".into()));
+    }
+    match req.method.as_str() {
+        "GET" => Ok(Some(match st.resources.get(rest) {
+            Some(r) => Answer::json(200, r.clone()),
+            None => Answer::json(
+                404,
+                json!({"error": {"code": "ResourceNotFound", "message": format!("{rest} not found")}}),
+            ),
+        })),
+        "PUT" => put(req, rest, st, script, url).map(Some),
+        "PATCH" if rest.starts_with("/onlineEndpoints/") && !rest.contains("/deployments/") => {
+            let traffic = req
+                .body
+                .pointer("/properties/traffic")
+                .cloned()
+                .ok_or((400, "PATCH without properties.traffic".to_string()))?;
+            let total: u64 = traffic.as_object().map(|t| t.values().filter_map(Json::as_u64).sum()).unwrap_or(0);
+            if total != 100 {
+                return Err((400, format!("traffic must add up to 100, not {total}: {traffic}")));
+            }
+            for name in traffic.as_object().into_iter().flatten().map(|(k, _)| k) {
+                if !st.resources.contains_key(&format!("{rest}/deployments/{name}"))
+                    && script.existing_traffic.as_ref().and_then(|t| t.get(name)).is_none()
+                {
+                    return Err((400, format!("traffic names deployment {name}, which does not exist")));
+                }
+            }
+            let endpoint = st.resources.get_mut(rest).ok_or((404, format!("no endpoint {rest}")))?;
+            endpoint["properties"]["traffic"] = traffic;
+            let n = start_operation(st, "Succeeded");
+            Ok(Some(
+                Answer::json(202, Json::Null)
+                    .with_header(
+                        "Location",
+                        format!("{url}{}/operations/{n}?api-version=2024-04-01", operations_path()),
+                    )
+                    .with_header("Retry-After", "0".into()),
+            ))
+        }
+        _ => Err((405, format!("{} is not allowed on {rest}", req.method))),
+    }
+}
+
+fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -> Outcome {
+    let body = &req.body;
+    let async_op = |st: &mut State, ends: &'static str| {
+        let n = start_operation(st, ends);
+        format!("{url}{}/operations/{n}?api-version=2024-04-01", operations_path())
+    };
+    if rest.starts_with("/models/") {
+        let uri = body.pointer("/properties/modelUri").and_then(Json::as_str).unwrap_or_default();
+        if !uri.starts_with(&format!("azureml://subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/workspaces/{WORKSPACE}/datastores/{DATASTORE}/paths/LocalUpload/")) {
+            return Err((400, format!("modelUri {uri} is not a datastore path")));
+        }
+        if body.pointer("/properties/properties/is-promptflow") != Some(&json!("true")) {
+            return Err((400, "a flow model needs properties.is-promptflow".into()));
+        }
+        if st.resources.contains_key(rest) {
+            return Err((409, "model versions are immutable".into()));
+        }
+        st.resources.insert(rest.into(), body.clone());
+        return Ok(Answer::json(201, body.clone()));
+    }
+    if rest.starts_with("/environments/") {
+        if body.pointer("/properties/image").is_none() {
+            return Err((400, "an environment needs an image".into()));
+        }
+        st.resources.insert(rest.into(), body.clone());
+        return Ok(Answer::json(201, body.clone()));
+    }
+    if let Some((endpoint, deployment)) = rest.split_once("/deployments/") {
+        let endpoint_name = endpoint.trim_start_matches("/onlineEndpoints/");
+        if !st.resources.contains_key(endpoint) {
+            return Err((404, format!("endpoint {endpoint_name} does not exist")));
+        }
+        let model = body.pointer("/properties/model").and_then(Json::as_str).unwrap_or_default();
+        let model_path = model.strip_prefix(&workspace_path()).unwrap_or_default();
+        if !st.resources.contains_key(model_path) {
+            return Err((400, format!("deployment names model {model}, which is not registered")));
+        }
+        let env = body.pointer("/properties/environmentId").and_then(Json::as_str).unwrap_or_default();
+        if !st.resources.contains_key(env.strip_prefix(&workspace_path()).unwrap_or_default()) {
+            return Err((400, format!("deployment names environment {env}, which is not registered")));
+        }
+        if body.pointer("/properties/environmentVariables/PROMPTFLOW_RUN_MODE") != Some(&json!("serving"))
+            || body.pointer("/sku/capacity").is_none()
+        {
+            return Err((400, format!("deployment body incomplete: {body}")));
+        }
+        let _ = deployment;
+        st.resources.insert(rest.into(), body.clone());
+        let op = async_op(st, if script.deployment_fails { "Failed" } else { "Succeeded" });
+        return Ok(Answer::json(201, body.clone()).with_header("Azure-AsyncOperation", op));
+    }
+    // An endpoint.
+    if body.pointer("/properties/authMode") != Some(&json!("Key")) || body.get("location") != Some(&json!("eastus")) {
+        return Err((400, format!("endpoint body: {body}")));
+    }
+    let name = rest.trim_start_matches("/onlineEndpoints/");
+    let mut stored = body.clone();
+    stored["properties"]["scoringUri"] = json!(format!("{url}/score/{name}"));
+    stored["properties"]["traffic"] = json!({});
+    st.resources.insert(rest.into(), stored.clone());
+    let op = async_op(st, "Succeeded");
+    Ok(Answer::json(201, stored).with_header("Azure-AsyncOperation", op))
+}
+
+fn start_operation(st: &mut State, ends: &'static str) -> usize {
+    st.operations.push((0, ends));
+    st.operations.len() - 1
+}
+
+/// InProgress on the first poll, then how it ends; a `Location` operation
+/// (no status body) answers 202 while in progress.
+fn operation(n: &str, st: &mut State) -> Outcome {
+    let n: usize = n.parse().map_err(|_| (404, format!("no operation {n}")))?;
+    let (polls, ends) = st.operations.get_mut(n).ok_or((404, format!("no operation {n}")))?;
+    *polls += 1;
+    if *polls == 1 {
+        return Ok(Answer::json(202, json!({"status": "InProgress"})));
+    }
+    let mut body = json!({"status": ends});
+    if *ends == "Failed" {
+        body["error"] = json!({"code": "ResourceNotReady", "message": "User container has crashed or terminated: the image could not start"});
+    }
+    Ok(Answer::json(200, body))
+}
+
+/// The deployed flow: support-router's outputs, for the deployment named
+/// in `azureml-model-deployment`, with the endpoint key.
+fn score(req: &Received, endpoint: &str, st: &State, script: &Script) -> Outcome {
+    if req.header("authorization") != Some(&format!("Bearer {ENDPOINT_KEY}")) {
+        return Ok(Answer::json(401, json!({"message": "key mismatch"})));
+    }
+    let deployment =
+        req.header("azureml-model-deployment").ok_or((400, "score the new deployment by name".to_string()))?;
+    if !st.resources.contains_key(&format!("/onlineEndpoints/{endpoint}/deployments/{deployment}")) {
+        return Err((404, format!("no deployment {deployment}")));
+    }
+    if req.body.get("message").is_none() {
+        return Err((400, format!("scoring body without the flow's inputs: {}", req.body)));
+    }
+    if script.scoring_wrong {
+        return Ok(Answer::json(200, json!({"intent": 7})));
+    }
+    Ok(Answer::json(200, json!({"intent": "billing", "reply": "Billing will review your request."})))
 }

@@ -1,0 +1,279 @@
+//! Azure ML v2 ARM for serving a flow: a model asset holding the flow
+//! folder (with promptflow's properties), the promptflow runtime
+//! environment, a managed online endpoint and a deployment, their
+//! long-running operations, the endpoint's key, scoring and traffic.
+//! URLs and bodies are built here once, for the calls and for `--dry-run`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json, json};
+
+use super::AzureMlError;
+use super::client::{ARM_API_VERSION, Client, Reply};
+use super::workspace::WorkspaceRef;
+
+/// The image promptflow's own deployment examples serve flows with.
+pub const DEFAULT_IMAGE: &str = "mcr.microsoft.com/azureml/promptflow/promptflow-runtime:latest";
+/// The environment flow-ci registers that image as.
+pub const ENVIRONMENT: &str = "flow-ci-promptflow-runtime";
+
+/// What to deploy, resolved from `deploy:` and the flow.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub workspace: WorkspaceRef,
+    pub arm_url: String,
+    pub model: String,
+    /// The flow snapshot's content hash, shortened.
+    pub model_version: String,
+    /// `LocalUpload/{hash}/{flow}` in the datastore.
+    pub model_path: String,
+    pub datastore: String,
+    pub image: String,
+    pub endpoint: String,
+    pub deployment: String,
+    pub instance_type: String,
+    pub instance_count: u32,
+    /// Promptflow's model properties (`is-promptflow`, chat input/output).
+    pub model_properties: Map<String, Json>,
+    pub tags: Map<String, Json>,
+    pub location: String,
+}
+
+/// One ARM call: what `--dry-run` prints and what a deploy sends.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Call {
+    pub method: &'static str,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Json>,
+    pub why: String,
+}
+
+impl Target {
+    fn ws(&self) -> String {
+        format!("{}{}", self.arm_url, self.workspace.arm_path())
+    }
+
+    fn url(&self, rest: &str) -> String {
+        format!("{}{rest}?api-version={ARM_API_VERSION}", self.ws())
+    }
+
+    pub fn model_id(&self) -> String {
+        format!("{}/models/{}/versions/{}", self.workspace.arm_path(), self.model, self.model_version)
+    }
+
+    pub fn environment_version(&self) -> String {
+        use sha2::Digest;
+        base16ct::lower::encode_string(&sha2::Sha256::digest(self.image.as_bytes()))[..12].to_string()
+    }
+
+    pub fn model_url(&self) -> String {
+        self.url(&format!("/models/{}/versions/{}", self.model, self.model_version))
+    }
+
+    pub fn model_body(&self) -> Json {
+        let w = &self.workspace;
+        json!({"properties": {
+            "modelUri": format!(
+                "azureml://subscriptions/{}/resourceGroups/{}/workspaces/{}/datastores/{}/paths/{}",
+                w.subscription_id, w.resource_group, w.workspace, self.datastore, self.model_path
+            ),
+            "modelType": "custom_model",
+            "description": "A prompt flow, registered by flow-ci",
+            "tags": self.tags,
+            "properties": self.model_properties,
+        }})
+    }
+
+    pub fn environment_url(&self) -> String {
+        self.url(&format!("/environments/{ENVIRONMENT}/versions/{}", self.environment_version()))
+    }
+
+    pub fn environment_body(&self) -> Json {
+        let route = |path: &str| json!({"path": path, "port": 8080});
+        json!({"properties": {
+            "image": self.image, "osType": "Linux",
+            "description": "promptflow's serving runtime",
+            "inferenceConfig": {"livenessRoute": route("/health"), "readinessRoute": route("/health"), "scoringRoute": route("/score")},
+        }})
+    }
+
+    pub fn endpoint_url(&self) -> String {
+        self.url(&format!("/onlineEndpoints/{}", self.endpoint))
+    }
+
+    pub fn endpoint_body(&self) -> Json {
+        json!({"location": self.location, "identity": {"type": "SystemAssigned"}, "properties": {"authMode": "Key"}})
+    }
+
+    pub fn deployment_url(&self) -> String {
+        self.url(&format!("/onlineEndpoints/{}/deployments/{}", self.endpoint, self.deployment))
+    }
+
+    pub fn deployment_body(&self) -> Json {
+        let w = &self.workspace;
+        let overrides = format!(
+            "deployment.subscription_id={},deployment.resource_group={},deployment.workspace_name={},deployment.endpoint_name={},deployment.deployment_name={}",
+            w.subscription_id, w.resource_group, w.workspace, self.endpoint, self.deployment
+        );
+        json!({
+            "location": self.location,
+            "sku": {"name": "Default", "capacity": self.instance_count},
+            "properties": {
+                "endpointComputeType": "Managed",
+                "model": self.model_id(),
+                "environmentId": format!("{}/environments/{ENVIRONMENT}/versions/{}", w.arm_path(), self.environment_version()),
+                "instanceType": self.instance_type,
+                "environmentVariables": {"PROMPTFLOW_RUN_MODE": "serving", "PRT_CONFIG_OVERRIDE": overrides},
+                "requestSettings": {"requestTimeout": "PT5M"},
+                "livenessProbe": {"initialDelay": "PT10M"},
+            }
+        })
+    }
+
+    pub fn keys_url(&self) -> String {
+        self.url(&format!("/onlineEndpoints/{}/listKeys", self.endpoint))
+    }
+
+    /// Every call a deploy makes, in order (the dry run's listing).
+    pub fn plan(&self, traffic: &Map<String, Json>) -> Vec<Call> {
+        let call = |method, url: String, body: Option<Json>, why: &str| Call { method, url, body, why: why.into() };
+        vec![
+            call("GET", self.model_url(), None, "is this flow version registered? (then the model PUT is skipped)"),
+            call("PUT", self.model_url(), Some(self.model_body()), "register the flow folder as a model"),
+            call("GET", self.environment_url(), None, "is the runtime environment registered?"),
+            call("PUT", self.environment_url(), Some(self.environment_body()), "register the runtime environment"),
+            call("GET", self.endpoint_url(), None, "does the endpoint exist? (then its PUT is skipped)"),
+            call(
+                "PUT",
+                self.endpoint_url(),
+                Some(self.endpoint_body()),
+                "create the endpoint; wait on Azure-AsyncOperation",
+            ),
+            call(
+                "PUT",
+                self.deployment_url(),
+                Some(self.deployment_body()),
+                "create or update the deployment; wait on Azure-AsyncOperation",
+            ),
+            call("POST", self.keys_url(), None, "the endpoint key, for the smoke test"),
+            call(
+                "POST",
+                "{scoringUri}".into(),
+                None,
+                "smoke test the new deployment (azureml-model-deployment header)",
+            ),
+            call(
+                "PATCH",
+                self.endpoint_url(),
+                Some(json!({"properties": {"traffic": traffic}})),
+                "shift traffic, only when the smoke test passed",
+            ),
+        ]
+    }
+}
+
+/// The traffic after a shift: `percent` to `deployment`, the rest split
+/// over the others in proportion to what they had (all of it when alone).
+pub fn shifted_traffic(current: &Map<String, Json>, deployment: &str, percent: u32) -> Map<String, Json> {
+    let others: Vec<(&String, u64)> = current
+        .iter()
+        .filter(|(name, _)| *name != deployment)
+        .map(|(name, v)| (name, v.as_u64().unwrap_or(0)))
+        .collect();
+    let total: u64 = others.iter().map(|(_, v)| v).sum();
+    let mut traffic = Map::new();
+    if total == 0 {
+        traffic.insert(deployment.into(), json!(100));
+        for (name, _) in others {
+            traffic.insert(name.clone(), json!(0));
+        }
+        return traffic;
+    }
+    let rest = 100 - u64::from(percent.min(100));
+    let mut given = 0;
+    for (i, (name, share)) in others.iter().enumerate() {
+        // The last one takes the rounding remainder, so the sum is 100.
+        let value = if i + 1 == others.len() { rest - given } else { rest * share / total };
+        given += value;
+        traffic.insert((*name).clone(), json!(value));
+    }
+    traffic.insert(deployment.into(), json!(percent.min(100)));
+    traffic
+}
+
+/// Whether two traffic maps send the same shares (a missing deployment has 0).
+pub fn same_traffic(a: &Map<String, Json>, b: &Map<String, Json>) -> bool {
+    let share = |m: &Map<String, Json>, k: &str| m.get(k).and_then(Json::as_u64).unwrap_or(0);
+    a.keys().chain(b.keys()).all(|k| share(a, k) == share(b, k))
+}
+
+/// Follows a long-running ARM operation: `Azure-AsyncOperation` until its
+/// `status` is terminal, or `Location` until it stops answering 202.
+pub fn wait_for(
+    client: &Client,
+    reply: &Reply,
+    what: &str,
+    poll: Duration,
+    deadline: Option<Instant>,
+    say: &dyn Fn(&str),
+) -> Result<(), AzureMlError> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let status = if let Some(url) = &reply.async_operation {
+            let op = client.get(url)?;
+            let status = op.get("status").and_then(Json::as_str).unwrap_or("InProgress").to_string();
+            if status.eq_ignore_ascii_case("Failed") || status.eq_ignore_ascii_case("Canceled") {
+                let (code, message) = super::client::service_error(&op.to_string());
+                return Err(AzureMlError::Operation { what: what.into(), status, code, message });
+            }
+            status
+        } else if let Some(url) = &reply.location {
+            match client.get_reply(url)?.status {
+                202 => "InProgress".to_string(),
+                _ => "Succeeded".to_string(),
+            }
+        } else {
+            "Succeeded".to_string()
+        };
+        if status != last {
+            say(&format!("{what}: {status} ({}s)", started.elapsed().as_secs()));
+            last = status.clone();
+        }
+        if status.eq_ignore_ascii_case("Succeeded") {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(AzureMlError::Config(format!("{what} did not finish within --timeout")));
+        }
+        std::thread::sleep(reply.retry_after.unwrap_or(poll).min(poll));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn traffic(pairs: &[(&str, u64)]) -> Map<String, Json> {
+        pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()
+    }
+
+    #[test]
+    fn traffic_shifts_take_from_the_others_in_proportion() {
+        assert_eq!(shifted_traffic(&Map::new(), "green", 10), traffic(&[("green", 100)]));
+        assert_eq!(shifted_traffic(&traffic(&[("blue", 100)]), "green", 10), traffic(&[("blue", 90), ("green", 10)]));
+        assert_eq!(
+            shifted_traffic(&traffic(&[("a", 50), ("b", 50), ("green", 0)]), "green", 25),
+            traffic(&[("a", 37), ("b", 38), ("green", 25)])
+        );
+        assert_eq!(shifted_traffic(&traffic(&[("blue", 100)]), "green", 100), traffic(&[("blue", 0), ("green", 100)]));
+        // A rollback of a deployment that had nothing changes nothing.
+        let before = traffic(&[("blue", 100)]);
+        assert!(same_traffic(&shifted_traffic(&before, "green", 0), &before));
+        assert!(!same_traffic(
+            &shifted_traffic(&traffic(&[("blue", 50), ("green", 50)]), "green", 0),
+            &before.clone().into_iter().chain([("green".to_string(), json!(50))]).collect()
+        ));
+    }
+}

@@ -1,0 +1,155 @@
+//! `flow-ci deploy` end to end: the real binary against a loopback Azure
+//! (models, environments, online endpoints and deployments with their
+//! long-running operations, keys, scoring) and Azurite for the datastore.
+//! The example config deploys support-router as `green` with 10 % traffic.
+
+mod support;
+
+use serde_json::{Value as Json, json};
+use support::cloud::{Cloud, assert_no_violations};
+use support::fake_aml::{self, Script};
+use support::repo::run;
+
+const ENDPOINT: &str = "/onlineEndpoints/support-router";
+
+fn calls_to(cloud: &Cloud, method: &str, rest: &str) -> usize {
+    let path = format!("{method} {}{rest}", fake_aml::workspace_path());
+    cloud.fake.calls().iter().filter(|c| **c == path).count()
+}
+
+fn model_path(cloud: &Cloud) -> String {
+    let calls = cloud.fake.calls();
+    let model = calls.iter().find(|c| c.contains("/models/support-router/versions/")).expect("a model call");
+    model.split(&fake_aml::workspace_path()).nth(1).unwrap().to_string()
+}
+
+#[test]
+fn a_flow_is_registered_deployed_smoke_tested_and_given_its_traffic() {
+    let script = Script { existing_traffic: Some(json!({"blue": 100})), ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let outputs = cloud.pr.dir.path().join("github-output");
+    let (code, out, err) = run(cloud.flow_ci().env("GITHUB_OUTPUT", &outputs).arg("deploy"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+
+    // The model: the flow folder in the datastore, promptflow's properties,
+    // its content hash as the version.
+    let model = model_path(&cloud);
+    let registered = cloud.fake.resource(&model).unwrap();
+    assert_eq!(registered["properties"]["properties"]["azureml.promptflow.source_flow_id"], "support-router");
+    let uri = registered["properties"]["modelUri"].as_str().unwrap();
+    let blob = uri.split("/paths/").nth(1).unwrap();
+    assert!(cloud.container().metadata(&format!("{blob}/flow.dag.yaml")).unwrap().is_some(), "{uri} uploaded");
+
+    // The deployment body, and both operations followed to the end.
+    let deployment = cloud.fake.resource(&format!("{ENDPOINT}/deployments/green")).unwrap();
+    assert_eq!(deployment["properties"]["instanceType"], "Standard_DS3_v2");
+    assert_eq!(deployment["sku"]["capacity"], 1);
+    assert!(deployment["properties"]["model"].as_str().unwrap().ends_with(&model), "{deployment:#}");
+    let polls = cloud.fake.calls().iter().filter(|c| c.contains("/locations/eastus/operations/")).count();
+    assert!(polls >= 4, "the deployment's Azure-AsyncOperation and the traffic's Location were polled: {polls}");
+    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 0, "the endpoint existed");
+
+    // Scored with the key, on the new deployment; then 10 % moved to it.
+    let score = cloud.fake.received().into_iter().find(|r| r.path == "/score/support-router").unwrap();
+    assert_eq!(score.header("azureml-model-deployment"), Some("green"));
+    assert_eq!(score.body["message"], "I was charged twice for my invoice");
+    let endpoint = cloud.fake.resource(ENDPOINT).unwrap();
+    assert_eq!(endpoint["properties"]["traffic"], json!({"blue": 90, "green": 10}));
+
+    // Outputs for later steps, and the report.
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    let version = model.rsplit('/').next().unwrap();
+    assert!(written.contains(&format!("model-version={version}\n")), "{written}");
+    assert!(written.contains("deployment-name=green\n") && written.contains("endpoint-url=http://"), "{written}");
+    let report: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/report/deploy.json")).unwrap();
+    assert_eq!(report["smoke_test"], "passed");
+    assert!(out.contains("| traffic | {\"blue\":100} → {\"blue\":90,\"green\":10} |"), "{out}");
+
+    // The same flow again: the model version exists and is not registered twice.
+    let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("already registered"), "{err}");
+    assert_eq!(calls_to(&cloud, "PUT", &model), 1);
+    assert_no_violations(&cloud.fake);
+}
+
+#[test]
+fn a_new_endpoint_is_created_and_the_deployment_gets_all_traffic() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, out, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 1);
+    assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"green": 100}));
+}
+
+#[test]
+fn a_failed_smoke_test_leaves_traffic_where_it_was() {
+    let script = Script { existing_traffic: Some(json!({"blue": 100})), scoring_wrong: true, ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let (code, out, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(err.contains("the smoke test failed") && err.contains("`reply` is missing"), "{err}");
+    assert!(err.contains("`intent` is a number (locally a string)"), "{err}");
+    assert_eq!(calls_to(&cloud, "PATCH", ENDPOINT), 0, "no traffic change was sent");
+    assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"blue": 100}));
+    assert_no_violations(&cloud.fake);
+}
+
+#[test]
+fn a_deployment_that_fails_to_provision_exits_3_with_azures_reason() {
+    let script = Script { existing_traffic: Some(json!({"blue": 100})), deployment_fails: true, ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("deployment green ended Failed (ResourceNotReady)") && err.contains("User container has crashed"),
+        "{err}"
+    );
+    assert_eq!(calls_to(&cloud, "PATCH", ENDPOINT), 0);
+    assert!(
+        cloud.fake.received().iter().all(|r| !r.path.starts_with("/score/")),
+        "no smoke test of a failed deployment"
+    );
+}
+
+#[test]
+fn a_failed_check_stops_the_deploy() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    std::fs::create_dir_all(cloud.pr.dir.path().join(".flow-ci/report")).unwrap();
+    cloud.pr.write(".flow-ci/report/report.json", r#"{"passed": false, "flows": []}"#);
+    let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("says a gate failed") && err.contains("--ignore-gates"), "{err}");
+    assert!(cloud.fake.calls().is_empty(), "{:#?}", cloud.fake.calls());
+}
+
+#[test]
+fn the_dry_run_prints_every_call_and_sends_none() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, out, err) = run(cloud.flow_ci().args(["deploy", "--dry-run"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(cloud.fake.calls().is_empty(), "{:#?}", cloud.fake.calls());
+    let ws = fake_aml::workspace_path();
+    for line in [
+        format!("PUT {}{ws}/onlineEndpoints/support-router/deployments/green?api-version=2024-04-01", cloud.fake.url),
+        format!("PATCH {}{ws}/onlineEndpoints/support-router?api-version=2024-04-01", cloud.fake.url),
+    ] {
+        assert!(out.contains(&line), "{line} in\n{out}");
+    }
+    assert!(out.contains("\"PROMPTFLOW_RUN_MODE\": \"serving\""), "{out}");
+    assert!(err.contains("smoke test inputs: {\"message\":\"I was charged twice"), "{err}");
+}
+
+#[test]
+fn a_live_deployment_that_fails_its_smoke_test_loses_its_traffic() {
+    let script =
+        Script { existing_traffic: Some(json!({"blue": 50, "green": 50})), scoring_wrong: true, ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("updated in place"), "the in-place update is called out: {err}");
+    assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"blue": 100, "green": 0}));
+    assert_no_violations(&cloud.fake);
+}

@@ -1,0 +1,70 @@
+//! A loopback Azure (fake_aml) plus Azurite for the datastore, and the
+//! example repository to run flow-ci in against them.
+
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use flow_ci::azureml::blob::{Container, Credential};
+use flow_ci::llm::connection::Secret;
+
+use super::azurite::{self, ACCOUNT, Azurite, KEY};
+use super::fake_aml::{self, FakeAml, Script};
+use super::repo::{Pr, run};
+
+pub struct Cloud {
+    pub fake: FakeAml,
+    pub azurite: Azurite,
+    pub pr: Pr,
+}
+
+impl Cloud {
+    /// `None` when Azurite is not installed (outside CI).
+    pub fn start(script: Script) -> Option<Cloud> {
+        let azurite = azurite::start()?;
+        Container::new(
+            &format!("{}/{ACCOUNT}", azurite.url),
+            ACCOUNT,
+            fake_aml::CONTAINER,
+            Credential::AccountKey(Secret::new(KEY.into())),
+        )
+        .unwrap()
+        .create()
+        .unwrap();
+        let fake = FakeAml::start(Script { account_key: KEY.into(), ..script });
+        Some(Cloud { fake, azurite, pr: Pr::new() })
+    }
+
+    pub fn container(&self) -> Container {
+        Container::new(
+            &format!("{}/{ACCOUNT}", self.azurite.url),
+            ACCOUNT,
+            fake_aml::CONTAINER,
+            Credential::AccountKey(Secret::new(KEY.into())),
+        )
+        .unwrap()
+    }
+
+    /// flow-ci in the repository, pointed at the fakes, with no Azure
+    /// credentials from the environment the tests run in.
+    pub fn flow_ci(&self) -> Command {
+        let mut cmd = self.pr.command();
+        for var in std::env::vars().map(|(k, _)| k) {
+            if var.starts_with("AZURE") || var.starts_with("IDENTITY_") || var.starts_with("MSI_") {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.envs(self.fake.env());
+        cmd.env("FLOW_CI_BLOB_URL", format!("{}/{ACCOUNT}", self.azurite.url));
+        // No managed identity endpoint: an unused loopback port.
+        cmd.env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9");
+        cmd
+    }
+
+    pub fn run_create(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        run(self.flow_ci().args(["run", "create", "--backend", "azureml"]).args(args))
+    }
+}
+
+pub fn assert_no_violations(fake: &FakeAml) {
+    assert!(fake.violations().is_empty(), "the fake saw: {:#?}", fake.violations());
+}
