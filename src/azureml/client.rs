@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 
 use super::AzureMlError;
 use crate::entra::TokenSource;
+use crate::llm::client::retry_after;
 
 /// ARM and the Azure ML resource (whose token goes in `aml-user-token`).
 pub struct Cloud {
@@ -198,15 +199,6 @@ fn retryable(method: &reqwest::Method, status: u16, has_retry_after: bool) -> bo
     }
 }
 
-/// `retry-after-ms`, `x-ms-retry-after-ms`, or `Retry-After` in seconds.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
-    value("retry-after-ms")
-        .or_else(|| value("x-ms-retry-after-ms"))
-        .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
-        .or_else(|| value("retry-after").map(|s| Duration::from_secs_f64(s.max(0.0))))
-}
-
 /// The most specific error code (the deepest `innerError.code`) and the
 /// message of an Azure ML or ARM error body.
 pub fn service_error(text: &str) -> (String, String) {
@@ -265,15 +257,6 @@ mod tests {
         assert!(!retryable(&Method::POST, 502, false));
         assert!(retryable(&Method::POST, 409, true));
         assert!(!retryable(&Method::POST, 404, false));
-    }
-
-    #[test]
-    fn retry_after_reads_every_spelling() {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", "150".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
     }
 
     #[test]

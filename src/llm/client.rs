@@ -308,10 +308,15 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// `retry-after-ms`, else `retry-after` in seconds.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// How long the service asks to wait: `retry-after-ms`, `x-ms-retry-after-ms`
+/// (Azure), or `Retry-After` in seconds; at most 10 minutes.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let header =
         |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
-    let secs = header("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| header("retry-after"))?;
+    let secs = header("retry-after-ms")
+        .or_else(|| header("x-ms-retry-after-ms"))
+        .map(|ms| ms / 1000.0)
+        .or_else(|| header("retry-after"))?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(600.0)))
 }
 
@@ -381,6 +386,8 @@ mod tests {
         assert_eq!(retry_after(&h), None);
         h.insert("retry-after", "2".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("x-ms-retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         h.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
     }
