@@ -9,8 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::azureml::run::CloudRun;
-use crate::config::Backend;
-use crate::config::{self, Baseline, CONFIG_FILE, Config, Gate};
+use crate::config::{self, Backend, Baseline, CONFIG_FILE, Config, Gate};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::exec::batch::Progress;
 use crate::exec::job::{Job, JobError, JobOptions};
@@ -35,7 +34,7 @@ pub struct CheckRequest {
     /// needs a model key it lacks is reported as not run instead of failing.
     pub without_secrets: Option<String>,
     /// `--backend`, over the config's `backend:`.
-    pub backend: Option<crate::config::Backend>,
+    pub backend: Option<Backend>,
 }
 
 /// Progress of runs nobody watches (the baseline's, beside the head's bar).
@@ -135,13 +134,9 @@ pub fn plan(req: &CheckRequest) -> Result<Plan, CheckError> {
         Some(Baseline::File(p)) => format!("file:{p}"),
         Some(Baseline::None) => "none".to_string(),
     };
-    let backend = req.backend.or_else(|| config.as_ref().and_then(|c| c.backend.as_ref()).map(|b| b.value));
-    let azureml = config
-        .as_ref()
-        .map(|c| c.azureml.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect())
-        .unwrap_or_default();
-    let backend = if backend == Some(Backend::AzureMl) { "azureml" } else { "local" };
-    Ok(Plan { config: config_path, baseline, backend: backend.into(), azureml, flows, skipped })
+    let backend = Config::backend_or(config.as_ref(), req.backend).as_str().to_string();
+    let azureml = config.as_ref().map(Config::azureml_keys).unwrap_or_default();
+    Ok(Plan { config: config_path, baseline, backend, azureml, flows, skipped })
 }
 
 fn canonical(p: &Path) -> PathBuf {

@@ -35,10 +35,33 @@ pub struct Config {
     pub llm: LlmConfig,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where runs execute (also the `--backend` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     Local,
+    #[value(name = "azureml")]
     AzureMl,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::AzureMl => "azureml",
+        }
+    }
+}
+
+impl Config {
+    /// `--backend` when given, else `backend:`, else local.
+    pub fn backend_or(config: Option<&Config>, flag: Option<Backend>) -> Backend {
+        flag.or_else(|| config.and_then(|c| c.backend.as_ref()).map(|b| b.value)).unwrap_or(Backend::Local)
+    }
+
+    /// The `azureml:` keys (the workspace), as plain strings.
+    pub fn azureml_keys(&self) -> Vec<(String, String)> {
+        self.azureml.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -155,19 +155,14 @@ impl Store {
             std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let details_path = dir.join(DETAILS_FILE);
-        let details = BufWriter::new(File::create(&details_path).map_err(io(&details_path))?);
-        Ok(RunWriter { dir, details })
+        RunWriter::open(dir)
     }
 
     /// Opens an existing run to write its results again (a cloud run
     /// fetched anew): its line records start empty, other files stay.
     pub fn reopen(&self, name: &str) -> Result<RunWriter, StoreError> {
         self.load(name)?;
-        let dir = self.dir(name);
-        let details_path = dir.join(DETAILS_FILE);
-        let details = BufWriter::new(File::create(&details_path).map_err(io(&details_path))?);
-        Ok(RunWriter { dir, details })
+        RunWriter::open(self.dir(name))
     }
 
     pub fn load(&self, name: &str) -> Result<RunRecord, StoreError> {
@@ -247,6 +242,13 @@ pub struct RunWriter {
 }
 
 impl RunWriter {
+    /// A writer for `dir`, with `details.jsonl` started empty.
+    fn open(dir: PathBuf) -> Result<RunWriter, StoreError> {
+        let details_path = dir.join(DETAILS_FILE);
+        let details = BufWriter::new(File::create(&details_path).map_err(io(&details_path))?);
+        Ok(RunWriter { dir, details })
+    }
+
     pub fn write_record(&self, record: &RunRecord) -> Result<(), StoreError> {
         write_json_atomic(&self.dir.join(RUN_FILE), record)
     }

@@ -79,26 +79,26 @@ pub fn cloud_id(record: &RunRecord) -> Option<&str> {
 /// `run stream`: follows a stored Azure ML run until it ends (printing its
 /// log with `stream`), then fetches its results into the store again.
 pub fn attach(session: &Session, store: &Store, name: &str, cancel: &AtomicBool) -> Result<RunRecord, AzureMlError> {
-    let record = store.load(name)?;
-    let id = cloud_id(&record)
-        .ok_or_else(|| {
-            AzureMlError::Config(format!(
-                "run `{name}` ran locally; its log is {}",
-                store.dir(name).join(crate::runs::LOGS_FILE).display()
-            ))
-        })?
-        .to_string();
+    let log = store.dir(name).join(crate::runs::LOGS_FILE);
+    let (record, id) = stored_cloud_run(store, name, &format!("its log is {}", log.display()))?;
     let mut writer = store.reopen(name)?;
     follow(session, &id, cancel, &mut writer, record)
 }
 
 /// `run cancel`: asks the workspace to cancel a stored Azure ML run.
 pub fn cancel(session: &Session, store: &Store, name: &str) -> Result<String, AzureMlError> {
+    let (_, id) = stored_cloud_run(store, name, "stop it with Ctrl-C where it runs")?;
+    session.service().cancel(&id)?;
+    Ok(id)
+}
+
+/// A stored run and its workspace id; `local` says what to do instead for a local run.
+fn stored_cloud_run(store: &Store, name: &str, local: &str) -> Result<(RunRecord, String), AzureMlError> {
     let record = store.load(name)?;
     let id = cloud_id(&record)
-        .ok_or_else(|| AzureMlError::Config(format!("run `{name}` ran locally; stop it with Ctrl-C where it runs")))?;
-    session.service().cancel(id)?;
-    Ok(id.to_string())
+        .ok_or_else(|| AzureMlError::Config(format!("run `{name}` ran locally; {local}")))?
+        .to_string();
+    Ok((record, id))
 }
 
 /// Uploads the flow (with its `additional_includes`) and a local data
@@ -120,11 +120,7 @@ fn upload(session: &Session, job: &Job, store: &Store) -> Result<Uploads, AzureM
     let base_run = job.base.as_ref().map(|base| {
         // A run of this store knows its cloud id; any other name is taken
         // as a run id in the workspace (as `pfazure run create --run` does).
-        store
-            .load(base)
-            .ok()
-            .and_then(|r| r.properties.get(RUN_ID_PROPERTY).and_then(Json::as_str).map(str::to_string))
-            .unwrap_or_else(|| base.clone())
+        store.load(base).ok().and_then(|r| cloud_id(&r).map(str::to_string)).unwrap_or_else(|| base.clone())
     });
     Ok(Uploads { datastore: datastore.name.clone(), flow_prefix, data_uri, base_run })
 }
@@ -170,7 +166,7 @@ fn find_or_submit(
                 session.say(&format!("{}: submitted {id}\n  {}", job.name, service.portal_url(&id)));
                 return Ok(id);
             }
-            Some(state) if matches!(state.status.as_str(), "Failed" | "Canceled" | "Cancelled") => continue,
+            Some(state) if state.ended_unfinished() => continue,
             Some(state) => {
                 session.say(&format!("{}: reusing {id} ({}; same flow, data and commit)", job.name, state.status));
                 return Ok(id);

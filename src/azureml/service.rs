@@ -29,7 +29,12 @@ impl RunState {
     /// `Completed`, `Failed` and `Canceled` end a run; every other status
     /// (NotStarted, Preparing, Running, Finalizing, ...) is still going.
     pub fn is_terminal(&self) -> bool {
-        matches!(self.status.as_str(), "Completed" | "Failed" | "Canceled" | "Cancelled")
+        self.status == "Completed" || self.ended_unfinished()
+    }
+
+    /// Failed or cancelled (the flow service spells it `Cancelled`).
+    pub fn ended_unfinished(&self) -> bool {
+        matches!(self.status.as_str(), "Failed" | "Canceled" | "Cancelled")
     }
 }
 

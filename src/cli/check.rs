@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::cloud::{Backend, CloudArgs};
+use super::cloud::CloudArgs;
 use super::flow::ExecArgs;
 use super::progress::ConsoleProgress;
 use crate::check::{self, CheckError, CheckRequest, Plan};
@@ -81,7 +81,7 @@ pub struct CheckArgs {
     /// Where runs execute: local (the embedded executor) or azureml (the workspace from `azureml:`
     /// in .flow-ci.yaml, AZUREML_* or config.json) [default: .flow-ci.yaml `backend:`, else local]
     #[arg(long, value_enum)]
-    pub backend: Option<Backend>,
+    pub backend: Option<crate::config::Backend>,
 
     #[command(flatten)]
     pub cloud: CloudArgs,
@@ -127,10 +127,7 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             .as_ref()
             .is_some_and(crate::ci::PullRequest::is_fork)
             .then(|| "this pull request comes from a fork, which gets no secrets".to_string()),
-        backend: args.backend.map(|b| match b {
-            Backend::Local => crate::config::Backend::Local,
-            Backend::Azureml => crate::config::Backend::AzureMl,
-        }),
+        backend: args.backend,
     };
     let plan = match check::plan(&req) {
         Ok(p) => p,

@@ -6,13 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::azureml::{AzureMlError, Provenance, Session, Settings};
-
-/// Where runs execute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    Local,
-    Azureml,
-}
+use crate::config::Backend;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CloudArgs {
@@ -106,19 +100,9 @@ impl Config {
         let file = config.or_else(|| default.is_file().then_some(default));
         let mut diags = crate::diag::Diagnostics::default();
         let config = file.and_then(|f| crate::config::load(f, &mut diags));
-        Config::from(config.as_ref(), flag)
-    }
-
-    pub fn from(config: Option<&crate::config::Config>, flag: Option<Backend>) -> Config {
-        let configured = config.and_then(|c| c.backend.as_ref()).map(|b| match b.value {
-            crate::config::Backend::Local => Backend::Local,
-            crate::config::Backend::AzureMl => Backend::Azureml,
-        });
         Config {
-            backend: flag.or(configured).unwrap_or(Backend::Local),
-            azureml: config
-                .map(|c| c.azureml.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect())
-                .unwrap_or_default(),
+            backend: crate::config::Config::backend_or(config.as_ref(), flag),
+            azureml: config.as_ref().map(crate::config::Config::azureml_keys).unwrap_or_default(),
         }
     }
 }

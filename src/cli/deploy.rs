@@ -60,7 +60,7 @@ pub fn run(args: DeployArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(s) => s,
         Err(e) => return report(&e, err),
     };
-    let azureml = super::cloud::Config::from(Some(&config), None).azureml;
+    let azureml = config.azureml_keys();
     if args.dry_run {
         return dry_run(&spec, &azureml, out, err);
     }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::cloud::{Backend, CloudArgs};
+use super::cloud::CloudArgs;
 use super::flow::{ExecArgs, parse_key_value, report_prepare_error};
 use super::progress::ConsoleProgress;
 use super::run_view;
+use crate::config::Backend;
 use crate::exec::job::{Job, JobError, JobOptions};
 use crate::flow::reference::MappingSource;
 use crate::flow::run_file::{self, RunFile};
@@ -262,7 +263,7 @@ fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
 }
 
 fn cloud_session(config: Option<&Path>, stream: bool, err: &mut dyn Write) -> Result<crate::azureml::Session, u8> {
-    let settings = super::cloud::Config::read(config, Some(Backend::Azureml));
+    let settings = super::cloud::Config::read(config, Some(Backend::AzureMl));
     super::cloud::connect(&settings.azureml, &CloudArgs { timeout: None }, stream, err)
 }
 
@@ -319,7 +320,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
     };
     let settings = super::cloud::Config::read(args.config.as_deref(), args.backend);
     let session = match settings.backend {
-        Backend::Azureml => match super::cloud::connect(&settings.azureml, &args.cloud, args.stream, err) {
+        Backend::AzureMl => match super::cloud::connect(&settings.azureml, &args.cloud, args.stream, err) {
             Ok(s) => Some(s),
             Err(code) => return code,
         },
