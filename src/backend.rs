@@ -7,6 +7,8 @@ use crate::runs::{RunRecord, Store};
 
 /// Runs `job` on the backend `opts` names and returns its finished record.
 pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord, JobError> {
+    // Before anything runs or uploads: the name must be a name.
+    store.dir(&job.name)?;
     match &opts.cloud {
         Some(cloud) => Ok(crate::azureml::run::run(cloud, job, store, opts.cancel, opts.force)?),
         None => job::run(job, store, opts),

@@ -14,6 +14,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::exec::batch::Progress;
 use crate::exec::job::{Job, JobError, JobOptions};
 use crate::flow::run_file::{self, RunFile};
+use crate::flow::run_name;
 use crate::gate::{self, Evidence, Verdict};
 use crate::runs::{RunStatus, Store};
 
@@ -427,7 +428,8 @@ fn run_flow(flow: &PlannedFlow, store: &Store, opts: &JobOptions<'_>) -> FlowRep
     let slug: String = flow.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let mut report = FlowReport::new(flow);
     if let Some(run_path) = &flow.run_file {
-        let batch_name = format!("check-{slug}");
+        // Room for `-eval-N` after the batch name.
+        let batch_name = run_name::sanitize(&format!("check-{slug}"), run_name::MAX_LEN - 16);
         match run_job(run_path, &batch_name, None, store, opts) {
             Ok(record) => {
                 report.lines = (record.lines.failed, record.lines.total);

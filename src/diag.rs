@@ -58,6 +58,7 @@ codes! {
     RunFlowMissing => "run-flow-missing", "a run file's `flow` is missing or is not a flow folder";
     RunDataMissing => "run-data-missing", "a run file's `data` file does not exist";
     RunSourceMissing => "run-source-missing", "a run file has neither `data` nor `run`";
+    InvalidRunName => "invalid-run-name", "a run file's `name` or `run` is not a plain run name (it names a folder of the run store)";
     MappingSource => "mapping-source", "a column mapping reads from a source that is not available";
     MappingUnknownInput => "mapping-unknown-input", "a column mapping sets a key the flow has no input for";
     DataColumnMissing => "data-column-missing", "a column the run needs is absent from the data file";

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::exec::line::{LineRun, RunError, Status};
+use crate::flow::run_name::{self, InvalidRunName};
 
 pub const RUN_FILE: &str = "run.json";
 pub const OUTPUT_FILE: &str = "output.jsonl";
@@ -105,9 +106,24 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: not a valid run store file: {source}", path.display())]
     Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    InvalidName(#[from] InvalidRunName),
+    /// `--force` replaces runs only: a folder without `run.json`, or a
+    /// symlink, is somebody else's and stays.
+    #[error("{} exists but is not a stored run (no {RUN_FILE}); --force replaces runs only", dir.display())]
+    NotARun { dir: PathBuf },
 }
 
 impl StoreError {
+    /// A name or an existing folder in the way is the user's input (exit 2);
+    /// a store that cannot be read or written is a failure (exit 3).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Io { .. } | StoreError::Corrupt { .. } => crate::exit::FAILURE,
+            _ => crate::exit::INVALID_INPUT,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             StoreError::Exists { .. } => Some("choose another --name, or pass --force to replace it".into()),
@@ -115,6 +131,7 @@ impl StoreError {
                 Some("no runs yet; create one with `flow-ci run create`".into())
             }
             StoreError::NotFound { recent, .. } => Some(format!("recent runs: {}", recent.join(", "))),
+            StoreError::NotARun { .. } => Some("choose another --name, or move that folder away yourself".into()),
             _ => None,
         }
     }
@@ -141,18 +158,25 @@ impl Store {
         Store { root }
     }
 
-    pub fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    /// The folder of run `name`: always one plain component below the root,
+    /// so no name reaches outside the store.
+    pub fn dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.root.join(run_name::check(name)?))
     }
 
-    /// Creates an empty run folder; an existing run is replaced only with `force`.
+    /// Creates an empty run folder. An existing run is replaced only with
+    /// `force`, and only when that folder really is a run (a directory, not a
+    /// symlink, holding `run.json`).
     pub fn create(&self, name: &str, force: bool) -> Result<RunWriter, StoreError> {
-        let dir = self.dir(name);
-        if dir.exists() {
-            if !force {
-                return Err(StoreError::Exists { name: name.into(), dir });
+        let dir = self.dir(name)?;
+        match std::fs::symlink_metadata(&dir) {
+            Ok(_) if !force => return Err(StoreError::Exists { name: name.into(), dir }),
+            Ok(meta) if meta.is_dir() && dir.join(RUN_FILE).is_file() => {
+                std::fs::remove_dir_all(&dir).map_err(io(&dir))?
             }
-            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            Ok(_) => return Err(StoreError::NotARun { dir }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&dir)(e)),
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         RunWriter::open(dir)
@@ -162,11 +186,11 @@ impl Store {
     /// fetched anew): its line records start empty, other files stay.
     pub fn reopen(&self, name: &str) -> Result<RunWriter, StoreError> {
         self.load(name)?;
-        RunWriter::open(self.dir(name))
+        RunWriter::open(self.dir(name)?)
     }
 
     pub fn load(&self, name: &str) -> Result<RunRecord, StoreError> {
-        let path = self.dir(name).join(RUN_FILE);
+        let path = self.dir(name)?.join(RUN_FILE);
         if !path.is_file() {
             return Err(StoreError::NotFound { name: name.into(), dir: self.root.clone(), recent: self.recent(5) });
         }
@@ -189,13 +213,22 @@ impl Store {
         Ok(runs)
     }
 
+    /// `logs.txt`, empty when the run wrote none.
+    pub fn logs(&self, name: &str) -> Result<String, StoreError> {
+        let path = self.dir(name)?.join(LOGS_FILE);
+        match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            other => other.map_err(io(&path)),
+        }
+    }
+
     /// `output.jsonl` rows (each with `line_number`).
     pub fn outputs(&self, name: &str) -> Result<Vec<Map<String, Json>>, StoreError> {
-        read_jsonl(&self.dir(name).join(OUTPUT_FILE))
+        read_jsonl(&self.dir(name)?.join(OUTPUT_FILE))
     }
 
     pub fn metrics(&self, name: &str) -> Result<Map<String, Json>, StoreError> {
-        let path = self.dir(name).join(METRICS_FILE);
+        let path = self.dir(name)?.join(METRICS_FILE);
         if !path.exists() {
             return Ok(Map::new());
         }
@@ -204,7 +237,7 @@ impl Store {
 
     /// Per-line records, in line order.
     pub fn details(&self, name: &str) -> Result<Vec<LineRun>, StoreError> {
-        let path = self.dir(name).join(DETAILS_FILE);
+        let path = self.dir(name)?.join(DETAILS_FILE);
         let file = File::open(&path).map_err(io(&path))?;
         let mut lines = Vec::new();
         for line in BufReader::new(file).lines() {

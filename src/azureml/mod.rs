@@ -53,26 +53,25 @@ impl AzureMlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AzureMlError::Config(_) => crate::exit::INVALID_INPUT,
-            AzureMlError::Store(crate::runs::StoreError::Exists { .. }) => crate::exit::INVALID_INPUT,
+            AzureMlError::Store(e) => e.exit_code(),
             _ => crate::exit::FAILURE,
         }
     }
 
     /// How to fix it, when flow-ci can tell.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub fn hint(&self) -> Option<String> {
         match self {
             AzureMlError::Auth(_) => Some(
-                "sign in with `az login`, or give the job a service principal (AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET or OIDC federation)",
+                "sign in with `az login`, or give the job a service principal (AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET or OIDC federation)"
+                    .into(),
             ),
             AzureMlError::Service { status: 401 | 403, .. } => {
-                Some("the identity needs a role on the workspace that may submit runs, e.g. AzureML Data Scientist")
+                Some("the identity needs a role on the workspace that may submit runs, e.g. AzureML Data Scientist".into())
             }
             AzureMlError::Service { status: 404, url, .. } if !url.contains("/runs/") && !url.contains("BulkRuns") => {
-                Some("check azureml.subscription_id, resource_group and workspace")
+                Some("check azureml.subscription_id, resource_group and workspace".into())
             }
-            AzureMlError::Store(crate::runs::StoreError::Exists { .. }) => {
-                Some("choose another --name, or pass --force to replace it")
-            }
+            AzureMlError::Store(e) => e.hint(),
             _ => None,
         }
     }

@@ -79,7 +79,7 @@ pub fn cloud_id(record: &RunRecord) -> Option<&str> {
 /// `run stream`: follows a stored Azure ML run until it ends (printing its
 /// log with `stream`), then fetches its results into the store again.
 pub fn attach(session: &Session, store: &Store, name: &str, cancel: &AtomicBool) -> Result<RunRecord, AzureMlError> {
-    let log = store.dir(name).join(crate::runs::LOGS_FILE);
+    let log = store.dir(name)?.join(crate::runs::LOGS_FILE);
     let (record, id) = stored_cloud_run(store, name, &format!("its log is {}", log.display()))?;
     let mut writer = store.reopen(name)?;
     follow(session, &id, cancel, &mut writer, record)

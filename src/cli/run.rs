@@ -14,6 +14,7 @@ use crate::config::Backend;
 use crate::exec::job::{Job, JobError, JobOptions};
 use crate::flow::reference::MappingSource;
 use crate::flow::run_file::{self, RunFile};
+use crate::flow::run_name;
 use crate::runs::{RunStatus, Store, StoreError};
 use crate::{diag, exit};
 
@@ -62,7 +63,7 @@ pub enum RunCommand {
 #[derive(Debug, clap::Args)]
 pub struct CloudNameArgs {
     /// The run name (in the run store)
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = run_name::parse)]
     pub name: String,
     /// The .flow-ci.yaml with the `azureml:` workspace [default: ./.flow-ci.yaml]
     #[arg(long, value_name = "FILE")]
@@ -103,7 +104,7 @@ pub struct CreateArgs {
     pub data: Option<PathBuf>,
 
     /// The base run of an evaluation run (overrides the run file's `run`)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = run_name::parse)]
     pub run: Option<String>,
 
     /// input=${data.column} | ${run.outputs.name} | ${run.inputs.column} | literal
@@ -115,7 +116,7 @@ pub struct CreateArgs {
     pub variant: Option<String>,
 
     /// Run name [default: the run file's `name`, else <flow>_<variant>_<timestamp>]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = run_name::parse)]
     pub name: Option<String>,
 
     /// Replace an existing run of the same name
@@ -159,7 +160,7 @@ pub enum ViewFormat {
 #[derive(Debug, clap::Args)]
 pub struct NameArgs {
     /// The run name
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = run_name::parse)]
     pub name: String,
     #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
     pub format: ViewFormat,
@@ -186,8 +187,10 @@ pub struct ListArgs {
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
     /// The first run (e.g. the baseline)
+    #[arg(value_parser = run_name::parse)]
     pub a: String,
     /// The second run
+    #[arg(value_parser = run_name::parse)]
     pub b: String,
     #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
     pub format: ViewFormat,
@@ -221,7 +224,10 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
         Err(e) => return store_error(&e, err),
     };
     if crate::azureml::run::cloud_id(&record).is_none() {
-        let logs = std::fs::read_to_string(store.dir(&args.name).join(crate::runs::LOGS_FILE)).unwrap_or_default();
+        let logs = match store.logs(&args.name) {
+            Ok(logs) => logs,
+            Err(e) => return store_error(&e, err),
+        };
         return match out.write_all(logs.as_bytes()) {
             Ok(()) => exit::OK,
             Err(e) => super::output_failed(&e, err),
@@ -233,13 +239,11 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
     };
     let cancel = super::cancel_on_interrupt();
     match crate::azureml::run::attach(&session, store, &args.name, &cancel) {
-        Ok(finished) => {
-            let metrics = store.metrics(&args.name).unwrap_or_default();
-            if let Err(e) = run_view::summary(&finished, &metrics, &store.dir(&args.name), out) {
-                return super::output_failed(&e, err);
-            }
-            finished_code(finished.status)
-        }
+        Ok(finished) => match run_view::show(store, &args.name, ViewFormat::Text, out) {
+            Ok(()) => finished_code(finished.status),
+            Err(run_view::ViewError::Store(e)) => store_error(&e, err),
+            Err(run_view::ViewError::Output(e)) => super::output_failed(&e, err),
+        },
         Err(e) => super::cloud::report(&e, err),
     }
 }
@@ -280,10 +284,7 @@ fn store_error(e: &StoreError, err: &mut dyn Write) -> u8 {
     if let Some(hint) = e.hint() {
         let _ = writeln!(err, "  hint: {hint}");
     }
-    match e {
-        StoreError::NotFound { .. } | StoreError::Exists { .. } => exit::INVALID_INPUT,
-        _ => exit::FAILURE,
-    }
+    e.exit_code()
 }
 
 /// What to run, from the run file and the flags (flags win).
@@ -352,15 +353,11 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
     if args.stream {
         run_view::stream_summary(store, &finished.name, err);
     }
-    let metrics = store.metrics(&name).unwrap_or_default();
-    let shown = match args.format {
-        ViewFormat::Json => run_view::write_json(&serde_json::to_value(&finished).unwrap_or_default(), out),
-        ViewFormat::Text => run_view::summary(&finished, &metrics, &store.dir(&name), out),
-    };
-    if let Err(e) = shown {
-        return super::output_failed(&e, err);
+    match run_view::show(store, &finished.name, args.format, out) {
+        Ok(()) => finished_code(finished.status),
+        Err(run_view::ViewError::Store(e)) => store_error(&e, err),
+        Err(run_view::ViewError::Output(e)) => super::output_failed(&e, err),
     }
-    finished_code(finished.status)
 }
 
 /// Prints why a run could not start or finish; returns the exit code.
@@ -439,5 +436,6 @@ fn default_name(flow: &Path, variant: Option<&str>) -> String {
     let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
     let sanitized: String =
         folder.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    format!("{sanitized}_{variant}_{}_{}_{}", &digits[..8], &digits[8..14], &digits[14..])
+    let name = format!("{sanitized}_{variant}_{}_{}_{}", &digits[..8], &digits[8..14], &digits[14..]);
+    run_name::sanitize(&name, run_name::MAX_LEN)
 }

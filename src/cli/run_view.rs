@@ -79,7 +79,7 @@ pub fn show(store: &Store, name: &str, format: ViewFormat, out: &mut dyn Write) 
     let record = store.load(name)?;
     match format {
         ViewFormat::Json => write_json(&serde_json::to_value(&record).unwrap_or_default(), out)?,
-        ViewFormat::Text => summary(&record, &store.metrics(name)?, &store.dir(name), out)?,
+        ViewFormat::Text => summary(&record, &store.metrics(name)?, &store.dir(name)?, out)?,
     }
     Ok(())
 }
@@ -223,7 +223,7 @@ pub fn stream_summary(store: &Store, name: &str, err: &mut dyn Write) {
             let _ = writeln!(err, "line {}: {:?}{detail}", l.line_number, l.status);
         }
     }
-    if let Ok(logs) = std::fs::read_to_string(store.dir(name).join(crate::runs::LOGS_FILE)) {
+    if let Ok(logs) = store.logs(name) {
         let _ = err.write_all(logs.as_bytes());
     }
 }

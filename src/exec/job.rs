@@ -84,7 +84,7 @@ impl JobError {
         match self {
             JobError::Cloud(e) => e.exit_code(),
             JobError::Pool(_) | JobError::Client(_) => crate::exit::FAILURE,
-            JobError::Store(StoreError::Io { .. } | StoreError::Corrupt { .. }) => crate::exit::FAILURE,
+            JobError::Store(e) => e.exit_code(),
             _ => crate::exit::INVALID_INPUT,
         }
     }

@@ -6,6 +6,7 @@ pub mod python;
 pub mod reference;
 pub mod run_check;
 pub mod run_file;
+pub mod run_name;
 pub mod template;
 pub mod validate;
 

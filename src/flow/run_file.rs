@@ -122,6 +122,12 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<RunFi
         resources: Resources::default(),
         pos: root.pos,
     };
+    for name in [&run.name, &run.run].into_iter().flatten() {
+        if let Err(e) = super::run_name::check(&name.value) {
+            d.error(Code::InvalidRunName, name.pos, e.to_string()).hint =
+                Some("use letters, digits, `.`, `_` and `-`, e.g. `web_classification_batch`".into());
+        }
+    }
     if run.flow.is_none() && !fields.has("flow") {
         d.error(Code::MissingKey, fields.pos, "the run file has no `flow`").hint =
             Some("add `flow: <path to the flow folder>` (relative to this file)".into());
@@ -204,6 +210,15 @@ mod tests {
         let mut diags = Diagnostics::default();
         decode(Path::new("run.yml"), &root, &mut diags);
         assert_eq!(diags.into_sorted()[0].code, Code::MappingSource);
+    }
+
+    #[test]
+    fn run_names_that_are_paths_are_refused_at_their_position() {
+        let root = crate::yaml::parse("flow: .\nname: ../..\nrun: a/b\n").unwrap().unwrap();
+        let mut diags = Diagnostics::default();
+        decode(Path::new("run.yml"), &root, &mut diags);
+        let found: Vec<_> = diags.into_sorted().into_iter().map(|d| (d.code, d.pos.line)).collect();
+        assert_eq!(found, vec![(Code::InvalidRunName, 2), (Code::InvalidRunName, 3)]);
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! Hostile input: each test is one probe that broke an earlier build, run on
+//! a throwaway repository, asserting that flow-ci refuses it cleanly and that
+//! nothing outside the run store changed.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::str::contains;
+
+/// A repository with one tiny python flow and its run file.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let repo = Repo { dir: tempfile::tempdir().unwrap() };
+        repo.write(
+            "flows/echo/flow.dag.yaml",
+            "inputs:\n  text:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${echo.output}\nnodes:\n- name: echo\n  type: python\n  source:\n    type: code\n    path: echo.py\n  inputs:\n    text: ${inputs.text}\n",
+        );
+        repo.write(
+            "flows/echo/echo.py",
+            "from promptflow.core import tool\n\n@tool\ndef echo(text: str) -> str:\n    return text\n",
+        );
+        repo.write("flows/echo/data.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"}\n");
+        repo.write("flows/echo/run.yml", "flow: .\ndata: data.jsonl\n");
+        repo.write(".git/HEAD", "ref: refs/heads/main\n");
+        repo.write("precious.txt", "user data\n");
+        repo
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn flow_ci(&self) -> Command {
+        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
+        cmd.current_dir(self.path()).env_remove("FLOW_CI_RUNS_DIR").env_remove("GITHUB_ACTIONS").env_remove("TF_BUILD");
+        cmd
+    }
+
+    fn run_create(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.flow_ci().args(["run", "create", "--file", "flows/echo/run.yml"]).args(args).assert()
+    }
+
+    /// The user's files are all still there.
+    fn assert_intact(&self) {
+        assert_eq!(std::fs::read_to_string(self.path().join("precious.txt")).unwrap(), "user data\n");
+        assert!(self.path().join(".git/HEAD").is_file(), ".git was touched");
+        assert!(self.path().join("flows/echo/flow.dag.yaml").is_file(), "the flow was touched");
+    }
+}
+
+// Item 1: run names are names, never paths.
+
+#[test]
+fn a_name_that_climbs_out_of_the_store_is_refused_and_nothing_is_removed() {
+    let repo = Repo::new();
+    for name in ["../..", "..", "../../..", "/tmp", "a/b", ".x", ""] {
+        repo.run_create(&["--name", name, "--force"]).code(2).stderr(contains("a run name is"));
+        repo.assert_intact();
+    }
+}
+
+#[test]
+fn dot_with_force_does_not_wipe_the_store() {
+    let repo = Repo::new();
+    repo.run_create(&["--name", "first"]).success();
+    repo.run_create(&["--name", ".", "--force"]).code(2).stderr(contains("a run name is"));
+    assert!(repo.path().join(".flow-ci/runs/first/run.json").is_file(), "stored runs were wiped");
+}
+
+#[test]
+fn a_run_file_name_that_is_a_path_is_refused_at_its_line() {
+    let repo = Repo::new();
+    repo.write("flows/echo/run.yml", "flow: .\ndata: data.jsonl\nname: ../../..\n");
+    repo.run_create(&["--force"]).code(2).stderr(contains("run.yml:3:7")).stderr(contains("invalid-run-name"));
+    repo.assert_intact();
+    assert!(!repo.path().join(".flow-ci").exists(), "nothing may be written for a refused run");
+}
+
+#[test]
+fn an_evaluation_base_run_that_is_a_path_is_refused() {
+    let repo = Repo::new();
+    repo.write("flows/echo/eval.yml", "flow: .\nrun: ../../precious\ncolumn_mapping:\n  text: ${run.outputs.answer}\n");
+    repo.flow_ci()
+        .args(["run", "create", "--file", "flows/echo/eval.yml"])
+        .assert()
+        .code(2)
+        .stderr(contains("eval.yml:2:6"));
+    repo.run_create(&["--run", "../x"]).code(2);
+    repo.assert_intact();
+}
+
+#[test]
+fn store_commands_refuse_path_names() {
+    let repo = Repo::new();
+    for args in [
+        vec!["run", "show", "--name", "../.."],
+        vec!["run", "show-details", "--name", "/etc"],
+        vec!["run", "show-metrics", "--name", ".."],
+        vec!["run", "stream", "--name", "../x"],
+        vec!["run", "cancel", "--name", "../x"],
+        vec!["run", "compare", "../a", "b"],
+    ] {
+        repo.flow_ci().args(&args).assert().code(2).stderr(contains("a run name is"));
+    }
+}
+
+#[test]
+fn force_replaces_only_a_stored_run() {
+    let repo = Repo::new();
+    // A folder in the store that is not a run (no run.json) stays.
+    repo.write(".flow-ci/runs/mine/notes.txt", "not a run\n");
+    repo.run_create(&["--name", "mine", "--force"]).code(2).stderr(contains("is not a stored run"));
+    assert!(repo.path().join(".flow-ci/runs/mine/notes.txt").is_file());
+    // A symlink in the store is never followed to remove its target.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(repo.path().join("flows"), repo.path().join(".flow-ci/runs/link")).unwrap();
+        repo.write("flows/run.json", "{}");
+        repo.run_create(&["--name", "link", "--force"]).code(2).stderr(contains("is not a stored run"));
+        repo.assert_intact();
+    }
+    // A real run is replaced.
+    repo.run_create(&["--name", "real"]).success();
+    repo.run_create(&["--name", "real"]).code(2).stderr(contains("already exists"));
+    repo.run_create(&["--name", "real", "--force"]).success();
+}
