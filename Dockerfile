@@ -13,15 +13,23 @@ WORKDIR /src
 # Static (glibc crt-static): the binary runs on any x86_64 Linux, and the
 # release archive the Azure Pipelines task downloads is this same binary.
 ENV RUSTFLAGS="-C target-feature=+crt-static" TARGET=x86_64-unknown-linux-gnu
-# Dependencies first, in their own layer: a change to src/ does not rebuild them.
+# Dependencies first, in their own layer: a change to src/ or crates/ does not
+# rebuild them.
 # The dummy crate's own artifacts are cleaned afterwards: COPY keeps the real
 # sources' older mtimes, so cargo would otherwise take the empty lib as fresh.
+# The workspace's crates get empty stand-ins the same way.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/model/Cargo.toml crates/model/
+COPY crates/net/Cargo.toml crates/net/
+COPY crates/exec/Cargo.toml crates/exec/
+COPY crates/backend/Cargo.toml crates/backend/
 COPY benches ./benches
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && for c in model net exec backend; do mkdir -p "crates/$c/src" && touch "crates/$c/src/lib.rs"; done \
     && cargo build --release --locked --target "$TARGET" \
-    && cargo clean --release --target "$TARGET" --package flow-ci \
-    && rm -rf src
+    && cargo clean --release --target "$TARGET" -p flow-ci -p flow-ci-model -p flow-ci-net -p flow-ci-exec -p flow-ci-backend \
+    && rm -rf src crates
+COPY crates ./crates
 COPY src ./src
 RUN cargo build --release --locked --target "$TARGET" \
     && cp "target/$TARGET/release/flow-ci" /flow-ci

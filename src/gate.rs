@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::config::{FAILED_LINES, Gate, Threshold};
+use model::config::{FAILED_LINES, Gate, Threshold};
 
 /// Tolerance for float comparisons against limits (0.1 + 0.2 style noise).
 const EPSILON: f64 = 1e-9;
@@ -290,7 +290,7 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::yaml::{Pos, Spanned};
+    use model::yaml::{Pos, Spanned};
     use serde_json::json;
 
     fn gate(metric: &str) -> Gate {

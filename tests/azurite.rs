@@ -7,9 +7,9 @@ mod support;
 
 use std::path::Path;
 
-use flow_ci::azureml::blob::{Container, Credential};
-use flow_ci::azureml::snapshot::{Snapshot, upload};
-use flow_ci::llm::connection::Secret;
+use backend::azureml::blob::{Container, Credential};
+use backend::azureml::snapshot::{Snapshot, upload};
+use model::connection::Secret;
 use support::azurite::{ACCOUNT, Azurite, KEY, start as azurite};
 
 fn container(azurite: &Azurite) -> Container {

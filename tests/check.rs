@@ -253,3 +253,17 @@ fn github_actions_get_a_job_summary_and_annotations() {
     let md = std::fs::read_to_string(summary).unwrap();
     assert!(md.starts_with("<!-- flow-ci:report -->\n❌ **flow-ci: gates failed**"), "{md}");
 }
+
+#[test]
+fn one_check_reads_the_config_once() {
+    // The job reads .flow-ci.yaml once and hands the value to validate,
+    // detect, the LLM setup and the backend choice; `config::load` logs
+    // each read at debug level under the `flow_ci::config` target.
+    let pr = Pr::new();
+    pr.regress_accuracy().commit();
+    let (code, stdout, stderr) =
+        support::repo::run(pr.command().env("FLOW_CI_LOG", "flow_ci::config=debug").args(["check", "--base", "main"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let reads: Vec<&str> = stderr.lines().filter(|l| l.contains("reading") && l.contains(".flow-ci.yaml")).collect();
+    assert_eq!(reads.len(), 1, "{reads:#?}\n{stderr}");
+}

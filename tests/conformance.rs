@@ -306,7 +306,7 @@ print(json.dumps(out))
     let expected: Vec<Json> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(expected.len(), CHAT_PROMPTS.len(), "the oracle answered every prompt");
     for (text, want) in CHAT_PROMPTS.iter().zip(expected) {
-        let got = match flow_ci::llm::chat::parse_chat(text) {
+        let got = match exec::llm::chat::parse_chat(text) {
             Ok(messages) => serde_json::json!({"messages": messages}),
             Err(e) => serde_json::json!({"error": e.kind()}),
         };

@@ -324,8 +324,8 @@ fn the_example_flow_runs_from_recorded_responses_without_key_or_network() {
 #[test]
 #[ignore = "writes fixtures/.flow-ci/cache/llm; run by hand after changing the example flow"]
 fn record_the_example_responses() {
-    use flow_ci::llm::cache::Cache;
-    use flow_ci::llm::request::{Api, Provider, Request};
+    use exec::llm::cache::Cache;
+    use exec::llm::request::{Api, Provider, Request};
     let fake = FakeLlm::start(KEY);
     let ws = Workspace::new();
     create(&mut ws.against(&fake), &["--file", "flows/support-triage/run.yml", "--name", "rec"]).success();

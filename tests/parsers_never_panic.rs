@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use flow_ci::diag::Diagnostics;
-use flow_ci::flow::reference::{Assignment, MappingSource, parse_variant, property_path};
-use flow_ci::flow::{dag, python, run_file, template, validate};
-use flow_ci::{config, yaml};
+use model::diag::Diagnostics;
+use model::flow::reference::{Assignment, MappingSource, parse_variant, property_path};
+use model::flow::{dag, dag_check, python, run_file, template};
+use model::{config, yaml};
 use proptest::prelude::*;
 
 /// YAML-looking text built from the tokens flow files are made of, so the
@@ -56,7 +56,7 @@ fn decode_everything(text: &str) {
     let mut diags = Diagnostics::default();
     let dir = Path::new("repo/flows/x");
     if let Some(flow) = dag::decode(dir, &root, &mut diags) {
-        validate::check_flow(&flow, Path::new("repo"), &mut diags);
+        dag_check::check_flow(&flow, Path::new("repo"), &mut diags);
     }
     run_file::decode(Path::new("repo/run.yml"), &root, &mut diags);
     config::decode(Path::new("repo/.flow-ci.yaml"), &root, &mut diags);

@@ -220,7 +220,7 @@ fn the_action_entry_point_reads_its_inputs() {
 fn action_yml_declares_what_the_binary_reads() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml")).unwrap();
     // Parsed as YAML: an unquoted ": " in a description makes GitHub reject the action.
-    let doc = flow_ci::yaml::parse(&text).unwrap_or_else(|e| panic!("action.yml is not valid YAML: {e:?}")).unwrap();
+    let doc = model::yaml::parse(&text).unwrap_or_else(|e| panic!("action.yml is not valid YAML: {e:?}")).unwrap();
     let names = |section: &str| -> Vec<String> {
         let map = doc.get(section).and_then(|s| s.as_map()).unwrap_or_default();
         map.iter().map(|(k, _)| k.key_text()).collect()

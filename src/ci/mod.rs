@@ -5,6 +5,8 @@
 pub mod action;
 mod azure;
 mod github;
+pub mod log;
+pub mod output;
 
 /// Environment lookup: `std::env::var` in the binary, a table in tests.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;

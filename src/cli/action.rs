@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Parser;
 
 use crate::ci::action;
-use crate::exit;
+use model::exit;
 
 /// The GitHub action's entry point: reads the action's inputs (INPUT_* variables) and runs `check`.
 ///

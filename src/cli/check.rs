@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cloud::CloudArgs;
-use super::flow::ExecArgs;
+use super::exec_args::ExecArgs;
 use super::progress::ConsoleProgress;
-use crate::check::{self, CheckError, CheckRequest, Plan};
 use crate::ci::Host;
-use crate::{diag, exit, report};
+use crate::jobs::check::{self, CheckError, CheckRequest, Outcome, Publishing};
+use crate::publish::{self, Forge};
+use model::{diag, exit};
 
 /// The PR job: run the changed flows and their evaluations, compare with the
 /// baseline, apply the gates, and write the reports.
@@ -68,11 +69,11 @@ pub struct CheckArgs {
 
     /// Where the PR comment goes (auto: GitHub in GitHub Actions, Azure DevOps in Azure Pipelines, none elsewhere)
     #[arg(long, value_enum, value_name = "FORGE", default_value = "auto")]
-    pub publish: Publish,
+    pub publish: Forge,
 
     /// update: one comment per PR, updated in place; new: a comment per run; off: none
     #[arg(long, value_enum, value_name = "MODE", default_value = "update")]
-    pub comment_mode: crate::publish::Mode,
+    pub comment_mode: publish::Mode,
 
     /// Exit 1 when a gate fails; with false, gate failures are reported but exit 0
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -81,7 +82,7 @@ pub struct CheckArgs {
     /// Where runs execute: local (the embedded executor) or azureml (the workspace from `azureml:`
     /// in .flow-ci.yaml, AZUREML_* or config.json) [default: .flow-ci.yaml `backend:`, else local]
     #[arg(long, value_enum)]
-    pub backend: Option<crate::config::Backend>,
+    pub backend: Option<model::config::Backend>,
 
     #[command(flatten)]
     pub cloud: CloudArgs,
@@ -94,17 +95,9 @@ pub struct CheckArgs {
     pub exec: ExecArgs,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Publish {
-    Auto,
-    Github,
-    AzureDevops,
-    None,
-}
-
 pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let host = Host::detect();
-    let forge = super::publish::forge(args.publish, host);
+    let forge = publish::forge(args.publish, host);
     let context = crate::ci::Context::detect(if host == Host::Local { forge.unwrap_or(Host::Local) } else { host });
     // Inside CI the event says what the change is (with --all too: it is
     // still the baseline); flags win.
@@ -117,8 +110,9 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         base,
         head: args.head.clone(),
         all: args.all,
-        runs_dir: crate::runs::root(args.runs_dir.as_deref()),
-        python: crate::exec::pool::default_python(args.exec.python.as_deref()),
+        dry_run: args.dry_run,
+        runs_dir: exec::store::root(args.runs_dir.as_deref()),
+        python: exec::pool::default_python(args.exec.python.as_deref()),
         workers: super::workers_or_cpus(args.workers),
         line_timeout: Duration::from_secs(args.exec.line_timeout),
         parallel: args.parallel.max(1),
@@ -128,113 +122,34 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             .is_some_and(crate::ci::PullRequest::is_fork)
             .then(|| "this pull request comes from a fork, which gets no secrets".to_string()),
         backend: args.backend,
+        llm: args.exec.llm_flags(),
+        cloud_timeout: args.cloud.timeout,
     };
-    let plan = match check::plan(&req) {
-        Ok(p) => p,
-        Err(e) => return report_error(&e, err),
+    let publishing = Publishing {
+        report_dir: args.report_dir.clone(),
+        write_baseline: args.write_baseline.clone(),
+        host,
+        forge,
+        pull_request: context.pull_request.clone(),
+        comment_mode: args.comment_mode,
+        forge_named: args.publish != Forge::Auto,
     };
-    print_plan(&plan, err);
-    if args.dry_run {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
-        return exit::OK;
-    }
-    let setup = match args.exec.llm_setup(args.config.as_deref(), err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let session = match plan.backend.as_str() {
-        "azureml" if req.without_secrets.is_some() => {
-            let _ = writeln!(err, "azureml: flows not run: {}", req.without_secrets.as_deref().unwrap_or_default());
-            None
-        }
-        "azureml" => match super::cloud::connect(&plan.azureml, &args.cloud, false, err) {
-            Ok(s) => Some(s),
-            Err(code) => return code,
-        },
-        _ => None,
-    };
-    let cloud = session
-        .as_ref()
-        .map(|session| crate::azureml::run::CloudRun { session, provenance: super::cloud::provenance() });
     let cancel = super::cancel_on_interrupt();
     // Flows run at once: one labelled bar each.
     let bars = indicatif::MultiProgress::new();
-    let progress = |name: &str, total: usize| -> Box<dyn crate::exec::batch::Progress> {
+    let progress = |name: &str, total: usize| -> Box<dyn exec::batch::Progress> {
         Box::new(ConsoleProgress::in_group(&bars, name, total))
     };
-    let report = match check::execute(&plan, &req, &cancel, &progress, &setup, cloud) {
-        Ok(r) => r,
-        Err(e) => return report_error(&e, err),
-    };
-    if cancel.load(std::sync::atomic::Ordering::SeqCst) {
-        let _ = writeln!(err, "interrupted: runs were canceled; no reports written");
-        return exit::INTERRUPTED;
-    }
-    let marker = crate::publish::marker(config_id(&plan).as_deref());
-    let markdown = report::markdown(&report, &marker);
-    if let Err(e) = write_reports(&report, &markdown, &args) {
-        let _ = writeln!(err, "error: cannot write reports to {}: {e}", args.report_dir.display());
-        return exit::FAILURE;
-    }
-    if let Err(e) = out.write_all(report::console(&report).as_bytes()) {
-        return super::output_failed(&e, err);
-    }
-    let _ = writeln!(err, "reports: {}", args.report_dir.display());
-    let code = if report.flows.iter().any(|f| !f.errors.is_empty()) {
-        exit::FAILURE
-    } else if report.passed || !args.fail_on_gate {
-        exit::OK
-    } else {
-        exit::GATE_FAILED
-    };
-    let host_report = super::publish::HostReport { report: &report, markdown: &markdown, report_dir: &args.report_dir };
-    super::publish::to_host(host, &host_report, out, err);
-    if let Some(pr) = forge.and(context.pull_request.as_ref()) {
-        super::publish::comment(pr, &markdown, &marker, report.passed, args.comment_mode, out, err);
-    } else if forge.is_some() && args.publish != Publish::Auto {
-        let _ = writeln!(err, "comment: not posted: this build is not for a pull request flow-ci can comment on");
-    }
-    code
-}
-
-/// The config's path from the repository root, which tells comments of two
-/// configs in one repository apart.
-fn config_id(plan: &Plan) -> Option<String> {
-    let config = plan.config.as_ref()?.canonicalize().ok()?;
-    let root = crate::git::Git::open(std::path::Path::new(".")).ok()?.root.canonicalize().ok()?;
-    Some(config.strip_prefix(root).ok()?.to_string_lossy().replace('\\', "/"))
-}
-
-fn write_reports(report: &check::Report, markdown: &str, args: &CheckArgs) -> std::io::Result<()> {
-    std::fs::create_dir_all(&args.report_dir)?;
-    std::fs::write(args.report_dir.join("report.md"), markdown)?;
-    std::fs::write(args.report_dir.join("junit.xml"), report::junit(report))?;
-    std::fs::write(args.report_dir.join("report.json"), serde_json::to_string_pretty(report)? + "\n")?;
-    if let Some(path) = &args.write_baseline {
-        std::fs::write(path, serde_json::to_string_pretty(&check::baseline_document(report))? + "\n")?;
-    }
-    Ok(())
-}
-
-fn print_plan(plan: &Plan, err: &mut dyn Write) {
-    let config = plan.config.as_ref().map_or_else(|| "none (conventions)".to_string(), |c| c.display().to_string());
-    let _ = writeln!(err, "plan: config {config}, backend {}, baseline {}", plan.backend, plan.baseline);
-    for flow in &plan.flows {
-        let _ = writeln!(err, "  {} ({})", flow.path, flow.reasons.join(", "));
-        if let Some(run) = &flow.run_file {
-            let _ = writeln!(err, "    batch run:  {}", run.display());
+    match check::check(&req, &publishing, &progress, &cancel, out, err) {
+        Ok(Outcome::Planned(plan)) => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+            exit::OK
         }
-        for (i, e) in flow.evaluations.iter().enumerate() {
-            let how = flow.evaluations_found.get(i).map(|w| format!(" (found by convention: {w})")).unwrap_or_default();
-            let _ = writeln!(err, "    evaluation: {}{how}", e.display());
-        }
-        let gates: Vec<&str> = flow.gates.iter().map(|g| g.metric.value.as_str()).collect();
-        if !gates.is_empty() {
-            let _ = writeln!(err, "    gates:      {}", gates.join(", "));
-        }
-    }
-    for path in &plan.skipped {
-        let _ = writeln!(err, "  {path} (not changed, skipped)");
+        Ok(Outcome::Interrupted) => exit::INTERRUPTED,
+        Ok(Outcome::Checked(report)) if report.flows.iter().any(|f| !f.errors.is_empty()) => exit::FAILURE,
+        Ok(Outcome::Checked(report)) if report.passed || !args.fail_on_gate => exit::OK,
+        Ok(Outcome::Checked(_)) => exit::GATE_FAILED,
+        Err(e) => report_error(&e, err),
     }
 }
 
@@ -266,5 +181,12 @@ fn report_error(e: &CheckError, err: &mut dyn Write) -> u8 {
             let _ = writeln!(err, "error: {message}");
             exit::INVALID_INPUT
         }
+        CheckError::Llm(e) => super::exec_args::report_setup_error(e, err),
+        CheckError::Cloud(e) => super::cloud::report(e, err),
+        CheckError::Reports { .. } => {
+            let _ = writeln!(err, "error: {e}");
+            exit::FAILURE
+        }
+        CheckError::Output(e) => super::output_failed(e, err),
     }
 }

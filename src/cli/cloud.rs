@@ -1,12 +1,10 @@
 //! The command-line side of `--backend azureml`: flags shared by `run
-//! create` and `check`, signing in, and the commit and branch runs are
-//! tagged with.
+//! create` and `check`, and how Azure ML errors are shown.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::azureml::{AzureMlError, Provenance, Session, Settings};
-use crate::config::Backend;
+use backend::azureml::AzureMlError;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CloudArgs {
@@ -35,24 +33,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * seconds_per))
 }
 
-/// Signs in and opens the workspace; prints why not and returns the exit code.
-pub fn connect(
-    azureml: &[(String, String)],
-    args: &CloudArgs,
-    stream: bool,
-    err: &mut dyn Write,
-) -> Result<Session, u8> {
-    let settings = Settings {
-        poll: poll_interval(),
-        deadline: args.timeout.map(|t| Instant::now() + t),
-        stream,
-        say: Box::new(|text| {
-            let _ = writeln!(std::io::stderr(), "{text}");
-        }),
-    };
-    Session::connect(azureml, settings).map_err(|e| report(&e, err))
-}
-
 /// Prints an Azure ML error with its hint; returns the exit code.
 pub fn report(e: &AzureMlError, err: &mut dyn Write) -> u8 {
     let _ = writeln!(err, "error: {e}");
@@ -60,51 +40,6 @@ pub fn report(e: &AzureMlError, err: &mut dyn Write) -> u8 {
         let _ = writeln!(err, "  hint: {hint}");
     }
     e.exit_code()
-}
-
-/// The longest wait between status polls: 10 s, or
-/// `FLOW_CI_AZUREML_POLL_MS` (tests poll faster).
-fn poll_interval() -> Duration {
-    std::env::var("FLOW_CI_AZUREML_POLL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_secs(10), Duration::from_millis)
-}
-
-/// The commit being checked (`HEAD`) and its branch, from the CI
-/// environment (a PR's source branch) or git.
-pub fn provenance() -> Provenance {
-    let git = crate::git::Git::open(std::path::Path::new(".")).ok();
-    let commit = git.as_ref().and_then(|g| g.resolve("HEAD").ok());
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let branch = env("GITHUB_HEAD_REF")
-        .or_else(|| env("SYSTEM_PULLREQUEST_SOURCEBRANCH"))
-        .or_else(|| env("GITHUB_REF_NAME"))
-        .or_else(|| env("BUILD_SOURCEBRANCH"))
-        .map(|b| b.trim_start_matches("refs/heads/").to_string())
-        .or_else(|| git.as_ref().and_then(|g| g.current_branch()));
-    Provenance { commit, branch }
-}
-
-/// What `.flow-ci.yaml` says about the backend, with the flag winning.
-pub struct Config {
-    pub backend: Backend,
-    pub azureml: Vec<(String, String)>,
-}
-
-impl Config {
-    /// Reads `config` (or ./.flow-ci.yaml when there is one). Its errors
-    /// were reported already by whoever read it first.
-    pub fn read(config: Option<&std::path::Path>, flag: Option<Backend>) -> Config {
-        let default = std::path::Path::new(crate::config::CONFIG_FILE);
-        let file = config.or_else(|| default.is_file().then_some(default));
-        let mut diags = crate::diag::Diagnostics::default();
-        let config = file.and_then(|f| crate::config::load(f, &mut diags));
-        Config {
-            backend: crate::config::Config::backend_or(config.as_ref(), flag),
-            azureml: config.as_ref().map(crate::config::Config::azureml_keys).unwrap_or_default(),
-        }
-    }
 }
 
 #[cfg(test)]

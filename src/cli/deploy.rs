@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cloud::CloudArgs;
-use super::flow::ExecArgs;
-use crate::deploy::{self, DeployError, Deployed};
-use crate::{diag, exit};
+use super::exec_args::ExecArgs;
+use crate::jobs::deploy::{self, DeployError, Deployed};
+use model::{diag, exit};
 
 /// Register a flow and deploy it to an Azure ML managed online endpoint; traffic moves only
 /// after a smoke test passes.
@@ -67,20 +67,20 @@ pub fn run(args: DeployArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     if let Some(why) = failed_gates(&args.report_dir, args.ignore_gates) {
         return report(&DeployError::Gates(why), err);
     }
-    let setup = match args.exec.llm_setup(Some(&config.file), err) {
+    let setup = match args.exec.llm_setup(Some(&config), err) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let python = crate::exec::pool::default_python(args.exec.python.as_deref());
+    let python = exec::pool::default_python(args.exec.python.as_deref());
     let expected = match deploy::run_locally(&spec, python, &setup, Duration::from_secs(args.exec.line_timeout)) {
         Ok(e) => e,
         Err(e) => return report(&e, err),
     };
-    let session = match super::cloud::connect(&azureml, &args.cloud, false, err) {
+    let session = match crate::jobs::cloud::connect(&azureml, args.cloud.timeout, false) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(e) => return super::cloud::report(&e, err),
     };
-    let result = deploy::deploy(&session, &spec, &expected, &super::cloud::provenance());
+    let result = deploy::deploy(&session, &spec, &expected, &crate::jobs::cloud::provenance());
     let deployed = match &result {
         Ok(d) => Some(d.clone()),
         Err(DeployError::Smoke(_)) => None,
@@ -98,8 +98,8 @@ pub fn run(args: DeployArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
-fn load_config(path: Option<&Path>, err: &mut dyn Write) -> Option<crate::config::Config> {
-    let file = path.unwrap_or(Path::new(crate::config::CONFIG_FILE));
+fn load_config(path: Option<&Path>, err: &mut dyn Write) -> Option<model::config::Config> {
+    let file = path.unwrap_or(Path::new(model::config::CONFIG_FILE));
     if !file.is_file() {
         let _ = writeln!(
             err,
@@ -109,7 +109,7 @@ fn load_config(path: Option<&Path>, err: &mut dyn Write) -> Option<crate::config
         return None;
     }
     let mut diags = diag::Diagnostics::default();
-    let config = crate::config::load(file, &mut diags);
+    let config = model::config::load(file, &mut diags);
     if diags.has_errors() {
         let base = std::env::current_dir().unwrap_or_default();
         for d in diags.into_sorted() {
@@ -121,11 +121,11 @@ fn load_config(path: Option<&Path>, err: &mut dyn Write) -> Option<crate::config
 }
 
 fn dry_run(spec: &deploy::Spec, azureml: &[(String, String)], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let workspace = match crate::azureml::workspace::WorkspaceRef::resolve(azureml, &|k| std::env::var(k).ok()) {
+    let workspace = match backend::azureml::workspace::WorkspaceRef::resolve(azureml, &|k| std::env::var(k).ok()) {
         Ok(w) => w,
         Err(e) => return super::cloud::report(&e, err),
     };
-    let arm = crate::azureml::client::Cloud::from_env().arm_url;
+    let arm = backend::azureml::client::Cloud::from_env().arm_url;
     let calls = match deploy::dry_run(spec, workspace, arm) {
         Ok(c) => c,
         Err(e) => return report(&e, err),
@@ -183,14 +183,18 @@ fn write_outputs(d: &Deployed, report_dir: &Path, out: &mut dyn Write) -> std::i
     ];
     if let Some(file) = std::env::var_os("GITHUB_OUTPUT") {
         let lines: String = values.iter().map(|(name, _, value)| format!("{name}={value}\n")).collect();
-        super::publish::append(Path::new(&file), &lines)?;
+        crate::ci::output::append(Path::new(&file), &lines)?;
     }
     if let Some(file) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        super::publish::append(Path::new(&file), &summary(d))?;
+        crate::ci::output::append(Path::new(&file), &summary(d))?;
     }
     if crate::ci::Host::detect() == crate::ci::Host::AzurePipelines {
         for (_, name, value) in values {
-            writeln!(out, "##vso[task.setvariable variable={name};isOutput=true]{}", diag::azure_escape(value))?;
+            writeln!(
+                out,
+                "##vso[task.setvariable variable={name};isOutput=true]{}",
+                crate::ci::log::azure_escape(value)
+            )?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::detect::{Detection, Reason, Request};
-use crate::exit;
+use model::exit;
 
 /// List the flows a change touches, following their dependencies.
 ///

@@ -7,9 +7,10 @@ mod check;
 mod cloud;
 mod deploy;
 mod detect;
+mod exec_args;
+mod failure;
 mod flow;
 mod progress;
-mod publish;
 mod run;
 mod run_view;
 mod serve;
@@ -86,7 +87,7 @@ fn cancel_on_interrupt() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let flag = cancel.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(i32::from(crate::exit::INTERRUPTED));
+            std::process::exit(i32::from(model::exit::INTERRUPTED));
         }
         #[allow(clippy::print_stderr)] // a signal handler has no writer to use
         {
@@ -104,7 +105,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         && let Err(e) = std::env::set_current_dir(dir)
     {
         let _ = writeln!(err, "error: cannot change to {}: {e}", dir.display());
-        return crate::exit::INVALID_INPUT;
+        return model::exit::INVALID_INPUT;
     }
     match cli.command {
         Command::Check(args) => check::run(args, out, err),
@@ -122,10 +123,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 /// anything else is reported.
 fn output_failed(e: &std::io::Error, err: &mut dyn Write) -> u8 {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
-        return crate::exit::OK;
+        return model::exit::OK;
     }
     let _ = writeln!(err, "error: cannot write output: {e}");
-    crate::exit::FAILURE
+    model::exit::FAILURE
 }
 
 #[cfg(test)]

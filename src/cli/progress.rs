@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::exec::batch::Progress;
+use exec::batch::Progress;
 
 /// Bars appear only for runs lasting over a second.
 const SHOW_AFTER: Duration = Duration::from_secs(1);

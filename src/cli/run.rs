@@ -7,16 +7,19 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use super::cloud::CloudArgs;
-use super::flow::{ExecArgs, parse_key_value, report_prepare_error};
+use super::exec_args::{ExecArgs, load_config};
+use super::failure::{report_backend_error, store_error};
+use super::flow::parse_key_value;
 use super::progress::ConsoleProgress;
 use super::run_view;
-use crate::config::Backend;
-use crate::exec::job::{Job, JobError, JobOptions};
-use crate::flow::reference::MappingSource;
-use crate::flow::run_file::{self, RunFile};
-use crate::flow::run_name;
-use crate::runs::{RunStatus, Store, StoreError};
-use crate::{diag, exit};
+use backend::{CloudRun, Target};
+use exec::job::{Job, JobOptions};
+use exec::store::{RunStatus, Store};
+use model::config::{Backend, Config};
+use model::flow::reference::MappingSource;
+use model::flow::run_file::{self, RunFile};
+use model::flow::run_name;
+use model::{diag, exit};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -197,7 +200,7 @@ pub struct CompareArgs {
 }
 
 pub fn run(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let store = Store::new(crate::runs::root(args.runs_dir.as_deref()));
+    let store = Store::new(exec::store::root(args.runs_dir.as_deref()));
     let result = match args.command {
         RunCommand::Create(c) => return create(*c, &store, out, err),
         RunCommand::Show(a) => run_view::show(&store, &a.name, a.format, out),
@@ -223,7 +226,7 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
         Ok(r) => r,
         Err(e) => return store_error(&e, err),
     };
-    if crate::azureml::run::cloud_id(&record).is_none() {
+    if backend::azureml::run::cloud_id(&record).is_none() {
         let logs = match store.logs(&args.name) {
             Ok(logs) => logs,
             Err(e) => return store_error(&e, err),
@@ -238,7 +241,7 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
         Err(code) => return code,
     };
     let cancel = super::cancel_on_interrupt();
-    match crate::azureml::run::attach(&session, store, &args.name, &cancel) {
+    match backend::azureml::run::attach(&session, store, &args.name, &cancel) {
         Ok(finished) => match run_view::show(store, &args.name, ViewFormat::Text, out) {
             Ok(()) => finished_code(finished.status),
             Err(run_view::ViewError::Store(e)) => store_error(&e, err),
@@ -253,7 +256,7 @@ fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
         Ok(s) => s,
         Err(code) => return code,
     };
-    match crate::azureml::run::cancel(&session, store, &args.name) {
+    match backend::azureml::run::cancel(&session, store, &args.name) {
         Ok(id) => {
             let _ = writeln!(
                 out,
@@ -266,9 +269,10 @@ fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
     }
 }
 
-fn cloud_session(config: Option<&Path>, stream: bool, err: &mut dyn Write) -> Result<crate::azureml::Session, u8> {
-    let settings = super::cloud::Config::read(config, Some(Backend::AzureMl));
-    super::cloud::connect(&settings.azureml, &CloudArgs { timeout: None }, stream, err)
+fn cloud_session(config: Option<&Path>, stream: bool, err: &mut dyn Write) -> Result<backend::azureml::Session, u8> {
+    let config = load_config(config, err)?;
+    let azureml = config.as_ref().map(Config::azureml_keys).unwrap_or_default();
+    crate::jobs::cloud::connect(&azureml, None, stream).map_err(|e| super::cloud::report(&e, err))
 }
 
 fn finished_code(status: RunStatus) -> u8 {
@@ -277,14 +281,6 @@ fn finished_code(status: RunStatus) -> u8 {
         RunStatus::Completed => exit::OK,
         _ => exit::FAILURE,
     }
-}
-
-fn store_error(e: &StoreError, err: &mut dyn Write) -> u8 {
-    let _ = writeln!(err, "error: {e}");
-    if let Some(hint) = e.hint() {
-        let _ = writeln!(err, "  hint: {hint}");
-    }
-    e.exit_code()
 }
 
 /// What to run, from the run file and the flags (flags win).
@@ -315,40 +311,46 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
     };
     let workers = super::workers_or_cpus(args.workers);
     let cancel = super::cancel_on_interrupt();
-    let setup = match args.exec.llm_setup(args.config.as_deref(), err) {
+    let config = match load_config(args.config.as_deref(), err) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let setup = match args.exec.llm_setup(config.as_ref(), err) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let settings = super::cloud::Config::read(args.config.as_deref(), args.backend);
-    let session = match settings.backend {
-        Backend::AzureMl => match super::cloud::connect(&settings.azureml, &args.cloud, args.stream, err) {
-            Ok(s) => Some(s),
-            Err(code) => return code,
-        },
+    let session = match Config::backend_or(config.as_ref(), args.backend) {
+        Backend::AzureMl => {
+            let azureml = config.as_ref().map(Config::azureml_keys).unwrap_or_default();
+            match crate::jobs::cloud::connect(&azureml, args.cloud.timeout, args.stream) {
+                Ok(s) => Some(s),
+                Err(e) => return super::cloud::report(&e, err),
+            }
+        }
         Backend::Local => None,
     };
     let quiet = args.stream;
-    let progress = move |_: &str, total: usize| -> Box<dyn crate::exec::batch::Progress> {
-        Box::new(ConsoleProgress::new(total, quiet))
-    };
+    let progress =
+        move |_: &str, total: usize| -> Box<dyn exec::batch::Progress> { Box::new(ConsoleProgress::new(total, quiet)) };
     let opts = JobOptions {
-        python: crate::exec::pool::default_python(args.exec.python.as_deref()),
+        python: exec::pool::default_python(args.exec.python.as_deref()),
         workers,
         line_timeout: Duration::from_secs(args.exec.line_timeout),
         force: args.force,
         cancel: &cancel,
         progress: &progress,
         llm: &setup,
-        cloud: session
-            .as_ref()
-            .map(|session| crate::azureml::run::CloudRun { session, provenance: super::cloud::provenance() }),
     };
-    if opts.cloud.is_none() {
-        let _ = writeln!(err, "run {name}: {} worker(s)", workers);
-    }
-    let finished = match crate::backend::run(&job, store, &opts) {
+    let target = match &session {
+        Some(session) => Target::AzureMl(CloudRun { session, provenance: crate::jobs::cloud::provenance() }),
+        None => {
+            let _ = writeln!(err, "run {name}: {} worker(s)", workers);
+            Target::Local
+        }
+    };
+    let finished = match backend::run(&job, store, &opts, &target) {
         Ok(r) => r,
-        Err(e) => return report_job_error(&e, err),
+        Err(e) => return report_backend_error(&e, err),
     };
     if args.stream {
         run_view::stream_summary(store, &finished.name, err);
@@ -358,23 +360,6 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         Err(run_view::ViewError::Store(e)) => store_error(&e, err),
         Err(run_view::ViewError::Output(e)) => super::output_failed(&e, err),
     }
-}
-
-/// Prints why a run could not start or finish; returns the exit code.
-pub fn report_job_error(e: &JobError, err: &mut dyn Write) -> u8 {
-    match e {
-        JobError::Prepare(p) => return report_prepare_error(p, err),
-        JobError::Load(r) => return super::flow::report_run_error(r, err),
-        JobError::Store(s) => return store_error(s, err),
-        JobError::Cloud(c) => return super::cloud::report(c, err),
-        JobError::Data(d) => {
-            let _ = writeln!(err, "{}", d.report());
-        }
-        other => {
-            let _ = writeln!(err, "error: {other}");
-        }
-    }
-    e.exit_code()
 }
 
 /// Reads and validates the run file, then applies flag overrides.
@@ -410,7 +395,7 @@ fn spec(args: &CreateArgs, err: &mut dyn Write) -> Result<Spec, u8> {
 
 /// A run file must pass `validate` (flow, data, columns) before anything runs.
 fn load_run_file(path: &Path, err: &mut dyn Write) -> Result<RunFile, u8> {
-    let outcome = crate::validate::validate(&[path.to_path_buf()]);
+    let outcome = crate::jobs::validate::validate(&[path.to_path_buf()]);
     let base = std::env::current_dir().unwrap_or_default();
     let errors: Vec<_> = outcome.diagnostics.iter().filter(|d| d.is_error()).collect();
     if !errors.is_empty() {
@@ -431,8 +416,8 @@ fn default_name(flow: &Path, variant: Option<&str>) -> String {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "flow".into());
     let variant =
-        variant.and_then(crate::flow::reference::parse_variant).map_or_else(|| "variant_0".to_string(), |(_, v)| v);
-    let stamp = crate::exec::line::now_iso();
+        variant.and_then(model::flow::reference::parse_variant).map_or_else(|| "variant_0".to_string(), |(_, v)| v);
+    let stamp = exec::line::now_iso();
     let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
     let sanitized: String =
         folder.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();

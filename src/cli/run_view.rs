@@ -6,9 +6,9 @@ use std::path::Path;
 use comfy_table::{Table, presets};
 use serde_json::{Map, Value as Json};
 
-use crate::exec::line::Status;
-use crate::exec::value::python_str;
-use crate::runs::{RunRecord, Store, StoreError};
+use exec::line::Status;
+use exec::store::{RunRecord, Store, StoreError};
+use model::value::python_str;
 
 pub enum ViewError {
     Store(StoreError),

@@ -5,10 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::flow::ExecArgs;
-use crate::exec::prepare::prepare;
-use crate::exit;
-use crate::serve::{ServeError, ServeOptions};
+use super::exec_args::{ExecArgs, load_config};
+use super::failure::{report_job_error, report_prepare_error};
+use crate::jobs::serve::{ServeError, ServeOptions};
+use exec::prepare::prepare;
+use model::exit;
 
 /// Serve a flow over HTTP like `pf flow serve`: POST /score with the flow's inputs as JSON.
 ///
@@ -49,19 +50,23 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let prepared = match prepare(&args.flow, args.variant.as_deref()) {
         Ok(p) => p,
-        Err(e) => return super::flow::report_prepare_error(&e, err),
+        Err(e) => return report_prepare_error(&e, err),
     };
-    let setup = match args.exec.llm_setup(None, err) {
+    let config = match load_config(None, err) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let setup = match args.exec.llm_setup(config.as_ref(), err) {
         Ok(s) => s,
         Err(code) => return code,
     };
     let opts = ServeOptions {
         addr: SocketAddr::new(args.host, args.port),
-        python: crate::exec::pool::default_python(args.exec.python.as_deref()),
+        python: exec::pool::default_python(args.exec.python.as_deref()),
         workers: super::workers_or_cpus(args.workers),
         line_timeout: Duration::from_secs(args.exec.line_timeout),
     };
-    let served = crate::serve::serve(&prepared, &setup, &opts, |addr| {
+    let served = crate::jobs::serve::serve(&prepared, &setup, &opts, |addr| {
         // One line on stdout, flushed: scripts and tests wait for it.
         let _ = writeln!(
             out,
@@ -75,7 +80,7 @@ pub fn run(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             let _ = writeln!(err, "stopped");
             exit::OK
         }
-        Err(ServeError::Job(e)) => super::run::report_job_error(&e, err),
+        Err(ServeError::Job(e)) => report_job_error(&e, err),
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             exit::FAILURE

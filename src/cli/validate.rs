@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::Format;
 use crate::ci::Host;
-use crate::diag::{self, JsonDiagnostic};
-use crate::exit;
+use model::diag::{self, JsonDiagnostic};
+use model::exit;
 
 /// Check flows, run files and .flow-ci.yaml without running anything.
 ///
@@ -37,7 +37,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let outcome = crate::validate::validate(&args.paths);
+    let outcome = crate::jobs::validate::validate(&args.paths);
     let base = std::env::current_dir().unwrap_or_default();
     let write = match args.format {
         Format::Json => write_json(&outcome, &base, out),
@@ -57,7 +57,7 @@ pub fn run(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 fn write_text(
-    outcome: &crate::validate::Outcome,
+    outcome: &crate::jobs::validate::Outcome,
     format: Format,
     base: &Path,
     out: &mut dyn Write,
@@ -65,13 +65,17 @@ fn write_text(
     let host = Host::detect();
     for d in &outcome.diagnostics {
         match format {
-            Format::Github => out.write_all(diag::render_github(d, base).as_bytes())?,
-            Format::Azure => out.write_all(diag::render_azure(d, base).as_bytes())?,
+            Format::Github => out.write_all(crate::ci::log::render_github(d, base).as_bytes())?,
+            Format::Azure => out.write_all(crate::ci::log::render_azure(d, base).as_bytes())?,
             _ => {
                 out.write_all(diag::render_human(d, base).as_bytes())?;
                 match host {
-                    Host::GitHubActions => out.write_all(diag::render_github(d, &annotation_base(base)).as_bytes())?,
-                    Host::AzurePipelines => out.write_all(diag::render_azure(d, &annotation_base(base)).as_bytes())?,
+                    Host::GitHubActions => {
+                        out.write_all(crate::ci::log::render_github(d, &annotation_base(base)).as_bytes())?
+                    }
+                    Host::AzurePipelines => {
+                        out.write_all(crate::ci::log::render_azure(d, &annotation_base(base)).as_bytes())?
+                    }
                     Host::Local => {}
                 }
             }
@@ -83,10 +87,10 @@ fn write_text(
 /// Annotations must name files relative to the repository root, where the
 /// CI system shows them on the diff.
 fn annotation_base(cwd: &Path) -> PathBuf {
-    crate::paths::find_repo_root(cwd).unwrap_or_else(|| cwd.to_path_buf())
+    model::paths::find_repo_root(cwd).unwrap_or_else(|| cwd.to_path_buf())
 }
 
-fn write_json(outcome: &crate::validate::Outcome, base: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+fn write_json(outcome: &crate::jobs::validate::Outcome, base: &Path, out: &mut dyn Write) -> std::io::Result<()> {
     let diagnostics: Vec<JsonDiagnostic<'_>> =
         outcome.diagnostics.iter().map(|d| JsonDiagnostic::new(d, base)).collect();
     let doc = serde_json::json!({

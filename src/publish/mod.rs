@@ -7,8 +7,10 @@ mod github;
 
 use std::time::Duration;
 
-use crate::ci::PullRequest;
-use crate::llm::connection::Secret;
+use std::io::Write;
+
+use crate::ci::{Host, PullRequest, action};
+use model::secret::Secret;
 
 /// How the comment is posted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -19,6 +21,26 @@ pub enum Mode {
     New,
     // No comment (reports and the job summary are still written).
     Off,
+}
+
+/// Where the PR comment goes (`--publish`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Forge {
+    // GitHub in GitHub Actions, Azure DevOps in Azure Pipelines, none elsewhere.
+    Auto,
+    Github,
+    AzureDevops,
+    None,
+}
+
+/// The host whose forge gets the comment, if any.
+pub fn forge(publish: Forge, host: Host) -> Option<Host> {
+    match publish {
+        Forge::Auto => (host != Host::Local).then_some(host),
+        Forge::Github => Some(Host::GitHubActions),
+        Forge::AzureDevops => Some(Host::AzurePipelines),
+        Forge::None => None,
+    }
 }
 
 /// What was done with the comment.
@@ -48,11 +70,42 @@ pub struct Comment<'a> {
     pub passed: bool,
 }
 
+/// Posts or updates the PR comment with the CI host's token, and says in
+/// the log what happened. Never changes the exit code: a comment that cannot
+/// be posted is one line in the log, the report is still in the job summary
+/// and the report files.
+pub fn comment_on(pr: &PullRequest, comment: &Comment<'_>, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) {
+    let env = |k: &str| std::env::var(k).ok();
+    let token = match pr {
+        PullRequest::GitHub { .. } => action::github_token(&env),
+        PullRequest::AzureDevOps { .. } => env("SYSTEM_ACCESSTOKEN").filter(|t| !t.is_empty()),
+    }
+    .map(Secret::new);
+    match publish(pr, token.as_ref(), comment, mode) {
+        Ok(Outcome::Created(link)) => {
+            let _ = writeln!(err, "comment: created {link}");
+        }
+        Ok(Outcome::Updated(link)) => {
+            let _ = writeln!(err, "comment: updated {link}");
+        }
+        Ok(Outcome::Skipped(why)) => {
+            let _ = writeln!(err, "comment: not posted: {why}");
+        }
+        Err(e) => {
+            let _ = writeln!(err, "warning: comment not posted: {e}");
+            if matches!(pr, PullRequest::GitHub { .. }) {
+                let _ =
+                    writeln!(out, "::warning title=flow-ci comment::{}", crate::ci::log::github_data(&e.to_string()));
+            }
+        }
+    }
+}
+
 /// The hidden marker of the comment for one config: `<!-- flow-ci:report -->`
 /// for the repository's root `.flow-ci.yaml`, else with the config's path so
 /// two configs in one repository keep two comments.
 pub fn marker(config_id: Option<&str>) -> String {
-    match config_id.filter(|id| *id != crate::config::CONFIG_FILE) {
+    match config_id.filter(|id| *id != model::config::CONFIG_FILE) {
         None => "<!-- flow-ci:report -->".into(),
         Some(id) => {
             let safe: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c)).collect();
@@ -88,8 +141,8 @@ pub fn publish(
             let base = format!(
                 "{}/{}/_apis/git/repositories/{}/pullRequests/{id}/threads",
                 collection.trim_end_matches('/'),
-                crate::llm::percent_encode(project),
-                crate::llm::percent_encode(repository_id)
+                net::http::percent_encode(project),
+                net::http::percent_encode(repository_id)
             );
             azure_devops::publish(&http, &base, comment, mode)
         }

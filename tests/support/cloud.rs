@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use assert_cmd::Command;
-use flow_ci::azureml::blob::{Container, Credential};
-use flow_ci::llm::connection::Secret;
+use backend::azureml::blob::{Container, Credential};
+use model::connection::Secret;
 
 use super::azurite::{self, ACCOUNT, Azurite, KEY};
 use super::fake_aml::{self, FakeAml, Script};

@@ -1,0 +1,269 @@
+//! HTTP to Azure Resource Manager and the Azure ML services: a bearer token
+//! on every call (ARM's scope, as `pfazure` does), throttling and transient
+//! failures retried the way azure-core does, and the services' error bodies
+//! turned into their code and message.
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use super::AzureMlError;
+use net::entra::TokenSource;
+use net::http::retry_after;
+
+/// ARM and the Azure ML resource (whose token goes in `aml-user-token`).
+pub struct Cloud {
+    pub arm_url: String,
+    pub arm_resource: String,
+    pub ml_resource: String,
+}
+
+impl Cloud {
+    /// `AZUREML_CURRENT_CLOUD` picks a sovereign cloud (as promptflow reads
+    /// it); `FLOW_CI_ARM_URL` points ARM elsewhere (e.g. a loopback fake).
+    pub fn from_env() -> Cloud {
+        let (arm, ml) = match std::env::var("AZUREML_CURRENT_CLOUD").unwrap_or_default().to_lowercase().as_str() {
+            "azurechinacloud" => ("https://management.chinacloudapi.cn", "https://ml.azure.cn"),
+            "azureusgovernment" => ("https://management.usgovcloudapi.net", "https://ml.azure.us"),
+            _ => ("https://management.azure.com", "https://ml.azure.com"),
+        };
+        let arm_url = std::env::var("FLOW_CI_ARM_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| arm.into());
+        Cloud { arm_url: arm_url.trim_end_matches('/').into(), arm_resource: arm.into(), ml_resource: ml.into() }
+    }
+}
+
+pub struct Client {
+    http: reqwest::blocking::Client,
+    arm_tokens: TokenSource,
+    ml_tokens: TokenSource,
+    pub arm_url: String,
+    /// Attempts per call, the first included.
+    attempts: u32,
+}
+
+/// The ARM API version of workspace and datastore calls (GA, has `listSecrets`).
+pub const ARM_API_VERSION: &str = "2024-04-01";
+
+impl Client {
+    pub fn new(cloud: Cloud) -> Result<Client, AzureMlError> {
+        check_scheme(&cloud.arm_url)?;
+        let http = reqwest::blocking::Client::builder()
+            .user_agent(concat!("flow-ci/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| AzureMlError::Http { url: cloud.arm_url.clone(), message: e.to_string() })?;
+        Ok(Client {
+            arm_tokens: TokenSource::from_env(http.clone(), &cloud.arm_resource),
+            ml_tokens: TokenSource::from_env(http.clone(), &cloud.ml_resource),
+            http,
+            arm_url: cloud.arm_url,
+            attempts: 5,
+        })
+    }
+
+    /// A token now, so a credential problem is reported before anything else.
+    pub fn authenticate(&self) -> Result<(), AzureMlError> {
+        self.arm_tokens.token().map(drop).map_err(AzureMlError::Auth)
+    }
+
+    pub fn get(&self, url: &str) -> Result<Json, AzureMlError> {
+        self.send(reqwest::Method::GET, url, None, false).map(|r| r.body)
+    }
+
+    /// `GET` with the status and headers (202 means "still going").
+    pub fn get_reply(&self, url: &str) -> Result<Reply, AzureMlError> {
+        self.send(reqwest::Method::GET, url, None, false)
+    }
+
+    /// `GET`, with 404 as `None`.
+    pub fn get_optional(&self, url: &str) -> Result<Option<Json>, AzureMlError> {
+        match self.get(url) {
+            Ok(body) => Ok(Some(body)),
+            Err(AzureMlError::Service { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn post(&self, url: &str, body: &Json) -> Result<Json, AzureMlError> {
+        self.send(reqwest::Method::POST, url, Some(body), false).map(|r| r.body)
+    }
+
+    /// `POST` with no body (cancel).
+    pub fn post_empty(&self, url: &str) -> Result<Json, AzureMlError> {
+        self.send(reqwest::Method::POST, url, None, false).map(|r| r.body)
+    }
+
+    /// `POST` with the Azure ML token in `aml-user-token`, as BulkRuns/submit wants.
+    pub fn post_as_user(&self, url: &str, body: &Json) -> Result<Json, AzureMlError> {
+        self.send(reqwest::Method::POST, url, Some(body), true).map(|r| r.body)
+    }
+
+    /// `PUT` or `PATCH` of an ARM resource; the reply says how to follow a
+    /// long-running operation.
+    pub fn write(&self, method: reqwest::Method, url: &str, body: &Json) -> Result<Reply, AzureMlError> {
+        self.send(method, url, Some(body), false)
+    }
+
+    /// Sends one call, retrying 408/429/5xx (honoring `Retry-After`); a 2xx
+    /// body is returned as JSON (`null` when empty).
+    fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Json>,
+        user_token: bool,
+    ) -> Result<Reply, AzureMlError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = self.request(method.clone(), url, body, user_token)?;
+            let status = response.status().as_u16();
+            if (200..300).contains(&status) {
+                let headers = response.headers();
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let (async_operation, location) = (header("azure-asyncoperation"), header("location"));
+                let retry_after = retry_after(headers);
+                let text = response.text().map_err(|e| http_error(url, &e))?;
+                let body: Json = if text.trim().is_empty() {
+                    Json::Null
+                } else {
+                    serde_json::from_str(&text).unwrap_or(Json::String(text))
+                };
+                return Ok(Reply { status, async_operation, location, retry_after, body });
+            }
+            let wait = retry_after(response.headers());
+            let text = response.text().unwrap_or_default();
+            if attempt < self.attempts && retryable(&method, status, wait.is_some()) {
+                let wait =
+                    wait.unwrap_or_else(|| Duration::from_millis(800 << (attempt - 1))).min(Duration::from_secs(120));
+                tracing::info!("{method} {} answered {status}; retrying in {:.1}s", path_of(url), wait.as_secs_f64());
+                std::thread::sleep(wait);
+                continue;
+            }
+            let (code, message) = service_error(&text);
+            return Err(AzureMlError::Service { method: method.to_string(), url: path_of(url), status, code, message });
+        }
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Json>,
+        user_token: bool,
+    ) -> Result<reqwest::blocking::Response, AzureMlError> {
+        let token = self.arm_tokens.token().map_err(AzureMlError::Auth)?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(token.expose())
+            .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
+        if user_token {
+            let ml = self.ml_tokens.token().map_err(AzureMlError::Auth)?;
+            request = request.header("aml-user-token", ml.expose());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().map_err(|e| http_error(url, &e))
+    }
+}
+
+/// A successful answer and what ARM says about following it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// `Azure-AsyncOperation`: poll it until `status` is terminal.
+    pub async_operation: Option<String>,
+    /// `Location` (202 answers): poll it until it stops answering 202.
+    pub location: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub body: Json,
+}
+
+fn http_error(url: &str, e: &reqwest::Error) -> AzureMlError {
+    AzureMlError::Http { url: path_of(url), message: net::http::error_chain(e) }
+}
+
+/// azure-core's policy as promptflow configures it: 408, 429 and 5xx except
+/// 500 (a retried 500 turns into 409 on run creation) for reads; writes only
+/// on 429, 503 and 504, or whenever the service says when to come back.
+fn retryable(method: &reqwest::Method, status: u16, has_retry_after: bool) -> bool {
+    let write = method != reqwest::Method::GET;
+    match status {
+        429 | 503 | 504 => true,
+        408 | 502 => !write,
+        500 => false,
+        s if s >= 400 => has_retry_after,
+        _ => false,
+    }
+}
+
+/// The most specific error code (the deepest `innerError.code`) and the
+/// message of an Azure ML or ARM error body.
+pub fn service_error(text: &str) -> (String, String) {
+    let Ok(json) = serde_json::from_str::<Json>(text) else {
+        let snippet: String = text.chars().take(300).collect();
+        return (String::new(), snippet);
+    };
+    let error = json.get("error").unwrap_or(&json);
+    let message = error.get("message").and_then(Json::as_str).unwrap_or_default().to_string();
+    let mut code = error.get("code").and_then(Json::as_str).unwrap_or_default().to_string();
+    let mut inner = error.get("innerError");
+    while let Some(i) = inner {
+        if let Some(c) = i.get("code").and_then(Json::as_str) {
+            code = c.to_string();
+        }
+        inner = i.get("innerError");
+    }
+    (code, message)
+}
+
+/// A URL without its query (api-version, SAS): what error messages show.
+pub fn path_of(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// Plain `http://` only for loopback hosts (emulators and fakes).
+pub fn check_scheme(url: &str) -> Result<(), AzureMlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| AzureMlError::Config(format!("`{url}` is not a URL: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(AzureMlError::Config(format!("`{url}`: only https is allowed (plain http only for loopback hosts)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deepest_inner_code_wins() {
+        let body = r#"{"error":{"code":"UserError","message":"Run runId=x was not found","innerError":{"code":"NotFoundError","innerError":{"code":"RunNotFound"}}}}"#;
+        assert_eq!(service_error(body), ("RunNotFound".into(), "Run runId=x was not found".into()));
+        assert_eq!(service_error("<html>bad gateway</html>").1, "<html>bad gateway</html>");
+    }
+
+    #[test]
+    fn retry_rules_follow_azure_core() {
+        use reqwest::Method;
+        assert!(retryable(&Method::POST, 429, false));
+        assert!(!retryable(&Method::POST, 500, false));
+        assert!(!retryable(&Method::GET, 500, false));
+        assert!(retryable(&Method::GET, 502, false));
+        assert!(!retryable(&Method::POST, 502, false));
+        assert!(retryable(&Method::POST, 409, true));
+        assert!(!retryable(&Method::POST, 404, false));
+    }
+
+    #[test]
+    fn http_only_for_loopback() {
+        assert!(check_scheme("http://127.0.0.1:8080").is_ok());
+        assert!(check_scheme("http://localhost:1").is_ok());
+        assert!(check_scheme("https://management.azure.com").is_ok());
+        assert!(check_scheme("http://management.azure.com").is_err());
+    }
+}

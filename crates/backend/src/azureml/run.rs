@@ -1,0 +1,342 @@
+//! One run on Azure ML from start to finish: upload the flow and data,
+//! find the run a retried job already submitted or submit it, wait with
+//! progress (cancelling on interrupt or timeout), and copy its logs, lines
+//! and metrics into the local run store, so `run show`, gates and reports
+//! read a cloud run exactly like a local one.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json, json};
+
+use super::service::{RunState, Service};
+use super::snapshot::{self, Snapshot};
+use super::submission::{self, Provenance, Uploads};
+use super::{AzureMlError, Session};
+use exec::job::Job;
+use exec::line::{LineRun, RunError, Status};
+use exec::store::{LineCounts, RunRecord, RunStatus, RunWriter, Store};
+
+/// The run-store property holding a run's id in the workspace.
+pub const RUN_ID_PROPERTY: &str = "azureml.run_id";
+
+/// How long to wait for a cancelled run to say so.
+const CANCEL_WAIT: Duration = Duration::from_secs(60);
+
+/// Where a run goes: the session, and the commit and branch it is for (the
+/// baseline's runs are for the merge base).
+#[derive(Clone)]
+pub struct CloudRun<'a> {
+    pub session: &'a Session,
+    pub provenance: Provenance,
+}
+
+/// Runs `job` in the workspace and records it in `store` under `job.name`.
+pub fn run(
+    cloud: &CloudRun<'_>,
+    job: &Job,
+    store: &Store,
+    cancel: &AtomicBool,
+    force: bool,
+) -> Result<RunRecord, AzureMlError> {
+    let session = cloud.session;
+    let service = session.service();
+    let uploads = upload(session, job, store)?;
+    let flow_path = Session::repo_path(&job.flow);
+    let id = find_or_submit(session, &service, job, &uploads, &cloud.provenance, &flow_path)?;
+    let mut writer = store.create(&job.name, force)?;
+    let mut record = exec::job::new_record(job);
+    record.backend = "azureml".into();
+    record.created_on = exec::line::now_iso();
+    record.properties.insert(RUN_ID_PROPERTY.into(), json!(id));
+    record.properties.insert("azureml.portal_url".into(), json!(service.portal_url(&id)));
+    writer.write_record(&record)?;
+    follow(session, &id, cancel, &mut writer, record)
+}
+
+/// Waits for a run and records how it ended.
+fn follow(
+    session: &Session,
+    id: &str,
+    cancel: &AtomicBool,
+    writer: &mut RunWriter,
+    mut record: RunRecord,
+) -> Result<RunRecord, AzureMlError> {
+    let service = session.service();
+    let started = Instant::now();
+    let state = wait(session, &service, &record.name, id, cancel)?;
+    record.end_time = Some(exec::line::now_iso());
+    record.duration_seconds += started.elapsed().as_secs_f64();
+    finish(&service, id, state, writer, record)
+}
+
+/// The workspace id of a stored run, when it ran on Azure ML.
+pub fn cloud_id(record: &RunRecord) -> Option<&str> {
+    record.properties.get(RUN_ID_PROPERTY).and_then(Json::as_str)
+}
+
+/// `run stream`: follows a stored Azure ML run until it ends (printing its
+/// log with `stream`), then fetches its results into the store again.
+pub fn attach(session: &Session, store: &Store, name: &str, cancel: &AtomicBool) -> Result<RunRecord, AzureMlError> {
+    let log = store.dir(name)?.join(exec::store::LOGS_FILE);
+    let (record, id) = stored_cloud_run(store, name, &format!("its log is {}", log.display()))?;
+    let mut writer = store.reopen(name)?;
+    follow(session, &id, cancel, &mut writer, record)
+}
+
+/// `run cancel`: asks the workspace to cancel a stored Azure ML run.
+pub fn cancel(session: &Session, store: &Store, name: &str) -> Result<String, AzureMlError> {
+    let (_, id) = stored_cloud_run(store, name, "stop it with Ctrl-C where it runs")?;
+    session.service().cancel(&id)?;
+    Ok(id)
+}
+
+/// A stored run and its workspace id; `local` says what to do instead for a local run.
+fn stored_cloud_run(store: &Store, name: &str, local: &str) -> Result<(RunRecord, String), AzureMlError> {
+    let record = store.load(name)?;
+    let id = cloud_id(&record)
+        .ok_or_else(|| AzureMlError::Config(format!("run `{name}` ran locally; {local}")))?
+        .to_string();
+    Ok((record, id))
+}
+
+/// Uploads the flow (with its `additional_includes`) and a local data
+/// file; resolves an evaluation's base run to its id in the workspace.
+fn upload(session: &Session, job: &Job, store: &Store) -> Result<Uploads, AzureMlError> {
+    let datastore = session.datastore()?;
+    let (flow_snapshot, _staged) = flow_snapshot(&job.flow)?;
+    let flow_prefix = snapshot::upload(&datastore.container, &flow_snapshot)?.prefix;
+    let data_uri = match (&job.data, job.run_file.as_ref().and_then(|f| f.data.as_ref())) {
+        (Some(path), _) => {
+            let data = Snapshot::of(path).map_err(|e| io_error(path, e))?;
+            let prefix = snapshot::upload(&datastore.container, &data)?.prefix;
+            let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Some(format!("azureml://datastores/{}/paths/{prefix}/{file}", datastore.name))
+        }
+        (None, Some(remote)) if model::flow::run_file::is_remote(&remote.value) => Some(remote.value.clone()),
+        _ => None,
+    };
+    let base_run = job.base.as_ref().map(|base| {
+        // A run of this store knows its cloud id; any other name is taken
+        // as a run id in the workspace (as `pfazure run create --run` does).
+        store.load(base).ok().and_then(|r| cloud_id(&r).map(str::to_string)).unwrap_or_else(|| base.clone())
+    });
+    Ok(Uploads { datastore: datastore.name.clone(), flow_prefix, data_uri, base_run })
+}
+
+/// The flow folder as uploaded: with its `additional_includes` copied in
+/// (the staging folder lives as long as the returned guard).
+pub fn flow_snapshot(flow: &Path) -> Result<(Snapshot, Option<tempfile::TempDir>), AzureMlError> {
+    let mut diags = model::diag::Diagnostics::default();
+    let loaded = model::flow::dag::load(flow, &mut diags)
+        .ok_or_else(|| AzureMlError::Config(format!("cannot read the flow in {}", flow.display())))?;
+    let staged = exec::prepare::snapshot_if_needed(&loaded).map_err(|e| AzureMlError::Config(e.to_string()))?;
+    let root = staged.as_ref().map_or(flow, |t| t.path());
+    let snapshot = Snapshot::of(root).map_err(|e| io_error(root, e))?.named(&submission::folder_name(flow));
+    Ok((snapshot, staged))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> AzureMlError {
+    AzureMlError::Config(format!("cannot read {}: {e}", path.display()))
+}
+
+/// The id derived from the inputs; reused when that run exists and did not
+/// fail, else the next free `{id}_2`, `{id}_3`, ...
+fn find_or_submit(
+    session: &Session,
+    service: &Service<'_>,
+    job: &Job,
+    uploads: &Uploads,
+    provenance: &Provenance,
+    flow_path: &str,
+) -> Result<String, AzureMlError> {
+    let first = submission::run_id(job, uploads, provenance);
+    for attempt in 1..=20 {
+        let id = if attempt == 1 { first.clone() } else { format!("{first}_{attempt}") };
+        match service.state(&id)? {
+            None => {
+                let body = submission::body(job, &id, uploads, provenance, flow_path);
+                let id = match service.submit(&body) {
+                    Ok(id) => id,
+                    // A submit whose answer was lost and was sent again: the run is ours.
+                    Err(AzureMlError::Service { status: 409, .. }) => id,
+                    Err(e) => return Err(e),
+                };
+                session.say(&format!("{}: submitted {id}\n  {}", job.name, service.portal_url(&id)));
+                return Ok(id);
+            }
+            Some(state) if state.ended_unfinished() => continue,
+            Some(state) => {
+                session.say(&format!("{}: reusing {id} ({}; same flow, data and commit)", job.name, state.status));
+                return Ok(id);
+            }
+        }
+    }
+    Err(AzureMlError::Config(format!(
+        "runs {first} to {first}_20 all failed; change the flow or its data to start afresh"
+    )))
+}
+
+/// Polls until the run ends: 1 s at first, doubling up to the session's
+/// interval. Prints each status change (and new log text with `stream`).
+fn wait(
+    session: &Session,
+    service: &Service<'_>,
+    name: &str,
+    id: &str,
+    cancel: &AtomicBool,
+) -> Result<RunState, AzureMlError> {
+    let started = Instant::now();
+    let mut interval = Duration::from_secs(1).min(session.settings.poll);
+    let mut last_status = String::new();
+    let mut shown = 0;
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return cancel_run(session, service, name, id);
+        }
+        if session.settings.deadline.is_some_and(|d| Instant::now() >= d) {
+            cancel_run(session, service, name, id)?;
+            return Err(AzureMlError::Timeout { run: id.into() });
+        }
+        let state = service.state(id)?.ok_or_else(|| AzureMlError::Vanished { run: id.into() })?;
+        if state.status != last_status {
+            session.say(&format!("{name}: {} ({}s)", state.status, started.elapsed().as_secs()));
+            last_status = state.status.clone();
+        }
+        if session.settings.stream {
+            let logs = service.logs(id)?;
+            if let Some(new) = logs.get(shown..).filter(|s| !s.is_empty()) {
+                session.say(new.trim_end());
+                shown = logs.len();
+            }
+        }
+        if state.is_terminal() {
+            return Ok(state);
+        }
+        sleep_unless(cancel, interval);
+        interval = (interval * 2).min(session.settings.poll);
+    }
+}
+
+/// Sleeps up to `d`, waking early when `cancel` is set.
+fn sleep_unless(cancel: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !cancel.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+    }
+}
+
+/// Asks the service to cancel and waits (bounded) for it to be Canceled.
+fn cancel_run(session: &Session, service: &Service<'_>, name: &str, id: &str) -> Result<RunState, AzureMlError> {
+    session.say(&format!("{name}: cancelling {id}"));
+    service.cancel(id)?;
+    let until = Instant::now() + CANCEL_WAIT;
+    loop {
+        let state = service.state(id)?.ok_or_else(|| AzureMlError::Vanished { run: id.into() })?;
+        if state.is_terminal() || Instant::now() >= until {
+            return Ok(RunState { status: "Canceled".into(), ..state });
+        }
+        std::thread::sleep(Duration::from_secs(1).min(session.settings.poll));
+    }
+}
+
+/// Copies the finished run into the store: logs always; lines and metrics
+/// when it completed. A failed run is an error carrying the service's message.
+fn finish(
+    service: &Service<'_>,
+    id: &str,
+    state: RunState,
+    writer: &mut RunWriter,
+    mut record: RunRecord,
+) -> Result<RunRecord, AzureMlError> {
+    writer.write_logs(&service.logs(id).unwrap_or_default())?;
+    match state.status.as_str() {
+        "Completed" => {
+            let lines: Vec<LineRun> = service.child_runs(id)?.iter().map(line_run).collect();
+            for line in &lines {
+                writer.append_line(line)?;
+            }
+            writer.write_outputs(&lines.iter().collect::<Vec<_>>())?;
+            writer.write_metrics(&service.metrics(id)?)?;
+            let failed: Vec<&LineRun> = lines.iter().filter(|l| l.status == Status::Failed).collect();
+            record.lines = LineCounts {
+                total: lines.len(),
+                completed: lines.iter().filter(|l| l.status == Status::Completed).count(),
+                failed: failed.len(),
+            };
+            record.error = (!failed.is_empty()).then(|| exec::batch::summary(&failed, lines.len()));
+            record.status = RunStatus::Completed;
+            writer.write_record(&record)?;
+            Ok(record)
+        }
+        "Failed" => {
+            let message = state.error.unwrap_or_else(|| "the service gave no reason".into());
+            record.status = RunStatus::Failed;
+            record.error =
+                Some(exec::store::ErrorSummary { message: message.clone(), failed_lines: vec![], first_error: None });
+            writer.write_record(&record)?;
+            Err(AzureMlError::RunFailed { run: id.into(), message })
+        }
+        _ => {
+            record.status = RunStatus::Canceled;
+            writer.write_record(&record)?;
+            Ok(record)
+        }
+    }
+}
+
+/// A `childRuns` entry (snake_case) as a local line record.
+fn line_run(child: &Json) -> LineRun {
+    let mut inputs: Map<String, Json> = child.get("inputs").and_then(Json::as_object).cloned().unwrap_or_default();
+    let line_number = child
+        .get("index")
+        .and_then(Json::as_u64)
+        .or_else(|| inputs.get("line_number").and_then(Json::as_u64))
+        .unwrap_or_default() as usize;
+    inputs.remove("line_number");
+    let status = match child.get("status").and_then(Json::as_str).unwrap_or_default() {
+        "Completed" => Status::Completed,
+        "Canceled" | "Cancelled" => Status::Canceled,
+        "Bypassed" => Status::Bypassed,
+        "NotStarted" => Status::NotStarted,
+        "Running" => Status::Running,
+        _ => Status::Failed,
+    };
+    let error = child.get("error").filter(|e| !e.is_null()).map(|e| RunError {
+        kind: e.get("code").and_then(Json::as_str).unwrap_or("UserError").to_string(),
+        message: e.get("message").and_then(Json::as_str).map_or_else(|| e.to_string(), str::to_string),
+        node: None,
+        traceback: None,
+        location: None,
+    });
+    LineRun {
+        line_number,
+        status,
+        inputs,
+        outputs: child.get("output").and_then(Json::as_object).cloned().unwrap_or_default(),
+        nodes: vec![],
+        error,
+        start_time: child.get("start_time").and_then(Json::as_str).unwrap_or_default().to_string(),
+        duration_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_runs_become_line_records() {
+        let ok = json!({"run_id":"r_0","status":"Completed","inputs":{"url":"u","line_number":3},"output":{"category":"App"},"index":3,"start_time":"2026-01-01T00:00:00Z"});
+        let line = line_run(&ok);
+        assert_eq!((line.line_number, line.status), (3, Status::Completed));
+        assert_eq!(Json::Object(line.inputs), json!({"url": "u"}));
+        assert_eq!(line.outputs["category"], "App");
+        let failed = json!({"status":"Failed","inputs":{"line_number":4},"output":null,"index":4,"error":{"code":"UserError","message":"boom"}});
+        let line = line_run(&failed);
+        assert_eq!(line.status, Status::Failed);
+        assert_eq!(line.error.unwrap().message, "boom");
+        assert!(line.outputs.is_empty());
+    }
+}

@@ -1,0 +1,225 @@
+//! Batch runs (`pf run create`): map data (and a base run's outputs) to flow
+//! inputs, run every line on a pool of threads, aggregate, and record the run.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json};
+
+use super::line::{Engine, LineRun, Status, iso8601};
+use super::prepare::Prepared;
+use crate::store::{ErrorSummary, LineCounts, RunRecord, RunStatus, RunWriter, StoreError};
+use model::data::Table;
+use model::flow::reference::MappingSource;
+
+/// A base run, for evaluation runs: its outputs and its original data.
+pub struct BaseRun {
+    pub name: String,
+    /// `output.jsonl` rows, each with `line_number`.
+    pub outputs: Vec<Map<String, Json>>,
+    /// The base run's data (`${run.inputs.x}`), when it had a local file.
+    pub data: Option<Table>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("The input for batch run is incorrect. Couldn't find these mapping relations: {}. Please make sure your input mapping keys and values match your YAML input section and input data.", missing.join(", "))]
+    NotFound { missing: Vec<String>, line: usize },
+    #[error("Line numbers are not aligned: the data has {data} rows but the base run's data has {base} rows")]
+    NotAligned { data: usize, base: usize },
+    #[error("Couldn't find any inputs data: the data is empty or every line of the base run failed")]
+    Empty,
+    #[error("The input for flow cannot be empty in batch mode. Please review your flow and provide valid inputs.")]
+    NoInputs,
+}
+
+/// A line number and the flow inputs mapped for it.
+pub type MappedLine = (usize, Map<String, Json>);
+
+/// Each line's inputs after column mapping, with its line number.
+pub fn map_inputs(
+    prepared: &Prepared,
+    mapping: &[(String, MappingSource)],
+    data: Option<&Table>,
+    base: Option<&BaseRun>,
+) -> Result<Vec<MappedLine>, MappingError> {
+    if prepared.flow.inputs.is_empty() {
+        return Err(MappingError::NoInputs);
+    }
+    // Default mapping `${data.x}` for inputs without a default; the run file's mapping wins.
+    let mut full: Vec<(String, MappingSource)> = prepared
+        .flow
+        .inputs
+        .iter()
+        .filter(|i| i.default.as_ref().is_none_or(Json::is_null))
+        .filter(|i| !mapping.iter().any(|(k, _)| *k == i.name.value))
+        .map(|i| (i.name.value.clone(), MappingSource::Data(i.name.value.clone())))
+        .collect();
+    full.extend(mapping.iter().cloned());
+
+    let base_data = base.and_then(|b| b.data.as_ref());
+    if let (Some(d), Some(b)) = (data, base_data)
+        && d.rows.len() != b.rows.len()
+    {
+        return Err(MappingError::NotAligned { data: d.rows.len(), base: b.rows.len() });
+    }
+    let line_numbers: Vec<usize> = match (data.or(base_data), base) {
+        (Some(table), Some(b)) => {
+            let done: std::collections::HashSet<usize> = b.outputs.iter().filter_map(line_number).collect();
+            (0..table.rows.len()).filter(|n| done.contains(n)).collect()
+        }
+        (Some(table), None) => (0..table.rows.len()).collect(),
+        (None, Some(b)) => b.outputs.iter().filter_map(line_number).collect(),
+        (None, None) => vec![],
+    };
+    if line_numbers.is_empty() {
+        return Err(MappingError::Empty);
+    }
+    let outputs_by_line: std::collections::HashMap<usize, &Map<String, Json>> =
+        base.map(|b| b.outputs.iter().filter_map(|r| Some((line_number(r)?, r))).collect()).unwrap_or_default();
+    line_numbers
+        .into_iter()
+        .map(|n| {
+            let mut inputs = Map::new();
+            let mut missing = Vec::new();
+            for (key, source) in &full {
+                let value = match source {
+                    MappingSource::Literal(v) => Some(v.clone()),
+                    MappingSource::Data(c) => data.and_then(|t| t.rows.get(n)).and_then(|r| r.values.get(c)).cloned(),
+                    MappingSource::RunOutputs(c) => outputs_by_line.get(&n).and_then(|r| r.get(c)).cloned(),
+                    MappingSource::RunInputs(c) => {
+                        base_data.and_then(|t| t.rows.get(n)).and_then(|r| r.values.get(c)).cloned()
+                    }
+                    MappingSource::Unknown(_) => None,
+                };
+                match value {
+                    Some(v) => {
+                        inputs.insert(key.clone(), v);
+                    }
+                    None => missing.push(source.to_string()),
+                }
+            }
+            if missing.is_empty() { Ok((n, inputs)) } else { Err(MappingError::NotFound { missing, line: n }) }
+        })
+        .collect()
+}
+
+fn line_number(row: &Map<String, Json>) -> Option<usize> {
+    row.get("line_number").and_then(Json::as_u64).and_then(|n| usize::try_from(n).ok())
+}
+
+/// Receives progress as lines finish.
+pub trait Progress: Sync {
+    fn line_done(&self, done: usize, failed: usize, total: usize);
+    fn finish(&self);
+}
+
+pub struct BatchOptions<'a> {
+    pub workers: usize,
+    pub line_timeout: Duration,
+    pub cancel: &'a AtomicBool,
+    pub progress: &'a dyn Progress,
+}
+
+/// Runs all lines and aggregation, writing the store as lines finish.
+/// `record` arrives with its identity fields set; status, counts and timing
+/// are filled in here.
+pub fn run(
+    engine: &Engine<'_>,
+    lines: &[MappedLine],
+    opts: &BatchOptions<'_>,
+    writer: &mut RunWriter,
+    mut record: RunRecord,
+) -> Result<RunRecord, StoreError> {
+    let started = Instant::now();
+    let start_wall = std::time::SystemTime::now();
+    record.status = RunStatus::Running;
+    record.created_on = iso8601(start_wall);
+    record.lines = LineCounts { total: lines.len(), ..LineCounts::default() };
+    writer.write_record(&record)?;
+
+    let pool = engine.pool;
+    let mut results: Vec<LineRun> = Vec::with_capacity(lines.len());
+    let mut store_error = None;
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = channel::<LineRun>();
+        for _ in 0..opts.workers.clamp(1, lines.len().max(1)) {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    if engine.stopping() {
+                        break;
+                    }
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((number, inputs)) = lines.get(k) else { break };
+                    if tx.send(engine.run_line(inputs, *number)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut failed = 0;
+        for line in rx {
+            if line.status != Status::Completed {
+                failed += 1;
+            }
+            if store_error.is_none() {
+                store_error = writer.append_line(&line).err();
+            }
+            results.push(line);
+            opts.progress.line_done(results.len(), failed, lines.len());
+        }
+    });
+    opts.progress.finish();
+    if let Some(e) = store_error {
+        return Err(e);
+    }
+    results.sort_by_key(|l| l.line_number);
+    let canceled = engine.stopping();
+    let aggregation = if canceled { Default::default() } else { engine.run_aggregation(&results) };
+
+    let refs: Vec<&LineRun> = results.iter().collect();
+    writer.write_outputs(&refs)?;
+    writer.write_metrics(&aggregation.metrics)?;
+    writer.append_logs(&std::mem::take(&mut *pool.logs.lock().unwrap_or_else(|e| e.into_inner())))?;
+
+    let failed: Vec<&LineRun> = results.iter().filter(|l| l.status == Status::Failed).collect();
+    record.lines = LineCounts {
+        total: lines.len(),
+        completed: results.iter().filter(|l| l.status == Status::Completed).count(),
+        failed: failed.len(),
+    };
+    record.error = (!failed.is_empty()).then(|| summary(&failed, lines.len()));
+    record.aggregation_errors = aggregation.errors;
+    record.status = if canceled { RunStatus::Canceled } else { RunStatus::Completed };
+    if let Some(llm) = engine.llm.filter(|l| l.client.is_some()) {
+        record.llm = Some(llm.usage.summary());
+        if let Some(fatal) = llm.fatal() {
+            record.status = RunStatus::Failed;
+            record.error = Some(ErrorSummary { message: fatal.to_string(), failed_lines: vec![], first_error: None });
+        }
+    }
+    record.end_time = Some(iso8601(std::time::SystemTime::now()));
+    record.duration_seconds = started.elapsed().as_secs_f64();
+    writer.write_record(&record)?;
+    Ok(record)
+}
+
+/// promptflow's "{failed}/{total} flow run failed, indexes: [...], exception of index i: ...".
+pub fn summary(failed: &[&LineRun], total: usize) -> ErrorSummary {
+    let indexes: Vec<usize> = failed.iter().map(|l| l.line_number).collect();
+    let first = failed.first().and_then(|l| l.error.clone());
+    let message = format!(
+        "{}/{} flow run failed, indexes: [{}], exception of index {}: {}",
+        failed.len(),
+        total,
+        indexes.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        indexes.first().copied().unwrap_or_default(),
+        first.as_ref().map_or("", |e| e.message.as_str())
+    );
+    ErrorSummary { message, failed_lines: indexes, first_error: first }
+}

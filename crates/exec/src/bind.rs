@@ -1,0 +1,90 @@
+//! Binding connections to nodes before any line runs, so a connection that
+//! does not exist (or a key that cannot be found when nothing is cached)
+//! stops the run up front with the node, the connection and where flow-ci
+//! looked.
+
+use serde_json::Value as Json;
+
+use super::prepare::{Prepared, StepKind};
+use crate::llm::{Bindings, Connections, NotFound};
+use model::flow::reference::Assignment;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+    #[error(
+        "llm node `{node}` has no `connection`; add one to flow.dag.yaml or set it in the run file's `connections:`"
+    )]
+    Unspecified { node: String },
+    #[error("node `{node}` calls the model through connection `{connection}` ({origin}), but {why}")]
+    NoKey { node: String, connection: String, origin: String, why: String },
+}
+
+/// Resolves the connection of every llm node and of every connection-typed
+/// python parameter (`python_params`, from preloading the tools) whose value
+/// is a literal connection name.
+pub fn bind(
+    prepared: &Prepared,
+    python_params: &[(String, String)],
+    connections: &Connections,
+) -> Result<Bindings, BindError> {
+    let mut bindings = Bindings::default();
+    for step in &prepared.steps {
+        if let StepKind::Llm { connection, .. } = &step.kind {
+            let name = connection.as_deref().ok_or_else(|| BindError::Unspecified { node: step.name.clone() })?;
+            bindings.llm.insert(step.name.clone(), connections.get(name, &step.name)?);
+        }
+    }
+    for (node, param) in python_params {
+        let Some(step) = prepared.step_index(node).map(|i| &prepared.steps[i]) else { continue };
+        let literal = step.inputs.iter().find(|(k, _)| k == param).map(|(_, a)| a);
+        if let Some(Assignment::Literal(Json::String(name))) = literal {
+            let conn = connections.get(name, node)?;
+            bindings.python.entry(node.clone()).or_default().insert(param.clone(), conn);
+        }
+    }
+    Ok(bindings)
+}
+
+/// Without a cache every llm node needs its key (or Entra ID) before starting.
+pub fn require_keys(bindings: &Bindings) -> Result<(), BindError> {
+    let mut nodes: Vec<_> = bindings.llm.iter().collect();
+    nodes.sort_by(|a, b| a.0.cmp(b.0));
+    for (node, conn) in nodes {
+        if conn.uses_entra_id() {
+            continue;
+        }
+        if let Err(why) = conn.api_key() {
+            return Err(BindError::NoKey {
+                node: node.clone(),
+                connection: conn.name.clone(),
+                origin: conn.origin.clone(),
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A run file's `connections: {node: {connection, deployment_name, model}}`
+/// applied to the plan: llm nodes get the connection and the deployment or
+/// model as literal inputs; python nodes get the named inputs replaced.
+pub fn apply_overrides(prepared: &mut Prepared, overrides: &model::flow::run_file::ConnectionOverrides) {
+    for (node, settings) in overrides {
+        let Some(i) = prepared.step_index(&node.value) else { continue };
+        let step = &mut prepared.steps[i];
+        for (key, value) in settings {
+            match (&mut step.kind, key.value.as_str()) {
+                (StepKind::Llm { connection, .. }, "connection") => *connection = Some(value.value.clone()),
+                _ => {
+                    let literal = Assignment::Literal(Json::String(value.value.clone()));
+                    match step.inputs.iter_mut().find(|(k, _)| *k == key.value) {
+                        Some((_, a)) => *a = literal,
+                        None => step.inputs.push((key.value.clone(), literal)),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! One batch or evaluation run from start to finish: prepare the flow, read
+//! the data and the base run, map inputs, start python workers, check that
+//! every node's code loads, run, and record the result in the run store.
+//! `flow-ci run create` and `flow-ci check` both run through here.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use super::batch::{self, BaseRun, BatchOptions, MappingError, Progress};
+use super::bind::{BindError, apply_overrides};
+use super::line::RunError;
+use super::pool::PoolError;
+use super::prepare::{PrepareError, prepare};
+use super::start::{StartOptions, start};
+use crate::llm::{CallError, LlmSetup};
+use crate::store::{LineCounts, RunRecord, RunStatus, Store, StoreError};
+use model::data::DataError;
+use model::flow::Flow;
+use model::flow::reference::MappingSource;
+use model::flow::run_file::{EnvironmentVariables, RunFile};
+
+/// What to run, already resolved from a run file and/or flags.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub name: String,
+    pub flow: PathBuf,
+    pub data: Option<PathBuf>,
+    /// The base run of an evaluation run.
+    pub base: Option<String>,
+    pub mapping: Vec<(String, MappingSource)>,
+    pub variant: Option<String>,
+    pub run_file: Option<RunFile>,
+}
+
+#[derive(Clone)]
+pub struct JobOptions<'a> {
+    pub python: PathBuf,
+    pub workers: usize,
+    pub line_timeout: Duration,
+    /// Replace an existing run of the same name.
+    pub force: bool,
+    pub cancel: &'a AtomicBool,
+    /// Builds the progress reporter of a run (its name, its number of lines).
+    pub progress: &'a (dyn Fn(&str, usize) -> Box<dyn Progress> + Sync),
+    /// Connections, the LLM client and its settings.
+    pub llm: &'a LlmSetup,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error("{}", .0.report())]
+    Data(#[from] DataError),
+    #[error("{0}")]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A node's code does not load (syntax, import, no single `@tool`).
+    #[error("{}: {}", .0.kind, .0.message)]
+    Load(RunError),
+    /// A connection that does not exist or has no key.
+    #[error(transparent)]
+    Connection(#[from] BindError),
+    /// A model call that could not be made (the run stopped).
+    #[error(transparent)]
+    Llm(CallError),
+    #[error("{0}")]
+    Client(String),
+}
+
+impl JobError {
+    /// Broken input is exit 2; a run that could not execute is exit 3.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            JobError::Pool(_) | JobError::Client(_) => model::exit::FAILURE,
+            JobError::Store(e) => e.exit_code(),
+            _ => model::exit::INVALID_INPUT,
+        }
+    }
+}
+
+/// Runs `job` and returns its finished record.
+pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord, JobError> {
+    let mut prepared = prepare(&job.flow, job.variant.as_deref())?;
+    if let Some(file) = &job.run_file {
+        apply_overrides(&mut prepared, &file.connections);
+    }
+    let data = job.data.as_deref().map(model::data::load).transpose()?;
+    let base = job.base.as_deref().map(|name| load_base(store, name)).transpose()?;
+    let lines = batch::map_inputs(&prepared, &job.mapping, data.as_ref(), base.as_ref())?;
+    let started = start(
+        &prepared,
+        StartOptions {
+            python: opts.python.clone(),
+            workers: opts.workers,
+            env: environment(&prepared.flow, job.run_file.as_ref()),
+            line_timeout: opts.line_timeout,
+            cancel: opts.cancel,
+            llm: opts.llm,
+        },
+    )?;
+    let engine = started.engine();
+    let mut writer = store.create(&job.name, opts.force)?;
+    let progress = (opts.progress)(&job.name, lines.len());
+    let batch_opts = BatchOptions {
+        workers: line_threads(&prepared, opts),
+        line_timeout: opts.line_timeout,
+        cancel: opts.cancel,
+        progress: progress.as_ref(),
+    };
+    let record = batch::run(&engine, &lines, &batch_opts, &mut writer, new_record(job))?;
+    match started.llm().fatal() {
+        Some(e) => Err(JobError::Llm(e)),
+        None => Ok(record),
+    }
+}
+
+/// Lines run at once: the worker count, raised to the LLM concurrency for
+/// flows that call a model (their lines mostly wait on the network).
+fn line_threads(prepared: &super::prepare::Prepared, opts: &JobOptions<'_>) -> usize {
+    let calls_model = prepared.steps.iter().any(|s| matches!(s.kind, super::prepare::StepKind::Llm { .. }));
+    if calls_model { opts.workers.max(opts.llm.settings.concurrency) } else { opts.workers }
+}
+
+fn load_base(store: &Store, name: &str) -> Result<BaseRun, StoreError> {
+    let record = store.load(name)?;
+    let outputs = store.outputs(name)?;
+    let data = record.data.as_deref().and_then(|p| model::data::load(p).ok());
+    Ok(BaseRun { name: name.to_string(), outputs, data })
+}
+
+/// Flow-level then run-file `environment_variables` (the run file wins).
+pub fn environment(flow: &Flow, run_file: Option<&RunFile>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        flow.environment_variables.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+    if let Some(EnvironmentVariables::Map(vars)) = run_file.map(|f| &f.environment_variables) {
+        for (k, v) in vars {
+            env.retain(|(key, _)| *key != k.value);
+            env.push((k.value.clone(), v.value.clone()));
+        }
+    }
+    env
+}
+
+pub fn new_record(job: &Job) -> RunRecord {
+    let file = job.run_file.as_ref();
+    let pairs = |list: Option<&Vec<(model::yaml::Spanned<String>, model::yaml::Spanned<String>)>>| {
+        list.into_iter().flatten().map(|(k, v)| (k.value.clone(), Json::String(v.value.clone()))).collect()
+    };
+    RunRecord {
+        name: job.name.clone(),
+        display_name: file.and_then(|f| f.display_name.as_ref().map(|d| d.value.clone())),
+        flow: absolute(&job.flow),
+        run_file: file.map(|f| absolute(&f.file)),
+        data: job.data.as_deref().map(absolute),
+        run: job.base.clone(),
+        variant: job.variant.clone(),
+        column_mapping: job.mapping.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+        status: RunStatus::Running,
+        created_on: String::new(),
+        end_time: None,
+        duration_seconds: 0.0,
+        lines: LineCounts::default(),
+        error: None,
+        aggregation_errors: vec![],
+        tags: pairs(file.map(|f| &f.tags)),
+        properties: pairs(file.map(|f| &f.properties)),
+        backend: "local".into(),
+        llm: None,
+    }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).map(|a| model::paths::normalize(&a)).unwrap_or_else(|_| p.to_path_buf())
+}

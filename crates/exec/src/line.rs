@@ -1,0 +1,730 @@
+//! Running one line of a flow, and the aggregation nodes after all lines,
+//! with promptflow's semantics: input defaults and type conversion, nodes in
+//! dependency order with independent ones in parallel, `activate` and bypass
+//! rules, property access into node outputs, and flow outputs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use super::pool::{CallRequest, Pool, PyError};
+use super::prepare::{Prepared, Step, StepKind};
+use crate::llm::LlmRun;
+use crate::llm::request::{Api, Escaped, NodeCall};
+use model::flow::reference::{Assignment, PathStep, property_path};
+use model::value::{ConvertError, convert, python_str};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Status {
+    Completed,
+    Failed,
+    Bypassed,
+    Canceled,
+    Running,
+    NotStarted,
+}
+
+/// An error as promptflow reports it: a type name and a message.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct RunError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub traceback: Option<String>,
+    /// The user's file and line where it was raised, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub location: Option<(String, u32)>,
+}
+
+impl RunError {
+    fn new(kind: &str, message: String) -> RunError {
+        RunError { kind: kind.into(), message, node: None, traceback: None, location: None }
+    }
+
+    fn from_python(node: &str, e: PyError) -> RunError {
+        let kind = match (e.phase.as_str(), e.kind.as_str()) {
+            (_, "LineExecutionTimeoutError") => "LineExecutionTimeoutError",
+            ("load", _) => "ToolLoadError",
+            _ => "ToolExecutionError",
+        };
+        let message = if kind == "ToolExecutionError" {
+            format!("Execution failure in '{node}': ({}) {}", e.kind, e.message)
+        } else {
+            format!("Failed in '{node}': ({}) {}", e.kind, e.message)
+        };
+        RunError {
+            kind: kind.into(),
+            message,
+            node: Some(node.into()),
+            traceback: (!e.traceback.is_empty()).then_some(e.traceback),
+            location: e.r#where,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct NodeRun {
+    pub node: String,
+    pub status: Status,
+    pub output: Json,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<RunError>,
+    pub duration_ms: u64,
+    /// A prompt node's output as promptflow's `PromptResult` with escaped roles.
+    #[serde(skip)]
+    pub escaped: Option<Escaped>,
+}
+
+/// The result of one line.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct LineRun {
+    pub line_number: usize,
+    pub status: Status,
+    /// Inputs after defaults and type conversion.
+    pub inputs: Map<String, Json>,
+    pub outputs: Map<String, Json>,
+    pub nodes: Vec<NodeRun>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<RunError>,
+    pub start_time: String,
+    pub duration_ms: u64,
+}
+
+impl LineRun {
+    fn node_output(&self, name: &str) -> Option<(&Json, Status)> {
+        self.nodes.iter().find(|n| n.node == name).map(|n| (&n.output, n.status))
+    }
+}
+
+/// Aggregation results: metrics and per-node records.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Aggregation {
+    pub metrics: Map<String, Json>,
+    pub nodes: Vec<NodeRun>,
+    pub errors: Vec<RunError>,
+}
+
+/// Executes lines of one prepared flow.
+pub struct Engine<'a> {
+    pub prepared: &'a Prepared,
+    pub pool: &'a Pool,
+    pub line_timeout: Duration,
+    pub cancel: &'a AtomicBool,
+    /// LLM calls and connections; `None` when the flow has no llm nodes
+    /// and no connection parameters.
+    pub llm: Option<&'a LlmRun<'a>>,
+}
+
+/// Per-line execution state.
+struct LineState {
+    inputs: Map<String, Json>,
+    status: Vec<Status>,
+    outputs: Vec<Json>,
+    escaped: Vec<Option<Escaped>>,
+    records: Vec<Option<NodeRun>>,
+}
+
+impl LineState {
+    fn new(steps: usize) -> LineState {
+        LineState {
+            inputs: Map::new(),
+            status: vec![Status::NotStarted; steps],
+            outputs: vec![Json::Null; steps],
+            escaped: vec![None; steps],
+            records: vec![None; steps],
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// Runs the line-level nodes for one row of inputs.
+    pub fn run_line(&self, raw: &Map<String, Json>, line_number: usize) -> LineRun {
+        let started = Instant::now();
+        let start_time = now_iso();
+        let mut state = LineState::new(self.prepared.steps.len());
+        let result = self.prepare_inputs(raw, line_number).and_then(|inputs| {
+            state.inputs = inputs;
+            self.run_nodes(&mut state, started)
+        });
+        let (status, error, outputs) = match result {
+            Ok(()) => match self.flow_outputs(&state) {
+                Ok(outputs) => (Status::Completed, None, outputs),
+                Err(e) => (Status::Failed, Some(e), Map::new()),
+            },
+            Err(e) if e.kind == "Canceled" => (Status::Canceled, Some(e), Map::new()),
+            Err(e) => (Status::Failed, Some(e), Map::new()),
+        };
+        LineRun {
+            line_number,
+            status,
+            inputs: if state.inputs.is_empty() { raw.clone() } else { state.inputs },
+            outputs,
+            nodes: state.records.into_iter().flatten().collect(),
+            error,
+            start_time,
+            duration_ms: millis(started.elapsed()),
+        }
+    }
+
+    /// Defaults for missing inputs, then every declared input present and converted.
+    fn prepare_inputs(&self, raw: &Map<String, Json>, line: usize) -> Result<Map<String, Json>, RunError> {
+        let mut inputs = raw.clone();
+        for input in &self.prepared.flow.inputs {
+            let name = &input.name.value;
+            let value = match raw.get(name) {
+                Some(v) => v.clone(),
+                None => match &input.default {
+                    Some(d) if !d.is_null() => d.clone(),
+                    _ => {
+                        return Err(RunError::new(
+                            "InputNotFound",
+                            format!(
+                                "The input for flow is incorrect. The value for flow input '{name}' is not provided in line {line} of input data. Please review your input data or remove this input in your flow if it's no longer needed."
+                            ),
+                        ));
+                    }
+                },
+            };
+            let ty = input.ty.as_ref().map_or("string", |t| t.value.as_str());
+            let converted = convert(ty, &value).map_err(|e| match e {
+                ConvertError::Type => RunError::new(
+                    "InputTypeError",
+                    format!("The input for flow is incorrect. The value for flow input '{name}' in line {line} of input data does not match the expected type '{ty}'. Please change flow input type or adjust the input value in your input data."),
+                ),
+                ConvertError::Json => RunError::new(
+                    "InputParseError",
+                    format!("Failed to parse the flow input. The value for flow input '{name}' in line {line} of input data was interpreted as JSON string since its type is '{ty}'. However, the value '{}' is invalid for JSON parsing. Please make sure your inputs are properly formatted.", python_str(&value)),
+                ),
+            })?;
+            inputs.insert(name.clone(), converted);
+        }
+        Ok(inputs)
+    }
+
+    /// Schedules line nodes: bypassable ones are settled first, then every
+    /// ready node starts; independent nodes run on parallel threads.
+    fn run_nodes(&self, state: &mut LineState, started: Instant) -> Result<(), RunError> {
+        let deadline = started + self.line_timeout;
+        std::thread::scope(|scope| {
+            let (tx, rx) = channel::<(usize, NodeRun)>();
+            let mut running = 0usize;
+            loop {
+                if self.cancel.load(Ordering::SeqCst) {
+                    return Err(RunError::new("Canceled", "the run was canceled".into()));
+                }
+                let ready = self.settle_ready(state)?;
+                // One ready node and nothing in flight: run it on this thread.
+                if ready.len() == 1 && running == 0 {
+                    let i = ready[0];
+                    let record = self.exec_step(i, state, deadline)?;
+                    self.record(state, i, record)?;
+                    continue;
+                }
+                for i in ready {
+                    let call = self.build_call(i, state)?;
+                    state.status[i] = Status::Running;
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        let _ = tx.send((i, self.run_step(i, call, deadline)));
+                    });
+                    running += 1;
+                }
+                if running == 0 {
+                    return Ok(());
+                }
+                let (i, record) = rx
+                    .recv()
+                    .map_err(|_| RunError::new("SystemError", "a node thread ended without a result".into()))?;
+                running -= 1;
+                self.record(state, i, record)?
+            }
+        })
+    }
+
+    /// Marks bypassable nodes (repeatedly, since a bypass can make others
+    /// bypassable) and returns the nodes ready to run.
+    fn settle_ready(&self, state: &mut LineState) -> Result<Vec<usize>, RunError> {
+        loop {
+            let mut ready = Vec::new();
+            let mut bypassed_any = false;
+            for (i, step) in self.prepared.line_steps() {
+                if state.status[i] != Status::NotStarted {
+                    continue;
+                }
+                if !step.deps.iter().all(|&d| matches!(state.status[d], Status::Completed | Status::Bypassed)) {
+                    continue;
+                }
+                if self.is_bypassed(step, state)? {
+                    state.status[i] = Status::Bypassed;
+                    state.records[i] = Some(NodeRun {
+                        node: step.name.clone(),
+                        status: Status::Bypassed,
+                        output: Json::Null,
+                        error: None,
+                        duration_ms: 0,
+                        escaped: None,
+                    });
+                    bypassed_any = true;
+                } else {
+                    ready.push(i);
+                }
+            }
+            if !bypassed_any {
+                return Ok(ready);
+            }
+        }
+    }
+
+    /// promptflow's `_is_node_bypassable`.
+    fn is_bypassed(&self, step: &Step, state: &LineState) -> Result<bool, RunError> {
+        if let Some((when, is)) = &step.activate {
+            if let Some(n) = when.node().and_then(|n| self.prepared.step_index(n))
+                && state.status[n] == Status::Bypassed
+            {
+                return Ok(true);
+            }
+            let value = self.resolve(when, state)?.0;
+            return Ok(!python_eq(&value, is));
+        }
+        let refs: Vec<usize> =
+            step.inputs.iter().filter_map(|(_, a)| a.node()).filter_map(|n| self.prepared.step_index(n)).collect();
+        Ok(!refs.is_empty() && refs.iter().all(|&r| state.status[r] == Status::Bypassed))
+    }
+
+    /// The value of an assignment in this line, and whether it came from a bypassed node.
+    fn resolve(&self, assignment: &Assignment, state: &LineState) -> Result<(Json, bool), RunError> {
+        match assignment {
+            Assignment::Literal(v) => Ok((v.clone(), false)),
+            Assignment::FlowInput(name) => Ok((state.inputs.get(name).cloned().unwrap_or(Json::Null), false)),
+            Assignment::Node { node, section, property } => {
+                let i = self
+                    .prepared
+                    .step_index(node)
+                    .ok_or_else(|| RunError::new("NodeReferenceNotFound", format!("node '{node}' not found")))?;
+                if section != "output" {
+                    return Err(RunError::new(
+                        "UnsupportedReference",
+                        format!(
+                            "The section '{section}' of reference is currently unsupported. Please specify the output part of the node '{node}'."
+                        ),
+                    ));
+                }
+                let bypassed = state.status[i] == Status::Bypassed;
+                Ok((access(&state.outputs[i], node, property)?, bypassed))
+            }
+        }
+    }
+
+    fn build_call(&self, i: usize, state: &LineState) -> Result<Invocation, RunError> {
+        let step = &self.prepared.steps[i];
+        let mut call = Invocation::default();
+        for (name, assignment) in &step.inputs {
+            let (value, bypassed) = self.resolve(assignment, state)?;
+            match assignment {
+                Assignment::Literal(_) => call.literals.push(name.clone()),
+                Assignment::FlowInput(_) => call.inputs_to_escape.push(name.clone()),
+                Assignment::Node { node, property, .. } if property.is_empty() => {
+                    if let Some(escaped) = self.prepared.step_index(node).and_then(|j| state.escaped[j].clone()) {
+                        call.prompt_results.push((name.clone(), escaped));
+                    }
+                }
+                Assignment::Node { .. } => {}
+            }
+            if bypassed {
+                call.bypassed.push(name.clone());
+            }
+            call.kwargs.insert(name.clone(), value);
+        }
+        Ok(call)
+    }
+
+    fn exec_step(&self, i: usize, state: &LineState, deadline: Instant) -> Result<NodeRun, RunError> {
+        let call = self.build_call(i, state)?;
+        Ok(self.run_step(i, call, deadline))
+    }
+
+    /// Runs one node; failures become a Failed record, never a panic.
+    fn run_step(&self, i: usize, call: Invocation, deadline: Instant) -> NodeRun {
+        self.run_step_with_metrics(i, call, deadline).0
+    }
+
+    /// Runs one node and returns its record and the metrics it logged.
+    fn run_step_with_metrics(&self, i: usize, call: Invocation, deadline: Instant) -> (NodeRun, Map<String, Json>) {
+        let step = &self.prepared.steps[i];
+        let started = Instant::now();
+        let (status, output, error, metrics, escaped) = match self.invoke(step, call, deadline) {
+            Ok(done) => (Status::Completed, done.output, None, done.metrics, done.escaped),
+            Err(e) => (Status::Failed, Json::Null, Some(e), Map::new(), None),
+        };
+        let duration_ms = millis(started.elapsed());
+        (NodeRun { node: step.name.clone(), status, output, error, duration_ms, escaped }, metrics)
+    }
+
+    fn invoke(&self, step: &Step, call: Invocation, deadline: Instant) -> Result<Invoked, RunError> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        if budget.is_zero() {
+            return Err(RunError::new(
+                "LineExecutionTimeoutError",
+                format!("Line execution timeout for exceeding {} seconds", self.line_timeout.as_secs()),
+            ));
+        }
+        let node_error =
+            |kind: &str, message: String| RunError { node: Some(step.name.clone()), ..RunError::new(kind, message) };
+        match &step.kind {
+            StepKind::Python { file } => {
+                let connections = self.python_connections(step, &call);
+                let req = CallRequest {
+                    op: "call",
+                    file: file.clone(),
+                    working_dir: self.prepared.working_dir.clone(),
+                    kwargs: call.kwargs,
+                    literals: call.literals,
+                    bypassed: call.bypassed,
+                    aggregation: step.aggregation,
+                    connections,
+                };
+                match self.pool.call(&req, budget) {
+                    Ok(Ok(out)) => Ok(Invoked { output: out.output, metrics: out.metrics, escaped: None }),
+                    Ok(Err(py)) => Err(RunError::from_python(&step.name, py)),
+                    Err(e) => Err(RunError::new("SystemError", e.to_string())),
+                }
+            }
+            StepKind::Prompt { template } => {
+                let (inputs_to_escape, prompt_results) = (call.inputs_to_escape.clone(), call.prompt_results.clone());
+                let vars = prompt_vars(call);
+                let render_error = |e: String| {
+                    node_error(
+                        "JinjaTemplateError",
+                        format!("Failed to render jinja template: {e}. Please modify your prompt to fix the issue."),
+                    )
+                };
+                let text = model::flow::template::render(template, &vars).map_err(render_error)?;
+                let escaped =
+                    crate::llm::request::escape_prompt_result(template, &vars, &inputs_to_escape, &prompt_results)
+                        .map_err(render_error)?;
+                Ok(Invoked { output: Json::String(text), metrics: Map::new(), escaped })
+            }
+            StepKind::Llm { template, api, .. } => {
+                let llm = self.llm.ok_or_else(|| node_error("SystemError", "LLM calls are not set up".into()))?;
+                let api = Api::parse(api).ok_or_else(|| {
+                    node_error(
+                        "InvalidApi",
+                        format!("The api '{api}' of node '{}' is not chat or completion.", step.name),
+                    )
+                })?;
+                let node_call = NodeCall {
+                    node: &step.name,
+                    template,
+                    api,
+                    kwargs: call.kwargs,
+                    literals: call.literals,
+                    inputs_to_escape: call.inputs_to_escape,
+                    prompt_results: call.prompt_results,
+                };
+                let output = llm.call(&node_call, deadline).map_err(|(kind, message)| node_error(&kind, message))?;
+                Ok(Invoked { output, metrics: Map::new(), escaped: None })
+            }
+        }
+    }
+
+    /// Connection objects for a python node's connection-typed parameters.
+    fn python_connections(&self, step: &Step, call: &Invocation) -> Map<String, Json> {
+        let Some(bound) = self.llm.and_then(|llm| llm.bindings.python.get(&step.name)) else {
+            return Map::new();
+        };
+        call.kwargs.keys().filter_map(|param| Some((param.clone(), bound.get(param)?.to_python()))).collect()
+    }
+
+    fn record(&self, state: &mut LineState, i: usize, record: NodeRun) -> Result<(), RunError> {
+        state.status[i] = record.status;
+        state.outputs[i] = record.output.clone();
+        state.escaped[i] = record.escaped.clone();
+        let error = record.error.clone();
+        state.records[i] = Some(record);
+        match error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn flow_outputs(&self, state: &LineState) -> Result<Map<String, Json>, RunError> {
+        let mut outputs = Map::new();
+        for output in &self.prepared.flow.outputs {
+            let Some(reference) = &output.reference else { continue };
+            // Outputs of aggregation nodes are dropped from line outputs, as in promptflow.
+            if let Some(i) = reference.value.node().and_then(|n| self.prepared.step_index(n))
+                && self.prepared.steps[i].aggregation
+            {
+                continue;
+            }
+            let (value, _) = self.resolve(&reference.value, state)?;
+            outputs.insert(output.name.value.clone(), value);
+        }
+        Ok(outputs)
+    }
+
+    /// Runs aggregation nodes once over the completed lines.
+    pub fn run_aggregation(&self, lines: &[LineRun]) -> Aggregation {
+        let mut agg = Aggregation::default();
+        let completed: Vec<&LineRun> = lines.iter().filter(|l| l.status == Status::Completed).collect();
+        let mut state = LineState::new(self.prepared.steps.len());
+        let far = Instant::now() + self.line_timeout;
+        for (i, step) in self.prepared.aggregation_steps() {
+            if step.deps.iter().any(|&d| self.prepared.steps[d].aggregation && state.status[d] == Status::Failed) {
+                continue;
+            }
+            let call = match self.aggregation_call(step, &completed, &state) {
+                Ok(call) => call,
+                Err(e) => {
+                    agg.errors.push(e);
+                    continue;
+                }
+            };
+            let (record, metrics) = self.run_step_with_metrics(i, call, far);
+            agg.metrics.extend(metrics);
+            agg.errors.extend(record.error.clone());
+            state.status[i] = record.status;
+            state.outputs[i] = record.output.clone();
+            agg.nodes.push(record);
+        }
+        agg
+    }
+
+    /// Aggregation inputs: per-line references become lists over completed
+    /// lines; literals stay scalar; references to aggregation nodes are scalar.
+    fn aggregation_call(&self, step: &Step, lines: &[&LineRun], state: &LineState) -> Result<Invocation, RunError> {
+        let mut call = Invocation::default();
+        for (name, assignment) in &step.inputs {
+            let value = match assignment {
+                Assignment::Literal(v) => {
+                    call.literals.push(name.clone());
+                    v.clone()
+                }
+                Assignment::FlowInput(input) => {
+                    Json::Array(lines.iter().map(|l| l.inputs.get(input).cloned().unwrap_or(Json::Null)).collect())
+                }
+                Assignment::Node { node, property, .. } => match self.prepared.step_index(node) {
+                    Some(i) if self.prepared.steps[i].aggregation => access(&state.outputs[i], node, property)?,
+                    _ => {
+                        let values: Result<Vec<Json>, RunError> = lines
+                            .iter()
+                            .map(|l| l.node_output(node).map_or(Ok(Json::Null), |(out, _)| access(out, node, property)))
+                            .collect();
+                        Json::Array(values?)
+                    }
+                },
+            };
+            call.kwargs.insert(name.clone(), value);
+        }
+        Ok(call)
+    }
+}
+
+impl Engine<'_> {
+    /// Imports every python node's file once, so a syntax or import error is
+    /// reported (with its file and line) before any line runs. Returns the
+    /// `(node, parameter)` pairs typed as connections.
+    pub fn preload(&self) -> Result<Vec<(String, String)>, RunError> {
+        let mut connection_params = Vec::new();
+        for step in &self.prepared.steps {
+            if let StepKind::Python { file } = &step.kind {
+                match self.pool.preload(file, &self.prepared.working_dir) {
+                    Ok(Ok(out)) => {
+                        let params = out.output.get("connection_params").and_then(Json::as_array);
+                        for param in params.into_iter().flatten().filter_map(Json::as_str) {
+                            connection_params.push((step.name.clone(), param.to_string()));
+                        }
+                    }
+                    Ok(Err(py)) => return Err(RunError::from_python(&step.name, py)),
+                    Err(e) => return Err(RunError::new("SystemError", e.to_string())),
+                }
+            }
+        }
+        Ok(connection_params)
+    }
+
+    /// True when the run must stop (Ctrl-C, or an LLM call that cannot be made).
+    pub fn stopping(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst) || self.llm.is_some_and(LlmRun::has_fatal)
+    }
+
+    /// `pf flow test --node`: runs one node alone. Each input is taken from
+    /// `given` by parameter name or by its reference text (`inputs.x`,
+    /// `other.output`); flow-input references fall back to the input's
+    /// default. `activate` is ignored; aggregation inputs become 1-item lists.
+    pub fn run_single_node(&self, name: &str, given: &Map<String, Json>) -> Result<NodeRun, RunError> {
+        let i = self
+            .prepared
+            .step_index(name)
+            .ok_or_else(|| RunError::new("NodeNotFound", format!("Node {name} not found in flow")))?;
+        let step = &self.prepared.steps[i];
+        let mut call = Invocation::default();
+        let mut missing = Vec::new();
+        for (param, assignment) in &step.inputs {
+            let reference = match assignment {
+                Assignment::Literal(v) => {
+                    call.literals.push(param.clone());
+                    call.kwargs.insert(param.clone(), v.clone());
+                    continue;
+                }
+                Assignment::FlowInput(input) => format!("inputs.{input}"),
+                Assignment::Node { node, property, .. } if property.is_empty() => format!("{node}.output"),
+                Assignment::Node { node, property, .. } => format!("{node}.output.{property}"),
+            };
+            let default = match assignment {
+                Assignment::FlowInput(input) => self.prepared.flow.input(input).and_then(|i| i.default.clone()),
+                _ => None,
+            };
+            let Some(value) = given.get(param).or_else(|| given.get(&reference)).cloned().or(default) else {
+                missing.push(param.clone());
+                continue;
+            };
+            let value = if step.aggregation { Json::Array(vec![value]) } else { value };
+            call.kwargs.insert(param.clone(), value);
+        }
+        if !missing.is_empty() {
+            let list = missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+            return Err(RunError::new(
+                "InputNotFound",
+                format!("Required input(s) [{list}] are missing for \"{name}\"."),
+            ));
+        }
+        let record = self.run_step(i, call, Instant::now() + self.line_timeout);
+        match record.error.clone() {
+            Some(e) => Err(e),
+            None => Ok(record),
+        }
+    }
+}
+
+/// Arguments for one node call.
+#[derive(Default)]
+struct Invocation {
+    kwargs: Map<String, Json>,
+    literals: Vec<String>,
+    bypassed: Vec<String>,
+    /// Inputs bound to flow inputs (role lines escaped for prompt/llm nodes).
+    inputs_to_escape: Vec<String>,
+    /// Inputs that are prompt-node outputs carrying escaped roles.
+    prompt_results: Vec<(String, Escaped)>,
+}
+
+/// What a node produced.
+struct Invoked {
+    output: Json,
+    metrics: Map<String, Json>,
+    escaped: Option<Escaped>,
+}
+
+/// Prompt tool arguments. Literals keep their YAML type (a list stays a list
+/// for `{% for %}`, as the promptflow oracle shows); empty literals are
+/// dropped so the template sees them undefined.
+fn prompt_vars(call: Invocation) -> Map<String, Json> {
+    call.kwargs
+        .into_iter()
+        .filter(|(k, v)| !(call.literals.contains(k) && (v.is_null() || v.as_str() == Some(""))))
+        .collect()
+}
+
+/// `${node.output.a.b[0]}` access into a node's output.
+fn access(value: &Json, node: &str, property: &str) -> Result<Json, RunError> {
+    let mut current = value;
+    for step in property_path(property) {
+        let next = match (&step, current) {
+            (PathStep::Key(k), Json::Object(map)) => map.get(k),
+            (PathStep::Index(i), Json::Array(items)) => items.get(*i),
+            // promptflow indexes dicts with `[0]` as a key lookup of the integer.
+            (PathStep::Index(_), _) | (PathStep::Key(_), _) => None,
+        };
+        current = next.ok_or_else(|| {
+            RunError::new("InvalidReferenceProperty", format!("Invalid property '{property}' when accessing the node '{node}'. Please check the properties of the node output."))
+        })?;
+    }
+    Ok(current.clone())
+}
+
+/// Python's `==` on JSON values: `1 == 1.0 == True`, no other coercion.
+pub fn python_eq(a: &Json, b: &Json) -> bool {
+    fn number(v: &Json) -> Option<f64> {
+        match v {
+            Json::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            Json::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Json::Null, Json::Null) => true,
+        (Json::String(x), Json::String(y)) => x == y,
+        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| python_eq(p, q)),
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| python_eq(v, w)))
+        }
+        _ => matches!((number(a), number(b)), (Some(x), Some(y)) if x == y),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Current UTC time as ISO 8601 (no time zone crate needed).
+pub fn now_iso() -> String {
+    iso8601(SystemTime::now())
+}
+
+pub fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_micros())
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn python_equality() {
+        assert!(python_eq(&json!(1), &json!(1.0)));
+        assert!(python_eq(&json!(true), &json!(1)));
+        assert!(!python_eq(&json!("true"), &json!(true)));
+        assert!(python_eq(&json!({"a": [1, 2]}), &json!({"a": [1.0, 2]})));
+        assert!(!python_eq(&json!(null), &json!(0)));
+    }
+
+    #[test]
+    fn property_access() {
+        let v = json!({"a": {"b": [10, {"c": 3}]}});
+        assert_eq!(access(&v, "n", "a.b[1].c").unwrap(), json!(3));
+        assert_eq!(access(&v, "n", "").unwrap(), v);
+        let err = access(&v, "n", "a.x").unwrap_err();
+        assert_eq!(err.kind, "InvalidReferenceProperty");
+        assert!(access(&Json::Null, "n", "a").is_err());
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000)), "2025-11-24T16:00:00.000000Z");
+    }
+}

@@ -1,0 +1,249 @@
+//! Turning a flow folder into an executable plan: the checks promptflow makes
+//! before running, variant selection, stable topological order, template
+//! sources read once, and a snapshot when `additional_includes` must be
+//! copied next to the flow (as promptflow does for every run).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use model::diag::{Diagnostic, Diagnostics};
+use model::flow::dag::{self, Flow, Node, NodeType, SourceKind};
+use model::flow::reference::{Assignment, parse_variant};
+
+/// What a node runs.
+#[derive(Clone, Debug)]
+pub enum StepKind {
+    /// A python file with one `@tool` (path inside the working dir).
+    Python { file: PathBuf },
+    /// A Jinja template rendered with the node inputs.
+    Prompt { template: String },
+    /// An LLM call; run by the LLM module.
+    Llm { template: String, api: String, connection: Option<String> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    pub inputs: Vec<(String, Assignment)>,
+    pub activate: Option<(Assignment, Json)>,
+    pub aggregation: bool,
+    /// Indices of steps this one waits for (inputs and `activate.when`).
+    pub deps: Vec<usize>,
+}
+
+/// A flow ready to run.
+#[derive(Debug)]
+pub struct Prepared {
+    pub flow: Flow,
+    /// Where python code runs (the flow folder, or its snapshot).
+    pub working_dir: PathBuf,
+    /// Steps in promptflow's stable topological order.
+    pub steps: Vec<Step>,
+    /// `(node, variant)` when a variant was selected explicitly.
+    pub variant: Option<(String, String)>,
+    /// Temporary snapshot folder to remove when done.
+    snapshot: Option<tempfile::TempDir>,
+}
+
+impl Prepared {
+    pub fn line_steps(&self) -> impl Iterator<Item = (usize, &Step)> {
+        self.steps.iter().enumerate().filter(|(_, s)| !s.aggregation)
+    }
+
+    pub fn aggregation_steps(&self) -> impl Iterator<Item = (usize, &Step)> {
+        self.steps.iter().enumerate().filter(|(_, s)| s.aggregation)
+    }
+
+    pub fn step_index(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
+
+    pub fn has_snapshot(&self) -> bool {
+        self.snapshot.is_some()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("the flow has errors")]
+    Invalid(Vec<Diagnostic>),
+    #[error("{0}")]
+    Variant(String),
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Loads, checks and plans the flow in `dir`. `variant` is `${node.variant_id}`.
+pub fn prepare(dir: &Path, variant: Option<&str>) -> Result<Prepared, PrepareError> {
+    let mut diags = Diagnostics::default();
+    let flow = dag::load(dir, &mut diags);
+    if let Some(flow) = &flow {
+        let root = model::paths::boundary_root(dir);
+        model::flow::dag_check::check_flow(flow, &root, &mut diags);
+    }
+    let flow = match flow {
+        Some(f) if !diags.has_errors() => f,
+        _ => return Err(PrepareError::Invalid(diags.into_sorted().into_iter().filter(Diagnostic::is_error).collect())),
+    };
+    let variant = variant
+        .map(|v| {
+            parse_variant(v).ok_or_else(|| {
+                PrepareError::Variant(format!("invalid variant `{v}`; write `${{node_name.variant_id}}`"))
+            })
+        })
+        .transpose()?;
+    let nodes = resolve_variants(&flow, variant.as_ref())?;
+    let snapshot = snapshot_if_needed(&flow)?;
+    let working_dir = snapshot.as_ref().map_or_else(|| flow.dir.clone(), |s| s.path().to_path_buf());
+    let order = topological_order(&nodes);
+    let mut steps = Vec::with_capacity(nodes.len());
+    for &i in &order {
+        steps.push(step(nodes[i], &working_dir)?);
+    }
+    let names: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
+    for step in &mut steps {
+        let refs = step.inputs.iter().map(|(_, a)| a).chain(step.activate.iter().map(|(w, _)| w));
+        let mut deps: Vec<usize> =
+            refs.filter_map(Assignment::node).filter_map(|n| names.iter().position(|x| x == n)).collect();
+        deps.sort_unstable();
+        deps.dedup();
+        step.deps = deps;
+    }
+    Ok(Prepared { flow, working_dir, steps, variant, snapshot })
+}
+
+/// Each `use_variants` node replaced by the selected (or default) variant's node.
+fn resolve_variants<'f>(flow: &'f Flow, selected: Option<&(String, String)>) -> Result<Vec<&'f Node>, PrepareError> {
+    if let Some((node, id)) = selected {
+        let v = flow
+            .variants_of(node)
+            .filter(|_| flow.node(node).is_some())
+            .ok_or_else(|| PrepareError::Variant(format!("Node {node} not found in flow")))?;
+        if !v.variants.iter().any(|(vid, _)| vid.value == *id) {
+            return Err(PrepareError::Variant(format!("Variant {id} not found for node {node}")));
+        }
+    }
+    flow.nodes
+        .iter()
+        .map(|node| {
+            if !node.use_variants {
+                return Ok(node);
+            }
+            let name = &node.name.value;
+            let variants = flow
+                .variants_of(name)
+                .ok_or_else(|| PrepareError::Variant(format!("No variant for the node {name}.")))?;
+            let id =
+                match selected {
+                    Some((n, id)) if n == name => id.clone(),
+                    _ => variants.default_variant_id.as_ref().map(|d| d.value.clone()).ok_or_else(|| {
+                        PrepareError::Variant(format!("Default variant id is not specified for {name}."))
+                    })?,
+                };
+            variants
+                .variants
+                .iter()
+                .find(|(vid, _)| vid.value == id)
+                .map(|(_, n)| n)
+                .ok_or_else(|| PrepareError::Variant(format!("Variant {id} not found for node {name}")))
+        })
+        .collect()
+}
+
+/// promptflow's stable order: repeatedly take the first node (in YAML order)
+/// whose dependencies are all taken. Validation already ruled out cycles.
+fn topological_order(nodes: &[&Node]) -> Vec<usize> {
+    let names: HashSet<&str> = nodes.iter().map(|n| n.name.value.as_str()).collect();
+    let mut done: HashSet<&str> = HashSet::new();
+    let mut order = Vec::with_capacity(nodes.len());
+    let mut remaining: Vec<usize> = (0..nodes.len()).collect();
+    while let Some(at) =
+        remaining.iter().position(|&i| nodes[i].dependencies().all(|(d, _)| done.contains(d) || !names.contains(d)))
+    {
+        let i = remaining.remove(at);
+        done.insert(&nodes[i].name.value);
+        order.push(i);
+    }
+    order.extend(remaining);
+    order
+}
+
+fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
+    let source_path = node
+        .source
+        .as_ref()
+        .filter(|s| s.kind != SourceKind::Package)
+        .and_then(|s| s.path.as_ref())
+        .map(|p| working_dir.join(&p.value));
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| PrepareError::Io { path: path.to_path_buf(), source })
+    };
+    let name = node.name.value.clone();
+    let kind = match (node.ty.as_ref().map(|t| t.value), source_path) {
+        (Some(NodeType::Python), Some(file)) => StepKind::Python { file },
+        (Some(NodeType::Prompt), Some(file)) => StepKind::Prompt { template: read(&file)? },
+        (Some(NodeType::Llm | NodeType::CustomLlm), Some(file)) => StepKind::Llm {
+            template: read(&file)?,
+            api: node.api.as_ref().map_or_else(|| "chat".to_string(), |a| a.value.clone()),
+            connection: node.connection.as_ref().map(|c| c.value.clone()),
+        },
+        _ => {
+            return Err(PrepareError::Variant(format!(
+                "node `{name}` uses a package tool, which flow-ci cannot run locally"
+            )));
+        }
+    };
+    Ok(Step {
+        name,
+        kind,
+        inputs: node.inputs.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        activate: node.activate.as_ref().map(|a| (a.when.value.clone(), a.is.clone())),
+        aggregation: node.aggregation,
+        deps: vec![],
+    })
+}
+
+/// promptflow copies the flow and its `additional_includes` into one folder
+/// before running; flows with includes run from such a snapshot here too.
+pub fn snapshot_if_needed(flow: &Flow) -> Result<Option<tempfile::TempDir>, PrepareError> {
+    if flow.additional_includes.is_empty() {
+        return Ok(None);
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PrepareError::Io { path, source }
+    };
+    let snapshot = tempfile::Builder::new().prefix("flow-ci-snapshot-").tempdir().map_err(io(&flow.dir))?;
+    copy_tree(&flow.dir, snapshot.path()).map_err(io(&flow.dir))?;
+    for include in &flow.additional_includes {
+        let src = flow.dir.join(&include.value);
+        let Some(name) = src.file_name() else { continue };
+        let dest = snapshot.path().join(name);
+        if src.is_dir() { copy_tree(&src, &dest) } else { std::fs::copy(&src, &dest).map(|_| ()) }.map_err(io(&src))?;
+    }
+    Ok(Some(snapshot))
+}
+
+/// Folders never copied into a snapshot: tool state and caches.
+const SKIPPED: &[&str] = &[".promptflow", ".flow-ci", "__pycache__", ".git"];
+
+fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if SKIPPED.contains(&name.to_string_lossy().as_ref()) {
+            continue;
+        }
+        let target = dest.join(&name);
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

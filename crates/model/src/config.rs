@@ -1,0 +1,399 @@
+//! `.flow-ci.yaml`: which flows to check, with which run files, evaluations and
+//! gates. Every key is optional; unknown keys are errors with a suggestion.
+
+use std::path::{Path, PathBuf};
+
+use crate::decode::{Decoder, Fields};
+use crate::diag::{Code, Diagnostics};
+use crate::yaml::{Node as Yaml, Pos, Spanned};
+
+pub const CONFIG_FILE: &str = ".flow-ci.yaml";
+
+const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
+const LLM_KEYS: &[&str] = &["cache", "concurrency"];
+const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates"];
+const EVALUATION_KEYS: &[&str] = &["run"];
+const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance", "per_line"];
+const FAILED_LINES_KEYS: &[&str] = &["max_ratio"];
+const AZUREML_KEYS: &[&str] = &["subscription_id", "resource_group", "workspace"];
+const DEPLOY_KEYS: &[&str] =
+    &["flow", "model", "environment", "endpoint", "deployment", "instance_type", "instance_count", "traffic"];
+
+/// The gate name that limits the share of failed lines instead of a metric.
+pub const FAILED_LINES: &str = "failed_lines";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub backend: Option<Spanned<Backend>>,
+    pub flows: Vec<FlowEntry>,
+    pub baseline: Option<Spanned<Baseline>>,
+    pub azureml: Vec<(Spanned<String>, Spanned<String>)>,
+    pub deploy: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `connections:` definitions (environment references resolved).
+    pub connections: crate::connection::Connections,
+    pub llm: LlmConfig,
+}
+
+/// Where runs execute (also the `--backend` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Backend {
+    Local,
+    #[cfg_attr(feature = "clap", value(name = "azureml"))]
+    AzureMl,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::AzureMl => "azureml",
+        }
+    }
+}
+
+impl Config {
+    /// `--backend` when given, else `backend:`, else local.
+    pub fn backend_or(config: Option<&Config>, flag: Option<Backend>) -> Backend {
+        flag.or_else(|| config.and_then(|c| c.backend.as_ref()).map(|b| b.value)).unwrap_or(Backend::Local)
+    }
+
+    /// The `azureml:` keys (the workspace), as plain strings.
+    pub fn azureml_keys(&self) -> Vec<(String, String)> {
+        self.azureml.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    BaseBranch,
+    File(String),
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct FlowEntry {
+    /// A flow folder or a glob (`flows/*`), relative to the config's folder.
+    pub path: Spanned<String>,
+    pub run: Option<Spanned<String>>,
+    pub evaluations: Vec<Spanned<String>>,
+    pub gates: Vec<Gate>,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gate {
+    pub metric: Spanned<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub max_drop: Option<Threshold>,
+    pub max_rise: Option<Threshold>,
+    /// Only for `failed_lines`.
+    pub max_ratio: Option<f64>,
+    pub significance: Option<f64>,
+    /// The evaluation output holding each line's score, for `significance`
+    /// [default: the output named like the metric, else the only numeric one].
+    pub per_line: Option<Spanned<String>>,
+}
+
+/// `llm:` settings; command-line flags win.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LlmConfig {
+    /// `false` disables the response cache.
+    pub cache: Option<bool>,
+    /// Model requests in flight at once.
+    pub concurrency: Option<usize>,
+}
+
+/// A regression limit: absolute (`0.02`) or relative to the baseline (`"5%"`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Threshold {
+    Absolute(f64),
+    Percent(f64),
+}
+
+impl Config {
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A path from the config resolved against the config's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        self.dir().join(path)
+    }
+}
+
+/// The config to use: `explicit` (`--config`), else `./.flow-ci.yaml` when
+/// there is one.
+pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit.map(Path::to_path_buf).or_else(|| Path::new(CONFIG_FILE).is_file().then(|| PathBuf::from(CONFIG_FILE)))
+}
+
+/// Reads `.flow-ci.yaml`; `None` when it cannot be read or parsed. A job
+/// reads it once and passes the value down (the debug event lets tests
+/// count the reads).
+pub fn load(file: &Path, diags: &mut Diagnostics) -> Option<Config> {
+    tracing::debug!(target: "flow_ci::config", "reading {}", file.display());
+    let root = crate::flow::read_yaml(file, diags)?;
+    decode(file, &root, diags)
+}
+
+/// Decodes an already parsed `.flow-ci.yaml` located at `file`.
+pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Config> {
+    let mut d = Decoder::new(file, diags);
+    let fields = d.fields(root, "`.flow-ci.yaml`", TOP_KEYS)?;
+    let mut config = Config {
+        file: file.to_path_buf(),
+        backend: None,
+        flows: vec![],
+        baseline: None,
+        azureml: vec![],
+        deploy: vec![],
+        connections: crate::connection::Connections::from_env(),
+        llm: LlmConfig::default(),
+    };
+    config.backend = fields.get("backend").and_then(|b| backend(&mut d, b));
+    config.baseline = fields.get("baseline").and_then(|b| baseline(&mut d, b));
+    if let Some(flows) = fields.get("flows") {
+        for item in d.list(flows, "`flows`").unwrap_or_default() {
+            config.flows.extend(flow_entry(&mut d, item));
+        }
+    }
+    if let Some(node) = fields.get("azureml") {
+        config.azureml = checked_string_map(&mut d, node, "`azureml`", AZUREML_KEYS);
+    }
+    if let Some(node) = fields.get("deploy") {
+        config.deploy = checked_string_map(&mut d, node, "`deploy`", DEPLOY_KEYS);
+    }
+    if let Some(node) = fields.get("llm")
+        && let Some(llm) = d.fields(node, "`llm`", LLM_KEYS)
+    {
+        config.llm.cache = llm.get("cache").and_then(|v| d.bool(v, "`cache` of `llm`"));
+        config.llm.concurrency = llm
+            .get("concurrency")
+            .and_then(|v| d.number(v, "`concurrency` of `llm`"))
+            .and_then(|n| (n >= 1.0 && n.fract() == 0.0).then_some(n as usize));
+    }
+    if let Some(node) = fields.get("connections") {
+        config.connections.add_config(file, node, d.diags);
+    }
+    Some(config)
+}
+
+fn checked_string_map(
+    d: &mut Decoder<'_>,
+    node: &Yaml,
+    what: &str,
+    known: &[&str],
+) -> Vec<(Spanned<String>, Spanned<String>)> {
+    let Some(entries) = d.map(node, what) else {
+        return vec![];
+    };
+    d.check_keys(entries, what, Some(known));
+    d.string_map(node, what).into_iter().filter(|(k, _)| known.contains(&k.value.as_str())).collect()
+}
+
+fn backend(d: &mut Decoder<'_>, node: &Yaml) -> Option<Spanned<Backend>> {
+    let s = d.string(node, "`backend`")?;
+    let value = match s.value.as_str() {
+        "local" => Backend::Local,
+        "azureml" => Backend::AzureMl,
+        other => {
+            d.error(Code::InvalidValue, s.pos, format!("unknown backend `{other}`")).hint =
+                Some("use `local` or `azureml`".into());
+            return None;
+        }
+    };
+    Some(Spanned::new(value, s.pos))
+}
+
+fn baseline(d: &mut Decoder<'_>, node: &Yaml) -> Option<Spanned<Baseline>> {
+    let s = d.string(node, "`baseline`")?;
+    let value = match s.value.as_str() {
+        "base-branch" => Baseline::BaseBranch,
+        "none" => Baseline::None,
+        other => match other.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => Baseline::File(path.to_string()),
+            _ => {
+                d.error(Code::InvalidValue, s.pos, format!("unknown baseline `{other}`")).hint =
+                    Some("use `base-branch`, `file:<path to metrics file>` or `none`".into());
+                return None;
+            }
+        },
+    };
+    Some(Spanned::new(value, s.pos))
+}
+
+fn flow_entry(d: &mut Decoder<'_>, node: &Yaml) -> Option<FlowEntry> {
+    let fields = d.fields(node, "a `flows` entry", FLOW_KEYS)?;
+    let path = d.require(fields, "path", "a `flows` entry").and_then(|p| d.string(p, "`path`"))?;
+    let run = fields.get("run").and_then(|r| d.string(r, "`run`"));
+    let mut evaluations = vec![];
+    if let Some(evals) = fields.get("evaluations") {
+        for item in d.list(evals, "`evaluations`").unwrap_or_default() {
+            let Some(ef) = d.fields(item, "an `evaluations` entry", EVALUATION_KEYS) else {
+                continue;
+            };
+            evaluations.extend(d.require(ef, "run", "an `evaluations` entry").and_then(|r| d.string(r, "`run`")));
+        }
+    }
+    let gates = fields.get("gates").map(|g| gates(d, g)).unwrap_or_default();
+    Some(FlowEntry { path, run, evaluations, gates, pos: node.pos })
+}
+
+fn gates(d: &mut Decoder<'_>, node: &Yaml) -> Vec<Gate> {
+    let Some(entries) = d.map(node, "`gates`") else {
+        return vec![];
+    };
+    d.check_keys(entries, "`gates`", None);
+    entries.iter().filter_map(|(k, v)| gate(d, Spanned::new(k.key_text(), k.pos), v)).collect()
+}
+
+fn gate(d: &mut Decoder<'_>, metric: Spanned<String>, node: &Yaml) -> Option<Gate> {
+    let what = format!("gate `{}`", metric.value);
+    let known = if metric.value == FAILED_LINES { FAILED_LINES_KEYS } else { GATE_KEYS };
+    let fields = d.fields(node, &what, known)?;
+    if fields_empty(fields, known) {
+        d.error(Code::Gate, fields.pos, format!("{what} sets no limit")).hint =
+            Some(format!("set one of: {}", known.join(", ")));
+    }
+    let num = |d: &mut Decoder<'_>, key: &str| fields.get(key).and_then(|v| d.number(v, &format!("`{key}` of {what}")));
+    let gate = Gate {
+        min: num(d, "min"),
+        max: num(d, "max"),
+        max_drop: fields.get("max_drop").and_then(|v| threshold(d, v, &what)),
+        max_rise: fields.get("max_rise").and_then(|v| threshold(d, v, &what)),
+        max_ratio: num(d, "max_ratio"),
+        significance: num(d, "significance"),
+        per_line: fields.get("per_line").and_then(|v| d.string(v, &format!("`per_line` of {what}"))),
+        metric,
+    };
+    check_ranges(d, &gate, fields, &what);
+    Some(gate)
+}
+
+/// Whether a gate sets no limit (`significance` and `per_line` only refine one).
+fn fields_empty(fields: Fields<'_>, known: &[&str]) -> bool {
+    known.iter().filter(|k| !["significance", "per_line"].contains(k)).all(|k| !fields.has(k))
+}
+
+fn check_ranges(d: &mut Decoder<'_>, gate: &Gate, fields: Fields<'_>, what: &str) {
+    if let (Some(min), Some(max)) = (gate.min, gate.max)
+        && min > max
+    {
+        d.error(Code::Gate, fields.key_pos("min"), format!("{what} has `min` {min} above `max` {max}"));
+    }
+    if gate.significance.is_some() && gate.max_drop.is_none() && gate.max_rise.is_none() {
+        d.error(
+            Code::Gate,
+            fields.key_pos("significance"),
+            format!("`significance` of {what} needs `max_drop` or `max_rise`"),
+        )
+        .hint = Some("significance decides whether a regression against the baseline is real or noise".into());
+    }
+    if gate.per_line.is_some() && gate.significance.is_none() {
+        d.error(
+            Code::Gate,
+            fields.key_pos("per_line"),
+            format!("`per_line` of {what} is only used with `significance`"),
+        );
+    }
+    for (key, value) in [("max_ratio", gate.max_ratio), ("significance", gate.significance)] {
+        if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+            d.error(Code::Gate, fields.key_pos(key), format!("`{key}` of {what} must be between 0 and 1, found {v}"));
+        }
+    }
+}
+
+/// `0.02` (absolute) or `"5%"` (relative to the baseline value).
+fn threshold(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Threshold> {
+    let parsed = match &node.value {
+        crate::yaml::Value::Int(i) => Some(Threshold::Absolute(*i as f64)),
+        crate::yaml::Value::Float(f) => Some(Threshold::Absolute(*f)),
+        crate::yaml::Value::Str(s) => {
+            s.trim().strip_suffix('%').and_then(|p| p.trim().parse().ok()).map(Threshold::Percent)
+        }
+        _ => None,
+    };
+    match parsed {
+        Some(Threshold::Absolute(v) | Threshold::Percent(v)) if v < 0.0 => {
+            d.error(Code::Gate, node.pos, format!("a regression limit of {what} cannot be negative"));
+            None
+        }
+        Some(t) => Some(t),
+        None => {
+            d.error(Code::Gate, node.pos, format!("regression limit of {what} must be a number or a percentage"))
+                .hint = Some("write `0.02` for an absolute drop or `\"5%\"` for a relative one".into());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> (Option<Config>, Vec<crate::diag::Diagnostic>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CONFIG_FILE);
+        std::fs::write(&file, text).unwrap();
+        let mut diags = Diagnostics::default();
+        let config = load(&file, &mut diags);
+        (config, diags.into_sorted())
+    }
+
+    #[test]
+    fn reads_the_design_example() {
+        let (config, diags) = load_str(
+            "backend: local\nflows:\n  - path: flows/web-classification\n    run: flows/web-classification/run.yml\n    evaluations:\n      - run: flows/eval-accuracy/run.yml\n    gates:\n      accuracy: { min: 0.85, max_drop: 0.02 }\n      f1: { max_drop: '5%' }\n      failed_lines: { max_ratio: 0.01 }\nbaseline: base-branch\nazureml: { subscription_id: s, resource_group: r, workspace: w }\ndeploy: { endpoint: e, deployment: blue, instance_type: Standard_DS3_v2, traffic: 10 }\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let config = config.unwrap();
+        assert_eq!(config.backend.unwrap().value, Backend::Local);
+        assert_eq!(config.baseline.unwrap().value, Baseline::BaseBranch);
+        let entry = &config.flows[0];
+        assert_eq!(entry.evaluations[0].value, "flows/eval-accuracy/run.yml");
+        assert_eq!(entry.gates[0].min, Some(0.85));
+        assert_eq!(entry.gates[0].max_drop, Some(Threshold::Absolute(0.02)));
+        assert_eq!(entry.gates[1].max_drop, Some(Threshold::Percent(5.0)));
+        assert_eq!(entry.gates[2].max_ratio, Some(0.01));
+        assert_eq!(config.deploy.len(), 4);
+    }
+
+    #[test]
+    fn typos_and_bad_gates_are_reported() {
+        let (_, diags) = load_str(
+            "baseline: 'file:'\nflows:\n  - path: a\n    gatse: {}\n    gates:\n      acc: {mni: 1}\n      f1: {min: 2, max: 1}\n      failed_lines: {max_ratio: 2}\n",
+        );
+        let codes: Vec<_> = diags.iter().map(|d| (d.code.as_str(), d.pos.line)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("invalid-value", 1),
+                ("unknown-key", 4),
+                ("invalid-gate", 6),
+                ("unknown-key", 6),
+                ("invalid-gate", 7),
+                ("invalid-gate", 8)
+            ]
+        );
+        assert_eq!(diags[1].hint.as_deref(), Some("did you mean `gates`?"));
+    }
+
+    #[test]
+    fn significance_refines_a_regression_limit() {
+        let (config, diags) = load_str(
+            "flows:\n  - path: a\n    gates:\n      acc: {max_drop: 0.01, significance: 0.05, per_line: correct}\n      f1: {min: 0.5, significance: 0.05}\n      f2: {max_drop: 0.1, per_line: x}\n",
+        );
+        let found: Vec<_> = diags.iter().map(|d| (d.pos.line, d.message.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (5, "`significance` of gate `f1` needs `max_drop` or `max_rise`"),
+                (6, "`per_line` of gate `f2` is only used with `significance`")
+            ]
+        );
+        assert_eq!(config.unwrap().flows[0].gates[0].per_line.as_ref().unwrap().value, "correct");
+    }
+}

@@ -1,0 +1,860 @@
+//! Entra ID tokens: for Azure OpenAI connections with `auth_mode: meid_token`
+//! and for Azure Resource Manager / Azure ML (the `azureml` backend).
+//!
+//! Credentials are tried in this order: an explicit
+//! `AZURE_OPENAI_AD_TOKEN` (Azure OpenAI only, as the openai SDK reads it); a
+//! client secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`);
+//! a federated token file (`AZURE_FEDERATED_TOKEN_FILE`, as workload identity
+//! sets up); GitHub Actions' OIDC token service (`ACTIONS_ID_TOKEN_REQUEST_URL`,
+//! with `id-token: write`); an Azure Pipelines service connection's OIDC token
+//! (`AZURESUBSCRIPTION_*` with `SYSTEM_ACCESSTOKEN`); a managed identity (App
+//! Service / Azure ML endpoints, else IMDS); the Azure CLI. The authority is
+//! `AZURE_AUTHORITY_HOST` (sovereign clouds, loopback tests). Tokens are reused
+//! until five minutes before they expire.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value as Json;
+
+use crate::http::percent_encode;
+use model::secret::Secret;
+
+/// The resource of Azure OpenAI tokens.
+pub const COGNITIVE_SERVICES: &str = "https://cognitiveservices.azure.com";
+/// The audience Entra expects of GitHub's ID tokens (the default of azure/login).
+const GITHUB_OIDC_AUDIENCE: &str = "api://AzureADTokenExchange";
+const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The version azure-identity's `AzurePipelinesCredential` asks the OIDC endpoint for.
+const AZURE_PIPELINES_OIDC_API_VERSION: &str = "7.1";
+const IMDS_AUTHORITY: &str = "http://169.254.169.254";
+/// Short, like azure-identity's IMDS probe (0.3 s): where there is no IMDS the
+/// connection hangs, and a token must not wait on that.
+const MANAGED_IDENTITY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// IMDS may take seconds to issue a first token; it must still not hang forever.
+const MANAGED_IDENTITY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One way of getting a token, in the order tried.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    OpenAiToken,
+    ClientSecret,
+    FederatedTokenFile,
+    GitHubOidc,
+    AzurePipelines,
+    ManagedIdentity,
+    AzureCli,
+}
+
+const CHAIN: [Credential; 7] = [
+    Credential::OpenAiToken,
+    Credential::ClientSecret,
+    Credential::FederatedTokenFile,
+    Credential::GitHubOidc,
+    Credential::AzurePipelines,
+    Credential::ManagedIdentity,
+    Credential::AzureCli,
+];
+
+impl Credential {
+    fn name(self) -> &'static str {
+        match self {
+            Credential::OpenAiToken => "AZURE_OPENAI_AD_TOKEN",
+            Credential::ClientSecret => "client secret",
+            Credential::FederatedTokenFile => "federated token file",
+            Credential::GitHubOidc => "GitHub Actions OIDC",
+            Credential::AzurePipelines => "Azure Pipelines OIDC",
+            Credential::ManagedIdentity => "managed identity",
+            Credential::AzureCli => "Azure CLI",
+        }
+    }
+}
+
+/// Why a credential gave no token.
+enum Miss {
+    /// Not set up here: the next credential is tried.
+    Unavailable(String),
+    /// Set up but failing: the chain stops (as azure-identity's chains do), so
+    /// that a broken service principal does not silently become someone's
+    /// `az login`.
+    Failed(String),
+}
+
+type Attempt = Result<(Secret, Duration), Miss>;
+
+fn unavailable<T>(why: impl Into<String>) -> Result<T, Miss> {
+    Err(Miss::Unavailable(why.into()))
+}
+
+pub struct TokenSource {
+    /// The resource tokens are for (`{resource}/.default` is the scope).
+    resource: String,
+    env: BTreeMap<String, String>,
+    http: reqwest::blocking::Client,
+    /// The Azure CLI: its program and any arguments before ours (a stand-in
+    /// in tests, which must not run the real `az`).
+    az: Vec<String>,
+    cached: Mutex<Option<(Secret, Instant)>>,
+}
+
+impl TokenSource {
+    /// Tokens for `resource` (e.g. `https://management.azure.com`), with
+    /// credentials from the environment.
+    pub fn from_env(http: reqwest::blocking::Client, resource: &str) -> TokenSource {
+        // On Windows `az` is a batch file, which needs its extension to run.
+        let az = if cfg!(windows) { "az.cmd" } else { "az" };
+        TokenSource::new(http, resource, std::env::vars().collect(), &[az])
+    }
+
+    fn new(http: reqwest::blocking::Client, resource: &str, env: BTreeMap<String, String>, az: &[&str]) -> TokenSource {
+        TokenSource {
+            resource: resource.trim_end_matches('/').to_string(),
+            env,
+            http,
+            az: az.iter().map(|a| a.to_string()).collect(),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A bearer token for the resource.
+    pub fn token(&self) -> Result<Secret, String> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let (token, lifetime) = self.fetch()?;
+        let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(300));
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// The values of `names`, or which of them are not set.
+    fn require<const N: usize>(&self, names: [&str; N]) -> Result<[&str; N], Miss> {
+        let missing: Vec<&str> = names.iter().copied().filter(|name| self.var(name).is_none()).collect();
+        if !missing.is_empty() {
+            return unavailable(format!("{} not set", missing.join(", ")));
+        }
+        Ok(names.map(|name| self.var(name).unwrap_or_default()))
+    }
+
+    /// Walks the chain; the error names every credential tried and why it gave nothing.
+    fn fetch(&self) -> Result<(Secret, Duration), String> {
+        let mut tried = Vec::new();
+        let chain = CHAIN.into_iter().filter(|c| *c != Credential::OpenAiToken || self.resource == COGNITIVE_SERVICES);
+        for credential in chain {
+            let name = credential.name();
+            match self.attempt(credential) {
+                Ok(token) => {
+                    tracing::debug!("Entra ID token for {} from {name}", self.resource);
+                    return Ok(token);
+                }
+                Err(Miss::Unavailable(why)) => {
+                    tracing::debug!("Entra ID token for {}: {name} skipped: {why}", self.resource);
+                    tried.push(format!("  - {name}: {why}"));
+                }
+                Err(Miss::Failed(why)) => {
+                    tracing::debug!("Entra ID token for {}: {name} failed: {why}", self.resource);
+                    tried.push(format!("  - {name}: {why}"));
+                    return Err(format!(
+                        "{name} failed for {} (later credentials are not tried, so that no other identity is used by accident; fix it, or unset its variables to use another):\n{}",
+                        self.resource,
+                        tried.join("\n")
+                    ));
+                }
+            }
+        }
+        Err(format!("no credential gave a token for {}:\n{}\n{}", self.resource, tried.join("\n"), self.fix()))
+    }
+
+    /// What to set up, for the error when every credential was unavailable.
+    fn fix(&self) -> String {
+        let mut ways = Vec::new();
+        if self.resource == COGNITIVE_SERVICES {
+            ways.push("set AZURE_OPENAI_AD_TOKEN");
+        }
+        ways.extend([
+            "set AZURE_TENANT_ID + AZURE_CLIENT_ID with AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE",
+            "on GitHub Actions set AZURE_TENANT_ID + AZURE_CLIENT_ID and give the job `permissions: id-token: write`",
+            "on Azure Pipelines run in an AzureCLI@2 task with a workload identity federation service connection and `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`",
+            "on Azure give the machine a managed identity (a user-assigned one's client id in AZURE_CLIENT_ID or DEFAULT_IDENTITY_CLIENT_ID)",
+            "or sign in with `az login`",
+        ]);
+        format!("to fix: {}", ways.join("; "))
+    }
+
+    fn attempt(&self, credential: Credential) -> Attempt {
+        match credential {
+            Credential::OpenAiToken => {
+                let token = self.var("AZURE_OPENAI_AD_TOKEN").ok_or_else(|| Miss::Unavailable("not set".into()))?;
+                Ok((Secret::new(token.to_string()), Duration::from_secs(3600)))
+            }
+            Credential::ClientSecret => {
+                let [tenant, client, secret] =
+                    self.require(["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"])?;
+                self.token_request(tenant, &[("client_id", client), ("client_secret", secret)]).map_err(Miss::Failed)
+            }
+            Credential::FederatedTokenFile => self.federated_token_file(),
+            Credential::GitHubOidc => self.github_oidc(),
+            Credential::AzurePipelines => self.azure_pipelines(),
+            Credential::ManagedIdentity => self.managed_identity().map_err(Miss::Unavailable),
+            Credential::AzureCli => self.azure_cli().map_err(Miss::Unavailable),
+        }
+    }
+
+    fn federated_token_file(&self) -> Attempt {
+        let [tenant, client, file] =
+            self.require(["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE"])?;
+        let assertion = std::fs::read_to_string(file)
+            .map_err(|e| Miss::Failed(format!("cannot read AZURE_FEDERATED_TOKEN_FILE {file}: {e}")))?;
+        self.assertion_request(tenant, client, &assertion)
+    }
+
+    /// GitHub Actions OIDC (`permissions: id-token: write`): an ID token for
+    /// Entra's federated credentials, from the runner's token service.
+    fn github_oidc(&self) -> Attempt {
+        let [tenant, client, url, bearer] = self
+            .require([
+                "AZURE_TENANT_ID",
+                "AZURE_CLIENT_ID",
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            ])
+            .map_err(|miss| match miss {
+                // The runner sets the request URL only for jobs allowed ID tokens.
+                Miss::Unavailable(why) if self.var("GITHUB_ACTIONS") == Some("true") => {
+                    Miss::Unavailable(format!("{why} (does the job have `permissions: id-token: write`?)"))
+                }
+                miss => miss,
+            })?;
+        let assertion = self.github_oidc_token(url, bearer).map_err(Miss::Failed)?;
+        self.assertion_request(tenant, client, &assertion)
+    }
+
+    fn github_oidc_token(&self, url: &str, bearer: &str) -> Result<String, String> {
+        let url = with_query(url, &format!("audience={}", percent_encode(GITHUB_OIDC_AUDIENCE)));
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(bearer)
+            .send()
+            .map_err(|e| format!("ID token request failed: {}", transport_error(e)))?;
+        let status = response.status();
+        let json: Option<Json> = response.text().ok().and_then(|text| serde_json::from_str(&text).ok());
+        match json.as_ref().and_then(|json| json.get("value")?.as_str()) {
+            Some(token) if status.is_success() => Ok(token.to_string()),
+            _ => Err(format!(
+                "ID token request failed with {status} (does the job have `permissions: id-token: write`?)"
+            )),
+        }
+    }
+
+    /// An Azure Resource Manager service connection with workload identity
+    /// federation, as azure-identity's `AzurePipelinesCredential`: the
+    /// pipeline's OIDC endpoint gives an ID token for the connection's app.
+    fn azure_pipelines(&self) -> Attempt {
+        let [connection, client, tenant] = self.require([
+            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+            "AZURESUBSCRIPTION_CLIENT_ID",
+            "AZURESUBSCRIPTION_TENANT_ID",
+        ])?;
+        // Pipelines keep System.AccessToken out of scripts unless mapped in.
+        let [access_token] = self.require(["SYSTEM_ACCESSTOKEN"]).or_else(|_| {
+            unavailable(
+                "SYSTEM_ACCESSTOKEN not set: map it into the step (`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`)",
+            )
+        })?;
+        let [uri] = self.require(["SYSTEM_OIDCREQUESTURI"]).or_else(|_| {
+            unavailable("SYSTEM_OIDCREQUESTURI not set (Azure Pipelines sets it; is this a pipeline step?)")
+        })?;
+        let assertion = self.azure_pipelines_oidc_token(uri, connection, access_token).map_err(Miss::Failed)?;
+        self.assertion_request(tenant, client, &assertion)
+    }
+
+    fn azure_pipelines_oidc_token(&self, uri: &str, connection: &str, access_token: &str) -> Result<String, String> {
+        const FIX: &str = "is the task using an Azure Resource Manager service connection with workload identity federation (AZURESUBSCRIPTION_SERVICE_CONNECTION_ID)? is SYSTEM_ACCESSTOKEN mapped into the step env (`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`)?";
+        let url = format!(
+            "{}?api-version={AZURE_PIPELINES_OIDC_API_VERSION}&serviceConnectionId={}",
+            uri.trim_end_matches('/'),
+            percent_encode(connection)
+        );
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(access_token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            // A rejected token then gets 401, not a 203 sign-in page.
+            .header("X-TFS-FedAuthRedirect", "Suppress")
+            .body("")
+            .send()
+            .map_err(|e| format!("OIDC token request failed: {}; {FIX}", transport_error(e)))?;
+        let status = response.status();
+        let json: Option<Json> = response.text().ok().and_then(|text| serde_json::from_str(&text).ok());
+        let field = |key: &str| json.as_ref().and_then(|json| json.get(key)?.as_str());
+        match field("oidcToken") {
+            Some(token) if status == reqwest::StatusCode::OK => Ok(token.to_string()),
+            _ => {
+                let why = field("message").map(|m| format!(": {m}")).unwrap_or_default();
+                Err(format!("OIDC token request failed with {status}{why}; {FIX}"))
+            }
+        }
+    }
+
+    /// A federated ID token exchanged for a token of the app registration.
+    fn assertion_request(&self, tenant: &str, client: &str, assertion: &str) -> Attempt {
+        self.token_request(
+            tenant,
+            &[("client_id", client), ("client_assertion_type", JWT_BEARER), ("client_assertion", assertion.trim())],
+        )
+        .map_err(Miss::Failed)
+    }
+
+    /// OAuth2 client credentials against `{authority}/{tenant}/oauth2/v2.0/token`.
+    fn token_request(&self, tenant: &str, credentials: &[(&str, &str)]) -> Result<(Secret, Duration), String> {
+        // The tenant goes into the URL's path (azure-identity checks it the same way).
+        if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(format!("{tenant:?} is not a tenant id (letters, digits, '-' and '.')"));
+        }
+        let authority = self.var("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY).trim_end_matches('/');
+        let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
+        let scope = format!("{}/.default", self.resource);
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials"), ("scope", &scope)];
+        form.extend_from_slice(credentials);
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let response = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .map_err(|e| format!("token request to {url} failed: {}", transport_error(e)))?;
+        let status = response.status();
+        let json: Json = response.json().map_err(|e| format!("token response from {url} is not JSON: {e}"))?;
+        if !status.is_success() {
+            let why = json.get("error_description").or_else(|| json.get("error")).and_then(Json::as_str).unwrap_or("");
+            return Err(format!("token request to {url} failed with {status}: {why}"));
+        }
+        let token = json.get("access_token").and_then(Json::as_str).ok_or("the token response has no access_token")?;
+        Ok((Secret::new(token.to_string()), lifetime(&json, 3600)))
+    }
+
+    /// The host's managed identity: App Service style endpoints when their
+    /// variables say so, else IMDS. Its failures never stop the chain: these
+    /// endpoints exist on Azure hosts whether or not the user means to use them
+    /// (an Azure ML compute instance with `az login`, say).
+    fn managed_identity(&self) -> Result<(Secret, Duration), String> {
+        // A user-assigned identity; when AZURE_CLIENT_ID belonged to a secret or
+        // federated credential, that credential answered or stopped the chain.
+        let client_id = self.var("AZURE_CLIENT_ID").or_else(|| self.var("DEFAULT_IDENTITY_CLIENT_ID"));
+        let http = reqwest::blocking::Client::builder()
+            // The endpoints are local or link-local: no proxy can reach them.
+            .no_proxy()
+            .connect_timeout(MANAGED_IDENTITY_CONNECT_TIMEOUT)
+            .timeout(MANAGED_IDENTITY_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        if let (Some(endpoint), Some(header)) = (self.var("IDENTITY_ENDPOINT"), self.var("IDENTITY_HEADER")) {
+            if self.var("IDENTITY_SERVER_THUMBPRINT").is_some() {
+                return Err("Service Fabric managed identity (IDENTITY_SERVER_THUMBPRINT) is not supported".into());
+            }
+            let url = self.managed_identity_url(endpoint, "2019-08-01", client_id.map(|id| ("client_id", id)));
+            // `Metadata` is for Azure Automation's variant (as MSAL sends it).
+            let request = http.get(url).header("X-IDENTITY-HEADER", header).header("Metadata", "true");
+            return managed_identity_token(request).map_err(|why| format!("IDENTITY_ENDPOINT {endpoint}: {why}"));
+        }
+        if let (Some(endpoint), Some(secret)) = (self.var("MSI_ENDPOINT"), self.var("MSI_SECRET")) {
+            // The 2017 API (Azure ML's) names the user-assigned id `clientid`.
+            let url = self.managed_identity_url(endpoint, "2017-09-01", client_id.map(|id| ("clientid", id)));
+            return managed_identity_token(http.get(url).header("secret", secret))
+                .map_err(|why| format!("MSI_ENDPOINT {endpoint}: {why}"));
+        }
+        self.imds(&http, client_id)
+    }
+
+    /// The Instance Metadata Service of Azure VMs (and AKS, self-hosted agents
+    /// on Azure); `AZURE_POD_IDENTITY_AUTHORITY_HOST` moves it, as in azure-identity.
+    fn imds(&self, http: &reqwest::blocking::Client, client_id: Option<&str>) -> Result<(Secret, Duration), String> {
+        let host = self.var("AZURE_POD_IDENTITY_AUTHORITY_HOST").unwrap_or(IMDS_AUTHORITY).trim_end_matches('/');
+        let endpoint = format!("{host}/metadata/identity/oauth2/token");
+        let url = self.managed_identity_url(&endpoint, "2018-02-01", client_id.map(|id| ("client_id", id)));
+        managed_identity_token(http.get(url).header("Metadata", "true")).map_err(|why| {
+            let hint = match client_id {
+                Some(id) => format!(" (is the identity with client id {id} assigned to this machine?)"),
+                None => " (no IMDS, or no managed identity assigned to this machine)".into(),
+            };
+            format!("IMDS at {host}: {why}{hint}")
+        })
+    }
+
+    fn managed_identity_url(&self, endpoint: &str, api_version: &str, id: Option<(&str, &str)>) -> String {
+        let mut query = format!("api-version={api_version}&resource={}", percent_encode(&self.resource));
+        if let Some((key, value)) = id {
+            query.push_str(&format!("&{key}={}", percent_encode(value)));
+        }
+        with_query(endpoint, &query)
+    }
+
+    fn azure_cli(&self) -> Result<(Secret, Duration), String> {
+        let (program, first) = self.az.split_first().ok_or("no Azure CLI program")?;
+        let out = std::process::Command::new(program)
+            .args(first)
+            .args(["account", "get-access-token", "--resource", &self.resource, "--output", "json"])
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!("`{program}` not found (is the Azure CLI installed?)"),
+                _ => format!("cannot run `{program}`: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "`az account get-access-token` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let json: Json =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("Azure CLI output is not JSON: {e}"))?;
+        let token = json.get("accessToken").and_then(Json::as_str).ok_or("Azure CLI gave no accessToken")?;
+        // `expires_on` (az 2.54+) matters: az may hand out a cached token near its end.
+        Ok((Secret::new(token.to_string()), lifetime(&json, 1800)))
+    }
+}
+
+/// A managed identity endpoint's token: `access_token`, living `expires_in`
+/// (IMDS) or until `expires_on` (App Service, Azure ML). Errors carry the
+/// endpoint's own description, never the body (it may hold a token).
+fn managed_identity_token(request: reqwest::blocking::RequestBuilder) -> Result<(Secret, Duration), String> {
+    let response = request.send().map_err(transport_error)?;
+    let status = response.status();
+    let json: Json = response.json().map_err(|_| format!("answered {status}, not with JSON"))?;
+    if status.is_success()
+        && let Some(token) = json.get("access_token").and_then(Json::as_str)
+    {
+        return Ok((Secret::new(token.to_string()), lifetime(&json, 3600)));
+    }
+    let why = ["error_description", "message", "error"].iter().find_map(|key| json.get(key)?.as_str());
+    Err(format!("answered {status}: {}", why.unwrap_or("no access_token")))
+}
+
+/// How long a token lives: `expires_in`, else `expires_on` (epoch seconds)
+/// from now; numbers or numeric strings (App Service sends strings).
+fn lifetime(json: &Json, default_secs: u64) -> Duration {
+    let number = |key: &str| json.get(key).and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = number("expires_in").or_else(|| number("expires_on").map(|on| on.saturating_sub(now)));
+    Duration::from_secs(secs.unwrap_or(default_secs))
+}
+
+fn with_query(url: &str, query: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{query}")
+}
+
+/// A transport error by its cause ("Connection refused"), without the URL
+/// (which may carry a query a user would rather not see in logs).
+fn transport_error(e: reqwest::Error) -> String {
+    let cause = std::iter::successors(std::error::Error::source(&e), |c| c.source()).last();
+    let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
+    if e.is_timeout() {
+        format!("timed out{cause}")
+    } else if e.is_connect() {
+        format!("cannot connect{cause}")
+    } else {
+        format!("{}{cause}", e.without_url())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARM: &str = "https://management.azure.com";
+
+    /// A source with exactly `env` (never the process's). IMDS defaults to a
+    /// closed loopback port and the CLI to a missing program, so no test
+    /// reaches the real ones.
+    fn source(resource: &str, env: &[(&str, &str)]) -> TokenSource {
+        source_with_az(resource, env, &["/nonexistent/flow-ci-test-az"])
+    }
+
+    fn source_with_az(resource: &str, env: &[(&str, &str)], az: &[&str]) -> TokenSource {
+        let mut env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.entry("AZURE_POD_IDENTITY_AUTHORITY_HOST".into()).or_insert_with(closed_port);
+        let http = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+        TokenSource::new(http, resource, env, az)
+    }
+
+    /// A loopback URL nothing listens on.
+    fn closed_port() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }
+
+    fn now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(crate::http::percent_encode("a b/c:d"), "a%20b%2Fc%3Ad");
+    }
+
+    #[test]
+    fn an_explicit_token_wins() {
+        let source = source(COGNITIVE_SERVICES, &[("AZURE_OPENAI_AD_TOKEN", "tok")]);
+        assert_eq!(source.token().unwrap().expose(), "tok");
+    }
+
+    #[test]
+    fn an_explicit_openai_token_is_not_used_for_other_resources() {
+        let error = source(ARM, &[("AZURE_OPENAI_AD_TOKEN", "tok")]).token().unwrap_err();
+        assert!(!error.contains("AZURE_OPENAI_AD_TOKEN"), "{error}");
+    }
+
+    /// Answers loopback HTTP requests in turn with `answer(request line +
+    /// headers + body)` (a status and a JSON body); returns the base URL and
+    /// the requests seen.
+    fn serve(n: usize, answer: fn(&str) -> (u16, String)) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut buf = vec![0; 65536];
+                let mut text = String::new();
+                // Headers, then the body by Content-Length.
+                loop {
+                    let got = stream.read(&mut buf).unwrap();
+                    text.push_str(&String::from_utf8_lossy(&buf[..got]));
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length || got == 0 {
+                        break;
+                    }
+                }
+                let (status, body) = answer(&text);
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(reply.as_bytes()).unwrap();
+                seen.push(text);
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    fn assert_has(request: &str, parts: &[&str]) {
+        let lower = request.to_lowercase();
+        for part in parts {
+            assert!(request.contains(part) || lower.contains(&part.to_lowercase()), "{part} in {request}");
+        }
+    }
+
+    #[test]
+    fn github_oidc_is_exchanged_for_an_entra_token() {
+        let (url, seen) = serve(2, |req| {
+            if req.starts_with("GET /oidc") {
+                (200, r#"{"value":"github-id-token"}"#.into())
+            } else {
+                (200, r#"{"access_token":"entra-token","expires_in":3599}"#.into())
+            }
+        });
+        let source = source(
+            COGNITIVE_SERVICES,
+            &[
+                ("AZURE_TENANT_ID", "tenant-1"),
+                ("AZURE_CLIENT_ID", "client-1"),
+                ("AZURE_AUTHORITY_HOST", url.as_str()),
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", &format!("{url}/oidc?api-version=2.0")),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
+            ],
+        );
+        assert_eq!(source.token().unwrap().expose(), "entra-token");
+        let seen = seen.join().unwrap();
+        assert!(
+            seen[0].starts_with("GET /oidc?api-version=2.0&audience=api%3A%2F%2FAzureADTokenExchange "),
+            "{}",
+            seen[0]
+        );
+        assert_has(&seen[0], &["authorization: bearer runner-token"]);
+        assert!(seen[1].starts_with("POST /tenant-1/oauth2/v2.0/token "), "{}", seen[1]);
+        assert_has(
+            &seen[1],
+            &[
+                "grant_type=client_credentials",
+                "scope=https%3A%2F%2Fcognitiveservices.azure.com%2F.default",
+                "client_id=client-1",
+                "client_assertion=github-id-token",
+                "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+            ],
+        );
+    }
+
+    fn azure_pipelines_env(url: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_AUTHORITY_HOST", url.to_string()),
+            ("SYSTEM_OIDCREQUESTURI", format!("{url}/oidc/")),
+            ("SYSTEM_ACCESSTOKEN", "system-token".into()),
+            ("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", "connection-1".into()),
+            ("AZURESUBSCRIPTION_CLIENT_ID", "client-2".into()),
+            ("AZURESUBSCRIPTION_TENANT_ID", "tenant-2".into()),
+        ]
+    }
+
+    fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+        env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    #[test]
+    fn azure_pipelines_oidc_is_exchanged_for_an_entra_token() {
+        let (url, seen) = serve(2, |req| {
+            if req.starts_with("POST /oidc") {
+                (200, r#"{"oidcToken":"pipelines-id-token"}"#.into())
+            } else {
+                (200, r#"{"access_token":"entra-token","expires_in":3599}"#.into())
+            }
+        });
+        let env = azure_pipelines_env(&url);
+        let source = source(ARM, &borrowed(&env));
+        assert_eq!(source.token().unwrap().expose(), "entra-token");
+        let seen = seen.join().unwrap();
+        assert!(
+            seen[0].starts_with("POST /oidc?api-version=7.1&serviceConnectionId=connection-1 HTTP/1.1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert_has(
+            &seen[0],
+            &["authorization: bearer system-token", "content-type: application/json", "content-length: 0"],
+        );
+        assert!(seen[1].starts_with("POST /tenant-2/oauth2/v2.0/token "), "{}", seen[1]);
+        assert_has(
+            &seen[1],
+            &[
+                "grant_type=client_credentials",
+                "scope=https%3A%2F%2Fmanagement.azure.com%2F.default",
+                "client_id=client-2",
+                "client_assertion=pipelines-id-token",
+                "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+            ],
+        );
+    }
+
+    #[test]
+    fn azure_pipelines_oidc_errors_say_what_to_fix_and_stop_the_chain() {
+        let (url, seen) = serve(1, |_| (401, r#"{"message":"TF400813: not authorized"}"#.into()));
+        let env = azure_pipelines_env(&url);
+        let error = source(ARM, &borrowed(&env)).token().unwrap_err();
+        seen.join().unwrap();
+        assert_has(
+            &error,
+            &[
+                "Azure Pipelines OIDC failed",
+                "401",
+                "TF400813: not authorized",
+                "workload identity federation",
+                "SYSTEM_ACCESSTOKEN mapped into the step env",
+            ],
+        );
+        assert!(!error.contains("system-token"), "{error}");
+        assert!(!error.contains("Azure CLI"), "{error}");
+    }
+
+    #[test]
+    fn azure_pipelines_without_the_access_token_says_to_map_it() {
+        let env = azure_pipelines_env("http://127.0.0.1:9");
+        let env: Vec<_> = borrowed(&env).into_iter().filter(|(k, _)| *k != "SYSTEM_ACCESSTOKEN").collect();
+        let error = source(ARM, &env).token().unwrap_err();
+        assert_has(&error, &["Azure Pipelines OIDC: SYSTEM_ACCESSTOKEN not set: map it", "Azure CLI:"]);
+    }
+
+    #[test]
+    fn a_failing_client_secret_stops_the_chain_without_showing_the_secret() {
+        let (url, seen) = serve(1, |_| {
+            (401, r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret."}"#.into())
+        });
+        let env = [
+            ("AZURE_TENANT_ID", "tenant-1"),
+            ("AZURE_CLIENT_ID", "client-1"),
+            ("AZURE_CLIENT_SECRET", "very-secret-value"),
+            ("AZURE_AUTHORITY_HOST", url.as_str()),
+        ];
+        let error = source(ARM, &env).token().unwrap_err();
+        assert_has(&seen.join().unwrap()[0], &["client_secret=very-secret-value"]);
+        assert_has(&error, &["client secret failed", "401", "AADSTS7000215"]);
+        assert!(!error.contains("very-secret-value"), "{error}");
+        assert!(!error.contains("managed identity") && !error.contains("Azure CLI"), "{error}");
+    }
+
+    #[test]
+    fn app_service_managed_identity() {
+        let (url, seen) = serve(1, |_| {
+            let expires_on = now() + 7200;
+            (200, format!(r#"{{"access_token":"mi-token","expires_on":"{expires_on}","token_type":"Bearer"}}"#))
+        });
+        let env = [
+            ("IDENTITY_ENDPOINT", &*format!("{url}/msi/token")),
+            ("IDENTITY_HEADER", "identity-header-value"),
+            ("DEFAULT_IDENTITY_CLIENT_ID", "user-assigned-1"),
+        ];
+        let source = source(ARM, &env);
+        assert_eq!(source.token().unwrap().expose(), "mi-token");
+        let seen = seen.join().unwrap();
+        assert!(
+            seen[0].starts_with(
+                "GET /msi/token?api-version=2019-08-01&resource=https%3A%2F%2Fmanagement.azure.com&client_id=user-assigned-1 HTTP/1.1\r\n"
+            ),
+            "{}",
+            seen[0]
+        );
+        assert_has(&seen[0], &["x-identity-header: identity-header-value", "metadata: true"]);
+        // `expires_on` as a string of epoch seconds: cached until 5 minutes before.
+        let cached = source.cached.lock().unwrap();
+        let left = cached.as_ref().unwrap().1 - Instant::now();
+        assert!(left > Duration::from_secs(6800) && left <= Duration::from_secs(6900), "{left:?}");
+    }
+
+    #[test]
+    fn legacy_msi_endpoint_managed_identity() {
+        let (url, seen) = serve(1, |_| (200, r#"{"access_token":"aml-token","expires_on":4102444800}"#.into()));
+        let env = [
+            ("MSI_ENDPOINT", &*format!("{url}/MSI/auth")),
+            ("MSI_SECRET", "msi-secret-value"),
+            ("AZURE_CLIENT_ID", "user-assigned-2"),
+        ];
+        assert_eq!(source("https://ml.azure.com", &env).token().unwrap().expose(), "aml-token");
+        let seen = seen.join().unwrap();
+        assert!(
+            seen[0].starts_with(
+                "GET /MSI/auth?api-version=2017-09-01&resource=https%3A%2F%2Fml.azure.com&clientid=user-assigned-2 HTTP/1.1\r\n"
+            ),
+            "{}",
+            seen[0]
+        );
+        assert_has(&seen[0], &["secret: msi-secret-value"]);
+    }
+
+    #[test]
+    fn imds_at_the_pod_identity_host() {
+        let (url, seen) = serve(1, |_| (200, r#"{"access_token":"imds-token","expires_in":"86399"}"#.into()));
+        let source = source("https://ml.azure.com/", &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", &*format!("{url}/"))]);
+        assert_eq!(source.token().unwrap().expose(), "imds-token");
+        let seen = seen.join().unwrap();
+        assert!(
+            seen[0].starts_with(
+                "GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fml.azure.com HTTP/1.1\r\n"
+            ),
+            "{}",
+            seen[0]
+        );
+        assert_has(&seen[0], &["metadata: true"]);
+    }
+
+    #[test]
+    fn imds_without_an_identity_falls_through() {
+        let (url, seen) =
+            serve(1, |_| (400, r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into()));
+        let env = [("AZURE_POD_IDENTITY_AUTHORITY_HOST", url.as_str()), ("AZURE_CLIENT_ID", "user-assigned-3")];
+        let error = source(ARM, &env).token().unwrap_err();
+        assert_has(&seen.join().unwrap()[0], &["&client_id=user-assigned-3 "]);
+        assert_has(
+            &error,
+            &["managed identity: IMDS at", "400", "Identity not found", "client id user-assigned-3", "Azure CLI: "],
+        );
+    }
+
+    #[test]
+    fn every_credential_tried_is_named_when_all_fail() {
+        let started = Instant::now();
+        let error = source(COGNITIVE_SERVICES, &[]).token().unwrap_err();
+        // A closed port refuses at once: unreachable IMDS costs nothing.
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_has(
+            &error,
+            &[
+                "no credential gave a token for https://cognitiveservices.azure.com",
+                "  - AZURE_OPENAI_AD_TOKEN: not set",
+                "  - client secret: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET not set",
+                "  - federated token file: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE not set",
+                "  - GitHub Actions OIDC: ",
+                "  - Azure Pipelines OIDC: AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+                "  - managed identity: IMDS at http://127.0.0.1:",
+                "cannot connect",
+                "  - Azure CLI: `/nonexistent/flow-ci-test-az` not found",
+                "to fix:",
+                "az login",
+                "permissions: id-token: write",
+                "SYSTEM_ACCESSTOKEN",
+            ],
+        );
+    }
+
+    #[test]
+    fn github_actions_without_id_token_permission_says_so() {
+        let env = [("GITHUB_ACTIONS", "true"), ("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")];
+        let error = source(ARM, &env).token().unwrap_err();
+        assert_has(
+            &error,
+            &[
+                "GitHub Actions OIDC: ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN not set (does the job have `permissions: id-token: write`?)",
+            ],
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unreachable_imds_falls_through_to_the_azure_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let (script, args) = (dir.path().join("az"), dir.path().join("args"));
+        // Run by `sh`, not exec'd: a freshly written executable can be "busy".
+        let body = format!(
+            "echo \"$@\" > '{}'\necho '{{\"accessToken\":\"cli-token\",\"expires_on\":4102444800}}'\n",
+            args.display()
+        );
+        std::fs::write(&script, body).unwrap();
+        let source = source_with_az(ARM, &[], &["sh", script.to_str().unwrap()]);
+        let started = Instant::now();
+        assert_eq!(source.token().unwrap().expose(), "cli-token");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let args = std::fs::read_to_string(args).unwrap();
+        assert_eq!(args.trim(), "account get-access-token --resource https://management.azure.com --output json");
+    }
+
+    #[test]
+    fn lifetimes_from_expires_in_or_expires_on() {
+        let secs = |json: Json| lifetime(&json, 7).as_secs();
+        assert_eq!(secs(serde_json::json!({"expires_in": 3599})), 3599);
+        assert_eq!(secs(serde_json::json!({"expires_in": "86399", "expires_on": "1"})), 86399);
+        let left = secs(serde_json::json!({"expires_on": (now() + 600).to_string()}));
+        assert!((598..=600).contains(&left), "{left}");
+        assert_eq!(secs(serde_json::json!({"expires_on": 1})), 0);
+        // App Service's old date strings: not epoch seconds, so the default.
+        assert_eq!(secs(serde_json::json!({"expires_on": "1/16/2020 5:24:12 AM +00:00"})), 7);
+        assert_eq!(secs(serde_json::json!({})), 7);
+    }
+
+    #[test]
+    fn tenant_ids_cannot_change_the_token_url() {
+        let env = [("AZURE_TENANT_ID", "../x?y"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s")];
+        let error = source(ARM, &env).token().unwrap_err();
+        assert_has(&error, &["client secret failed", "is not a tenant id"]);
+    }
+}

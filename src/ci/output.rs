@@ -1,0 +1,87 @@
+//! What `check` leaves in the CI host itself: an annotation per failed
+//! gate, the report as the job summary, and the step outputs.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{Host, action};
+use crate::report::Report;
+
+pub struct HostReport<'a> {
+    pub report: &'a Report,
+    pub markdown: &'a str,
+    pub report_dir: &'a Path,
+}
+
+/// Inside GitHub Actions: an annotation per failed gate, the report as the
+/// job summary, and the step outputs. Inside Azure Pipelines: a logged
+/// issue per failed gate (the exit code fails the step).
+pub fn to_host(host: Host, r: &HostReport<'_>, out: &mut dyn Write, err: &mut dyn Write) {
+    let written = match host {
+        Host::GitHubActions => github(r, out),
+        Host::AzurePipelines => azure(r, out),
+        Host::Local => Ok(()),
+    };
+    if let Err(e) = written {
+        let _ = writeln!(err, "warning: cannot write the CI job summary or outputs: {e}");
+    }
+}
+
+fn failures(report: &Report) -> impl Iterator<Item = (&str, &crate::gate::GateResult)> {
+    report.flows.iter().flat_map(|f| f.verdict.failed().map(move |r| (f.path.as_str(), r)))
+}
+
+fn github(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    for (flow, gate) in failures(r.report) {
+        writeln!(
+            out,
+            "::error file={},title={}::{}",
+            super::log::github_property(&format!("{flow}/flow.dag.yaml")),
+            super::log::github_property(&format!("flow-ci gate {}", gate.metric)),
+            super::log::github_data(&gate.explanation)
+        )?;
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        append(Path::new(&summary), r.markdown)?;
+    }
+    if let Some(outputs) = std::env::var_os("GITHUB_OUTPUT") {
+        let values = [
+            r.report.passed.to_string(),
+            workspace_path(&r.report_dir.join("report.md"))?,
+            failures(r.report).count().to_string(),
+        ];
+        let lines: String =
+            action::OUTPUTS.iter().zip(values).map(|(name, value)| format!("{name}={value}\n")).collect();
+        append(Path::new(&outputs), &lines)?;
+    }
+    Ok(())
+}
+
+/// A path later steps can open: relative to `$GITHUB_WORKSPACE` when inside
+/// it. A container action sees the workspace at /github/workspace, the
+/// runner's own steps at another path, and both start in the workspace.
+fn workspace_path(path: &Path) -> std::io::Result<String> {
+    let absolute = std::path::absolute(path)?;
+    let workspace = std::env::var_os("GITHUB_WORKSPACE").and_then(|w| std::fs::canonicalize(w).ok());
+    let canonical = absolute.canonicalize().unwrap_or_else(|_| absolute.clone());
+    let relative = workspace.as_deref().and_then(|w| canonical.strip_prefix(w).ok());
+    Ok(relative.unwrap_or(&absolute).to_string_lossy().into_owned())
+}
+
+fn azure(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    for (flow, gate) in failures(r.report) {
+        writeln!(
+            out,
+            "##vso[task.logissue type=error;sourcepath={}/flow.dag.yaml;code=gate-failed;]{}: {}",
+            super::log::azure_escape(flow),
+            super::log::azure_escape(&gate.metric),
+            super::log::azure_escape(&gate.explanation)
+        )?;
+    }
+    Ok(())
+}
+
+pub fn append(file: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+    f.write_all(text.as_bytes())
+}

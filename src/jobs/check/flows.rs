@@ -1,0 +1,283 @@
+//! The runs of a check: each flow's batch run and its evaluations (several
+//! flows at once), the baseline beside them, then the gates.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{Map, Value as Json};
+
+use super::baseline::{BaseData, base_branch_metrics, load_baseline};
+use super::diffs::{changed_lines, prompt_diffs};
+use super::plan::{BaselinePlan, Plan, PlannedFlow};
+use super::{CheckError, CheckRequest};
+use crate::gate::{self, Evidence};
+use crate::report::{FlowError, FlowReport, Report, Scores};
+use backend::{BackendError, Target};
+use exec::batch::Progress;
+use exec::job::{Job, JobError, JobOptions};
+use exec::store::{RunRecord, RunStatus, Store};
+use model::config::{Backend, Gate};
+use model::diag::Diagnostics;
+use model::flow::run_file::{self, RunFile};
+use model::flow::run_name;
+
+/// How this check's runs execute: the executor's options and the backend.
+#[derive(Clone)]
+pub(super) struct Runner<'a> {
+    pub opts: JobOptions<'a>,
+    pub target: Target<'a>,
+}
+
+/// Progress of runs nobody watches (the baseline's, beside the head's bar).
+struct Silent;
+
+impl Progress for Silent {
+    fn line_done(&self, _: usize, _: usize, _: usize) {}
+    fn finish(&self) {}
+}
+
+/// Runs the plan: each flow's batch run, its evaluations bound to it, the
+/// baseline, and the gates.
+pub fn execute(
+    plan: &Plan,
+    req: &CheckRequest,
+    cancel: &AtomicBool,
+    progress: &(dyn Fn(&str, usize) -> Box<dyn Progress> + Sync),
+    llm: &exec::llm::LlmSetup,
+    target: Target<'_>,
+) -> Result<Report, CheckError> {
+    if plan.backend == Backend::AzureMl
+        && matches!(target, Target::Local)
+        && let Some(why) = &req.without_secrets
+    {
+        // A fork's build has no Azure credentials: nothing can run, and
+        // that is not the contributor's failure.
+        let not_run = |f: &PlannedFlow| FlowReport {
+            not_run: Some(format!("it runs on Azure ML and {why}")),
+            ..FlowReport::new(f.path.clone(), f.reasons.clone())
+        };
+        let flows = plan.flows.iter().map(not_run).collect();
+        return Ok(Report { passed: true, baseline: plan.baseline.to_string(), flows, skipped: plan.skipped.clone() });
+    }
+    let store = Store::new(req.runs_dir.clone());
+    let opts = JobOptions {
+        python: req.python.clone(),
+        workers: req.workers,
+        line_timeout: req.line_timeout,
+        force: true,
+        cancel,
+        progress,
+        llm,
+    };
+    let runner = Runner { opts, target };
+    // The baseline (often runs at the merge base) and the head runs are
+    // independent: do them at the same time.
+    let quiet = |_: &str, _: usize| -> Box<dyn Progress> { Box::new(Silent) };
+    let base_runner = Runner { opts: JobOptions { progress: &quiet, ..runner.opts.clone() }, ..runner.clone() };
+    let (baseline, head_reports) = std::thread::scope(|scope| {
+        let baseline = scope.spawn(|| match &plan.baseline {
+            BaselinePlan::BaseBranch => base_branch_metrics(plan, req, &base_runner),
+            BaselinePlan::File(path) => load_baseline(plan, path).map(Some),
+            BaselinePlan::NoBase | BaselinePlan::None => Ok(None),
+        });
+        let heads = in_parallel(&plan.flows, req.parallel, |flow| {
+            let report = run_flow(flow, &store, &runner);
+            not_run_without_secrets(report, req.without_secrets.as_deref())
+        });
+        (baseline.join().unwrap_or_else(|_| Err(CheckError::Baseline("the baseline thread panicked".into()))), heads)
+    });
+    let baseline = baseline?;
+    let mut flows = Vec::new();
+    for (flow, report) in plan.flows.iter().zip(head_reports) {
+        let mut report = judge(flow, report, &store, baseline.as_ref().and_then(|b| b.get(&flow.path)));
+        if let Some(base) = &req.base {
+            report.prompt_diffs = prompt_diffs(flow, base, req.head.as_deref()).unwrap_or_default();
+        }
+        flows.push(report);
+    }
+    let passed = flows.iter().all(|f| f.verdict.passed() && f.errors.is_empty());
+    Ok(Report { passed, baseline: plan.baseline.to_string(), flows, skipped: plan.skipped.clone() })
+}
+
+/// Applies `f` to every item, at most `limit` at a time, keeping the order.
+/// Flows are independent (separate runs, workers and names), so a check
+/// takes about as long as its slowest flow rather than the sum.
+pub(super) fn in_parallel<T: Sync, R: Send>(items: &[T], limit: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new((0..items.len()).map(|_| None).collect::<Vec<Option<R>>>());
+    std::thread::scope(|scope| {
+        for _ in 0..limit.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
+}
+
+/// Runs a flow's batch run and evaluations; gates are judged later, once
+/// the baseline is known.
+pub(super) fn run_flow(flow: &PlannedFlow, store: &Store, runner: &Runner<'_>) -> FlowReport {
+    let slug: String = flow.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut report = FlowReport::new(flow.path.clone(), flow.reasons.clone());
+    if let Some(run_path) = &flow.run_file {
+        // Room for `-eval-N` after the batch name.
+        let batch_name = run_name::sanitize(&format!("check-{slug}"), run_name::MAX_LEN - 16);
+        match run_job(run_path, &batch_name, None, store, runner) {
+            Ok(record) => {
+                report.lines = (record.lines.failed, record.lines.total);
+                report.batch_run = Some(batch_name.clone());
+                for (i, eval) in flow.evaluations.iter().enumerate() {
+                    let eval_name = format!("{batch_name}-eval-{i}");
+                    match run_job(eval, &eval_name, Some(&batch_name), store, runner) {
+                        Ok(_) => {
+                            report.metrics.extend(store.metrics(&eval_name).unwrap_or_default());
+                            add_scores(&mut report.scores, &store.outputs(&eval_name).unwrap_or_default());
+                            report.evaluation_runs.push(eval_name);
+                        }
+                        Err(e) => report.errors.push(e.of(&format!("evaluation {}", eval.display()))),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.of(&format!("batch run {}", run_path.display()))),
+        }
+    }
+    report
+}
+
+/// On a build without secrets, a flow whose runs stopped for a missing model
+/// key is "not run" (and says why) rather than failed: a fork's PR cannot
+/// fix that, and the flows that need no secrets were still checked.
+fn not_run_without_secrets(mut report: FlowReport, without_secrets: Option<&str>) -> FlowReport {
+    let Some(why) = without_secrets else { return report };
+    if !report.errors.is_empty() && report.errors.iter().all(|e| e.missing_key) {
+        report.not_run = Some(format!("it calls a model and {why}"));
+        report.errors.clear();
+    }
+    report
+}
+
+/// Why one run of a check did not give results.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RunFailure {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("the run was canceled")]
+    Canceled,
+}
+
+impl RunFailure {
+    /// This failure in the report, as the failure of `what`.
+    fn of(&self, what: &str) -> FlowError {
+        FlowError { message: format!("{what}: {self}"), missing_key: self.is_missing_key() }
+    }
+
+    /// Whether the run stopped because a model key is missing.
+    fn is_missing_key(&self) -> bool {
+        use exec::bind::BindError;
+        use exec::llm::client::CallError;
+        matches!(
+            self,
+            RunFailure::Backend(BackendError::Local(
+                JobError::Connection(BindError::NoKey { .. }) | JobError::Llm(CallError::MissingKey { .. })
+            ))
+        )
+    }
+}
+
+/// Keeps the numeric and boolean columns of an evaluation's `output.jsonl`.
+fn add_scores(scores: &mut Scores, outputs: &[Map<String, Json>]) {
+    for row in outputs {
+        let Some(line) = row.get("line_number").and_then(Json::as_u64) else { continue };
+        for (name, value) in row.iter().filter(|(k, _)| *k != "line_number") {
+            let score = match value {
+                Json::Number(n) => n.as_f64(),
+                Json::Bool(b) => Some(f64::from(u8::from(*b))),
+                _ => None,
+            };
+            if let Some(score) = score {
+                scores.entry(name.clone()).or_default().insert(line, score);
+            }
+        }
+    }
+}
+
+/// Per-line head and base scores for each gate that asks for significance,
+/// paired by line number. The scores come from the `per_line` output, else
+/// the output named like the metric, else the only numeric output.
+fn paired_scores(gates: &[Gate], head: &Scores, base: &Scores) -> Vec<(String, Vec<f64>, Vec<f64>)> {
+    let mut paired = Vec::new();
+    for gate in gates.iter().filter(|g| g.significance.is_some()) {
+        let metric = &gate.metric.value;
+        let column = match &gate.per_line {
+            Some(c) => Some(c.value.as_str()),
+            None if head.contains_key(metric) => Some(metric.as_str()),
+            None if head.len() == 1 => head.keys().next().map(String::as_str),
+            None => None,
+        };
+        let (Some(h), Some(b)) = (column.and_then(|c| head.get(c)), column.and_then(|c| base.get(c))) else {
+            continue;
+        };
+        let (hs, bs): (Vec<f64>, Vec<f64>) = h.iter().filter_map(|(line, hv)| b.get(line).map(|bv| (*hv, *bv))).unzip();
+        if !hs.is_empty() {
+            paired.push((metric.clone(), hs, bs));
+        }
+    }
+    paired
+}
+
+/// Applies the gates against `base`, and samples lines whose output changed.
+pub(super) fn judge(flow: &PlannedFlow, mut report: FlowReport, store: &Store, base: Option<&BaseData>) -> FlowReport {
+    if report.not_run.is_some() {
+        return report;
+    }
+    report.baseline = base.map(|b| b.metrics.clone());
+    let paired = base.map(|b| paired_scores(&flow.gates, &report.scores, &b.scores)).unwrap_or_default();
+    let evidence = Evidence {
+        head_metrics: report.batch_run.is_some().then_some(&report.metrics),
+        base_metrics: report.baseline.as_ref(),
+        head_lines: report.lines,
+        paired: &paired,
+    };
+    report.verdict = gate::evaluate(&flow.gates, &evidence);
+    if let (Some(base), Some(batch)) = (base, &report.batch_run) {
+        report.changed_lines = changed_lines(store, batch, &base.outputs);
+    }
+    report
+}
+
+/// Runs one run file under `name`; an evaluation's `run:` is bound to `base`.
+fn run_job(
+    path: &Path,
+    name: &str,
+    base: Option<&str>,
+    store: &Store,
+    runner: &Runner<'_>,
+) -> Result<RunRecord, RunFailure> {
+    let mut diags = Diagnostics::default();
+    let file: Option<RunFile> = run_file::load(path, &mut diags);
+    let Some(file) = file else {
+        let invalid = JobError::Prepare(exec::prepare::PrepareError::Invalid(diags.into_sorted()));
+        return Err(RunFailure::Backend(invalid.into()));
+    };
+    let job = Job {
+        name: name.to_string(),
+        flow: file.flow_dir().unwrap_or_else(|| PathBuf::from(".")),
+        data: file.local_data(),
+        base: base.map(str::to_string).or_else(|| file.run.as_ref().map(|r| r.value.clone())),
+        mapping: file.column_mapping.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        variant: file.variant.as_ref().map(|v| v.value.clone()),
+        run_file: Some(file),
+    };
+    let record = backend::run(&job, store, &runner.opts, &runner.target)?;
+    if record.status == RunStatus::Canceled {
+        return Err(RunFailure::Canceled);
+    }
+    Ok(record)
+}

@@ -1,0 +1,189 @@
+//! `flow-ci check`, the PR job: config (read once) → changed flows → plan →
+//! batch and evaluation runs → baseline → gates → one [`Report`] → report
+//! files → the CI host's summary and outputs → the sticky PR comment.
+
+mod baseline;
+mod diffs;
+mod flows;
+mod plan;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::ci::{Host, PullRequest};
+use crate::publish::{self, Comment};
+use crate::report::{self, Report};
+use backend::Target;
+use backend::azureml::AzureMlError;
+use exec::batch::Progress;
+use exec::llm::setup::{LlmFlags, SetupError};
+use model::config::Backend;
+use model::diag::Diagnostic;
+
+pub use baseline::{BaseData, baseline_document};
+pub use plan::{BaselinePlan, Plan, PlannedFlow};
+
+/// Options of one `check`.
+pub struct CheckRequest {
+    pub config: Option<PathBuf>,
+    pub base: Option<String>,
+    pub head: Option<String>,
+    /// Check every configured flow, not only changed ones.
+    pub all: bool,
+    /// Plan and validate only.
+    pub dry_run: bool,
+    pub runs_dir: PathBuf,
+    pub python: PathBuf,
+    pub workers: usize,
+    pub line_timeout: Duration,
+    /// Flows run at once.
+    pub parallel: usize,
+    /// Why this build has no secrets (a fork's pull request): a flow that
+    /// needs a model key it lacks is reported as not run instead of failing.
+    pub without_secrets: Option<String>,
+    /// `--backend`, over the config's `backend:`.
+    pub backend: Option<Backend>,
+    /// The LLM flags, over the config's `llm:` and `connections:`.
+    pub llm: LlmFlags,
+    /// Azure ML: cancel runs still going after this long.
+    pub cloud_timeout: Option<Duration>,
+}
+
+/// Where the verdict goes besides stdout.
+pub struct Publishing {
+    pub report_dir: PathBuf,
+    /// `--write-baseline`.
+    pub write_baseline: Option<PathBuf>,
+    /// The CI host the job runs in (its summary, outputs, annotations).
+    pub host: Host,
+    /// The forge whose pull request gets the comment, if any.
+    pub forge: Option<Host>,
+    pub pull_request: Option<PullRequest>,
+    pub comment_mode: publish::Mode,
+    /// A forge was named (`--publish github`): say why no comment was posted.
+    pub forge_named: bool,
+}
+
+/// What a check ended with.
+pub enum Outcome {
+    /// `--dry-run`: the plan, nothing run.
+    Planned(Plan),
+    /// Ctrl-C or SIGTERM: runs were canceled, no reports written.
+    Interrupted,
+    /// Every planned flow ran (or could not); the reports are written.
+    Checked(Report),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("the configuration or flows have errors")]
+    Invalid(Vec<Diagnostic>),
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+    #[error(transparent)]
+    Git(#[from] crate::detect::git::GitError),
+    #[error("{0}")]
+    Baseline(String),
+    #[error(transparent)]
+    Llm(#[from] SetupError),
+    #[error(transparent)]
+    Cloud(#[from] AzureMlError),
+    #[error("cannot write reports to {}: {source}", dir.display())]
+    Reports { dir: PathBuf, source: std::io::Error },
+    /// stdout could not take the console report (a closed pipe is not an error).
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+}
+
+/// Progress reporter of one run (its name, its number of lines).
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, usize) -> Box<dyn Progress> + Sync);
+
+/// Runs the whole check. The plan and progress go to `err`, the console
+/// report and CI logging commands to `out`.
+pub fn check(
+    req: &CheckRequest,
+    publishing: &Publishing,
+    progress: ProgressFn<'_>,
+    cancel: &AtomicBool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, CheckError> {
+    let loaded = plan::load_config(req.config.as_deref())?;
+    let plan = plan::plan(req, loaded.as_ref())?;
+    plan.describe(err);
+    if req.dry_run {
+        return Ok(Outcome::Planned(plan));
+    }
+    let llm = exec::llm::setup::setup(loaded.as_ref().map(|l| &l.config), &req.llm)?;
+    let session = match plan.backend {
+        Backend::AzureMl if req.without_secrets.is_some() => {
+            let _ = writeln!(err, "azureml: flows not run: {}", req.without_secrets.as_deref().unwrap_or_default());
+            None
+        }
+        Backend::AzureMl => Some(super::cloud::connect(&plan.azureml, req.cloud_timeout, false)?),
+        Backend::Local => None,
+    };
+    let target = match &session {
+        Some(session) => Target::AzureMl(backend::CloudRun { session, provenance: super::cloud::provenance() }),
+        None => Target::Local,
+    };
+    let report = flows::execute(&plan, req, cancel, progress, &llm, target)?;
+    if cancel.load(Ordering::SeqCst) {
+        let _ = writeln!(err, "interrupted: runs were canceled; no reports written");
+        return Ok(Outcome::Interrupted);
+    }
+    publish_report(&report, &plan, publishing, out, err)?;
+    Ok(Outcome::Checked(report))
+}
+
+/// Writes the report files, prints the console report, then tells the CI
+/// host and the pull request.
+fn publish_report(
+    report: &Report,
+    plan: &Plan,
+    publishing: &Publishing,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CheckError> {
+    let marker = publish::marker(config_id(plan).as_deref());
+    let markdown = report::markdown(report, &marker);
+    write_reports(report, &markdown, publishing)
+        .map_err(|source| CheckError::Reports { dir: publishing.report_dir.clone(), source })?;
+    out.write_all(report::console(report).as_bytes()).map_err(CheckError::Output)?;
+    let _ = writeln!(err, "reports: {}", publishing.report_dir.display());
+    let host_report = crate::ci::output::HostReport { report, markdown: &markdown, report_dir: &publishing.report_dir };
+    crate::ci::output::to_host(publishing.host, &host_report, out, err);
+    if let Some(pr) = publishing.forge.and(publishing.pull_request.as_ref()) {
+        let comment = Comment { body: &markdown, marker: &marker, passed: report.passed };
+        publish::comment_on(pr, &comment, publishing.comment_mode, out, err);
+    } else if publishing.forge.is_some() && publishing.forge_named {
+        let _ = writeln!(err, "comment: not posted: this build is not for a pull request flow-ci can comment on");
+    }
+    Ok(())
+}
+
+fn write_reports(report: &Report, markdown: &str, publishing: &Publishing) -> std::io::Result<()> {
+    let dir = &publishing.report_dir;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("report.md"), markdown)?;
+    std::fs::write(dir.join("junit.xml"), report::junit(report))?;
+    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(report)? + "\n")?;
+    if let Some(path) = &publishing.write_baseline {
+        std::fs::write(path, serde_json::to_string_pretty(&baseline_document(report))? + "\n")?;
+    }
+    Ok(())
+}
+
+/// The config's path from the repository root, which tells comments of two
+/// configs in one repository apart.
+fn config_id(plan: &Plan) -> Option<String> {
+    let config = plan.config.as_ref()?.canonicalize().ok()?;
+    let root = crate::detect::git::Git::open(Path::new(".")).ok()?.root.canonicalize().ok()?;
+    Some(config.strip_prefix(root).ok()?.to_string_lossy().replace('\\', "/"))
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}

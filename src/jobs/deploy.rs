@@ -1,0 +1,402 @@
+//! `flow-ci deploy`: register a flow and serve it from a managed online
+//! endpoint, safely. The flow folder becomes a model (its version is the
+//! content hash, so an unchanged flow is not registered twice), the
+//! deployment is created or updated, smoke-tested with a sample line whose
+//! output must have the shape the local executor gives, and only then does
+//! traffic move to it. A failed smoke test leaves traffic where it was (and
+//! takes back what an updated deployment held).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json, json};
+
+use backend::azureml::online::{self, Call, Target};
+use backend::azureml::workspace::WorkspaceRef;
+use backend::azureml::{AzureMlError, Session};
+use model::config::Config;
+
+/// `deploy:` with its defaults applied.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spec {
+    pub flow: PathBuf,
+    pub model: String,
+    pub image: String,
+    pub endpoint: String,
+    pub deployment: String,
+    pub instance_type: String,
+    pub instance_count: u32,
+    /// Percent of traffic the new deployment gets once it passes.
+    pub traffic: u32,
+    /// The smoke test's inputs: the first line of the flow's batch run.
+    pub sample: Map<String, Json>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Cloud(#[from] AzureMlError),
+    #[error("the smoke test failed: {0}")]
+    Smoke(String),
+    #[error("{0}")]
+    Gates(String),
+}
+
+impl DeployError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DeployError::Config(_) => model::exit::INVALID_INPUT,
+            DeployError::Cloud(e) => e.exit_code(),
+            DeployError::Smoke(_) | DeployError::Gates(_) => model::exit::GATE_FAILED,
+        }
+    }
+}
+
+/// Reads `deploy:`: `endpoint` is required; `flow` may be left out when the
+/// config names one flow. The sample line comes from the flow's run file.
+pub fn spec(config: &Config) -> Result<Spec, DeployError> {
+    let get = |key: &str| config.deploy.iter().find(|(k, _)| k.value == key).map(|(_, v)| v.value.clone());
+    let base = config.file.parent().unwrap_or(Path::new("."));
+    let flow = match (get("flow"), config.flows.as_slice()) {
+        (Some(flow), _) => flow,
+        (None, [only]) => only.path.value.clone(),
+        _ => {
+            return Err(DeployError::Config(format!(
+                "{}: `deploy:` needs `flow:` (which flow to deploy)",
+                config.file.display()
+            )));
+        }
+    };
+    let endpoint = get("endpoint")
+        .ok_or_else(|| DeployError::Config(format!("{}: `deploy:` needs `endpoint:`", config.file.display())))?;
+    let number = |key: &str, default: u32, max: u32| -> Result<u32, DeployError> {
+        match get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().ok().filter(|n| *n <= max).ok_or_else(|| {
+                DeployError::Config(format!(
+                    "{}: deploy.{key} is `{v}`; use a whole number up to {max}",
+                    config.file.display()
+                ))
+            }),
+        }
+    };
+    let flow_dir = base.join(&flow);
+    let run_file = config
+        .flows
+        .iter()
+        .find(|f| f.path.value == flow)
+        .and_then(|f| f.run.as_ref().map(|r| base.join(&r.value)))
+        .unwrap_or_else(|| flow_dir.join("run.yml"));
+    Ok(Spec {
+        model: get("model").unwrap_or_else(|| backend::azureml::submission::folder_name(&flow_dir)),
+        image: get("environment").unwrap_or_else(|| online::DEFAULT_IMAGE.into()),
+        deployment: get("deployment").unwrap_or_else(|| "blue".into()),
+        instance_type: get("instance_type").unwrap_or_else(|| "Standard_DS3_v2".into()),
+        instance_count: number("instance_count", 1, 100)?,
+        traffic: number("traffic", 100, 100)?,
+        sample: sample_inputs(&flow_dir, &run_file)?,
+        flow: flow_dir,
+        endpoint,
+    })
+}
+
+/// The first line of the run file's data, mapped as the batch run maps it.
+fn sample_inputs(flow_dir: &Path, run_file: &Path) -> Result<Map<String, Json>, DeployError> {
+    let prepared = exec::prepare::prepare(flow_dir, None).map_err(|e| DeployError::Config(e.to_string()))?;
+    let mut diags = model::diag::Diagnostics::default();
+    let run = model::flow::run_file::load(run_file, &mut diags);
+    let data = run
+        .as_ref()
+        .and_then(|r| r.local_data())
+        .map(|p| model::data::load(&p))
+        .transpose()
+        .map_err(|e| DeployError::Config(e.report()))?;
+    let mapping: Vec<_> =
+        run.iter().flat_map(|r| &r.column_mapping).map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+    let lines = exec::batch::map_inputs(&prepared, &mapping, data.as_ref(), None).unwrap_or_default();
+    let inputs = lines.into_iter().next().map(|(_, inputs)| inputs).unwrap_or_default();
+    let missing = prepared.flow.missing_inputs(&inputs);
+    if !missing.is_empty() {
+        return Err(DeployError::Config(format!(
+            "the smoke test has no value for {} of {}: give the flow a run file with data ({})",
+            missing.join(", "),
+            flow_dir.display(),
+            run_file.display()
+        )));
+    }
+    Ok(inputs)
+}
+
+impl Spec {
+    fn target(
+        &self,
+        workspace: WorkspaceRef,
+        arm_url: String,
+        datastore: &str,
+        location: &str,
+        snapshot: &backend::azureml::snapshot::Snapshot,
+        provenance: &backend::azureml::Provenance,
+    ) -> Target {
+        let mut tags = Map::new();
+        tags.insert("flow-ci.flow".into(), json!(Session::repo_path(&self.flow)));
+        if let Some(commit) = &provenance.commit {
+            tags.insert("flow-ci.commit".into(), json!(commit));
+        }
+        Target {
+            workspace,
+            arm_url,
+            model: self.model.clone(),
+            model_version: snapshot.hash[..12].to_string(),
+            model_path: snapshot.prefix(),
+            datastore: datastore.into(),
+            image: self.image.clone(),
+            endpoint: self.endpoint.clone(),
+            deployment: self.deployment.clone(),
+            instance_type: self.instance_type.clone(),
+            instance_count: self.instance_count,
+            model_properties: model_properties(&self.flow),
+            tags,
+            location: location.into(),
+        }
+    }
+}
+
+/// promptflow's model properties; chat flows also name their chat input and output.
+fn model_properties(flow_dir: &Path) -> Map<String, Json> {
+    let mut properties = Map::new();
+    properties.insert("is-promptflow".into(), json!("true"));
+    properties
+        .insert("azureml.promptflow.source_flow_id".into(), json!(backend::azureml::submission::folder_name(flow_dir)));
+    let mut diags = model::diag::Diagnostics::default();
+    if let Some(flow) = model::flow::dag::load(flow_dir, &mut diags)
+        && let Some(chat) = flow.inputs.iter().find(|i| i.is_chat_input)
+    {
+        properties.insert("azureml.promptflow.mode".into(), json!("chat"));
+        properties.insert("azureml.promptflow.chat_input".into(), json!(chat.name.value));
+        if let [only] = flow.outputs.as_slice() {
+            properties.insert("azureml.promptflow.chat_output".into(), json!(only.name.value));
+        }
+    }
+    properties
+}
+
+/// `--dry-run`: every call, computed offline (no sign-in, nothing sent).
+pub fn dry_run(spec: &Spec, workspace: WorkspaceRef, arm_url: String) -> Result<Vec<Call>, DeployError> {
+    let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
+    let target =
+        spec.target(workspace, arm_url, "<default datastore>", "<workspace location>", &snapshot, &Default::default());
+    let mut traffic = Map::new();
+    traffic.insert(spec.deployment.clone(), json!(spec.traffic));
+    Ok(target.plan(&traffic))
+}
+
+/// What a deploy did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Deployed {
+    pub endpoint: String,
+    pub deployment: String,
+    pub model: String,
+    pub model_version: String,
+    pub model_registered: bool,
+    pub scoring_uri: String,
+    pub smoke_test: String,
+    pub traffic_before: Map<String, Json>,
+    pub traffic: Map<String, Json>,
+    pub passed: bool,
+}
+
+/// The deploy itself. `expected` is the sample's output from the local executor.
+pub fn deploy(
+    session: &Session,
+    spec: &Spec,
+    expected: &Map<String, Json>,
+    provenance: &backend::azureml::Provenance,
+) -> Result<Deployed, DeployError> {
+    let say = |text: &str| session.say(text);
+    let client = session.client();
+    let poll = session.settings.poll;
+    let deadline = session.settings.deadline;
+    let datastore = session.datastore()?;
+    let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
+    backend::azureml::snapshot::upload(&datastore.container, &snapshot).map_err(AzureMlError::from)?;
+    let ws = session.workspace();
+    let target =
+        spec.target(ws.reference.clone(), client.arm_url.clone(), &datastore.name, &ws.location, &snapshot, provenance);
+
+    let model_registered = client.get_optional(&target.model_url())?.is_none();
+    if model_registered {
+        client.write(reqwest::Method::PUT, &target.model_url(), &target.model_body())?;
+        say(&format!("model {} version {}: registered", target.model, target.model_version));
+    } else {
+        say(&format!("model {} version {}: already registered (same content)", target.model, target.model_version));
+    }
+    if client.get_optional(&target.environment_url())?.is_none() {
+        let reply = client.write(reqwest::Method::PUT, &target.environment_url(), &target.environment_body())?;
+        online::wait_for(client, &reply, "environment", poll, deadline, &say)?;
+    }
+    let traffic_before = match client.get_optional(&target.endpoint_url())? {
+        Some(endpoint) => {
+            endpoint.pointer("/properties/traffic").and_then(Json::as_object).cloned().unwrap_or_default()
+        }
+        None => {
+            let reply = client.write(reqwest::Method::PUT, &target.endpoint_url(), &target.endpoint_body())?;
+            online::wait_for(client, &reply, &format!("endpoint {}", target.endpoint), poll, deadline, &say)?;
+            Map::new()
+        }
+    };
+    if traffic_before.get(&spec.deployment).and_then(Json::as_u64).unwrap_or(0) > 0 {
+        say(&format!(
+            "warning: deployment {} serves traffic and is updated in place; alternate deployment names (blue/green) to keep the old one serving while the new one is tested",
+            spec.deployment
+        ));
+    }
+    let reply = client.write(reqwest::Method::PUT, &target.deployment_url(), &target.deployment_body())?;
+    online::wait_for(client, &reply, &format!("deployment {}", target.deployment), poll, deadline, &say)?;
+
+    let keys = client.post(&target.keys_url(), &json!({}))?;
+    let key = keys.get("primaryKey").and_then(Json::as_str).unwrap_or_default().to_string();
+    let endpoint = client.get(&target.endpoint_url())?;
+    let scoring_uri = endpoint.pointer("/properties/scoringUri").and_then(Json::as_str).unwrap_or_default().to_string();
+    let smoke = smoke_test(&scoring_uri, &key, &spec.deployment, &spec.sample, expected);
+    let mut deployed = Deployed {
+        endpoint: spec.endpoint.clone(),
+        deployment: spec.deployment.clone(),
+        model: target.model.clone(),
+        model_version: target.model_version.clone(),
+        model_registered,
+        scoring_uri,
+        smoke_test: String::new(),
+        traffic_before: traffic_before.clone(),
+        traffic: traffic_before.clone(),
+        passed: smoke.is_ok(),
+    };
+    let new_traffic = match &smoke {
+        Ok(()) => online::shifted_traffic(&traffic_before, &spec.deployment, spec.traffic),
+        // Roll back: the failed deployment gets nothing (when others can serve).
+        Err(_) => online::shifted_traffic(&traffic_before, &spec.deployment, 0),
+    };
+    deployed.smoke_test = match &smoke {
+        Ok(()) => "passed".into(),
+        Err(why) => why.clone(),
+    };
+    if !online::same_traffic(&new_traffic, &traffic_before) {
+        let body = json!({"properties": {"traffic": new_traffic}});
+        let reply = client.write(reqwest::Method::PATCH, &target.endpoint_url(), &body)?;
+        online::wait_for(client, &reply, "traffic", poll, deadline, &say)?;
+        deployed.traffic = new_traffic;
+    }
+    match smoke {
+        Ok(()) => Ok(deployed),
+        Err(why) => {
+            say(&format!("traffic: {} (unchanged for the new deployment)", Json::Object(deployed.traffic.clone())));
+            Err(DeployError::Smoke(why))
+        }
+    }
+}
+
+/// Scores the sample on the new deployment (not the endpoint's current
+/// mix) and compares the answer's shape with the local executor's.
+fn smoke_test(
+    scoring_uri: &str,
+    key: &str,
+    deployment: &str,
+    sample: &Map<String, Json>,
+    expected: &Map<String, Json>,
+) -> Result<(), String> {
+    backend::azureml::client::check_scheme(scoring_uri).map_err(|e| e.to_string())?;
+    let http =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().map_err(|e| e.to_string())?;
+    let response = http
+        .post(scoring_uri)
+        .bearer_auth(key)
+        .header("azureml-model-deployment", deployment)
+        .json(sample)
+        .send()
+        .map_err(|e| format!("cannot reach {}: {e}", backend::azureml::client::path_of(scoring_uri)))?;
+    let status = response.status();
+    let text = response.text().unwrap_or_default();
+    if !status.is_success() {
+        let snippet: String = text.chars().take(300).collect();
+        return Err(format!("the deployment answered {status}: {snippet}"));
+    }
+    let answer: Map<String, Json> = serde_json::from_str(&text).map_err(|_| {
+        format!("the deployment's answer is not a JSON object: {}", text.chars().take(200).collect::<String>())
+    })?;
+    shape_difference(expected, &answer).map_or(Ok(()), Err)
+}
+
+/// How two outputs differ in shape (keys and JSON types), if they do.
+pub fn shape_difference(expected: &Map<String, Json>, got: &Map<String, Json>) -> Option<String> {
+    let kind = |v: &Json| match v {
+        Json::Null => "null",
+        Json::Bool(_) => "bool",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    };
+    let mut problems = Vec::new();
+    for (key, value) in expected {
+        match got.get(key) {
+            None => problems.push(format!("`{key}` is missing")),
+            Some(v) if kind(v) != kind(value) && !value.is_null() => {
+                problems.push(format!("`{key}` is a {} (locally a {})", kind(v), kind(value)));
+            }
+            _ => {}
+        }
+    }
+    problems.extend(got.keys().filter(|k| !expected.contains_key(*k)).map(|k| format!("`{k}` is not a flow output")));
+    (!problems.is_empty()).then(|| format!("the output differs from the local run's: {}", problems.join(", ")))
+}
+
+/// The sample's output from the embedded executor: what the deployment's
+/// answer must look like.
+pub fn run_locally(
+    spec: &Spec,
+    python: PathBuf,
+    llm: &exec::llm::LlmSetup,
+    line_timeout: Duration,
+) -> Result<Map<String, Json>, DeployError> {
+    use exec::line::Status;
+    use exec::start::{StartOptions, start};
+    let local = |e: String| DeployError::Config(format!("the sample line does not run locally: {e}"));
+    let prepared = exec::prepare::prepare(&spec.flow, None).map_err(|e| local(e.to_string()))?;
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let options = StartOptions {
+        python,
+        workers: 1,
+        env: exec::job::environment(&prepared.flow, None),
+        line_timeout,
+        cancel: &cancel,
+        llm,
+    };
+    let started = start(&prepared, options).map_err(|e| local(e.to_string()))?;
+    let engine = started.engine();
+    let line = engine.run_line(&spec.sample, 0);
+    match (line.status, line.error) {
+        (Status::Completed, _) => Ok(line.outputs),
+        (_, error) => {
+            Err(local(error.map_or_else(|| "it did not complete".into(), |e| format!("{}: {}", e.kind, e.message))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_compare_keys_and_types() {
+        let local = json!({"intent": "billing", "reply": "ok"});
+        let local = local.as_object().unwrap();
+        assert_eq!(shape_difference(local, json!({"intent": "x", "reply": "y"}).as_object().unwrap()), None);
+        let wrong = shape_difference(local, json!({"intent": 3, "extra": 1}).as_object().unwrap()).unwrap();
+        assert!(
+            wrong.contains("`reply` is missing") && wrong.contains("`intent` is a number") && wrong.contains("`extra`"),
+            "{wrong}"
+        );
+    }
+}

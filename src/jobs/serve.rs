@@ -1,0 +1,305 @@
+//! `flow-ci serve`: a flow as a local HTTP scoring endpoint, with
+//! promptflow's serving contract (`POST /score`, `GET /health`,
+//! `GET /swagger.json`, `GET /version`).
+//!
+//! The HTTP side is async (axum on a small tokio runtime); the executor is
+//! blocking (python workers, the LLM client). Requests go over a channel to a
+//! fixed set of line threads that share one `Engine`, all inside one
+//! `std::thread::scope`, so the worker pool and connections live on this
+//! function's stack and are shut down when the server stops.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value as Json, json};
+
+use exec::line::{LineRun, Status};
+use exec::llm::LlmSetup;
+use exec::prepare::Prepared;
+use exec::start::{StartOptions, start};
+use model::flow::Flow;
+
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub python: std::path::PathBuf,
+    /// Python workers (lines of python nodes run at once).
+    pub workers: usize,
+    pub line_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Job(#[from] exec::job::JobError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Runtime(std::io::Error),
+}
+
+/// One scoring request for the line threads, and where its answer goes.
+struct Job {
+    inputs: Map<String, Json>,
+    reply: tokio::sync::oneshot::Sender<LineRun>,
+}
+
+struct AppState {
+    jobs: mpsc::Sender<Job>,
+    swagger: Json,
+    flow: Flow,
+}
+
+/// Serves `prepared` until SIGINT/SIGTERM; `ready` gets the bound address
+/// (port 0 picks a free one) once requests are accepted.
+pub fn serve(
+    prepared: &Prepared,
+    setup: &LlmSetup,
+    opts: &ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let cancel = AtomicBool::new(false);
+    // Every node's code is loaded before the first request: a broken tool
+    // is an error at start-up, not a 500 on every call.
+    let started = start(
+        prepared,
+        StartOptions {
+            python: opts.python.clone(),
+            workers: opts.workers,
+            env: exec::job::environment(&prepared.flow, None),
+            line_timeout: opts.line_timeout,
+            cancel: &cancel,
+            llm: setup,
+        },
+    )?;
+    let engine = started.engine();
+    let threads = opts.workers.max(setup.settings.concurrency);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(opts.addr))
+        .map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
+    let addr = listener.local_addr().map_err(ServeError::Runtime)?;
+
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Mutex::new(queue);
+    let line_numbers = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                // Take one job at a time; the channel closes when the server stops.
+                while let Ok(job) = { queue.lock().unwrap_or_else(|e| e.into_inner()).recv() } {
+                    let line = engine.run_line(&job.inputs, line_numbers.fetch_add(1, Ordering::Relaxed));
+                    let _ = job.reply.send(line);
+                }
+            });
+        }
+        let state = Arc::new(AppState { jobs, swagger: swagger(&prepared.flow), flow: prepared.flow.clone() });
+        let app = Router::new()
+            .route("/score", post(score))
+            .route("/health", get(health))
+            .route("/version", get(health))
+            .route("/swagger.json", get(swagger_json))
+            .with_state(state);
+        ready(addr);
+        let served =
+            runtime.block_on(async { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
+        // `app` (and with it the last job sender) is gone: the line threads end.
+        served.map_err(ServeError::Runtime)
+    })
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (what `docker stop` and Kubernetes send).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn health() -> Response {
+    axum::Json(json!({ "status": "Healthy", "version": concat!("flow-ci ", env!("CARGO_PKG_VERSION")) }))
+        .into_response()
+}
+
+async fn swagger_json(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.swagger.clone()).into_response()
+}
+
+/// promptflow's error body: `{"error": {"code": ..., "message": ...}}`.
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (status, axum::Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+}
+
+async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let inputs = match request_inputs(&state.flow, &body) {
+        Ok(inputs) => inputs,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "UserError", message),
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if state.jobs.send(Job { inputs, reply }).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "SystemError", "the server is shutting down".into());
+    }
+    let Ok(line) = answer.await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "SystemError", "the line was dropped".into());
+    };
+    match (line.status, line.error) {
+        (Status::Completed, _) => axum::Json(Json::Object(line.outputs)).into_response(),
+        (_, Some(e)) if is_input_error(&e.kind) => error(StatusCode::BAD_REQUEST, "UserError", e.message),
+        (_, Some(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.kind, e.message),
+        (_, None) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SystemError",
+            "Flow execution failed without error message.".into(),
+        ),
+    }
+}
+
+fn is_input_error(kind: &str) -> bool {
+    matches!(kind, "InputTypeError" | "InputNotFound" | "InputParseError")
+}
+
+/// The request body as flow inputs, like promptflow: a JSON object; for a
+/// flow with one input, a non-JSON body is that input's value. Inputs with
+/// neither a value nor a default are refused (chat history defaults to []).
+fn request_inputs(flow: &Flow, body: &[u8]) -> Result<Map<String, Json>, String> {
+    if flow.inputs.is_empty() {
+        return Ok(Map::new());
+    }
+    let data = match serde_json::from_slice::<Json>(body) {
+        Ok(Json::Object(map)) => map,
+        Ok(other) => return Err(format!("the request body must be a JSON object of inputs, got {other}")),
+        Err(_) if flow.inputs.len() == 1 => {
+            let mut map = Map::new();
+            map.insert(flow.inputs[0].name.value.clone(), Json::String(String::from_utf8_lossy(body).into_owned()));
+            map
+        }
+        Err(e) => return Err(format!("the request body is not JSON ({e}), and the flow has more than one input")),
+    };
+    let missing = flow.missing_inputs(&data);
+    if missing.is_empty() {
+        Ok(data)
+    } else {
+        Err(format!("Required input fields {missing:?} are missing in request data"))
+    }
+}
+
+/// The OpenAPI document promptflow serves for a flow (its swagger.py).
+pub fn swagger(flow: &Flow) -> Json {
+    let name = flow.dir.canonicalize().ok().and_then(|d| Some(d.file_name()?.to_string_lossy().into_owned()));
+    let name = name.unwrap_or_else(|| "flow".into());
+    let mut info = json!({ "title": format!("Promptflow[{name}] API"), "version": "1.0.0", "x-flow-name": name });
+    let mut properties = Map::new();
+    for input in &flow.inputs {
+        if input.is_chat_input {
+            info["x-chat-input"] = json!(input.name.value);
+            info["x-flow-type"] = json!("chat");
+        }
+        if input.is_chat_history {
+            info["x-chat-history"] = json!(input.name.value);
+        }
+        let ty = input.ty.as_ref().map(|t| t.value.as_str()).unwrap_or("string");
+        let mut schema = json!({ "type": schema_type(ty) });
+        if let Some(default) = input.default.as_ref().filter(|d| !d.is_null()) {
+            schema["default"] = default.clone();
+        }
+        properties.insert(input.name.value.clone(), schema);
+    }
+    let required: Vec<&str> = flow.inputs.iter().map(|i| i.name.value.as_str()).collect();
+    let outputs: Map<String, Json> = flow.outputs.iter().map(|o| (o.name.value.clone(), json!({}))).collect();
+    let example = std::fs::read_to_string(flow.dir.join("samples.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+        .and_then(|s| s.as_array()?.first().cloned())
+        .unwrap_or_else(|| json!({}));
+    json!({
+        "openapi": "3.0.0",
+        "info": info,
+        "components": { "securitySchemes": { "bearerAuth": { "type": "http", "scheme": "bearer" } } },
+        "security": [{ "bearerAuth": [] }],
+        "paths": { "/score": { "post": {
+            "summary": format!("run promptflow: {name} with an given input"),
+            "requestBody": {
+                "description": "promptflow input data",
+                "required": !flow.inputs.is_empty(),
+                "content": { "application/json": {
+                    "schema": { "type": "object", "properties": properties, "required": required },
+                    "example": example,
+                } },
+            },
+            "responses": {
+                "200": { "description": "successful operation", "content": { "application/json": {
+                    "schema": { "type": "object", "properties": outputs },
+                } } },
+                "400": { "description": "Invalid input" },
+                "default": { "description": "unexpected error" },
+            },
+        } } },
+    })
+}
+
+fn schema_type(ty: &str) -> &'static str {
+    match ty {
+        "int" => "integer",
+        "double" => "number",
+        "bool" => "boolean",
+        "list" => "array",
+        "object" | "image" => "object",
+        _ => "string",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> Flow {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows/support-router");
+        let mut diags = model::diag::Diagnostics::default();
+        model::flow::dag::load(&dir, &mut diags).unwrap()
+    }
+
+    #[test]
+    fn inputs_are_checked_like_promptflow() {
+        let flow = flow();
+        assert!(request_inputs(&flow, br#"{"message": "hi", "customer_tier": "gold"}"#).is_ok());
+        let missing = request_inputs(&flow, br#"{"customer_tier": "gold"}"#).unwrap_err();
+        assert!(missing.contains("[\"message\"]"), "{missing}");
+        assert!(request_inputs(&flow, b"[1, 2]").unwrap_err().contains("JSON object"));
+        assert!(request_inputs(&flow, b"plain text").unwrap_err().contains("more than one input"));
+    }
+
+    #[test]
+    fn swagger_describes_inputs_and_outputs() {
+        let doc = swagger(&flow());
+        let schema = &doc["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(schema["properties"]["message"]["type"], "string");
+        assert_eq!(schema["required"][0], "message");
+        assert_eq!(doc["info"]["x-flow-name"], "support-router");
+    }
+}

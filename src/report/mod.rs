@@ -1,0 +1,108 @@
+//! The report of one `check`: what ran, what the gates said, and what
+//! changed against the baseline, as one [`Report`] value that the renderers
+//! turn into the console summary, `report.md` (the PR comment body),
+//! `junit.xml` and `report.json`. The report knows no forge: publishing is
+//! `publish`'s job.
+
+mod render;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::gate::Verdict;
+
+pub use render::{MARKDOWN_LIMIT, console, escape_md, escape_xml, junit, markdown};
+
+/// The verdict of one check: every planned flow, and the flows skipped.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    pub baseline: String,
+    pub flows: Vec<FlowReport>,
+    pub skipped: Vec<String>,
+}
+
+/// The result of one flow's runs and gates.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowReport {
+    pub path: String,
+    pub reasons: Vec<String>,
+    pub batch_run: Option<String>,
+    pub evaluation_runs: Vec<String>,
+    pub lines: (usize, usize),
+    pub metrics: Map<String, Json>,
+    pub baseline: Option<Map<String, Json>>,
+    pub verdict: Verdict,
+    /// Runs that could not run, with why.
+    pub errors: Vec<FlowError>,
+    /// Why the flow was not run (it needs secrets this build does not have).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<String>,
+    /// Lines whose outputs differ from the base run's (a sample).
+    pub changed_lines: Vec<ChangedLine>,
+    /// Unified diffs of the flow's prompt templates against the base.
+    pub prompt_diffs: Vec<PromptDiff>,
+    #[serde(skip)]
+    pub scores: Scores,
+}
+
+impl FlowReport {
+    /// A flow before anything ran.
+    pub fn new(path: String, reasons: Vec<String>) -> FlowReport {
+        FlowReport {
+            path,
+            reasons,
+            batch_run: None,
+            evaluation_runs: vec![],
+            lines: (0, 0),
+            metrics: Map::new(),
+            baseline: None,
+            verdict: Verdict::default(),
+            errors: vec![],
+            not_run: None,
+            changed_lines: vec![],
+            prompt_diffs: vec![],
+            scores: Scores::new(),
+        }
+    }
+}
+
+/// A run of the flow that could not run. In `report.json` it is its message.
+#[derive(Clone, Debug)]
+pub struct FlowError {
+    pub message: String,
+    /// It stopped for a missing model key (on a fork's build that is "not
+    /// run" rather than failed).
+    pub missing_key: bool,
+}
+
+impl std::fmt::Display for FlowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Serialize for FlowError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.message)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PromptDiff {
+    pub file: String,
+    pub diff: String,
+}
+
+/// A line whose output differs from the baseline's.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChangedLine {
+    pub line_number: u64,
+    pub inputs: Map<String, Json>,
+    pub base: Map<String, Json>,
+    pub head: Map<String, Json>,
+}
+
+/// Numeric and boolean per-line outputs of the evaluations: output name →
+/// line number → score. `significance` pairs head and base lines from these.
+pub type Scores = std::collections::BTreeMap<String, std::collections::BTreeMap<u64, f64>>;

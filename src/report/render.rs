@@ -1,0 +1,344 @@
+//! Renderers of one [`Report`]: a console table, `report.md` (the PR comment
+//! body) and `junit.xml` (`report.json` is its serde form). Text from runs
+//! and PR data is untrusted: Markdown and XML escape it so it cannot inject
+//! markup.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Table, presets};
+
+use super::{FlowReport, Report};
+use crate::gate::{Check, GateResult, fmt};
+
+/// GitHub rejects comments over 65,536 characters; leave room for the marker.
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+/// The console summary: one table per flow.
+pub fn console(report: &Report) -> String {
+    let mut out = String::new();
+    for flow in &report.flows {
+        let _ = writeln!(out, "{} ({})", flow.path, flow.reasons.join(", "));
+        for e in &flow.errors {
+            let _ = writeln!(out, "  error: {e}");
+        }
+        if let Some(why) = &flow.not_run {
+            let _ = writeln!(out, "  not run: {why}");
+        }
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED);
+        t.set_header(vec!["metric", "base", "head", "Δ", "gate", "verdict"]);
+        for r in &flow.verdict.results {
+            t.add_row(vec![
+                r.metric.clone(),
+                r.base.map(fmt).unwrap_or_else(|| "–".into()),
+                r.head.map(fmt).unwrap_or_else(|| "–".into()),
+                delta(r).unwrap_or_default(),
+                r.limit.clone(),
+                if r.passed { "pass".into() } else { format!("FAIL: {}", r.explanation) },
+            ]);
+        }
+        if flow.verdict.results.is_empty() {
+            let _ = writeln!(out, "  no gates configured; metrics: {}", metric_list(flow));
+        } else {
+            let _ = writeln!(out, "{t}");
+        }
+    }
+    for path in &report.skipped {
+        let _ = writeln!(out, "{path}: skipped (not changed)");
+    }
+    let failed = report.flows.iter().filter(|f| !f.verdict.passed() || !f.errors.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "{}: {} flow(s) checked, {} failed, {} skipped (baseline: {})",
+        if report.passed { "PASSED" } else { "FAILED" },
+        report.flows.len(),
+        failed,
+        report.skipped.len(),
+        report.baseline
+    );
+    out
+}
+
+fn metric_list(flow: &FlowReport) -> String {
+    if flow.metrics.is_empty() {
+        return "none".into();
+    }
+    flow.metrics.iter().map(|(k, v)| format!("{k}={}", model::value::python_str(v))).collect::<Vec<_>>().join(", ")
+}
+
+fn delta(r: &GateResult) -> Option<String> {
+    let (head, base) = (r.head?, r.base?);
+    if r.check == Check::FailedLines {
+        return None;
+    }
+    let d = head - base;
+    Some(if d.abs() < 1e-12 {
+        "0".into()
+    } else if d > 0.0 {
+        format!("▲ +{}", fmt(d))
+    } else {
+        format!("▼ {}", fmt(d))
+    })
+}
+
+/// `report.md`: headline, metric diff table, then per-flow details.
+pub fn markdown(report: &Report, marker: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "{marker}");
+    let headline = if report.passed { "✅ **flow-ci: all gates passed**" } else { "❌ **flow-ci: gates failed**" };
+    let _ = writeln!(
+        md,
+        "{headline} · {} flow(s) checked · baseline: {}\n",
+        report.flows.len(),
+        escape_md(&report.baseline)
+    );
+    let _ = writeln!(md, "| flow | metric | base | head | Δ | gate | |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for flow in &report.flows {
+        for r in &flow.verdict.results {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                escape_md(&flow.path),
+                escape_md(&r.metric),
+                r.base.map(fmt).unwrap_or_else(|| "–".into()),
+                r.head.map(fmt).unwrap_or_else(|| "–".into()),
+                delta(r).unwrap_or_default(),
+                escape_md(&r.limit),
+                if r.passed { "✅" } else { "❌" }
+            );
+        }
+        if !flow.errors.is_empty() {
+            let _ = writeln!(md, "| {} | run | | | | runs completed | ❌ |", escape_md(&flow.path));
+        }
+        if flow.not_run.is_some() {
+            let _ = writeln!(md, "| {} | run | | | | not run | ⏭️ |", escape_md(&flow.path));
+        }
+    }
+    for flow in &report.flows {
+        let ok = flow.verdict.passed() && flow.errors.is_empty();
+        let icon = if flow.not_run.is_some() {
+            "⏭️"
+        } else if ok {
+            "✅"
+        } else {
+            "❌"
+        };
+        let _ = writeln!(md, "\n<details><summary>{icon} {}</summary>\n", escape_md(&flow.path));
+        let _ = writeln!(md, "Selected because: {}.\n", escape_md(&flow.reasons.join(", ")));
+        let (failed, total) = flow.lines;
+        match &flow.not_run {
+            Some(why) => {
+                let _ = writeln!(md, "⏭️ Not run: {}.\n", escape_md(why));
+            }
+            None => {
+                let _ = writeln!(md, "Lines: {total} run, {failed} failed.\n");
+            }
+        }
+        for e in &flow.errors {
+            let _ = writeln!(md, "- ❌ {}", escape_md(&e.message));
+        }
+        for r in &flow.verdict.results {
+            let _ = writeln!(
+                md,
+                "- {} `{}` {}: {}",
+                if r.passed { "✅" } else { "❌" },
+                escape_code(&r.metric),
+                escape_md(&r.limit),
+                escape_md(&r.explanation)
+            );
+        }
+        for d in &flow.prompt_diffs {
+            let fence = fence_for(&d.diff);
+            let _ = writeln!(md, "\nPrompt change in `{}`:\n\n{fence}diff\n{}{fence}", escape_code(&d.file), d.diff);
+        }
+        if !flow.changed_lines.is_empty() {
+            let _ = writeln!(md, "\nLines whose output changed (first {}):\n", flow.changed_lines.len());
+            let _ = writeln!(md, "| line | inputs | base output | head output |\n|---|---|---|---|");
+            for l in &flow.changed_lines {
+                let _ =
+                    writeln!(md, "| {} | {} | {} | {} |", l.line_number, cell(&l.inputs), cell(&l.base), cell(&l.head));
+            }
+        }
+        let _ = writeln!(md, "\n</details>");
+    }
+    if !report.skipped.is_empty() {
+        let _ = writeln!(md, "\nNot changed, not run: {}", escape_md(&report.skipped.join(", ")));
+    }
+    cap(md)
+}
+
+/// A table cell for model or data text: compact JSON, escaped, shortened.
+fn cell(values: &serde_json::Map<String, serde_json::Value>) -> String {
+    let text: String =
+        values.iter().map(|(k, v)| format!("{k}: {}", model::value::python_str(v))).collect::<Vec<_>>().join("; ");
+    let short: String = if text.chars().count() > CELL_CHARS {
+        text.chars().take(CELL_CHARS).collect::<String>() + "…"
+    } else {
+        text
+    };
+    escape_md(&short)
+}
+
+/// Characters of untrusted text per table cell.
+const CELL_CHARS: usize = 160;
+
+/// A code fence longer than any backtick run in `text`, so the text cannot
+/// close the block early.
+fn fence_for(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+/// Keeps the comment under GitHub's limit, saying what was cut.
+fn cap(md: String) -> String {
+    if md.len() <= MARKDOWN_LIMIT {
+        return md;
+    }
+    let mut cut = MARKDOWN_LIMIT - 200;
+    while !md.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let kept = &md[..md[..cut].rfind('\n').unwrap_or(cut)];
+    format!(
+        "{kept}\n\n… the report was cut at {} characters (of {}); the full report is in report.json.\n",
+        kept.len(),
+        md.len()
+    )
+}
+
+/// Escapes text for Markdown table cells and prose: HTML is neutralised,
+/// Markdown punctuation and @mentions cannot take effect, newlines and
+/// pipes cannot break the table.
+pub fn escape_md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '|' => out.push_str("&#124;"),
+            '\n' | '\r' => out.push(' '),
+            // `@` would ping people; a zero-width joiner keeps it readable but inert.
+            '@' => out.push_str("@\u{200b}"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '!' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Inside backticks only the backtick itself (and newlines) need care.
+fn escape_code(text: &str) -> String {
+    text.replace('`', "'").replace(['\n', '\r'], " ")
+}
+
+/// `junit.xml`: one test suite per flow, one test case per gate.
+pub fn junit(report: &Report) -> String {
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let tests: usize = report.flows.iter().map(|f| f.verdict.results.len() + usize::from(!f.errors.is_empty())).sum();
+    let failures: usize =
+        report.flows.iter().map(|f| f.verdict.failed().count() + usize::from(!f.errors.is_empty())).sum();
+    let _ = writeln!(xml, "<testsuites name=\"flow-ci\" tests=\"{tests}\" failures=\"{failures}\">");
+    for flow in &report.flows {
+        let suite_failures = flow.verdict.failed().count() + usize::from(!flow.errors.is_empty());
+        let cases = flow.verdict.results.len() + usize::from(!flow.errors.is_empty());
+        let _ = writeln!(
+            xml,
+            "  <testsuite name=\"{}\" tests=\"{cases}\" failures=\"{suite_failures}\">",
+            escape_xml(&flow.path)
+        );
+        if !flow.errors.is_empty() {
+            let _ = writeln!(xml, "    <testcase name=\"runs complete\" classname=\"{}\">", escape_xml(&flow.path));
+            let _ = writeln!(
+                xml,
+                "      <failure message=\"{}\"/>",
+                escape_xml(&flow.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))
+            );
+            let _ = writeln!(xml, "    </testcase>");
+        }
+        for r in &flow.verdict.results {
+            let name = format!("{} {}", r.metric, r.limit);
+            if r.passed {
+                let _ = writeln!(
+                    xml,
+                    "    <testcase name=\"{}\" classname=\"{}\"/>",
+                    escape_xml(&name),
+                    escape_xml(&flow.path)
+                );
+            } else {
+                let _ = writeln!(
+                    xml,
+                    "    <testcase name=\"{}\" classname=\"{}\">",
+                    escape_xml(&name),
+                    escape_xml(&flow.path)
+                );
+                let _ = writeln!(xml, "      <failure message=\"{}\"/>", escape_xml(&r.explanation));
+                let _ = writeln!(xml, "    </testcase>");
+            }
+        }
+        let _ = writeln!(xml, "  </testsuite>");
+    }
+    xml.push_str("</testsuites>\n");
+    xml
+}
+
+/// XML attribute/text escaping; control characters XML 1.0 forbids are dropped.
+pub fn escape_xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            c if (c as u32) < 0x20 && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_escaping_keeps_injections_inert() {
+        let evil = "</details><img src=x onerror=alert(1)> @octocat **bold** | cell\n# heading";
+        let escaped = escape_md(evil);
+        assert!(!escaped.contains('<') && !escaped.contains('>'), "{escaped}");
+        assert!(!escaped.contains("@octocat"), "{escaped}");
+        assert!(!escaped.contains('\n') && !escaped.contains(" | "), "{escaped}");
+        assert!(escaped.contains("\\*\\*bold\\*\\*"), "{escaped}");
+    }
+
+    #[test]
+    fn fences_outgrow_backticks_in_the_text() {
+        assert_eq!(fence_for("plain"), "```");
+        assert_eq!(fence_for("has ```` four"), "`````");
+    }
+
+    #[test]
+    fn xml_escaping() {
+        assert_eq!(escape_xml("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;");
+    }
+
+    #[test]
+    fn long_reports_are_capped_with_a_note() {
+        let md = "x\n".repeat(MARKDOWN_LIMIT);
+        let capped = cap(md);
+        assert!(capped.len() <= MARKDOWN_LIMIT, "{}", capped.len());
+        assert!(capped.ends_with("the full report is in report.json.\n"));
+    }
+}
