@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use exec::llm::LlmSetup;
 use exec::llm::setup::{LlmFlags, SetupError, setup};
-use model::config::{self, Config};
-use model::diag::Diagnostics;
+use model::config::Config;
 use model::exit;
 
 /// Options of the local executor, shared by `flow test` and `run create`.
@@ -76,30 +75,16 @@ impl ExecArgs {
 /// Reads `--config` (or ./.flow-ci.yaml when there is one) once, for the
 /// commands that are not jobs; its problems are printed and give exit 2.
 pub fn load_config(explicit: Option<&Path>, err: &mut dyn Write) -> Result<Option<Config>, u8> {
-    let Some(file) = config::find(explicit) else { return Ok(None) };
-    let mut diags = Diagnostics::default();
-    let loaded = config::load(&file, &mut diags);
-    if diags.has_errors() {
-        print_diagnostics(&diags.into_sorted(), err);
-        return Err(exit::INVALID_INPUT);
-    }
-    Ok(loaded)
+    crate::jobs::run::load_config(explicit).map_err(|e| super::failure::report_run_job_error(&e, err))
 }
 
 /// Prints why the LLM setup failed; returns the exit code (2).
 pub fn report_setup_error(e: &SetupError, err: &mut dyn Write) -> u8 {
     match e {
-        SetupError::Invalid(diags) => print_diagnostics(diags, err),
+        SetupError::Invalid(diags) => super::failure::print_diagnostics(diags, err),
         SetupError::Connections(message) => {
             let _ = writeln!(err, "error: {message}");
         }
     }
     exit::INVALID_INPUT
-}
-
-fn print_diagnostics(diags: &[model::diag::Diagnostic], err: &mut dyn Write) {
-    let base = std::env::current_dir().unwrap_or_default();
-    for d in diags {
-        let _ = err.write_all(model::diag::render_human(d, &base).as_bytes());
-    }
 }

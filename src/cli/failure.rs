@@ -3,12 +3,26 @@
 
 use std::io::Write;
 
+use crate::jobs::run::RunJobError;
 use backend::BackendError;
 use exec::job::JobError;
 use exec::line::RunError;
 use exec::prepare::PrepareError;
 use exec::store::StoreError;
 use model::exit;
+
+/// Prints why `run create` could not start or finish.
+pub fn report_run_job_error(e: &RunJobError, err: &mut dyn Write) -> u8 {
+    match e {
+        RunJobError::Config(diags) => {
+            print_diagnostics(diags, err);
+            exit::INVALID_INPUT
+        }
+        RunJobError::Llm(e) => super::exec_args::report_setup_error(e, err),
+        RunJobError::Cloud(e) => super::cloud::report(e, err),
+        RunJobError::Run(e) => report_backend_error(e, err),
+    }
+}
 
 /// Prints why a run on either backend could not start or finish.
 pub fn report_backend_error(e: &BackendError, err: &mut dyn Write) -> u8 {
@@ -77,4 +91,12 @@ pub fn store_error(e: &StoreError, err: &mut dyn Write) -> u8 {
         let _ = writeln!(err, "  hint: {hint}");
     }
     e.exit_code()
+}
+
+/// Diagnostics as `file:line:col: error: message [code]` with hints.
+pub fn print_diagnostics(diags: &[model::diag::Diagnostic], err: &mut dyn Write) {
+    let base = std::env::current_dir().unwrap_or_default();
+    for d in diags {
+        let _ = err.write_all(model::diag::render_human(d, &base).as_bytes());
+    }
 }

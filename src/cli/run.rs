@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use super::cloud::CloudArgs;
-use super::exec_args::{ExecArgs, load_config};
-use super::failure::{report_backend_error, store_error};
+use super::exec_args::ExecArgs;
+use super::failure::{report_run_job_error, store_error};
 use super::flow::parse_key_value;
 use super::progress::ConsoleProgress;
-use super::run_view;
-use backend::{CloudRun, Target};
-use exec::job::{Job, JobOptions};
+use super::run_view::{self, ViewFormat};
+use crate::jobs::run::RunRequest;
+use exec::job::Job;
 use exec::store::{RunStatus, Store};
 use model::config::{Backend, Config};
 use model::flow::reference::MappingSource;
@@ -154,12 +154,6 @@ pub struct CreateArgs {
     pub exec: ExecArgs,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ViewFormat {
-    Text,
-    Json,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct NameArgs {
     /// The run name
@@ -270,7 +264,7 @@ fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
 }
 
 fn cloud_session(config: Option<&Path>, stream: bool, err: &mut dyn Write) -> Result<backend::azureml::Session, u8> {
-    let config = load_config(config, err)?;
+    let config = crate::jobs::run::load_config(config).map_err(|e| report_run_job_error(&e, err))?;
     let azureml = config.as_ref().map(Config::azureml_keys).unwrap_or_default();
     crate::jobs::cloud::connect(&azureml, None, stream).map_err(|e| super::cloud::report(&e, err))
 }
@@ -301,7 +295,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
     };
     let name = spec.name.clone().unwrap_or_else(|| default_name(&spec.flow, spec.variant.as_deref()));
     let job = Job {
-        name: name.clone(),
+        name,
         flow: spec.flow,
         data: spec.data,
         base: spec.base,
@@ -309,48 +303,25 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         variant: spec.variant,
         run_file: spec.file,
     };
-    let workers = super::workers_or_cpus(args.workers);
+    let req = RunRequest {
+        job,
+        config: args.config.clone(),
+        backend: args.backend,
+        python: exec::pool::default_python(args.exec.python.as_deref()),
+        workers: super::workers_or_cpus(args.workers),
+        line_timeout: Duration::from_secs(args.exec.line_timeout),
+        force: args.force,
+        llm: args.exec.llm_flags(),
+        cloud_timeout: args.cloud.timeout,
+        stream: args.stream,
+    };
     let cancel = super::cancel_on_interrupt();
-    let config = match load_config(args.config.as_deref(), err) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let setup = match args.exec.llm_setup(config.as_ref(), err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let session = match Config::backend_or(config.as_ref(), args.backend) {
-        Backend::AzureMl => {
-            let azureml = config.as_ref().map(Config::azureml_keys).unwrap_or_default();
-            match crate::jobs::cloud::connect(&azureml, args.cloud.timeout, args.stream) {
-                Ok(s) => Some(s),
-                Err(e) => return super::cloud::report(&e, err),
-            }
-        }
-        Backend::Local => None,
-    };
     let quiet = args.stream;
     let progress =
         move |_: &str, total: usize| -> Box<dyn exec::batch::Progress> { Box::new(ConsoleProgress::new(total, quiet)) };
-    let opts = JobOptions {
-        python: exec::pool::default_python(args.exec.python.as_deref()),
-        workers,
-        line_timeout: Duration::from_secs(args.exec.line_timeout),
-        force: args.force,
-        cancel: &cancel,
-        progress: &progress,
-        llm: &setup,
-    };
-    let target = match &session {
-        Some(session) => Target::AzureMl(CloudRun { session, provenance: crate::jobs::cloud::provenance() }),
-        None => {
-            let _ = writeln!(err, "run {name}: {} worker(s)", workers);
-            Target::Local
-        }
-    };
-    let finished = match backend::run(&job, store, &opts, &target) {
+    let finished = match crate::jobs::run::create(&req, store, &progress, &cancel, err) {
         Ok(r) => r,
-        Err(e) => return report_backend_error(&e, err),
+        Err(e) => return report_run_job_error(&e, err),
     };
     if args.stream {
         run_view::stream_summary(store, &finished.name, err);

@@ -10,6 +10,13 @@ use exec::line::Status;
 use exec::store::{RunRecord, Store, StoreError};
 use model::value::python_str;
 
+/// How a run is shown: a summary for people, or its `run.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewFormat {
+    Text,
+    Json,
+}
+
 pub enum ViewError {
     Store(StoreError),
     Output(std::io::Error),
@@ -26,8 +33,6 @@ impl From<std::io::Error> for ViewError {
         ViewError::Output(e)
     }
 }
-
-use super::run::ViewFormat;
 
 /// Cells longer than this are cut with `…` in tables.
 const CELL_WIDTH: usize = 60;

@@ -6,5 +6,6 @@
 pub mod check;
 pub mod cloud;
 pub mod deploy;
+pub mod run;
 pub mod serve;
 pub mod validate;

@@ -130,6 +130,32 @@ pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
     explicit.map(Path::to_path_buf).or_else(|| Path::new(CONFIG_FILE).is_file().then(|| PathBuf::from(CONFIG_FILE)))
 }
 
+/// A config read once by a job, with where it came from and what reading
+/// it found (warnings, and errors `validate` reports with the rest).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub config: Config,
+    pub diagnostics: Vec<crate::diag::Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(crate::diag::Diagnostic::is_error)
+    }
+}
+
+/// Finds the config ([`find`]) and reads it once. `Ok(None)`: there is
+/// none; `Err`: it cannot be read or parsed at all (its diagnostics).
+pub fn read(explicit: Option<&Path>) -> Result<Option<Loaded>, Vec<crate::diag::Diagnostic>> {
+    let Some(path) = find(explicit) else { return Ok(None) };
+    let mut diags = Diagnostics::default();
+    match load(&path, &mut diags) {
+        Some(config) => Ok(Some(Loaded { path, config, diagnostics: diags.into_sorted() })),
+        None => Err(diags.into_sorted()),
+    }
+}
+
 /// Reads `.flow-ci.yaml`; `None` when it cannot be read or parsed. A job
 /// reads it once and passes the value down (the debug event lets tests
 /// count the reads).

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{CheckError, CheckRequest, canonical};
-use model::config::{self, Backend, Baseline, Config, Gate};
+use model::config::{self, Backend, Baseline, Config, Gate, Loaded};
 use model::diag::{Diagnostic, Diagnostics};
 use model::flow::run_file::{self, RunFile};
 
@@ -74,28 +74,16 @@ fn backend_name<S: serde::Serializer>(backend: &Backend, s: S) -> Result<S::Ok, 
     s.serialize_str(backend.as_str())
 }
 
-/// The config a job has read (once), with where it came from and what
-/// reading it found.
-pub struct LoadedConfig {
-    pub path: PathBuf,
-    pub config: Config,
-    pub diagnostics: Vec<Diagnostic>,
-}
-
 /// Reads `--config` (or ./.flow-ci.yaml when there is one) once; a config
 /// that cannot be read or parsed is an error with its positions.
-pub fn load_config(explicit: Option<&Path>) -> Result<Option<LoadedConfig>, CheckError> {
-    let Some(path) = config::find(explicit) else { return Ok(None) };
-    let mut diags = Diagnostics::default();
-    match config::load(&path, &mut diags) {
-        Some(config) => Ok(Some(LoadedConfig { path, config, diagnostics: diags.into_sorted() })),
-        None => Err(CheckError::Invalid(diags.into_sorted().into_iter().filter(Diagnostic::is_error).collect())),
-    }
+pub fn load_config(explicit: Option<&Path>) -> Result<Option<Loaded>, CheckError> {
+    config::read(explicit)
+        .map_err(|diags| CheckError::Invalid(diags.into_iter().filter(Diagnostic::is_error).collect()))
 }
 
 /// Validates every file the check will use (the config's, or by
 /// convention everything below here), and selects the flows to run.
-pub fn plan(req: &CheckRequest, loaded: Option<&LoadedConfig>) -> Result<Plan, CheckError> {
+pub fn plan(req: &CheckRequest, loaded: Option<&Loaded>) -> Result<Plan, CheckError> {
     let outcome = match loaded {
         Some(l) => crate::jobs::validate::validate_loaded(&l.config, &l.diagnostics),
         None => crate::jobs::validate::validate(&[PathBuf::from(".")]),

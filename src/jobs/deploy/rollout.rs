@@ -1,4 +1,4 @@
-//! `flow-ci deploy`: register a flow and serve it from a managed online
+//! The rollout: register a flow and serve it from a managed online
 //! endpoint, safely. The flow folder becomes a model (its version is the
 //! content hash, so an unchanged flow is not registered twice), the
 //! deployment is created or updated, smoke-tested with a sample line whose
