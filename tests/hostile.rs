@@ -2,10 +2,13 @@
 //! a throwaway repository, asserting that flow-ci refuses it cleanly and that
 //! nothing outside the run store changed.
 
+mod support;
+
 use std::path::Path;
 
 use assert_cmd::Command;
 use predicates::str::contains;
+use support::repo::git;
 
 /// A repository with one tiny python flow and its run file.
 struct Repo {
@@ -25,9 +28,16 @@ impl Repo {
         );
         repo.write("flows/echo/data.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"}\n");
         repo.write("flows/echo/run.yml", "flow: .\ndata: data.jsonl\n");
-        repo.write(".git/HEAD", "ref: refs/heads/main\n");
         repo.write("precious.txt", "user data\n");
+        repo.write(".gitignore", ".flow-ci/\n");
+        git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+        repo.commit("base");
         repo
+    }
+
+    fn commit(&self, message: &str) {
+        git(self.path(), &["add", "-A"]);
+        git(self.path(), &["commit", "--quiet", "--allow-empty", "-m", message]);
     }
 
     fn path(&self) -> &Path {
@@ -133,4 +143,65 @@ fn force_replaces_only_a_stored_run() {
     repo.run_create(&["--name", "real"]).success();
     repo.run_create(&["--name", "real"]).code(2).stderr(contains("already exists"));
     repo.run_create(&["--name", "real", "--force"]).success();
+}
+
+// Item 2: deep nesting is refused at its position, in every command that reads YAML.
+
+#[test]
+fn deeply_nested_yaml_is_an_input_error_not_a_crash() {
+    let repo = Repo::new();
+    let deep = "- ".repeat(200_000) + "x\n";
+    repo.commit("base");
+    repo.write("flows/echo/flow.dag.yaml", &deep);
+    repo.commit("deep");
+    let position = "flows/echo/flow.dag.yaml:1:201";
+    repo.flow_ci().args(["validate"]).assert().code(2).stdout(contains(position));
+    repo.run_create(&[]).code(2).stderr(contains(position));
+    repo.flow_ci().args(["check", "--all"]).assert().code(2).stderr(contains(position));
+    // detect reads the flows a change touches; a broken one is reported by validate.
+    let detect = repo.flow_ci().args(["detect", "--base", "HEAD~1"]).assert();
+    let code = detect.get_output().status.code();
+    assert!(matches!(code, Some(0) | Some(2)), "detect crashed: {code:?}");
+}
+
+// Item 12: the duplicate-key check is linear.
+
+#[test]
+fn a_mapping_with_many_keys_validates_promptly() {
+    let repo = Repo::new();
+    // 80,000 keys (1 MB) took 80 s with the quadratic check. The test runs
+    // it with a generous bound on the wall clock so a regression is visible
+    // as a hang here rather than a timing assertion.
+    let mut text = String::from("$schema: x\nflow: .\ndata: data.jsonl\ntags:\n");
+    for i in 0..80_000 {
+        text.push_str(&format!("  key_{i}: v\n"));
+    }
+    text.push_str("  key_7: again\n");
+    repo.write("flows/echo/run.yml", &text);
+    repo.flow_ci()
+        .args(["validate", "flows/echo/run.yml"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(2)
+        .stdout(contains("duplicate key `key_7`"));
+}
+
+// Item 7: junit.xml stays well-formed whatever an error message holds.
+
+#[test]
+fn junit_is_well_formed_with_characters_xml_forbids() {
+    let repo = Repo::new();
+    repo.write(
+        "flows/echo/echo.py",
+        "from promptflow.core import tool\n\nraise RuntimeError('bad \\ufffe\\uffff\\x01 text')\n\n@tool\ndef echo(text: str) -> str:\n    return text\n",
+    );
+    let out = repo.flow_ci().args(["check", "--all"]).output().unwrap();
+    let xml = std::fs::read_to_string(repo.path().join(".flow-ci/report/junit.xml"))
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(xml.contains("bad "), "{xml}");
+    // XML 1.0's `Char` production: quick-xml does not check it, expat and
+    // Azure DevOps' test results publisher do.
+    let forbidden = |c: char| matches!(c, '\u{FFFE}' | '\u{FFFF}') || (c < ' ' && !matches!(c, '\t' | '\n' | '\r'));
+    assert!(!xml.chars().any(forbidden), "{xml:?}");
+    quick_junit::Report::deserialize_from_str(&xml).expect("junit.xml must be well-formed XML");
 }

@@ -291,7 +291,10 @@ pub fn junit(report: &Report) -> String {
     xml
 }
 
-/// XML attribute/text escaping; control characters XML 1.0 forbids are dropped.
+/// XML attribute/text escaping; characters XML 1.0 forbids (controls other
+/// than tab, newline and carriage return, and U+FFFE/U+FFFF; see the `Char`
+/// production of the XML 1.0 spec) are dropped, so junit.xml stays well-formed
+/// whatever an error message holds.
 pub fn escape_xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -302,7 +305,9 @@ pub fn escape_xml(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             c if (c as u32) < 0x20 && c != '\t' => {}
+            '\u{FFFE}' | '\u{FFFF}' => {}
             c => out.push(c),
         }
     }
@@ -312,6 +317,11 @@ pub fn escape_xml(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_escaping_drops_what_xml_forbids() {
+        assert_eq!(escape_xml("a\u{FFFE}b\u{FFFF}c\u{1}d\te\r"), "abcd\te&#13;");
+    }
 
     #[test]
     fn markdown_escaping_keeps_injections_inert() {

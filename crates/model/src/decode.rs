@@ -81,10 +81,13 @@ impl<'a> Decoder<'a> {
     }
 
     /// Reports duplicate keys, and with `known`, keys outside it.
+    /// One pass with a set of the keys seen: a mapping of 80,000 keys took 80 s
+    /// when each key was compared with all before it.
     pub fn check_keys(&mut self, entries: &[(Node, Node)], what: &str, known: Option<&[&str]>) {
-        for (i, (key, _)) in entries.iter().enumerate() {
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        for (key, _) in entries {
             let name = key.key_text();
-            if entries[..i].iter().any(|(k, _)| k.key_text() == name) {
+            if !seen.insert(name.clone()) {
                 self.error(Code::DuplicateKey, key.pos, format!("duplicate key `{name}` in {what}")).hint =
                     Some("YAML keeps only the last value; remove or rename one of them".into());
                 continue;

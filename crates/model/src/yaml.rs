@@ -192,6 +192,12 @@ struct TreeBuilder {
 /// documents from exhausting memory.
 const MAX_NODES: usize = 1_000_000;
 
+/// Collections nested deeper than this are refused: every later step
+/// (decoding, conversion to JSON, even dropping the tree) recurses once per
+/// level, and 200,000 nested `- ` overflowed the stack. promptflow's own
+/// files nest fewer than 20 levels.
+pub const MAX_DEPTH: usize = 100;
+
 fn size(node: &Node) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
@@ -213,6 +219,12 @@ impl TreeBuilder {
             Event::Scalar(text, style, anchor, tag) => {
                 let value = resolve_scalar(text, style, tag.as_ref());
                 self.push(Node { pos, value }, anchor);
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                return Err(SyntaxError {
+                    pos,
+                    message: format!("collections nested more than {MAX_DEPTH} levels deep"),
+                });
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Partial::Seq { pos, anchor, items: vec![] }),
             Event::MappingStart(anchor, _) => self.stack.push(Partial::Map { pos, anchor, entries: vec![], key: None }),
@@ -334,6 +346,16 @@ mod tests {
         }
         let err = parse(&doc).unwrap_err();
         assert!(err.message.contains("too large"), "{err:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_where_the_limit_is_passed() {
+        let deep = "- ".repeat(200_000) + "x\n";
+        let err = parse(&deep).unwrap_err();
+        assert_eq!(err.pos, Pos::new(1, 2 * MAX_DEPTH as u32 + 1), "{err:?}");
+        assert!(err.message.contains("nested more than"), "{err:?}");
+        let ok = "- ".repeat(MAX_DEPTH) + "x\n";
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]
