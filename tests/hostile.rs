@@ -205,3 +205,28 @@ fn junit_is_well_formed_with_characters_xml_forbids() {
     assert!(!xml.chars().any(forbidden), "{xml:?}");
     quick_junit::Report::deserialize_from_str(&xml).expect("junit.xml must be well-formed XML");
 }
+
+// Item 4: a prompt render is bounded, whatever the template does.
+
+#[test]
+fn a_runaway_prompt_template_fails_its_line_instead_of_hanging() {
+    let repo = Repo::new();
+    repo.write(
+        "flows/echo/flow.dag.yaml",
+        "inputs:\n  text:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${render.output}\nnodes:\n- name: render\n  type: prompt\n  source:\n    type: code\n    path: p.jinja2\n  inputs:\n    text: ${inputs.text}\n",
+    );
+    repo.write(
+        "flows/echo/p.jinja2",
+        "{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}{{ text }}{% endfor %}{% endfor %}{% endfor %}\n",
+    );
+    // Before, this ran for hours whatever --line-timeout said; the bound
+    // here only keeps a regression from hanging the suite.
+    repo.flow_ci()
+        .args(["run", "create", "--file", "flows/echo/run.yml", "--name", "runaway", "--line-timeout", "5"])
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .success(); // the run completes with its failed lines, as in promptflow
+    let details = std::fs::read_to_string(repo.path().join(".flow-ci/runs/runaway/details.jsonl")).unwrap();
+    assert_eq!(details.lines().count(), 2, "{details}");
+    assert!(details.contains("ran out of fuel"), "{details}");
+}

@@ -24,8 +24,15 @@ pub enum ListStyle {
     ChatLines,
 }
 
+/// The most instructions one render may run. A render cannot be interrupted
+/// from outside (not by `--line-timeout`, not by SIGTERM), so it is bounded
+/// here: three nested `range(10000)` loops ran for 9 minutes before. Real
+/// prompts use a few thousand; this many take about half a second (release).
+pub const RENDER_FUEL: u64 = 20_000_000;
+
 pub fn environment_with(lists: ListStyle) -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(RENDER_FUEL));
     match SyntaxConfig::builder().trim_blocks(true).keep_trailing_newline(true).build() {
         Ok(syntax) => env.set_syntax(syntax),
         // The builder only fails on custom delimiters, which are not set here.
@@ -127,6 +134,11 @@ pub fn variables(source: &str) -> Vec<String> {
 
 /// "undefined value: ..."-style text for a render failure.
 fn describe(e: &Error) -> String {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return format!(
+            "the template ran out of fuel: it runs more than {RENDER_FUEL} instructions (a loop over a huge range?)"
+        );
+    }
     match e.detail() {
         Some(detail) => format!("{}: {detail}", e.kind()),
         None => e.kind().to_string(),
@@ -208,6 +220,13 @@ mod tests {
             render("{{ b }} {{ n }} {{ d }} {{ l }} {{ s }} {{ missing }}|{{ s.upper() }}", vars.as_object().unwrap())
                 .unwrap();
         assert_eq!(out, "True None {'k': 'v', 'x': 1.0} ['a', 2] text |TEXT");
+    }
+
+    #[test]
+    fn a_render_that_would_run_for_hours_stops_for_lack_of_fuel() {
+        let source = "{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}x{% endfor %}{% endfor %}{% endfor %}";
+        let err = render(source, &serde_json::Map::new()).unwrap_err();
+        assert!(err.contains("ran out of fuel"), "{err}");
     }
 
     #[test]
