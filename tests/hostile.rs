@@ -230,3 +230,57 @@ fn a_runaway_prompt_template_fails_its_line_instead_of_hanging() {
     assert_eq!(details.lines().count(), 2, "{details}");
     assert!(details.contains("ran out of fuel"), "{details}");
 }
+
+// Item 3: a link loop in a data folder ends the walk.
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_in_a_data_folder_is_not_followed() {
+    let repo = Repo::new();
+    repo.write("flows/echo/data/a.jsonl", "{\"text\": \"a\"}\n");
+    std::os::unix::fs::symlink(".", repo.path().join("flows/echo/data/loop")).unwrap();
+    std::os::unix::fs::symlink("..", repo.path().join("flows/echo/data/up")).unwrap();
+    repo.write("flows/echo/run.yml", "flow: .\ndata: data\n");
+    let bound = std::time::Duration::from_secs(60);
+    repo.flow_ci().args(["validate"]).timeout(bound).assert().success();
+    repo.flow_ci()
+        .args(["run", "create", "--file", "flows/echo/run.yml", "--name", "looped"])
+        .timeout(bound)
+        .assert()
+        .success();
+    let outputs = std::fs::read_to_string(repo.path().join(".flow-ci/runs/looped/output.jsonl")).unwrap();
+    assert_eq!(outputs.lines().count(), 1, "{outputs}");
+}
+
+// Item 13: nothing outside the repository is read through a data folder or a baseline.
+
+#[cfg(unix)]
+#[test]
+fn a_link_out_of_the_repository_in_a_data_folder_is_refused() {
+    let repo = Repo::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.jsonl"), "{\"text\": \"outside\"}\n").unwrap();
+    repo.write("flows/echo/data/a.jsonl", "{\"text\": \"a\"}\n");
+    std::os::unix::fs::symlink(outside.path().join("secret.jsonl"), repo.path().join("flows/echo/data/b.jsonl"))
+        .unwrap();
+    repo.write("flows/echo/run.yml", "flow: .\ndata: data\n");
+    repo.flow_ci().args(["validate"]).assert().code(2).stdout(contains("path-outside-repo"));
+    repo.run_create(&["--name", "outside"]).code(2);
+    assert!(!repo.path().join(".flow-ci/runs/outside/output.jsonl").exists());
+}
+
+#[test]
+fn a_baseline_file_outside_the_repository_is_refused() {
+    let repo = Repo::new();
+    repo.write(
+        ".flow-ci.yaml",
+        "flows:\n  - path: flows/echo\n    run: flows/echo/run.yml\nbaseline: file:/etc/passwd\n",
+    );
+    repo.flow_ci()
+        .args(["validate"])
+        .assert()
+        .code(2)
+        .stdout(contains(".flow-ci.yaml:4:11"))
+        .stdout(contains("path-outside-repo"));
+    repo.flow_ci().args(["check", "--all"]).assert().code(2).stderr(contains("outside the repository"));
+}

@@ -205,6 +205,7 @@ impl Validator {
     }
 
     fn loaded_config(&mut self, config: &Config) {
+        self.baseline_file(config);
         for entry in &config.flows {
             let flows = self.config_flows(config, entry);
             for (file_ref, base) in
@@ -221,6 +222,21 @@ impl Validator {
                     );
                 }
             }
+        }
+    }
+
+    /// `baseline: file:PATH` must name a file inside the repository (it is
+    /// read and its numbers end up in the PR comment).
+    fn baseline_file(&mut self, config: &Config) {
+        let Some(Spanned { value: config::Baseline::File(path), pos }) = &config.baseline else { return };
+        let full = config.resolve(path);
+        let root = self.root.clone();
+        if !is_inside(&full, &root) {
+            let msg = format!("baseline `file:{path}` is outside the repository root {}", root.display());
+            self.diags.push(
+                Diagnostic::error(Code::PathOutsideRepo, &config.file, *pos, msg)
+                    .with_hint("commit the baseline file (`check --write-baseline`) inside the repository"),
+            );
         }
     }
 

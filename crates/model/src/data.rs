@@ -65,6 +65,9 @@ pub enum DataError {
     Empty { path: PathBuf },
     #[error("{} is not a data format flow-ci reads (use .jsonl, .json, .csv or .tsv)", path.display())]
     Unsupported { path: PathBuf },
+    /// A link in a data folder that leads out of the repository.
+    #[error("{} is a link to {}, outside the repository {}", path.display(), target.display(), root.display())]
+    Outside { path: PathBuf, target: PathBuf, root: PathBuf },
 }
 
 impl DataError {
@@ -124,22 +127,36 @@ fn extension(path: &Path) -> String {
     path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase()
 }
 
+/// The data files below `dir`. Links to folders are not followed (a link
+/// loop made this walk run forever); a link to a file is read only when it
+/// stays inside the repository.
 fn data_files_below(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let root = crate::paths::boundary_root(dir);
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = std::fs::read_dir(&d).map_err(|source| DataError::Io { path: d.clone(), source })?;
         for entry in entries.flatten() {
             let p = entry.path();
-            if p.is_dir() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
                 stack.push(p);
-            } else if ["jsonl", "json", "csv", "tsv"].contains(&extension(&p).as_str()) {
+            } else if !is_data_file(&p) || (kind.is_symlink() && !p.is_file()) {
+                continue;
+            } else if kind.is_symlink() && !crate::paths::is_inside(&p, &root) {
+                let target = p.canonicalize().unwrap_or_default();
+                return Err(DataError::Outside { path: p, target, root });
+            } else {
                 files.push(p);
             }
         }
     }
     files.sort();
     Ok(files)
+}
+
+fn is_data_file(path: &Path) -> bool {
+    ["jsonl", "json", "csv", "tsv"].contains(&extension(path).as_str())
 }
 
 type Parsed = Vec<(u32, Map<String, Json>)>;

@@ -63,6 +63,10 @@ pub fn report_data_error(err: &DataError, run: &RunFile, diags: &mut Diagnostics
             )
             .with_hint("flow-ci reads .jsonl, .json, .csv and .tsv data"),
         ),
+        outside @ DataError::Outside { .. } => diags.push(
+            Diagnostic::error(Code::PathOutsideRepo, &run.file, data_pos, outside.to_string())
+                .with_hint("copy the file into the repository, or point `data:` at data inside it"),
+        ),
     }
 }
 
