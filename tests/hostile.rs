@@ -284,3 +284,35 @@ fn a_baseline_file_outside_the_repository_is_refused() {
         .stdout(contains("path-outside-repo"));
     repo.flow_ci().args(["check", "--all"]).assert().code(2).stderr(contains("outside the repository"));
 }
+
+// Item 5: run files are recognised by parsing; finding nothing is not a pass.
+
+#[test]
+fn every_yaml_spelling_of_a_run_file_is_checked() {
+    for (spelling, text) in [
+        ("bom", "\u{feff}flow: .\ndata: data.jsonl\n"),
+        ("quoted key", "'flow': .\ndata: data.jsonl\n"),
+        ("flow style", "{flow: ., data: data.jsonl}\n"),
+    ] {
+        let repo = Repo::new();
+        repo.write("flows/echo/run.yml", text);
+        repo.flow_ci()
+            .args(["check", "--all"])
+            .assert()
+            .success()
+            .stdout(contains("1 flow(s) checked"))
+            .stderr(contains("flows/echo/run.yml"))
+            .append_context("spelling", spelling);
+    }
+}
+
+#[test]
+fn a_check_that_finds_nothing_to_run_says_so_and_fails() {
+    let repo = Repo::new();
+    std::fs::remove_file(repo.path().join("flows/echo/run.yml")).unwrap();
+    repo.flow_ci()
+        .args(["check", "--all"])
+        .assert()
+        .code(2)
+        .stderr(contains("nothing to check: 1 flow folder(s) found, but none has a batch run file"));
+}

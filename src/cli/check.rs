@@ -181,6 +181,14 @@ fn report_error(e: &CheckError, err: &mut dyn Write) -> u8 {
             let _ = writeln!(err, "error: {message}");
             exit::INVALID_INPUT
         }
+        CheckError::NothingToCheck(_) => {
+            let _ = writeln!(err, "error: {e}");
+            let _ = writeln!(
+                err,
+                "  hint: name the flows and their run files in .flow-ci.yaml, or add a run.yml beside flow.dag.yaml"
+            );
+            exit::INVALID_INPUT
+        }
         CheckError::Llm(e) => super::exec_args::report_setup_error(e, err),
         CheckError::Cloud(e) => super::cloud::report(e, err),
         CheckError::Reports { .. } => {

@@ -342,19 +342,55 @@ fn classify(file: &Path) -> Option<Target> {
     (is_yaml && looks_like_run_file(file)).then(|| Target::Run(file.to_path_buf()))
 }
 
-/// A run file has a top-level `flow:` key (or declares promptflow's Run schema).
-/// Checked on text so unrelated YAML (CI workflows, connections) is skipped cheaply.
+/// A run file is a YAML mapping with a top-level `flow` key and no `nodes`
+/// (or one that declares promptflow's Run schema). Recognised by parsing,
+/// so every spelling YAML allows counts: a byte-order mark, a quoted
+/// `'flow':`, flow style `{flow: ., data: …}`. Files that mention no `flow`
+/// at all (CI workflows, most YAML) are skipped without parsing; a file that
+/// does not parse but has a `flow:` line is taken as a run file so that its
+/// syntax error is reported rather than the file silently skipped.
 fn looks_like_run_file(file: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(file) else {
         return false;
     };
-    text.contains("Run.schema.json")
-        || text.lines().any(|l| l.starts_with("flow:") && !text.lines().any(|l| l.starts_with("nodes:")))
+    if !text.contains("flow") {
+        return false;
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    match model::yaml::parse(text) {
+        Ok(Some(root)) => {
+            let schema = root.get("$schema").and_then(|s| s.as_str()).is_some_and(|s| s.contains("Run.schema.json"));
+            schema || (root.get("flow").is_some() && root.get("nodes").is_none())
+        }
+        Ok(None) => false,
+        Err(_) => text.lines().any(|l| l.trim_start_matches(['\'', '"']).starts_with("flow")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_files_are_recognised_in_every_yaml_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("bom.yml", "\u{feff}flow: .\ndata: d.jsonl\n", true),
+            ("quoted.yml", "'flow': .\ndata: d.jsonl\n", true),
+            ("double.yaml", "\"flow\": .\n", true),
+            ("flowstyle.yml", "{flow: ., data: d.jsonl}\n", true),
+            ("schema.yml", "$schema: https://azuremlschemas.azureedge.net/promptflow/latest/Run.schema.json\n", true),
+            ("broken.yml", "flow: .\ndata: [unclosed\n", true),
+            ("workflow.yml", "on: push\njobs: {build: {steps: [{run: echo flow}]}}\n", false),
+            ("dag.yaml", "flow: x\nnodes: []\n", false),
+            ("nested.yml", "outer:\n  flow: .\n", false),
+        ];
+        for (name, text, expected) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(looks_like_run_file(&path), expected, "{name}");
+        }
+    }
 
     #[test]
     fn globs_do_not_cross_folders() {

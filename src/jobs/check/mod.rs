@@ -86,6 +86,9 @@ pub enum CheckError {
     Git(#[from] crate::detect::git::GitError),
     #[error("{0}")]
     Baseline(String),
+    /// Nothing to check where something was expected: not a pass.
+    #[error("nothing to check: {0}")]
+    NothingToCheck(String),
     #[error(transparent)]
     Llm(#[from] SetupError),
     #[error(transparent)]

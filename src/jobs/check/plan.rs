@@ -96,6 +96,9 @@ pub fn plan(req: &CheckRequest, loaded: Option<&Loaded>) -> Result<Plan, CheckEr
         Some(c) => configured_flows(c),
         None => conventional_flows(),
     };
+    if flows.is_empty() {
+        return Err(CheckError::NothingToCheck(nothing_found(loaded)));
+    }
     let mut skipped = Vec::new();
     if let (Some(base), false) = (&req.base, req.all) {
         let request = crate::detect::Request {
@@ -212,6 +215,20 @@ fn conventional_flows() -> Vec<PlannedFlow> {
             })
         })
         .collect()
+}
+
+/// Why a check found no flow to run: said instead of a pass over nothing.
+fn nothing_found(loaded: Option<&Loaded>) -> String {
+    if let Some(l) = loaded {
+        return format!("{} selects no flow folder", l.path.display());
+    }
+    let folders = crate::jobs::validate::expand_flow_path(Path::new("."), "**").unwrap_or_default().len();
+    match folders {
+        0 => "no flow folder (with flow.dag.yaml) below here and no .flow-ci.yaml".into(),
+        n => format!(
+            "{n} flow folder(s) found, but none has a batch run file (run.yml or run.yaml beside flow.dag.yaml) and there is no .flow-ci.yaml to name one"
+        ),
+    }
 }
 
 /// Why `eval` evaluates `batch`, if it does. Found evaluations are listed
