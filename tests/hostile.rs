@@ -316,3 +316,23 @@ fn a_check_that_finds_nothing_to_run_says_so_and_fails() {
         .code(2)
         .stderr(contains("nothing to check: 1 flow folder(s) found, but none has a batch run file"));
 }
+
+// Item 16: a check whose every line failed does not pass without a failed_lines gate.
+
+#[test]
+fn every_flow_has_a_failed_lines_gate_by_default() {
+    let repo = Repo::new();
+    repo.write(
+        "flows/echo/echo.py",
+        "from promptflow.core import tool\n\n@tool\ndef echo(text: str) -> str:\n    raise ValueError('every line fails')\n",
+    );
+    repo.flow_ci()
+        .args(["check", "--all"])
+        .assert()
+        .code(1)
+        .stdout(contains("failed_lines"))
+        .stdout(contains("FAILED"));
+    // A configured limit still wins.
+    repo.write(".flow-ci.yaml", "flows:\n  - path: flows/echo\n    run: flows/echo/run.yml\n    gates:\n      failed_lines: { max_ratio: 1.0 }\n");
+    repo.flow_ci().args(["check", "--all"]).assert().success();
+}

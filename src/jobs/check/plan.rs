@@ -99,6 +99,9 @@ pub fn plan(req: &CheckRequest, loaded: Option<&Loaded>) -> Result<Plan, CheckEr
     if flows.is_empty() {
         return Err(CheckError::NothingToCheck(nothing_found(loaded)));
     }
+    for flow in &mut flows {
+        add_default_failed_lines(&mut flow.gates);
+    }
     let mut skipped = Vec::new();
     if let (Some(base), false) = (&req.base, req.all) {
         let request = crate::detect::Request {
@@ -215,6 +218,25 @@ fn conventional_flows() -> Vec<PlannedFlow> {
             })
         })
         .collect()
+}
+
+/// Every flow gets `failed_lines: { max_ratio: 0 }` unless its gates say
+/// otherwise: a run whose every line failed has no metrics to fail a gate
+/// on, and used to pass.
+fn add_default_failed_lines(gates: &mut Vec<Gate>) {
+    if gates.iter().any(|g| g.metric.value == config::FAILED_LINES) {
+        return;
+    }
+    gates.push(Gate {
+        metric: model::yaml::Spanned::new(config::FAILED_LINES.to_string(), model::yaml::Pos::START),
+        min: None,
+        max: None,
+        max_drop: None,
+        max_rise: None,
+        max_ratio: Some(0.0),
+        significance: None,
+        per_line: None,
+    });
 }
 
 /// Why a check found no flow to run: said instead of a pass over nothing.
