@@ -336,3 +336,38 @@ fn every_flow_has_a_failed_lines_gate_by_default() {
     repo.write(".flow-ci.yaml", "flows:\n  - path: flows/echo\n    run: flows/echo/run.yml\n    gates:\n      failed_lines: { max_ratio: 1.0 }\n");
     repo.flow_ci().args(["check", "--all"]).assert().success();
 }
+
+// Item 6: untrusted text cannot run CI logging commands.
+
+fn assert_no_logging_command(text: &str) {
+    for line in text.lines() {
+        assert!(!line.trim_start().starts_with("::"), "a GitHub workflow command got through: {line:?}");
+        assert!(!line.contains("##vso[") && !line.contains("##["), "an Azure/legacy command got through: {line:?}");
+    }
+}
+
+#[test]
+fn data_and_node_output_cannot_inject_ci_logging_commands() {
+    let repo = Repo::new();
+    repo.write(
+        "flows/echo/echo.py",
+        "from promptflow.core import tool\n\n@tool\ndef echo(text: str) -> str:\n    print(text)\n    if 'fail' in text:\n        raise ValueError(text)\n    return text\n",
+    );
+    repo.write(
+        "flows/echo/data.jsonl",
+        "{\"text\": \"a\\n::error::injected\\n##vso[task.setvariable variable=X]1\"}\n{\"text\": \"fail\\n  ::add-mask::x\\n##[error]old\"}\n",
+    );
+    for (var, value) in [("GITHUB_ACTIONS", "true"), ("TF_BUILD", "True")] {
+        let out = repo
+            .flow_ci()
+            .env(var, value)
+            .args(["run", "create", "--file", "flows/echo/run.yml", "--stream", "--force", "--name", "inject"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("injected") || stdout.contains("injected"), "{stdout}{stderr}");
+        assert_no_logging_command(&stdout);
+        assert_no_logging_command(&stderr);
+    }
+}

@@ -15,7 +15,7 @@ pub fn render_github(d: &Diagnostic, base: &Path) -> String {
         message.push_str("\nhint: ");
         message.push_str(hint);
     }
-    format!(
+    super::guard::command(format!(
         "::{} file={},line={},col={},title={}::{}\n",
         d.severity.as_str(),
         github_property(&display_path(&d.file, base)),
@@ -23,7 +23,7 @@ pub fn render_github(d: &Diagnostic, base: &Path) -> String {
         d.pos.col,
         github_property(&format!("flow-ci {}", d.code.as_str())),
         github_data(&message)
-    )
+    ))
 }
 
 pub fn github_data(s: &str) -> String {
@@ -43,7 +43,7 @@ pub fn render_azure(d: &Diagnostic, base: &Path) -> String {
         message.push_str(hint);
         message.push(')');
     }
-    format!(
+    super::guard::command(format!(
         "##vso[task.logissue type={};sourcepath={};linenumber={};columnnumber={};code={};]{}\n",
         d.severity.as_str(),
         azure_escape(&display_path(&d.file, base)),
@@ -51,7 +51,7 @@ pub fn render_azure(d: &Diagnostic, base: &Path) -> String {
         d.pos.col,
         d.code.as_str(),
         azure_escape(&message)
-    )
+    ))
 }
 
 pub fn azure_escape(s: &str) -> String {

@@ -5,6 +5,7 @@
 pub mod action;
 mod azure;
 mod github;
+pub mod guard;
 pub mod log;
 pub mod output;
 

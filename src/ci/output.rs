@@ -33,13 +33,13 @@ fn failures(report: &Report) -> impl Iterator<Item = (&str, &crate::gate::GateRe
 
 fn github(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     for (flow, gate) in failures(r.report) {
-        writeln!(
-            out,
-            "::error file={},title={}::{}",
+        let line = format!(
+            "::error file={},title={}::{}\n",
             super::log::github_property(&format!("{flow}/flow.dag.yaml")),
             super::log::github_property(&format!("flow-ci gate {}", gate.metric)),
             super::log::github_data(&gate.explanation)
-        )?;
+        );
+        out.write_all(super::guard::command(line).as_bytes())?;
     }
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         append(Path::new(&summary), r.markdown)?;
@@ -70,13 +70,13 @@ fn workspace_path(path: &Path) -> std::io::Result<String> {
 
 fn azure(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     for (flow, gate) in failures(r.report) {
-        writeln!(
-            out,
-            "##vso[task.logissue type=error;sourcepath={}/flow.dag.yaml;code=gate-failed;]{}: {}",
+        let line = format!(
+            "##vso[task.logissue type=error;sourcepath={}/flow.dag.yaml;code=gate-failed;]{}: {}\n",
             super::log::azure_escape(flow),
             super::log::azure_escape(&gate.metric),
             super::log::azure_escape(&gate.explanation)
-        )?;
+        );
+        out.write_all(super::guard::command(line).as_bytes())?;
     }
     Ok(())
 }

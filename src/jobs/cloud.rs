@@ -14,8 +14,9 @@ pub fn connect(azureml: &[(String, String)], timeout: Option<Duration>, stream: 
         poll: poll_interval(),
         deadline: timeout.map(|t| Instant::now() + t),
         stream,
+        // Progress lines carry the service's messages: through the guard.
         say: Box::new(|text| {
-            let _ = writeln!(std::io::stderr(), "{text}");
+            let _ = writeln!(crate::ci::guard::Guard::new(std::io::stderr()), "{text}");
         }),
     };
     Session::connect(azureml, settings)

@@ -94,8 +94,9 @@ pub fn comment_on(pr: &PullRequest, comment: &Comment<'_>, mode: Mode, out: &mut
         Err(e) => {
             let _ = writeln!(err, "warning: comment not posted: {e}");
             if matches!(pr, PullRequest::GitHub { .. }) {
-                let _ =
-                    writeln!(out, "::warning title=flow-ci comment::{}", crate::ci::log::github_data(&e.to_string()));
+                let line =
+                    format!("::warning title=flow-ci comment::{}\n", crate::ci::log::github_data(&e.to_string()));
+                let _ = out.write_all(crate::ci::guard::command(line).as_bytes());
             }
         }
     }

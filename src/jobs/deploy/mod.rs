@@ -151,11 +151,11 @@ fn write_outputs(d: &Deployed, report_dir: &Path, out: &mut dyn Write) -> std::i
     }
     if crate::ci::Host::detect() == crate::ci::Host::AzurePipelines {
         for (_, name, value) in values {
-            writeln!(
-                out,
-                "##vso[task.setvariable variable={name};isOutput=true]{}",
+            let line = format!(
+                "##vso[task.setvariable variable={name};isOutput=true]{}\n",
                 crate::ci::log::azure_escape(value)
-            )?;
+            );
+            out.write_all(crate::ci::guard::command(line).as_bytes())?;
         }
     }
     Ok(())
