@@ -84,6 +84,7 @@ pub fn evaluate(gates: &[Gate], evidence: &Evidence<'_>) -> Verdict {
             verdict.results.push(missing(name, evidence.head_metrics));
             continue;
         };
+        let first = verdict.results.len();
         let result = |check, limit: String, passed, explanation: String| GateResult {
             metric: name.to_string(),
             check,
@@ -119,6 +120,9 @@ pub fn evaluate(gates: &[Gate], evidence: &Evidence<'_>) -> Verdict {
             r.head = Some(head);
             verdict.results.push(r);
         }
+        if head.is_nan() {
+            verdict.results[first..].iter_mut().for_each(|r| not_a_number(r, name));
+        }
     }
     verdict
 }
@@ -127,8 +131,18 @@ fn number(v: &Json) -> Option<f64> {
     match v {
         Json::Number(n) => n.as_f64(),
         Json::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-        _ => None,
+        // A NaN or infinite metric (promptflow keeps them in metrics.json).
+        other => exec::nonfinite::as_non_finite(other),
     }
+}
+
+/// A NaN metric compares false with everything, so a drop from it would
+/// pass silently: every limit on it fails instead, and says why.
+fn not_a_number(r: &mut GateResult, name: &str) {
+    r.passed = false;
+    r.interval = None;
+    r.explanation =
+        format!("`{name}` is NaN (not a number), so it meets no limit; check how the evaluation computes it");
 }
 
 /// Up to 4 decimals, without trailing zeros: 0.85, 0.8333, 12.
@@ -431,6 +445,24 @@ mod tests {
         let h = [1.0, 0.0, 1.0, 1.0, 0.0];
         let b = [1.0, 1.0, 1.0, 0.0, 0.0];
         assert_eq!(bootstrap_interval(&h, &b, 0.05), bootstrap_interval(&h, &b, 0.05));
+    }
+
+    #[test]
+    fn a_nan_metric_fails_every_limit_and_says_so() {
+        let g = Gate { min: Some(0.5), max_drop: Some(Threshold::Absolute(0.1)), ..gate("accuracy") };
+        let mut head = Map::new();
+        head.insert("accuracy".into(), exec::nonfinite::from_f64(f64::NAN));
+        let base = metrics(json!({"accuracy": 0.9}));
+        let v = evaluate(
+            &[g],
+            &Evidence { head_metrics: Some(&head), base_metrics: Some(&base), head_lines: (0, 10), paired: &[] },
+        );
+        assert_eq!(v.results.len(), 2);
+        assert!(!v.passed());
+        for r in &v.results {
+            assert!(!r.passed, "{r:?}");
+            assert!(r.explanation.contains("`accuracy` is NaN"), "{}", r.explanation);
+        }
     }
 
     #[test]

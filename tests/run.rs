@@ -465,3 +465,57 @@ fn environment_variables_reach_python_nodes_and_run_files_override_them() {
         p.read_jsonl(".flow-ci/runs/env/output.jsonl").into_iter().map(|o| o["value"].clone()).collect();
     assert_eq!(values, vec![json!("hello"), json!("run-file")]);
 }
+
+/// A flow whose python node returns NaN on one line, and an aggregation
+/// node logging a NaN metric next to a normal one.
+fn nan_project() -> Project {
+    let p = Project::new();
+    p.write(
+        "flow/flow.dag.yaml",
+        "inputs:\n  x:\n    type: string\noutputs:\n  score:\n    type: double\n    reference: ${score.output}\nnodes:\n- name: score\n  type: python\n  source:\n    type: code\n    path: score.py\n  inputs:\n    x: ${inputs.x}\n- name: summarize\n  type: python\n  source:\n    type: code\n    path: summarize.py\n  inputs:\n    scores: ${score.output}\n  aggregation: true\n",
+    )
+    .write("flow/score.py", "from promptflow.core import tool\n\n\n@tool\ndef score(x: str) -> float:\n    return float(x)\n")
+    .write(
+        "flow/summarize.py",
+        "import math\nfrom promptflow.core import tool, log_metric\n\n\n@tool\ndef summarize(scores: list) -> int:\n    log_metric(\"mean\", sum(scores) / len(scores))\n    log_metric(\"nan_lines\", sum(1 for s in scores if math.isnan(s)))\n    return len(scores)\n",
+    )
+    .write("flow/data.jsonl", "{\"x\": \"nan\"}\n{\"x\": \"1.5\"}\n")
+    .write(
+        "eval/flow.dag.yaml",
+        "inputs:\n  score:\n    type: double\noutputs:\n  is_nan:\n    type: bool\n    reference: ${check.output}\nnodes:\n- name: check\n  type: python\n  source:\n    type: code\n    path: check.py\n  inputs:\n    score: ${inputs.score}\n",
+    )
+    .write("eval/check.py", "import math\nfrom promptflow.core import tool\n\n\n@tool\ndef check(score: float) -> bool:\n    return math.isnan(score)\n")
+    .write("eval/run.yml", "flow: .\nrun: nan\ncolumn_mapping:\n  score: ${run.outputs.score}\n");
+    p
+}
+
+#[test]
+fn nan_outputs_and_metrics_are_kept_like_promptflow() {
+    let p = nan_project();
+    let out = p
+        .flow_ci()
+        .args(["run", "create", "--flow", "flow", "--data", "flow/data.jsonl", "--name", "nan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = p.path().join(".flow-ci/runs/nan");
+    // Python's json.dump writes NaN as a bare token, and so does promptflow's output.jsonl.
+    let outputs = std::fs::read_to_string(run.join("output.jsonl")).unwrap();
+    let rows: Vec<&str> = outputs.lines().collect();
+    assert_eq!(rows, vec![r#"{"line_number":0,"score":NaN}"#, r#"{"line_number":1,"score":1.5}"#]);
+    // The NaN came back into python as a float: one NaN line, and a NaN mean.
+    let metrics = std::fs::read_to_string(run.join("metrics.json")).unwrap();
+    assert!(metrics.contains("\"mean\": NaN") && metrics.contains("\"nan_lines\": 1"), "{metrics}");
+    assert!(std::fs::read_to_string(run.join("details.jsonl")).unwrap().contains("\"score\":NaN"));
+    // flow-ci reads its own files back.
+    for view in ["show", "show-details", "show-metrics"] {
+        let out = p.flow_ci().args(["run", view, "--name", "nan"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "run {view}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // An evaluation reads the NaN through `${run.outputs.score}` into a double input.
+    let out = p.flow_ci().args(["run", "create", "--file", "eval/run.yml", "--name", "nan_eval"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let checked: Vec<Json> =
+        p.read_jsonl(".flow-ci/runs/nan_eval/output.jsonl").iter().map(|o| o["is_nan"].clone()).collect();
+    assert_eq!(checked, vec![json!(true), json!(false)]);
+}

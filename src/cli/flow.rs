@@ -130,7 +130,8 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let _ = writeln!(err, "warning: aggregation failed: {}: {}", e.kind, e.message);
     }
     if !aggregation.metrics.is_empty() {
-        let _ = writeln!(err, "metrics: {}", Json::Object(aggregation.metrics.clone()));
+        let metrics = exec::nonfinite::to_text(&aggregation.metrics).unwrap_or_default();
+        let _ = writeln!(err, "metrics: {metrics}");
     }
     print_json(&Json::Object(line.outputs), out, err)
 }
@@ -152,14 +153,9 @@ fn gather_inputs(args: &TestArgs) -> Result<Map<String, Json>, String> {
 
 /// Pretty JSON with 4-space indent, non-ASCII kept: what `pf flow test` prints.
 pub fn print_json(value: &Json, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let mut buf = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
-    if serde::Serialize::serialize(value, &mut ser).is_err() {
-        return exit::FAILURE;
-    }
-    buf.push(b'\n');
-    match out.write_all(&buf) {
+    // pf flow test's layout (four spaces); NaN outputs read `NaN` like Python's json.
+    let Ok(text) = exec::nonfinite::to_text_indented(value, "    ") else { return exit::FAILURE };
+    match writeln!(out, "{text}") {
         Ok(()) => exit::OK,
         Err(e) => super::output_failed(&e, err),
     }

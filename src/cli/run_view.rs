@@ -37,9 +37,10 @@ impl From<std::io::Error> for ViewError {
 /// Cells longer than this are cut with `…` in tables.
 const CELL_WIDTH: usize = 60;
 
+/// Pretty JSON; a NaN output or metric reads `NaN`, as in the run's files.
 pub fn write_json(value: &Json, out: &mut dyn Write) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)
+    let text = exec::nonfinite::to_text_indented(value, "  ")?;
+    writeln!(out, "{text}")
 }
 
 fn table() -> Table {

@@ -13,6 +13,7 @@ pub mod bind;
 pub mod job;
 pub mod line;
 pub mod llm;
+pub mod nonfinite;
 pub mod pool;
 pub mod prepare;
 pub mod start;

@@ -192,7 +192,7 @@ impl Engine<'_> {
                 },
             };
             let ty = input.ty.as_ref().map_or("string", |t| t.value.as_str());
-            let converted = convert(ty, &value).map_err(|e| match e {
+            let converted = convert_input(ty, &value).map_err(|e| match e {
                 ConvertError::Type => RunError::new(
                     "InputTypeError",
                     format!("The input for flow is incorrect. The value for flow input '{name}' in line {line} of input data does not match the expected type '{ty}'. Please change flow input type or adjust the input value in your input data."),
@@ -697,6 +697,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `convert`, but a NaN or infinite double (an earlier run's output read
+/// back from the store) stays the float it is, as in promptflow.
+fn convert_input(ty: &str, value: &Json) -> Result<Json, ConvertError> {
+    if ty == "double" && crate::nonfinite::as_non_finite(value).is_some() {
+        return Ok(value.clone());
+    }
+    convert(ty, value)
 }
 
 #[cfg(test)]

@@ -180,7 +180,8 @@ impl Pool {
     /// come back as `PyError`s so they fail the line like user exceptions.
     pub fn call(&self, req: &CallRequest, budget: Duration) -> Result<Result<CallOutput, PyError>, PoolError> {
         let mut worker = self.acquire()?;
-        let line = serde_json::to_string(req).unwrap_or_default();
+        // Tagged non-finite floats go out as Python's tokens, which json.loads reads back as floats.
+        let line = crate::nonfinite::to_text(req).unwrap_or_default();
         if writeln!(worker.stdin, "{line}").and_then(|()| worker.stdin.flush()).is_err() {
             let detail = self.retire(worker);
             return Ok(Err(PyError::infrastructure(
@@ -321,7 +322,8 @@ fn handshake(python: &Path, detail: &str) -> PoolError {
 }
 
 fn parse_response(text: &str) -> Result<Result<CallOutput, PyError>, PoolError> {
-    let resp: Response = serde_json::from_str(text).map_err(|e| PoolError::Handshake {
+    // Python's json.dumps writes NaN / Infinity, which serde_json alone rejects.
+    let resp: Response = crate::nonfinite::parse(text).map_err(|e| PoolError::Handshake {
         python: PathBuf::from("python"),
         detail: format!("unreadable worker response ({e}): {}", text.chars().take(200).collect::<String>()),
     })?;

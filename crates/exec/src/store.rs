@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::line::{LineRun, RunError, Status};
+use crate::nonfinite;
 use model::flow::run_name::{self, InvalidRunName};
 
 pub const RUN_FILE: &str = "run.json";
@@ -246,7 +247,7 @@ impl Store {
                 continue;
             }
             lines.push(
-                serde_json::from_str::<LineRun>(&line)
+                nonfinite::parse::<LineRun>(&line)
                     .map_err(|source| StoreError::Corrupt { path: path.clone(), source })?,
             );
         }
@@ -257,14 +258,14 @@ impl Store {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    serde_json::from_str(&text).map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })
+    nonfinite::parse(&text).map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<Map<String, Json>>, StoreError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source }))
+        .map(|l| nonfinite::parse(l).map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source }))
         .collect()
 }
 
@@ -289,9 +290,8 @@ impl RunWriter {
     /// Appends one finished line; flushed at once so progress survives a crash.
     pub fn append_line(&mut self, line: &LineRun) -> Result<(), StoreError> {
         let path = self.dir.join(DETAILS_FILE);
-        serde_json::to_writer(&mut self.details, line)
-            .map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
-        self.details.write_all(b"\n").and_then(|()| self.details.flush()).map_err(io(&path))
+        let text = nonfinite::to_text(line).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+        writeln!(self.details, "{text}").and_then(|()| self.details.flush()).map_err(io(&path))
     }
 
     /// `output.jsonl`: completed lines only, by line number, outputs after `line_number`.
@@ -304,9 +304,8 @@ impl RunWriter {
             let mut row = Map::new();
             row.insert("line_number".into(), Json::from(line.line_number));
             row.extend(line.outputs.clone());
-            serde_json::to_writer(&mut out, &row)
-                .map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
-            out.write_all(b"\n").map_err(io(&path))?;
+            let text = nonfinite::to_text(&row).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+            writeln!(out, "{text}").map_err(io(&path))?;
         }
         out.flush().map_err(io(&path))
     }
@@ -332,9 +331,10 @@ impl RunWriter {
 }
 
 /// Writes through a temporary file so readers never see half a document.
+/// Non-finite floats are written as Python's `NaN` / `Infinity` tokens.
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(value)
+    let text = nonfinite::to_text_indented(value, "  ")
         .map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })?;
     std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))

@@ -96,6 +96,28 @@ fn to_bool(value: &Json) -> Result<bool, ConvertError> {
     }
 }
 
+/// The key of the in-memory stand-in for a non-finite float: JSON has no
+/// NaN or infinity, so flow-ci holds Python's `float("nan")` as
+/// `{"__flow_ci_float__": "NaN"}` (the executor reads and writes it as the
+/// bare `NaN` token, like Python's `json`).
+pub const NON_FINITE_KEY: &str = "__flow_ci_float__";
+
+/// Python's JSON tokens for the non-finite floats.
+pub const NON_FINITE_TOKENS: [(&str, f64); 3] =
+    [("NaN", f64::NAN), ("Infinity", f64::INFINITY), ("-Infinity", f64::NEG_INFINITY)];
+
+/// The NaN or infinity `v` stands for, when it is the stand-in object.
+pub fn non_finite(v: &Json) -> Option<f64> {
+    let token = non_finite_token(v)?;
+    NON_FINITE_TOKENS.iter().find(|(t, _)| *t == token).map(|(_, f)| *f)
+}
+
+/// `NaN`, `Infinity` or `-Infinity` when `v` is the stand-in object.
+pub fn non_finite_token(v: &Json) -> Option<&str> {
+    let map = v.as_object().filter(|m| m.len() == 1)?;
+    map.get(NON_FINITE_KEY)?.as_str().filter(|t| NON_FINITE_TOKENS.iter().any(|(k, _)| k == t))
+}
+
 /// Python's `str(v)` for a JSON-shaped value.
 pub fn python_str(value: &Json) -> String {
     match value {
@@ -117,13 +139,16 @@ pub fn python_repr(value: &Json) -> String {
         },
         Json::String(s) => python_str_repr(s),
         Json::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
-        Json::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Json::Object(map) => match non_finite(value) {
+            Some(f) => python_float_repr(f),
+            None => format!(
+                "{{{}}}",
+                map.iter()
+                    .map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
     }
 }
 
@@ -216,6 +241,16 @@ mod tests {
         assert_eq!(convert("string", &json!(1.0)), Ok(json!("1.0")));
         assert_eq!(convert("string", &json!({"a": 1, "b": "it's"})), Ok(json!("{'a': 1, 'b': \"it's\"}")));
         assert_eq!(convert("string", &json!([null, false])), Ok(json!("[None, False]")));
+    }
+
+    #[test]
+    fn non_finite_stand_ins_read_like_python_floats() {
+        let nan = json!({NON_FINITE_KEY: "NaN"});
+        assert!(non_finite(&nan).is_some_and(f64::is_nan));
+        assert_eq!(python_repr(&json!([nan, {NON_FINITE_KEY: "-Infinity"}])), "[nan, -inf]");
+        // Any other object, even with the key, stays a dict.
+        assert_eq!(non_finite(&json!({NON_FINITE_KEY: "nan"})), None);
+        assert_eq!(python_repr(&json!({NON_FINITE_KEY: 1})), "{'__flow_ci_float__': 1}");
     }
 
     #[test]
