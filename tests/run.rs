@@ -519,3 +519,96 @@ fn nan_outputs_and_metrics_are_kept_like_promptflow() {
         p.read_jsonl(".flow-ci/runs/nan_eval/output.jsonl").iter().map(|o| o["is_nan"].clone()).collect();
     assert_eq!(checked, vec![json!(true), json!(false)]);
 }
+
+/// A flow whose second line sleeps in python after writing the worker's pid.
+fn sleeping_project() -> Project {
+    let p = Project::new();
+    p.write(
+        "flow/flow.dag.yaml",
+        "inputs:\n  n:\n    type: int\noutputs:\n  out:\n    type: int\n    reference: ${wait.output}\nnodes:\n- name: wait\n  type: python\n  source:\n    type: code\n    path: wait.py\n  inputs:\n    n: ${inputs.n}\n",
+    )
+    .write(
+        "flow/wait.py",
+        "import os\nimport time\nfrom promptflow.core import tool\n\n\n@tool\ndef wait(n: int) -> int:\n    if n > 0:\n        with open(os.path.join(os.path.dirname(__file__), 'worker.pid.tmp'), 'w') as f:\n            f.write(str(os.getpid()))\n        os.rename(os.path.join(os.path.dirname(__file__), 'worker.pid.tmp'), os.path.join(os.path.dirname(__file__), 'worker.pid'))\n        time.sleep(30)\n    return n\n",
+    )
+    .write("flow/data.jsonl", "{\"n\": 0}\n{\"n\": 1}\n");
+    p
+}
+
+fn spawn_run(p: &Project, name: &str, own_group: bool) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"));
+    cmd.args(["run", "create", "--flow", "flow", "--data", "flow/data.jsonl", "--name", name, "--workers", "1"])
+        .current_dir(p.path())
+        .env_remove("FLOW_CI_RUNS_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(p.path().join("stderr.txt")).unwrap());
+    if own_group {
+        cmd.process_group(0);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits (bounded) until `ready` holds.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The worker's pid, once the sleeping line has started.
+fn sleeping_worker(p: &Project) -> String {
+    let pid_file = p.path().join("flow/worker.pid");
+    wait_for("the sleeping line", || pid_file.exists());
+    std::fs::read_to_string(pid_file).unwrap()
+}
+
+fn exit_code(child: &mut std::process::Child) -> Option<i32> {
+    let mut status = None;
+    wait_for("flow-ci to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.and_then(|s| s.code())
+}
+
+fn signal(sig: &str, target: &str) {
+    std::process::Command::new("kill").args([sig, "--", target]).status().unwrap();
+}
+
+#[test]
+fn a_second_ctrl_c_stops_the_line_in_flight_and_still_records_the_run() {
+    let p = sleeping_project();
+    let mut child = spawn_run(&p, "stopped", false);
+    let worker = sleeping_worker(&p);
+    let pid = child.id().to_string();
+    signal("-INT", &pid);
+    let stderr = p.path().join("stderr.txt");
+    wait_for("the first Ctrl-C", || std::fs::read_to_string(&stderr).unwrap().contains("interrupted"));
+    signal("-INT", &pid);
+    assert_eq!(exit_code(&mut child), Some(130), "{}", std::fs::read_to_string(&stderr).unwrap());
+    let record = p.read_json(".flow-ci/runs/stopped/run.json");
+    assert_eq!(record["status"], "Canceled");
+    let outputs = p.read_jsonl(".flow-ci/runs/stopped/output.jsonl");
+    assert_eq!(outputs, vec![json!({"line_number": 0, "out": 0})]);
+    let details = p.read_jsonl(".flow-ci/runs/stopped/details.jsonl");
+    let stopped = details.iter().find(|d| d["line_number"] == 1).unwrap();
+    assert_eq!((&stopped["status"], &stopped["nodes"][0]["status"]), (&json!("Canceled"), &json!("Canceled")));
+    assert!(!Path::new(&format!("/proc/{}", worker.trim())).exists(), "python worker {worker} was left running");
+}
+
+#[test]
+fn sigterm_to_the_process_group_cancels_the_line_in_flight() {
+    let p = sleeping_project();
+    let mut child = spawn_run(&p, "terminated", true);
+    let worker = sleeping_worker(&p);
+    signal("-TERM", &format!("-{}", child.id()));
+    assert_eq!(exit_code(&mut child), Some(130), "{}", std::fs::read_to_string(p.path().join("stderr.txt")).unwrap());
+    let record = p.read_json(".flow-ci/runs/terminated/run.json");
+    assert_eq!(record["status"], "Canceled");
+    let details = p.read_jsonl(".flow-ci/runs/terminated/details.jsonl");
+    assert_eq!(details.iter().find(|d| d["line_number"] == 1).unwrap()["status"], "Canceled", "{details:?}");
+    assert!(!Path::new(&format!("/proc/{}", worker.trim())).exists(), "python worker {worker} was left running");
+}

@@ -79,24 +79,47 @@ fn workers_or_cpus(workers: Option<usize>) -> usize {
     workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
 }
 
-/// A flag set by the first Ctrl-C: runs finish the lines in flight and are
-/// recorded as Canceled. A second Ctrl-C stops at once (details.jsonl
-/// already holds every finished line).
+/// How long a second Ctrl-C waits for runs to record themselves before
+/// exiting anyway.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A flag set by the first Ctrl-C (or SIGTERM): runs finish the lines in
+/// flight and are recorded as Canceled. A second one stops now: the python
+/// workers are killed, so lines in flight end as Canceled and the run is
+/// still recorded (run.json, output.jsonl) before exit 130; after
+/// [`STOP_GRACE`], or at a third one, flow-ci exits at once, workers killed.
 fn cancel_on_interrupt() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = cancel.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(i32::from(model::exit::INTERRUPTED));
+    let signals = AtomicUsize::new(0);
+    let _ = ctrlc::set_handler(move || match signals.fetch_add(1, Ordering::SeqCst) {
+        0 => {
+            flag.store(true, Ordering::SeqCst);
+            notice("\ninterrupted: finishing the lines in flight, cancelling Azure ML runs (Ctrl-C again to stop now)");
         }
-        #[allow(clippy::print_stderr)] // a signal handler has no writer to use
-        {
-            eprintln!(
-                "\ninterrupted: finishing the lines in flight, cancelling Azure ML runs (Ctrl-C again to stop now)"
-            );
+        1 => {
+            notice("\ninterrupted again: stopping the lines in flight now");
+            exec::pool::stop_now();
+            std::thread::spawn(|| {
+                std::thread::sleep(STOP_GRACE);
+                hard_exit();
+            });
         }
+        _ => hard_exit(),
     });
     cancel
+}
+
+/// The last resort: no python worker may outlive flow-ci.
+fn hard_exit() {
+    exec::pool::kill_all();
+    std::process::exit(i32::from(model::exit::INTERRUPTED));
+}
+
+#[allow(clippy::print_stderr)] // a signal handler has no writer to use
+fn notice(text: &str) {
+    eprintln!("{text}");
 }
 
 /// Runs the parsed command line; returns the exit code.

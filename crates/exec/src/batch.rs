@@ -179,7 +179,9 @@ pub fn run(
         return Err(e);
     }
     results.sort_by_key(|l| l.line_number);
-    let canceled = engine.stopping();
+    // A line Canceled by a stopped worker means the run was stopped, even
+    // when the signal's handler has not set the flag yet.
+    let canceled = engine.stopping() || results.iter().any(|l| l.status == Status::Canceled);
     let aggregation = if canceled { Default::default() } else { engine.run_aggregation(&results) };
 
     let refs: Vec<&LineRun> = results.iter().collect();

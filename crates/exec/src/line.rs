@@ -48,6 +48,10 @@ impl RunError {
     }
 
     fn from_python(node: &str, e: PyError) -> RunError {
+        // A worker killed to stop the run: the line is Canceled, not Failed.
+        if e.kind == "Canceled" {
+            return RunError { node: Some(node.into()), ..RunError::new("Canceled", e.message) };
+        }
         let kind = match (e.phase.as_str(), e.kind.as_str()) {
             (_, "LineExecutionTimeoutError") => "LineExecutionTimeoutError",
             ("load", _) => "ToolLoadError",
@@ -349,7 +353,7 @@ impl Engine<'_> {
         Ok(self.run_step(i, call, deadline))
     }
 
-    /// Runs one node; failures become a Failed record, never a panic.
+    /// Runs one node; failures become a Failed (or Canceled) record, never a panic.
     fn run_step(&self, i: usize, call: Invocation, deadline: Instant) -> NodeRun {
         self.run_step_with_metrics(i, call, deadline).0
     }
@@ -360,6 +364,7 @@ impl Engine<'_> {
         let started = Instant::now();
         let (status, output, error, metrics, escaped) = match self.invoke(step, call, deadline) {
             Ok(done) => (Status::Completed, done.output, None, done.metrics, done.escaped),
+            Err(e) if e.kind == "Canceled" => (Status::Canceled, Json::Null, Some(e), Map::new(), None),
             Err(e) => (Status::Failed, Json::Null, Some(e), Map::new(), None),
         };
         let duration_ms = millis(started.elapsed());

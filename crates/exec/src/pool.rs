@@ -4,12 +4,17 @@
 //! JSON-lines protocol (see `python/worker.py`). A worker that crashes or
 //! exceeds its time budget fails only the call it was serving: it is killed
 //! and a fresh one is started on demand, so one bad line cannot stall a run.
+//!
+//! Every live worker is also listed process-wide, so [`stop_now`] (a second
+//! Ctrl-C, called from the signal thread) can kill the workers blocked in
+//! user code: their calls return at once as `Canceled`, and the run that
+//! was waiting on them still records itself.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +34,68 @@ const SHIM: &[(&str, &str)] = &[
     ("promptflow/contracts/__init__.py", include_str!("python/shim/promptflow/contracts/__init__.py")),
     ("promptflow/contracts/types.py", include_str!("python/shim/promptflow/contracts/types.py")),
 ];
+
+/// Set by [`stop_now`]: calls fail as `Canceled` and no worker starts.
+static STOP_NOW: AtomicBool = AtomicBool::new(false);
+
+/// Every live worker of every pool, by pid.
+static LIVE: Mutex<Vec<(u32, Arc<Mutex<Child>>)>> = Mutex::new(Vec::new());
+
+/// Stops all python work of this process now: kills every worker (their
+/// calls fail as `Canceled`, so runs finish recording themselves) and
+/// refuses new calls. For the second Ctrl-C; there is no way back.
+pub fn stop_now() {
+    STOP_NOW.store(true, Ordering::SeqCst);
+    kill_all();
+}
+
+/// Kills every live worker; the last resort before a hard exit.
+pub fn kill_all() {
+    for (_, child) in LIVE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = lock(child).kill();
+    }
+}
+
+fn stopped() -> bool {
+    STOP_NOW.load(Ordering::SeqCst)
+}
+
+fn lock(child: &Mutex<Child>) -> std::sync::MutexGuard<'_, Child> {
+    child.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn register(child: &Arc<Mutex<Child>>) {
+    let pid = lock(child).id();
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((pid, child.clone()));
+}
+
+/// Kills (when still running) and reaps a worker, then forgets it.
+fn reap(child: &Mutex<Child>) -> Option<ExitStatus> {
+    // The child's lock is released before LIVE's: kill_all takes them in the other order.
+    let (pid, status) = {
+        let mut child = lock(child);
+        let _ = child.kill();
+        (child.id(), child.wait().ok())
+    };
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|(p, _)| *p != pid);
+    status
+}
+
+/// A worker that died because the run was stopped: by [`stop_now`], or by
+/// SIGTERM (sent to the whole process group by CI cancellation or
+/// `docker stop`; flow-ci itself records the run as Canceled).
+fn stopped_with(status: Option<ExitStatus>) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        const SIGTERM: i32 = 15;
+        if status.and_then(|s| s.signal()) == Some(SIGTERM) {
+            return true;
+        }
+    }
+    let _ = status;
+    stopped()
+}
 
 /// One call of a python tool.
 #[derive(Clone, Serialize)]
@@ -91,6 +158,10 @@ impl PyError {
     fn infrastructure(kind: &str, message: String) -> PyError {
         PyError { kind: kind.into(), message, traceback: String::new(), phase: "call".into(), r#where: None }
     }
+
+    fn canceled() -> PyError {
+        PyError::infrastructure("Canceled", "the run was stopped while the node was running".into())
+    }
 }
 
 #[derive(Deserialize)]
@@ -126,7 +197,8 @@ pub struct Pool {
 
 struct Worker {
     id: usize,
-    child: Child,
+    /// Shared with `LIVE`, so `stop_now` can kill it while a call waits on it.
+    child: Arc<Mutex<Child>>,
     stdin: ChildStdin,
     responses: Receiver<String>,
 }
@@ -179,15 +251,18 @@ impl Pool {
     /// Runs one call within `budget`. Infrastructure failures (crash, timeout)
     /// come back as `PyError`s so they fail the line like user exceptions.
     pub fn call(&self, req: &CallRequest, budget: Duration) -> Result<Result<CallOutput, PyError>, PoolError> {
-        let mut worker = self.acquire()?;
+        if stopped() {
+            return Ok(Err(PyError::canceled()));
+        }
+        let mut worker = match self.acquire() {
+            Ok(worker) => worker,
+            Err(_) if stopped() => return Ok(Err(PyError::canceled())),
+            Err(e) => return Err(e),
+        };
         // Tagged non-finite floats go out as Python's tokens, which json.loads reads back as floats.
         let line = crate::nonfinite::to_text(req).unwrap_or_default();
         if writeln!(worker.stdin, "{line}").and_then(|()| worker.stdin.flush()).is_err() {
-            let detail = self.retire(worker);
-            return Ok(Err(PyError::infrastructure(
-                "WorkerCrashed",
-                format!("python worker exited before the call{detail}"),
-            )));
+            return Ok(Err(self.crashed(worker, "before the call")));
         }
         match worker.responses.recv_timeout(budget) {
             Ok(text) => {
@@ -201,14 +276,19 @@ impl Pool {
                     format!("execution timeout for exceeding {} seconds", budget.as_secs_f64().round()),
                 )))
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                let detail = self.retire(worker);
-                Ok(Err(PyError::infrastructure(
-                    "WorkerCrashed",
-                    format!("python worker exited while running the node{detail}"),
-                )))
-            }
+            Err(RecvTimeoutError::Disconnected) => Ok(Err(self.crashed(worker, "while running the node"))),
         }
+    }
+
+    /// The error for a worker that died `when`: `Canceled` when the run was
+    /// being stopped, else `WorkerCrashed` with its exit code.
+    fn crashed(&self, worker: Worker, when: &str) -> PyError {
+        let status = self.retire(worker);
+        if stopped_with(status) {
+            return PyError::canceled();
+        }
+        let detail = status.and_then(|s| s.code()).map(|code| format!(" (exit code {code})")).unwrap_or_default();
+        PyError::infrastructure("WorkerCrashed", format!("python worker exited {when}{detail}"))
     }
 
     fn acquire(&self) -> Result<Worker, PoolError> {
@@ -235,21 +315,20 @@ impl Pool {
     }
 
     /// Kills a worker that failed or hung; a replacement starts on demand.
-    fn retire(&self, mut worker: Worker) -> String {
-        let _ = worker.child.kill();
-        let status = worker.child.wait().ok();
+    fn retire(&self, worker: Worker) -> Option<ExitStatus> {
+        let status = reap(&worker.child);
         self.live.fetch_sub(1, Ordering::SeqCst);
         self.available.notify_one();
         tracing::debug!(worker = worker.id, ?status, "python worker retired");
-        match status.and_then(|s| s.code()) {
-            Some(code) => format!(" (exit code {code})"),
-            None => String::new(),
-        }
+        status
     }
 
     fn spawn(&self) -> Result<Worker, PoolError> {
         let id = self.started.fetch_add(1, Ordering::SeqCst);
         let python = &self.config.python;
+        if stopped() {
+            return Err(handshake(python, "the run was stopped"));
+        }
         let mut child = Command::new(python)
             .arg("-u")
             .arg(self.runtime_dir.join("flow_ci_worker.py"))
@@ -279,7 +358,13 @@ impl Pool {
                 logs.lock().unwrap_or_else(|e| e.into_inner()).push(format!("[python worker {id}] {line}"));
             }
         });
-        let mut worker = Worker { id, child, stdin, responses };
+        let child = Arc::new(Mutex::new(child));
+        register(&child);
+        // A stop_now that ran before the registration missed this worker.
+        if stopped() {
+            reap(&child);
+        }
+        let worker = Worker { id, child, stdin, responses };
         // The first line announces readiness; importing real promptflow can take seconds.
         match worker.responses.recv_timeout(Duration::from_secs(120)) {
             Ok(line) if line.contains("\"ready\"") => {
@@ -287,8 +372,7 @@ impl Pool {
                 Ok(worker)
             }
             other => {
-                let _ = worker.child.kill();
-                let _ = worker.child.wait();
+                reap(&worker.child);
                 std::thread::sleep(Duration::from_millis(50));
                 let tail: Vec<String> =
                     self.logs.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().take(5).rev().cloned().collect();
@@ -301,18 +385,17 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let workers = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        for mut w in workers {
+        for w in workers {
             // Closing stdin ends the worker's loop; kill as a backstop.
             drop(w.stdin);
             let deadline = Instant::now() + Duration::from_millis(500);
             while Instant::now() < deadline {
-                if let Ok(Some(_)) = w.child.try_wait() {
+                if let Ok(Some(_)) = lock(&w.child).try_wait() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let _ = w.child.kill();
-            let _ = w.child.wait();
+            reap(&w.child);
         }
     }
 }
