@@ -234,6 +234,24 @@ fn exhausted_retries_fail_the_line_not_the_run() {
 }
 
 #[test]
+fn a_redirect_to_another_origin_gets_no_api_key() {
+    // The endpoint answers 307 to another loopback port, which would accept
+    // the key: reqwest's default policy forwards `api-key` there.
+    let (fake, elsewhere) = (FakeLlm::start(KEY), FakeLlm::start(KEY));
+    fake.redirect_to(&elsewhere.url);
+    let ws = Workspace::new();
+    run_tickets(&ws, &fake, "redirected", &["I was charged twice."], &["--llm-retries", "0"]);
+    assert_eq!(fake.count(), 1, "the endpoint was called, once (a refused redirect is not retried)");
+    let leaked: Vec<_> = elsewhere.received().into_iter().filter(|r| r.header("api-key").is_some()).collect();
+    assert!(leaked.is_empty(), "the key went to another origin: {leaked:?}");
+    assert_eq!(elsewhere.count(), 0, "the redirect is not followed at all");
+    let record = ws.run_json("redirected");
+    assert_eq!(record["lines"]["failed"], json!(1), "{record}");
+    let message = record["error"]["first_error"]["message"].as_str().unwrap();
+    assert!(message.contains("another origin") && !message.contains(KEY), "{message}");
+}
+
+#[test]
 fn a_missing_key_stops_before_anything_runs() {
     let fake = FakeLlm::start(KEY);
     let ws = Workspace::new();

@@ -27,6 +27,8 @@ struct State {
     received: Vec<Received>,
     violations: Vec<String>,
     failures: VecDeque<(u16, Option<String>)>,
+    /// Every request is answered 307 to this base URL (same path and query).
+    redirect: Option<String>,
 }
 
 pub struct FakeLlm {
@@ -58,6 +60,12 @@ impl FakeLlm {
         self.state.lock().unwrap().failures.push_back((status, retry_after.map(str::to_string)));
     }
 
+    /// From now on every request is answered `307 Temporary Redirect` to
+    /// the same path and query on `base` (e.g. another loopback server).
+    pub fn redirect_to(&self, base: &str) {
+        self.state.lock().unwrap().redirect = Some(base.to_string());
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -75,6 +83,10 @@ impl FakeLlm {
 fn respond(req: &Received, state: &Mutex<State>, key: &str) -> (u16, Vec<(&'static str, String)>, Json) {
     let mut st = state.lock().unwrap();
     st.received.push(req.clone());
+    if let Some(base) = &st.redirect {
+        let location = format!("{base}{}?{}", req.path, req.query);
+        return (307, vec![("location", location)], json!({}));
+    }
     if let Some(problem) = check(req, key) {
         st.violations.push(problem.clone());
         let status = if problem.starts_with("auth") {

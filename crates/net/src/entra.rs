@@ -92,6 +92,12 @@ pub struct TokenSource {
     /// The resource tokens are for (`{resource}/.default` is the scope).
     resource: String,
     env: BTreeMap<String, String>,
+    /// The caller's client. Bearer tokens sent with it (GitHub's and Azure
+    /// Pipelines' OIDC requests) go in `Authorization`, which reqwest's
+    /// default redirect policy removes on a redirect to another scheme, host
+    /// or port (<https://docs.rs/reqwest/0.13/reqwest/redirect/index.html>);
+    /// flow-ci's clients also use `http::same_origin_redirects`, so a client
+    /// secret in a token request's body (re-sent on 307/308) stays too.
     http: reqwest::blocking::Client,
     /// The Azure CLI: its program and any arguments before ours (a stand-in
     /// in tests, which must not run the real `az`).
@@ -362,6 +368,9 @@ impl TokenSource {
             .no_proxy()
             .connect_timeout(MANAGED_IDENTITY_CONNECT_TIMEOUT)
             .timeout(MANAGED_IDENTITY_TIMEOUT)
+            // `X-IDENTITY-HEADER` / `secret` are custom headers, which reqwest's
+            // default policy would forward to another host a redirect names.
+            .redirect(crate::http::same_origin_redirects())
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         if let (Some(endpoint), Some(header)) = (self.var("IDENTITY_ENDPOINT"), self.var("IDENTITY_HEADER")) {

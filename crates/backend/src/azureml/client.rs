@@ -50,6 +50,10 @@ impl Client {
         let http = reqwest::blocking::Client::builder()
             .user_agent(concat!("flow-ci/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(120))
+            // reqwest's default policy drops `Authorization` on a redirect to
+            // another host, but not `aml-user-token` (a bearer token too):
+            // tokens are only sent to their own origin.
+            .redirect(net::http::same_origin_redirects())
             .build()
             .map_err(|e| AzureMlError::Http { url: cloud.arm_url.clone(), message: e.to_string() })?;
         Ok(Client {

@@ -128,6 +128,9 @@ impl Client {
         let http = reqwest::blocking::Client::builder()
             .timeout(settings.timeout)
             .user_agent(concat!("flow-ci/", env!("CARGO_PKG_VERSION")))
+            // `api-key` is a custom header, which reqwest's default policy
+            // forwards to any host a redirect names.
+            .redirect(net::http::same_origin_redirects())
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
         Ok(Client {
@@ -247,7 +250,7 @@ impl Client {
         }
         let response = builder.send().map_err(|e| Failure {
             status: None,
-            retriable: e.is_timeout() || e.is_connect() || e.is_request(),
+            retriable: !e.is_redirect() && (e.is_timeout() || e.is_connect() || e.is_request()),
             retry_after: None,
             message: format!(
                 "OpenAI API hits {}: {}",
