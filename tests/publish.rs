@@ -135,6 +135,46 @@ fn the_marker_is_found_among_120_comments_on_ghes() {
 }
 
 #[test]
+fn an_error_answer_echoing_the_token_does_not_log_it() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    github.echo_token();
+    improve(&pr);
+    let event = pull_request_event(&pr, "pull_request.json");
+    let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "a comment that cannot be posted does not fail the job: {stdout}{stderr}");
+    assert!(stderr.contains("warning: comment not posted: GET ") && stderr.contains("answered 502"), "{stderr}");
+    assert!(!stdout.contains(fake_github::TOKEN), "{stdout}");
+    assert!(!stderr.contains(fake_github::TOKEN), "{stderr}");
+}
+
+#[test]
+fn a_next_page_on_another_origin_gets_no_token() {
+    let (pr, github, elsewhere) = (Pr::new(), FakeGitHub::start(), FakeGitHub::start());
+    github.seed(120, None, MARKER);
+    github.next_page_on(&elsewhere.api);
+    improve(&pr);
+    let event = pull_request_event(&pr, "pull_request.json");
+    let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let bearer = format!("Bearer {}", fake_github::TOKEN);
+    let leaked: Vec<String> = elsewhere
+        .received()
+        .iter()
+        .filter(|r| {
+            r.headers.iter().any(|(_, v)| v.contains(fake_github::TOKEN)) || r.header("authorization") == Some(&bearer)
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(leaked, Vec::<String>::new(), "the token went to another origin");
+    assert!(stderr.contains("not following the comment list's next page on http://127.0.0.1:"), "{stderr}");
+    assert_eq!(
+        github.calls(),
+        ["GET /repos/octo-org/prompt-flows/issues/42/comments", "POST /repos/octo-org/prompt-flows/issues/42/comments"],
+        "the listing stops at the first page; the comment is still posted"
+    );
+}
+
+#[test]
 fn a_fork_without_write_access_gets_the_summary_and_keeps_its_exit_code() {
     let (pr, github) = (Pr::new(), FakeGitHub::start());
     github.read_only();

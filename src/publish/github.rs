@@ -36,9 +36,28 @@ fn find(http: &Http, repo_url: &str, number: u64, marker: &str) -> Result<Option
         if let Some(id) = found.and_then(|c| c["id"].as_u64()) {
             return Ok(Some(id));
         }
-        next = link.as_deref().and_then(next_page);
+        next = link.as_deref().and_then(next_page).filter(|next| same_origin(repo_url, next));
     }
     Ok(None)
+}
+
+/// Whether a next page is on the API's origin (scheme, host, port): the
+/// token goes with every page, and a `Link` header (from a proxy, say) may
+/// name any host. Another origin ends the listing, with a warning.
+fn same_origin(api: &str, next: &str) -> bool {
+    let (Ok(api), Ok(next_url)) = (reqwest::Url::parse(api), reqwest::Url::parse(next)) else {
+        tracing::warn!("not following the comment list's next page `{next}`: not a URL");
+        return false;
+    };
+    let same = net::http::same_origin(&api, &next_url);
+    if !same {
+        tracing::warn!(
+            "not following the comment list's next page on {} (the API is {}): the token stays with the API",
+            net::http::origin(&next_url),
+            net::http::origin(&api)
+        );
+    }
+    same
 }
 
 /// The `rel="next"` URL of a `Link` header.
@@ -66,5 +85,14 @@ mod tests {
             Some("https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2")
         );
         assert_eq!(next_page("<https://x/?page=1>; rel=\"prev\""), None);
+    }
+
+    #[test]
+    fn pages_are_followed_on_the_api_origin_only() {
+        let api = "https://ghes.example/api/v3/repos/o/r";
+        assert!(same_origin(api, "https://ghes.example:443/api/v3/repositories/1/issues/2/comments?page=2"));
+        assert!(!same_origin(api, "https://evil.example/api/v3/repos/o/r/issues/2/comments?page=2"));
+        assert!(!same_origin(api, "http://ghes.example/api/v3/repos/o/r/issues/2/comments?page=2"));
+        assert!(!same_origin(api, "/relative?page=2"));
     }
 }

@@ -164,7 +164,14 @@ pub fn publish(
     }
 }
 
+/// How much of an error answer's message is kept.
+const MESSAGE_MAX: usize = 200;
+
 /// A blocking HTTP client with the token; answers other than 2xx are errors.
+///
+/// Redirects keep reqwest's default policy: the token goes in
+/// `Authorization`, which reqwest removes on a redirect to another scheme,
+/// host or port (<https://docs.rs/reqwest/0.13/reqwest/redirect/index.html>).
 struct Http {
     client: reqwest::blocking::Client,
     token: String,
@@ -203,19 +210,35 @@ impl Http {
         let link = resp.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_string);
         let text = resp.text().unwrap_or_default();
         if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-                .unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(PublishError::Status { method, url: url.into(), status, message });
+            return Err(PublishError::Status { method, url: url.into(), status, message: self.message(&text) });
         }
         Ok((serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), link))
+    }
+
+    /// An error answer's `message` (or its text), without the token or
+    /// anything that reads like a credential: a proxy may echo the request's
+    /// headers, and this message is logged.
+    fn message(&self, text: &str) -> String {
+        let message = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string));
+        net::http::redact(message.as_deref().unwrap_or(text), &[&self.token], MESSAGE_MAX)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_messages_never_carry_the_token() {
+        let http = Http::new(&Secret::new("ghs_s3cr3t_value".into())).unwrap();
+        let echoed = r#"{"message": "denied for Authorization: Bearer ghs_s3cr3t_value"}"#;
+        assert_eq!(http.message(echoed), "denied for Authorization: Bearer ***");
+        let raw = format!("<html>token=ghs_s3cr3t_value {}</html>", "x".repeat(500));
+        let message = http.message(&raw);
+        assert!(!message.contains("s3cr3t") && message.chars().count() <= MESSAGE_MAX + 1, "{message}");
+    }
 
     #[test]
     fn markers_tell_configs_apart() {

@@ -26,6 +26,11 @@ struct State {
     received: Vec<Received>,
     violations: Vec<String>,
     read_only: bool,
+    /// Every request is answered 502 with a body echoing its `Authorization`
+    /// header (as a misbehaving proxy does).
+    echo_token: bool,
+    /// The origin that `Link: rel="next"` names instead of this server's.
+    next_origin: Option<String>,
 }
 
 pub struct FakeGitHub {
@@ -81,6 +86,16 @@ impl FakeGitHub {
         self.state.lock().unwrap().read_only = true;
     }
 
+    /// Answers every request 502 with its `Authorization` header in the body.
+    pub fn echo_token(&self) {
+        self.state.lock().unwrap().echo_token = true;
+    }
+
+    /// `Link: rel="next"` names `origin` (another server) for the next page.
+    pub fn next_page_on(&self, origin: &str) {
+        self.state.lock().unwrap().next_origin = Some(origin.to_string());
+    }
+
     pub fn comments(&self) -> Vec<StoredComment> {
         self.state.lock().unwrap().comments.clone()
     }
@@ -103,6 +118,10 @@ type Refusal = (u16, String);
 
 fn respond(req: &Received, st: &mut State, prefix: &str, api: &str) -> Result<Answer, Refusal> {
     check_headers(req)?;
+    if st.echo_token {
+        let echo = format!("proxy refused {} (Authorization: {})", req.path, req.header("authorization").unwrap_or(""));
+        return Ok(Answer::json(502, json!({ "message": echo, "token": TOKEN })));
+    }
     let repo = format!("{prefix}/repos/{REPOSITORY}");
     let list = format!("{repo}/issues/{PR}/comments");
     let path = req.path.as_str();
@@ -169,7 +188,7 @@ fn page(req: &Received, st: &State, api: &str, list: &str) -> Answer {
         st.comments.iter().skip((page - 1) * per_page).take(per_page).map(|c| comment_json(c.id, &c.body)).collect();
     let answer = Answer::json(200, Json::Array(items));
     if page * per_page < st.comments.len() {
-        let origin = api.split("/api/v3").next().unwrap_or(api);
+        let origin = st.next_origin.as_deref().unwrap_or_else(|| api.split("/api/v3").next().unwrap_or(api));
         let next = format!("<{origin}{list}?per_page={per_page}&page={}>; rel=\"next\"", page + 1);
         answer.with_header("link", next)
     } else {
