@@ -1,9 +1,11 @@
 //! `flow-ci serve` for real: the binary on an ephemeral port, scored over
 //! HTTP, compared with `flow-ci flow test`, and stopped with SIGTERM.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
@@ -24,17 +26,31 @@ impl Drop for Server {
 
 impl Server {
     fn start(flow: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flow-ci"))
-            .args(["serve", "--flow", flow, "--port", "0", "--workers", "2"])
-            .current_dir(fixtures())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flow-ci"));
+        cmd.args(["serve", "--flow", flow, "--port", "0", "--workers", "2"]).current_dir(fixtures());
+        Server::spawn(cmd)
+    }
+
+    /// `flow-ci serve --port 0 ARGS` with at most 256 file descriptors (soft
+    /// and hard limit, as on a small container), so running out is reached.
+    fn start_with_256_fds(args: &[&str]) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_flow-ci"), "serve", "--port", "0"])
+            .args(args)
+            .current_dir(fixtures());
+        Server::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
         Server { url: url.to_string(), child: Some(child) }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.url.trim_start_matches("http://").parse().unwrap()
     }
 
     fn score(&self, client: &reqwest::blocking::Client, body: &str) -> (u16, Json) {
@@ -143,4 +159,77 @@ fn a_broken_tool_stops_the_server_before_it_listens() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "never listened");
     assert!(String::from_utf8_lossy(&out.stderr).contains("SyntaxError"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn silent_connections_do_not_stop_health_from_answering() {
+    let server = Server::start_with_256_fds(&["--flow", "flows/support-router", "--workers", "1"]);
+    // More connections than the server has file descriptors, each with a
+    // partial request line, then silence (slowloris).
+    let silent: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect_timeout(&server.addr(), Duration::from_secs(2)).ok()?;
+            s.write_all(b"GET /hea").ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(silent.len() > 256, "the kernel's backlog took the rest: {}", silent.len());
+    // The server closes connections that send no request head in time and
+    // accepts again; without that /health waits forever.
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let health = client.get(format!("{}/health", server.url)).send().expect("/health answers within 20 s");
+    assert_eq!(health.status(), 200);
+    drop(silent);
+}
+
+#[test]
+fn abandoned_requests_are_not_run_before_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flow.dag.yaml"),
+        "inputs:\n  x:\n    type: string\noutputs:\n  y:\n    type: string\n    reference: ${t.output}\nnodes:\n- name: t\n  type: python\n  source:\n    type: code\n    path: t.py\n  inputs:\n    x: ${inputs.x}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.py"),
+        "import time\nfrom promptflow.core import tool\n\n@tool\ndef t(x: str) -> str:\n    time.sleep(0.5)\n    return x\n",
+    )
+    .unwrap();
+    let flow = dir.path().to_str().unwrap();
+    // One line at a time: 40 abandoned lines would take 20 s.
+    let server = Server::start_with_256_fds(&["--flow", flow, "--workers", "1", "--llm-concurrency", "1"]);
+    let body = r#"{"x": "abandoned"}"#;
+    let request = format!(
+        "POST /score HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Whole requests from clients that give up after half a second (a
+    // client timeout) and leave before their answers.
+    let abandoned: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect_timeout(&server.addr(), Duration::from_secs(2)).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(abandoned);
+    // A real client, which honours 503's Retry-After, gets its answer in bounded time.
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(8)).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let answer = loop {
+        let resp = client
+            .post(format!("{}/score", server.url))
+            .header("content-type", "application/json")
+            .body(r#"{"x": "real"}"#)
+            .send()
+            .expect("answered within 8 s");
+        if resp.status() != 503 || Instant::now() > deadline {
+            break (resp.status().as_u16(), resp.json::<Json>().unwrap());
+        }
+        let body: Json = resp.json().unwrap();
+        assert_eq!(body["error"]["code"], "ServiceUnavailable", "{body}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(answer, (200, json!({"y": "real"})));
 }

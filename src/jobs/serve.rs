@@ -2,21 +2,23 @@
 //! promptflow's serving contract (`POST /score`, `GET /health`,
 //! `GET /swagger.json`, `GET /version`).
 //!
-//! The HTTP side is async (axum on a small tokio runtime); the executor is
-//! blocking (python workers, the LLM client). Requests go over a channel to a
-//! fixed set of line threads that share one `Engine`, all inside one
+//! The HTTP side is async (axum on a small tokio runtime, connections served
+//! by hyper with a header-read timeout); the executor is blocking (python
+//! workers, the LLM client). Requests go through a bounded queue to a fixed
+//! set of line threads that share one `Engine`, all inside one
 //! `std::thread::scope`, so the worker pool and connections live on this
 //! function's stack and are shut down when the server stops.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value as Json, json};
@@ -45,14 +47,108 @@ pub enum ServeError {
     Runtime(std::io::Error),
 }
 
+/// How long a connection may take to send a request's head, and stay idle
+/// between requests (hyper runs one timer for both). A silent or half-open
+/// connection holds a file descriptor; without a limit a few hundred of
+/// them stop the server from accepting any other. uvicorn closes idle
+/// connections after 5 s too.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Requests waiting for a line thread, per line thread; beyond, 503. Room
+/// for a burst (the default 8 line threads take 128: 50 clients at once all
+/// wait their turn); a client that leaves frees its place, so a full queue
+/// means that many clients really wait.
+const QUEUED_PER_THREAD: usize = 16;
+
+/// What a client told 503 is asked to wait (`Retry-After`, seconds).
+const RETRY_AFTER_SECS: &str = "1";
+
 /// One scoring request for the line threads, and where its answer goes.
 struct Job {
     inputs: Map<String, Json>,
     reply: tokio::sync::oneshot::Sender<LineRun>,
 }
 
+impl Job {
+    /// The HTTP handler waiting for the answer is gone (its client left):
+    /// running the line would only delay the requests behind it.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// Why a job was not queued.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    Full,
+    Closed,
+}
+
+/// The bounded queue between the HTTP handlers and the line threads.
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+impl Queue {
+    fn new(capacity: usize) -> Queue {
+        Queue { state: Mutex::default(), ready: Condvar::new(), capacity: capacity.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `job`; when full, abandoned jobs make room first.
+    fn push(&self, job: Job) -> Result<(), Refused> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        if state.jobs.len() >= self.capacity {
+            state.jobs.retain(|j| !j.abandoned());
+        }
+        if state.jobs.len() >= self.capacity {
+            return Err(Refused::Full);
+        }
+        state.jobs.push_back(job);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job whose client still waits; `None` once closed and drained.
+    fn pop(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            while let Some(job) = state.jobs.pop_front() {
+                if !job.abandoned() {
+                    return Some(job);
+                }
+                tracing::debug!("dropping a request whose client has gone");
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// No more jobs: the line threads end once the queue is drained.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
 struct AppState {
-    jobs: mpsc::Sender<Job>,
+    jobs: Arc<Queue>,
     swagger: Json,
     flow: Flow,
 }
@@ -93,20 +189,20 @@ pub fn serve(
         .map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
     let addr = listener.local_addr().map_err(ServeError::Runtime)?;
 
-    let (jobs, queue) = mpsc::channel::<Job>();
-    let queue = Mutex::new(queue);
+    let queue = Arc::new(Queue::new(threads * QUEUED_PER_THREAD));
     let line_numbers = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                // Take one job at a time; the channel closes when the server stops.
-                while let Ok(job) = { queue.lock().unwrap_or_else(|e| e.into_inner()).recv() } {
+                // One job at a time; the queue closes when the server stops.
+                while let Some(job) = queue.pop() {
                     let line = engine.run_line(&job.inputs, line_numbers.fetch_add(1, Ordering::Relaxed));
                     let _ = job.reply.send(line);
                 }
             });
         }
-        let state = Arc::new(AppState { jobs, swagger: swagger(&prepared.flow), flow: prepared.flow.clone() });
+        let state =
+            Arc::new(AppState { jobs: queue.clone(), swagger: swagger(&prepared.flow), flow: prepared.flow.clone() });
         let app = Router::new()
             .route("/score", post(score))
             .route("/health", get(health))
@@ -114,11 +210,42 @@ pub fn serve(
             .route("/swagger.json", get(swagger_json))
             .with_state(state);
         ready(addr);
-        let served =
-            runtime.block_on(async { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
-        // `app` (and with it the last job sender) is gone: the line threads end.
-        served.map_err(ServeError::Runtime)
+        runtime.block_on(accept_until_stopped(listener, app));
+        // The requests in flight are answered: the line threads may end.
+        queue.close();
+        Ok(())
     })
+}
+
+/// Serves connections until SIGINT/SIGTERM, then waits for those in flight.
+///
+/// Not `axum::serve`, which gives hyper no timer, so a connection that never
+/// finishes its request head is kept forever.
+async fn accept_until_stopped(mut listener: tokio::net::TcpListener, app: Router) {
+    use axum::serve::Listener;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        // axum's `Listener::accept` retries failed accepts (out of file
+        // descriptors: after a second) instead of returning them.
+        let (io, _) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
+            () = &mut stop => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (what `docker stop` and Kubernetes send).
@@ -162,8 +289,12 @@ async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         Err(message) => return error(StatusCode::BAD_REQUEST, "UserError", message),
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    if state.jobs.send(Job { inputs, reply }).is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "SystemError", "the server is shutting down".into());
+    match state.jobs.push(Job { inputs, reply }) {
+        Ok(()) => {}
+        Err(Refused::Closed) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "SystemError", "the server is shutting down".into());
+        }
+        Err(Refused::Full) => return busy(),
     }
     let Ok(line) = answer.await else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "SystemError", "the line was dropped".into());
@@ -178,6 +309,14 @@ async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             "Flow execution failed without error message.".into(),
         ),
     }
+}
+
+/// 503 with `Retry-After`: every line thread is busy and the queue is full.
+fn busy() -> Response {
+    let message = "the server is busy: every line is running and the queue is full; retry later".to_string();
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message);
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
+    response
 }
 
 fn is_input_error(kind: &str) -> bool {
@@ -292,6 +431,58 @@ mod tests {
         assert!(missing.contains("[\"message\"]"), "{missing}");
         assert!(request_inputs(&flow, b"[1, 2]").unwrap_err().contains("JSON object"));
         assert!(request_inputs(&flow, b"plain text").unwrap_err().contains("more than one input"));
+    }
+
+    fn job() -> (Job, tokio::sync::oneshot::Receiver<LineRun>) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        (Job { inputs: Map::new(), reply }, answer)
+    }
+
+    #[test]
+    fn a_full_queue_refuses_unless_abandoned_jobs_make_room() {
+        let queue = Queue::new(2);
+        let (a, a_answer) = job();
+        let (b, _b_answer) = job();
+        assert_eq!(queue.push(a), Ok(()));
+        assert_eq!(queue.push(b), Ok(()));
+        let (c, _c_answer) = job();
+        assert_eq!(queue.push(c), Err(Refused::Full));
+        drop(a_answer);
+        let (d, _d_answer) = job();
+        assert_eq!(queue.push(d), Ok(()), "the abandoned job made room");
+        queue.close();
+        let (e, _e_answer) = job();
+        assert_eq!(queue.push(e), Err(Refused::Closed));
+        assert!(queue.pop().is_some() && queue.pop().is_some(), "queued jobs are still served after close");
+        assert!(queue.pop().is_none());
+    }
+
+    #[test]
+    fn a_busy_server_says_when_to_retry_in_promptflows_error_shape() {
+        let response = busy();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(axum::body::to_bytes(response.into_body(), 4096))
+            .unwrap();
+        let body: Json = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "ServiceUnavailable");
+        assert!(body["error"]["message"].as_str().unwrap().contains("busy"), "{body}");
+    }
+
+    #[test]
+    fn abandoned_jobs_are_not_handed_to_a_line_thread() {
+        let queue = Queue::new(4);
+        let (gone, gone_answer) = job();
+        let (waiting, _answer) = job();
+        queue.push(gone).unwrap();
+        queue.push(waiting).unwrap();
+        drop(gone_answer);
+        queue.close();
+        assert!(queue.pop().is_some_and(|j| !j.abandoned()));
+        assert!(queue.pop().is_none(), "the abandoned job was dropped");
     }
 
     #[test]
