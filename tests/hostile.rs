@@ -299,10 +299,10 @@ fn every_yaml_spelling_of_a_run_file_is_checked() {
         repo.flow_ci()
             .args(["check", "--all"])
             .assert()
+            .append_context("spelling", spelling)
             .success()
             .stdout(contains("1 flow(s) checked"))
-            .stderr(contains("flows/echo/run.yml"))
-            .append_context("spelling", spelling);
+            .stderr(contains("flows/echo/run.yml"));
     }
 }
 
@@ -370,4 +370,49 @@ fn data_and_node_output_cannot_inject_ci_logging_commands() {
         assert_no_logging_command(&stdout);
         assert_no_logging_command(&stderr);
     }
+}
+
+// Item 16: an unreadable GitHub event is said, not taken as "check everything".
+
+#[test]
+fn an_unreadable_github_event_payload_stops_the_check() {
+    let repo = Repo::new();
+    let event = repo.path().join("event.json");
+    std::fs::write(&event, "{ not json").unwrap();
+    repo.flow_ci()
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .args(["check"])
+        .assert()
+        .code(2)
+        .stderr(contains("is not JSON"))
+        .stderr(contains("--base"));
+    repo.flow_ci()
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", repo.path().join("missing.json"))
+        .args(["check"])
+        .assert()
+        .code(2)
+        .stderr(contains("cannot read the event payload"));
+}
+
+// Item 16: CSV data reads like pandas (promptflow's reader).
+
+#[test]
+fn csv_data_reads_like_pandas() {
+    let repo = Repo::new();
+    repo.write("flows/echo/data.csv", "text,text\nfirst,second\n");
+    repo.write("flows/echo/run.yml", "flow: .\ndata: data.csv\n");
+    repo.run_create(&["--name", "dupes"]).success();
+    let outputs = std::fs::read_to_string(repo.path().join(".flow-ci/runs/dupes/output.jsonl")).unwrap();
+    assert!(outputs.contains("\"answer\":\"first\""), "{outputs}");
+    repo.write("flows/echo/data.csv", "text\n\"never closed\nnext\n");
+    repo.flow_ci()
+        .args(["validate", "flows/echo/run.yml"])
+        .assert()
+        .code(2)
+        .stdout(contains("flows/echo/data.csv:2:1"))
+        .stdout(contains("never closed"));
 }

@@ -13,11 +13,13 @@ pub fn context(env: Env<'_>) -> Context {
             base: Some(format!("origin/{}", target.trim_start_matches("refs/heads/"))),
             base_source: "the pull request's target branch".into(),
             pull_request: threads_api(env, id),
+            ..Context::default()
         },
         _ if is_ci_build(env) => Context {
             base: Some(PREVIOUS_COMMIT.into()),
             base_source: "the commit before this one".into(),
             pull_request: None,
+            ..Context::default()
         },
         _ => Context::default(),
     }

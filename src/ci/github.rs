@@ -12,12 +12,25 @@ const NO_COMMIT: &str = "0000000000000000000000000000000000000000";
 
 pub fn context(env: Env<'_>) -> Context {
     let event = env("GITHUB_EVENT_NAME").unwrap_or_default();
-    let payload: Json = env("GITHUB_EVENT_PATH")
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Json::Null);
+    let (payload, problem) = match env("GITHUB_EVENT_PATH").map(|path| read_payload(&path)) {
+        Some(Ok(payload)) => (payload, None),
+        Some(Err(problem)) => (Json::Null, Some(problem)),
+        None => (Json::Null, None),
+    };
+    let context = match_event(&event, &payload, env);
+    let needs_payload = matches!(event.as_str(), "pull_request" | "pull_request_target" | "push" | "merge_group");
+    Context { problem: problem.filter(|_| needs_payload), ..context }
+}
+
+/// The event payload, or why it cannot be read.
+fn read_payload(path: &str) -> Result<Json, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the event payload {path}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("the event payload {path} is not JSON: {e}"))
+}
+
+fn match_event(event: &str, payload: &Json, env: Env<'_>) -> Context {
     let text = |v: &Json| v.as_str().map(str::to_string);
-    match event.as_str() {
+    match event {
         "pull_request" | "pull_request_target" => {
             let pr = &payload["pull_request"];
             // The workspace holds the merge commit of the PR into its base
@@ -26,7 +39,7 @@ pub fn context(env: Env<'_>) -> Context {
             Context {
                 base: text(&pr["base"]["sha"]),
                 base_source: format!("the {event} event's base commit"),
-                pull_request: number(&payload).map(|number| PullRequest::GitHub {
+                pull_request: number(payload).map(|number| PullRequest::GitHub {
                     api: api(env),
                     repository: env("GITHUB_REPOSITORY")
                         .or_else(|| text(&pr["base"]["repo"]["full_name"]))
@@ -34,6 +47,7 @@ pub fn context(env: Env<'_>) -> Context {
                     number,
                     fork: is_fork(pr),
                 }),
+                ..Context::default()
             }
         }
         "push" => {
@@ -43,12 +57,14 @@ pub fn context(env: Env<'_>) -> Context {
                 base: Some(before.unwrap_or_else(|| PREVIOUS_COMMIT.into())),
                 base_source: source.into(),
                 pull_request: None,
+                ..Context::default()
             }
         }
         "merge_group" => Context {
             base: text(&payload["merge_group"]["base_sha"]),
             base_source: "the merge group's base commit".into(),
             pull_request: None,
+            ..Context::default()
         },
         _ => Context::default(),
     }

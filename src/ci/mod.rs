@@ -21,6 +21,9 @@ pub struct Context {
     /// Where `base` came from, for the log ("the pull_request event").
     pub base_source: String,
     pub pull_request: Option<PullRequest>,
+    /// The host announced the change but flow-ci could not read it (an
+    /// unreadable event payload): what the change is, is unknown.
+    pub problem: Option<String>,
 }
 
 /// A pull request on a forge flow-ci can comment on.

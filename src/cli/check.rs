@@ -99,6 +99,13 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let host = Host::detect();
     let forge = publish::forge(args.publish, host);
     let context = crate::ci::Context::detect(if host == Host::Local { forge.unwrap_or(Host::Local) } else { host });
+    // A change the host announced but flow-ci cannot read must not turn
+    // into "check everything, no baseline" in silence.
+    if let (Some(problem), None) = (&context.problem, &args.base) {
+        let _ = writeln!(err, "error: {problem}");
+        let _ = writeln!(err, "  hint: without the event flow-ci cannot tell the change; pass --base REF to name it");
+        return exit::INVALID_INPUT;
+    }
     // Inside CI the event says what the change is (with --all too: it is
     // still the baseline); flags win.
     let base = args.base.clone().or_else(|| context.base.clone());

@@ -224,9 +224,14 @@ fn parse_json(path: &Path, text: &str, malformed: &mut Vec<MalformedLine>) -> Pa
 }
 
 fn parse_delimited(path: &Path, text: &str, delimiter: u8, malformed: &mut Vec<MalformedLine>) -> Parsed {
+    if let Some(line) = unclosed_quote(text, delimiter) {
+        let message = "a quoted field opened here is never closed (pandas: EOF inside string)".to_string();
+        malformed.push(MalformedLine { path: path.to_path_buf(), line, col: 1, message });
+        return vec![];
+    }
     let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(text.as_bytes());
     let headers = match reader.headers() {
-        Ok(h) => h.clone(),
+        Ok(h) => pandas_column_names(h.iter()),
         Err(e) => {
             malformed.push(csv_error(path, &e));
             return vec![];
@@ -238,13 +243,51 @@ fn parse_delimited(path: &Path, text: &str, delimiter: u8, malformed: &mut Vec<M
             Ok(rec) => {
                 let line = rec.position().map_or(1, |p| u32::try_from(p.line()).unwrap_or(u32::MAX));
                 let values =
-                    headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), Json::String(v.to_string()))).collect();
+                    headers.iter().zip(rec.iter()).map(|(h, v)| (h.clone(), Json::String(v.to_string()))).collect();
                 rows.push((line, values));
             }
             Err(e) => malformed.push(csv_error(path, &e)),
         }
     }
     rows
+}
+
+/// Column names as pandas' `read_csv` gives them: a repeated name gets
+/// `.1`, `.2`, … so `${data.a}` reads the first `a` column, as promptflow
+/// does (the csv crate alone would let the last one win).
+fn pandas_column_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        let mut unique = name.to_string();
+        while let Some(count) = seen.get(&unique).copied() {
+            seen.insert(unique.clone(), count + 1);
+            unique = format!("{name}.{}", count + 1);
+        }
+        seen.insert(unique.clone(), 0);
+        out.push(unique);
+    }
+    out
+}
+
+/// The line where a quoted field opens and never closes, if one does: the
+/// csv crate reads such a field to the end of the file without complaint.
+fn unclosed_quote(text: &str, delimiter: u8) -> Option<u32> {
+    let (mut line, mut opened, mut quoted, mut field_start) = (1u32, 0u32, false, true);
+    let mut bytes = text.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'"' if quoted && bytes.peek() == Some(&b'"') => {
+                bytes.next();
+            }
+            b'"' if quoted => quoted = false,
+            b'"' if field_start => (quoted, opened) = (true, line),
+            b'\n' => line += 1,
+            _ => {}
+        }
+        field_start = !quoted && (b == delimiter || b == b'\n');
+    }
+    quoted.then_some(opened)
 }
 
 fn csv_error(path: &Path, e: &csv::Error) -> MalformedLine {
@@ -321,6 +364,29 @@ mod tests {
         let p = write(dir.path(), "bad.csv", "q,n\nhello,1,extra\n");
         let Err(DataError::Malformed { lines }) = load(&p) else { panic!() };
         assert_eq!(lines[0].line, 2);
+    }
+
+    #[test]
+    fn duplicate_headers_keep_the_first_column_like_pandas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "d.csv", "a,b,a,a\n1,2,3,4\n");
+        let table = load(&path).unwrap();
+        let row = &table.rows[0].values;
+        assert_eq!(row["a"], "1");
+        assert_eq!(row["a.1"], "3");
+        assert_eq!(row["a.2"], "4");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_malformed_where_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "d.csv", "a,b\n1,\"ok \"\"x\"\"\"\n2,\"never closed\n3,4\n");
+        match load(&path) {
+            Err(DataError::Malformed { lines }) => assert_eq!(lines[0].line, 3, "{lines:?}"),
+            other => panic!("{other:?}"),
+        }
+        let fine = write(dir.path(), "e.csv", "a,b\n1,\"multi\nline\"\n2,x\"y\n");
+        assert_eq!(load(&fine).unwrap().rows.len(), 2);
     }
 
     #[test]
