@@ -416,3 +416,26 @@ fn csv_data_reads_like_pandas() {
         .stdout(contains("flows/echo/data.csv:2:1"))
         .stdout(contains("never closed"));
 }
+
+// Item 16: code that does not load is invalid input, and an import that hangs is bounded.
+
+#[test]
+fn a_node_that_fails_or_hangs_at_import_is_invalid_input() {
+    let repo = Repo::new();
+    repo.write(
+        "flows/echo/echo.py",
+        "from promptflow.core import tool\n\nraise RuntimeError('cannot start')\n\n@tool\ndef echo(text: str) -> str:\n    return text\n",
+    );
+    repo.run_create(&["--name", "broken"]).code(2).stderr(contains("cannot start"));
+    repo.flow_ci().args(["flow", "test", "--flow", "flows/echo", "--inputs", "text=a"]).assert().code(2);
+    repo.write(
+        "flows/echo/echo.py",
+        "import time\nfrom promptflow.core import tool\n\ntime.sleep(3600)\n\n@tool\ndef echo(text: str) -> str:\n    return text\n",
+    );
+    repo.flow_ci()
+        .args(["run", "create", "--file", "flows/echo/run.yml", "--name", "hangs", "--line-timeout", "2"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(2)
+        .stderr(contains("timeout"));
+}

@@ -36,7 +36,12 @@ pub fn report_backend_error(e: &BackendError, err: &mut dyn Write) -> u8 {
 pub fn report_job_error(e: &JobError, err: &mut dyn Write) -> u8 {
     match e {
         JobError::Prepare(p) => return report_prepare_error(p, err),
-        JobError::Load(r) => return report_run_error(r, err),
+        // Code that does not load (syntax, import error, an import that hangs,
+        // no single @tool) is the flow's fault: invalid input whatever it raised.
+        JobError::Load(r) => {
+            report_run_error(r, err);
+            return exit::INVALID_INPUT;
+        }
         JobError::Store(s) => return store_error(s, err),
         JobError::Data(d) => {
             let _ = writeln!(err, "{}", d.report());

@@ -539,7 +539,7 @@ impl Engine<'_> {
         let mut connection_params = Vec::new();
         for step in &self.prepared.steps {
             if let StepKind::Python { file } = &step.kind {
-                match self.pool.preload(file, &self.prepared.working_dir) {
+                match self.pool.preload(file, &self.prepared.working_dir, self.line_timeout) {
                     Ok(Ok(out)) => {
                         let params = out.output.get("connection_params").and_then(Json::as_array);
                         for param in params.into_iter().flatten().filter_map(Json::as_str) {

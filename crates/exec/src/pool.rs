@@ -228,8 +228,14 @@ impl Pool {
     }
 
     /// Imports `file` and finds its one `@tool`, without calling it: the
-    /// cheap way to report syntax and import errors before a run starts.
-    pub fn preload(&self, file: &Path, working_dir: &Path) -> Result<Result<CallOutput, PyError>, PoolError> {
+    /// cheap way to report syntax and import errors before a run starts. An
+    /// import that hangs is bounded by `budget` (the line timeout).
+    pub fn preload(
+        &self,
+        file: &Path,
+        working_dir: &Path,
+        budget: Duration,
+    ) -> Result<Result<CallOutput, PyError>, PoolError> {
         let req = CallRequest {
             op: "load",
             file: file.to_path_buf(),
@@ -240,7 +246,7 @@ impl Pool {
             aggregation: false,
             connections: serde_json::Map::new(),
         };
-        self.call(&req, Duration::from_secs(120))
+        self.call(&req, budget)
     }
 
     /// Workers started so far (replacements included).
