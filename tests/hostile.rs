@@ -439,3 +439,65 @@ fn a_node_that_fails_or_hangs_at_import_is_invalid_input() {
         .code(2)
         .stderr(contains("timeout"));
 }
+
+// Item 10: one writer per run at a time.
+
+fn slow_echo(repo: &Repo) {
+    repo.write(
+        "flows/echo/echo.py",
+        "import time\nfrom promptflow.core import tool\n\n@tool\ndef echo(text: str) -> str:\n    time.sleep(1.5)\n    return text\n",
+    );
+}
+
+#[test]
+fn a_second_writer_of_the_same_run_is_refused_and_the_first_stays_whole() {
+    let repo = Repo::new();
+    slow_echo(&repo);
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"))
+        .current_dir(repo.path())
+        .env_remove("FLOW_CI_RUNS_DIR")
+        .args(["run", "create", "--file", "flows/echo/run.yml", "--name", "same", "--force"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first holds the lock once its details.jsonl exists.
+    let details = repo.path().join(".flow-ci/runs/same/details.jsonl");
+    for _ in 0..200 {
+        if details.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    repo.run_create(&["--name", "same", "--force"]).code(2).stderr(contains("being written by another flow-ci"));
+    assert!(first.wait().unwrap().success());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.path().join(".flow-ci/runs/same/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["status"], "Completed");
+    assert_eq!(std::fs::read_to_string(&details).unwrap().lines().count(), 2);
+}
+
+#[test]
+fn two_checks_in_one_repository_both_finish() {
+    let repo = Repo::new();
+    slow_echo(&repo);
+    let spawn = |report_dir: &str| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"))
+            .current_dir(repo.path())
+            .env_remove("FLOW_CI_RUNS_DIR")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("TF_BUILD")
+            .args(["check", "--all", "--report-dir", report_dir])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn(".flow-ci/report-a");
+    let b = spawn(".flow-ci/report-b");
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

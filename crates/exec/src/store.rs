@@ -21,6 +21,9 @@ pub const OUTPUT_FILE: &str = "output.jsonl";
 pub const METRICS_FILE: &str = "metrics.json";
 pub const DETAILS_FILE: &str = "details.jsonl";
 pub const LOGS_FILE: &str = "logs.txt";
+/// Beside the runs: one lock file per run being written (not a run name:
+/// names cannot start with a dot).
+const LOCKS_DIR: &str = ".locks";
 
 /// `run.json`: what ran, on what, and how it went.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,6 +116,8 @@ pub enum StoreError {
     /// symlink, is somebody else's and stays.
     #[error("{} exists but is not a stored run (no {RUN_FILE}); --force replaces runs only", dir.display())]
     NotARun { dir: PathBuf },
+    #[error("run `{name}` is being written by another flow-ci right now")]
+    Busy { name: String },
 }
 
 impl StoreError {
@@ -133,6 +138,7 @@ impl StoreError {
             }
             StoreError::NotFound { recent, .. } => Some(format!("recent runs: {}", recent.join(", "))),
             StoreError::NotARun { .. } => Some("choose another --name, or move that folder away yourself".into()),
+            StoreError::Busy { .. } => Some("wait for it to finish, or choose another --name".into()),
             _ => None,
         }
     }
@@ -152,11 +158,19 @@ pub fn root(explicit: Option<&Path>) -> PathBuf {
 
 pub struct Store {
     pub root: PathBuf,
+    /// Wait for a run another flow-ci is writing instead of refusing.
+    wait: bool,
 }
 
 impl Store {
     pub fn new(root: PathBuf) -> Store {
-        Store { root }
+        Store { root, wait: false }
+    }
+
+    /// A store whose writers wait for a run another flow-ci is writing (two
+    /// `check`s in one repository run the same names) instead of refusing.
+    pub fn waiting(self) -> Store {
+        Store { wait: true, ..self }
     }
 
     /// The folder of run `name`: always one plain component below the root,
@@ -170,6 +184,7 @@ impl Store {
     /// symlink, holding `run.json`).
     pub fn create(&self, name: &str, force: bool) -> Result<RunWriter, StoreError> {
         let dir = self.dir(name)?;
+        let lock = self.lock(name)?;
         match std::fs::symlink_metadata(&dir) {
             Ok(_) if !force => return Err(StoreError::Exists { name: name.into(), dir }),
             Ok(meta) if meta.is_dir() && dir.join(RUN_FILE).is_file() => {
@@ -180,14 +195,36 @@ impl Store {
             Err(e) => return Err(io(&dir)(e)),
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        RunWriter::open(dir)
+        RunWriter::open(dir, lock)
     }
 
     /// Opens an existing run to write its results again (a cloud run
     /// fetched anew): its line records start empty, other files stay.
     pub fn reopen(&self, name: &str) -> Result<RunWriter, StoreError> {
+        let lock = self.lock(name)?;
         self.load(name)?;
-        RunWriter::open(self.dir(name)?)
+        RunWriter::open(self.dir(name)?, lock)
+    }
+
+    /// An advisory lock on run `name`, held by its writer: two flow-ci
+    /// writing the same run at once mixed their files (run.json of one,
+    /// details.jsonl of the other). The lock file lives beside the runs, not
+    /// in the run folder `--force` removes.
+    fn lock(&self, name: &str) -> Result<File, StoreError> {
+        let locks = self.root.join(LOCKS_DIR);
+        std::fs::create_dir_all(&locks).map_err(io(&locks))?;
+        let path = locks.join(format!("{}.lock", run_name::check(name)?));
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if self.wait => {
+                tracing::warn!("run `{name}` is being written by another flow-ci; waiting for it");
+                file.lock().map_err(io(&path))?;
+                Ok(file)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Busy { name: name.into() }),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+        }
     }
 
     pub fn load(&self, name: &str) -> Result<RunRecord, StoreError> {
@@ -273,14 +310,16 @@ fn read_jsonl(path: &Path) -> Result<Vec<Map<String, Json>>, StoreError> {
 pub struct RunWriter {
     pub dir: PathBuf,
     details: BufWriter<File>,
+    /// The run's lock, released when the writer is dropped.
+    _lock: File,
 }
 
 impl RunWriter {
     /// A writer for `dir`, with `details.jsonl` started empty.
-    fn open(dir: PathBuf) -> Result<RunWriter, StoreError> {
+    fn open(dir: PathBuf, lock: File) -> Result<RunWriter, StoreError> {
         let details_path = dir.join(DETAILS_FILE);
         let details = BufWriter::new(File::create(&details_path).map_err(io(&details_path))?);
-        Ok(RunWriter { dir, details })
+        Ok(RunWriter { dir, details, _lock: lock })
     }
 
     pub fn write_record(&self, record: &RunRecord) -> Result<(), StoreError> {

@@ -59,7 +59,7 @@ pub fn execute(
         let flows = plan.flows.iter().map(not_run).collect();
         return Ok(Report { passed: true, baseline: plan.baseline.to_string(), flows, skipped: plan.skipped.clone() });
     }
-    let store = Store::new(req.runs_dir.clone());
+    let store = Store::new(req.runs_dir.clone()).waiting();
     let opts = JobOptions {
         python: req.python.clone(),
         workers: req.workers,
