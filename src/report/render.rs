@@ -84,6 +84,7 @@ fn delta(r: &GateResult) -> Option<String> {
 /// `report.md`: headline, metric diff table, then per-flow details.
 pub fn markdown(report: &Report, marker: &str) -> String {
     let mut md = String::new();
+    let mut sections = Vec::new();
     let _ = writeln!(md, "{marker}");
     let headline = if report.passed { "✅ **flow-ci: all gates passed**" } else { "❌ **flow-ci: gates failed**" };
     let _ = writeln!(
@@ -116,56 +117,69 @@ pub fn markdown(report: &Report, marker: &str) -> String {
         }
     }
     for flow in &report.flows {
-        let ok = flow.verdict.passed() && flow.errors.is_empty();
-        let icon = if flow.not_run.is_some() {
-            "⏭️"
-        } else if ok {
-            "✅"
-        } else {
-            "❌"
-        };
-        let _ = writeln!(md, "\n<details><summary>{icon} {}</summary>\n", escape_md(&flow.path));
-        let _ = writeln!(md, "Selected because: {}.\n", escape_md(&flow.reasons.join(", ")));
-        let (failed, total) = flow.lines;
-        match &flow.not_run {
-            Some(why) => {
-                let _ = writeln!(md, "⏭️ Not run: {}.\n", escape_md(why));
-            }
-            None => {
-                let _ = writeln!(md, "Lines: {total} run, {failed} failed.\n");
-            }
-        }
-        for e in &flow.errors {
-            let _ = writeln!(md, "- ❌ {}", escape_md(&e.message));
-        }
-        for r in &flow.verdict.results {
-            let _ = writeln!(
-                md,
-                "- {} `{}` {}: {}",
-                if r.passed { "✅" } else { "❌" },
-                escape_code(&r.metric),
-                escape_md(&r.limit),
-                escape_md(&r.explanation)
-            );
-        }
-        for d in &flow.prompt_diffs {
-            let fence = fence_for(&d.diff);
-            let _ = writeln!(md, "\nPrompt change in `{}`:\n\n{fence}diff\n{}{fence}", escape_code(&d.file), d.diff);
-        }
-        if !flow.changed_lines.is_empty() {
-            let _ = writeln!(md, "\nLines whose output changed (first {}):\n", flow.changed_lines.len());
-            let _ = writeln!(md, "| line | inputs | base output | head output |\n|---|---|---|---|");
-            for l in &flow.changed_lines {
-                let _ =
-                    writeln!(md, "| {} | {} | {} | {} |", l.line_number, cell(&l.inputs), cell(&l.base), cell(&l.head));
-            }
-        }
-        let _ = writeln!(md, "\n</details>");
+        sections.push((flow.path.clone(), flow_section(flow)));
     }
+    let mut tail = String::new();
     if !report.skipped.is_empty() {
-        let _ = writeln!(md, "\nNot changed, not run: {}", escape_md(&report.skipped.join(", ")));
+        let _ = writeln!(tail, "\nNot changed, not run: {}", escape_md(&report.skipped.join(", ")));
     }
-    cap(md)
+    cap(md, &sections, &tail)
+}
+
+fn flow_icon(flow: &FlowReport) -> &'static str {
+    if flow.not_run.is_some() {
+        "⏭️"
+    } else if flow.verdict.passed() && flow.errors.is_empty() {
+        "✅"
+    } else {
+        "❌"
+    }
+}
+
+/// One flow's `<details>` block: why it ran, its gates, prompt diffs and
+/// changed lines. A block is kept or dropped whole, so no fence or
+/// `<details>` is ever left open.
+fn flow_section(flow: &FlowReport) -> String {
+    let mut md = String::new();
+    let icon = flow_icon(flow);
+    let _ = writeln!(md, "\n<details><summary>{icon} {}</summary>\n", escape_md(&flow.path));
+    let _ = writeln!(md, "Selected because: {}.\n", escape_md(&flow.reasons.join(", ")));
+    let (failed, total) = flow.lines;
+    match &flow.not_run {
+        Some(why) => {
+            let _ = writeln!(md, "⏭️ Not run: {}.\n", escape_md(why));
+        }
+        None => {
+            let _ = writeln!(md, "Lines: {total} run, {failed} failed.\n");
+        }
+    }
+    for e in &flow.errors {
+        let _ = writeln!(md, "- ❌ {}", escape_md(&e.message));
+    }
+    for r in &flow.verdict.results {
+        let _ = writeln!(
+            md,
+            "- {} `{}` {}: {}",
+            if r.passed { "✅" } else { "❌" },
+            escape_code(&r.metric),
+            escape_md(&r.limit),
+            escape_md(&r.explanation)
+        );
+    }
+    for d in &flow.prompt_diffs {
+        let diff = shorten_lines(&d.diff, DIFF_CHARS, "the whole diff is in report.json");
+        let fence = fence_for(&diff);
+        let _ = writeln!(md, "\nPrompt change in `{}`:\n\n{fence}diff\n{diff}{fence}", escape_code(&d.file));
+    }
+    if !flow.changed_lines.is_empty() {
+        let _ = writeln!(md, "\nLines whose output changed (first {}):\n", flow.changed_lines.len());
+        let _ = writeln!(md, "| line | inputs | base output | head output |\n|---|---|---|---|");
+        for l in &flow.changed_lines {
+            let _ = writeln!(md, "| {} | {} | {} | {} |", l.line_number, cell(&l.inputs), cell(&l.base), cell(&l.head));
+        }
+    }
+    let _ = writeln!(md, "\n</details>");
+    md
 }
 
 /// A table cell for model or data text: compact JSON, escaped, shortened.
@@ -195,21 +209,53 @@ fn fence_for(text: &str) -> String {
     "`".repeat((longest + 1).max(3))
 }
 
-/// Keeps the comment under GitHub's limit, saying what was cut.
-fn cap(md: String) -> String {
-    if md.len() <= MARKDOWN_LIMIT {
-        return md;
+/// Characters of one prompt diff in the comment (report.json has it whole).
+const DIFF_CHARS: usize = 20_000;
+
+/// `text` cut to whole lines within `max` characters, saying how much was
+/// cut and where the rest is.
+fn shorten_lines(text: &str, max: usize, rest: &str) -> String {
+    if text.len() <= max {
+        return text.to_string();
     }
-    let mut cut = MARKDOWN_LIMIT - 200;
-    while !md.is_char_boundary(cut) {
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    let kept = &md[..md[..cut].rfind('\n').unwrap_or(cut)];
-    format!(
-        "{kept}\n\n… the report was cut at {} characters (of {}); the full report is in report.json.\n",
-        kept.len(),
-        md.len()
-    )
+    let kept = &text[..text[..cut].rfind('\n').map_or(0, |i| i + 1)];
+    format!("{kept}… {} more characters ({rest})\n", text.len() - kept.len())
+}
+
+/// Keeps the comment under GitHub's limit by whole sections: the summary
+/// table (cut between rows if it alone is too long), then each flow's block
+/// while it fits; the flows that do not fit are named with a pointer to
+/// report.json. Every fence and `<details>` that is opened is closed.
+fn cap(head: String, sections: &[(String, String)], tail: &str) -> String {
+    let total = head.len() + sections.iter().map(|(_, s)| s.len()).sum::<usize>() + tail.len();
+    if total <= MARKDOWN_LIMIT {
+        return head + &sections.iter().map(|(_, s)| s.as_str()).collect::<String>() + tail;
+    }
+    // Room for the notice, which names up to NAMED flows left out.
+    const NAMED: usize = 20;
+    let budget = MARKDOWN_LIMIT - 600 - 100 * sections.len().min(NAMED);
+    let mut md = shorten_lines(&head, budget, "the whole table is in report.json");
+    let mut left_out: Vec<&str> = Vec::new();
+    for (name, section) in sections {
+        if left_out.is_empty() && md.len() + section.len() <= budget {
+            md.push_str(section);
+        } else {
+            left_out.push(name);
+        }
+    }
+    let _ = write!(md, "\n… the report is {total} characters, over GitHub's comment limit");
+    if !left_out.is_empty() {
+        let named: Vec<String> = left_out.iter().take(NAMED).map(|n| escape_md(n)).collect();
+        let more = left_out.len().saturating_sub(NAMED);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let _ = write!(md, ": the details of {}{more} are left out", named.join(", "));
+    }
+    let _ = writeln!(md, "; the full report is in report.json.");
+    md
 }
 
 /// Escapes text for Markdown table cells and prose: HTML is neutralised,
@@ -323,6 +369,44 @@ mod tests {
         assert_eq!(escape_xml("a\u{FFFE}b\u{FFFF}c\u{1}d\te\r"), "abcd\te&#13;");
     }
 
+    /// Every fence and `<details>` opened in `md` is closed.
+    fn assert_balanced(md: &str) {
+        assert_eq!(md.matches("<details>").count(), md.matches("</details>").count(), "{md}");
+        let mut open: Option<String> = None;
+        for line in md.lines() {
+            let ticks: String = line.chars().take_while(|c| *c == '`').collect();
+            if ticks.len() < 3 {
+                continue;
+            }
+            match &open {
+                Some(fence) if line == fence => open = None,
+                Some(_) => {}
+                None => open = Some(ticks),
+            }
+        }
+        assert_eq!(open, None, "a code fence is left open");
+    }
+
+    #[test]
+    fn a_capped_comment_keeps_whole_sections_and_closes_what_it_opens() {
+        let big_diff: String = (0..4000).map(|i| format!("+line {i} with ```` ticks\n")).collect();
+        let flows: Vec<FlowReport> = (0..6)
+            .map(|i| {
+                let mut flow = FlowReport::new(format!("flows/f{i}"), vec!["changed".into()]);
+                flow.prompt_diffs.push(crate::report::PromptDiff { file: "p.jinja2".into(), diff: big_diff.clone() });
+                flow
+            })
+            .collect();
+        let report = Report { passed: true, baseline: "none".into(), flows, skipped: vec![] };
+        let md = markdown(&report, "<!-- m -->");
+        assert!(md.len() <= MARKDOWN_LIMIT, "{}", md.len());
+        assert_balanced(&md);
+        assert!(md.contains("flows/f0"), "the first flows are kept whole");
+        assert!(md.contains("the details of flows/f"), "the flows left out are named");
+        // A flow's diff is shortened inside its own closed fence.
+        assert!(md.contains("more characters (the whole diff is in report.json)"));
+    }
+
     #[test]
     fn markdown_escaping_keeps_injections_inert() {
         let evil = "</details><img src=x onerror=alert(1)> @octocat **bold** | cell\n# heading";
@@ -347,7 +431,7 @@ mod tests {
     #[test]
     fn long_reports_are_capped_with_a_note() {
         let md = "x\n".repeat(MARKDOWN_LIMIT);
-        let capped = cap(md);
+        let capped = cap(md, &[], "");
         assert!(capped.len() <= MARKDOWN_LIMIT, "{}", capped.len());
         assert!(capped.ends_with("the full report is in report.json.\n"));
     }
