@@ -45,6 +45,33 @@ fn yamlish() -> impl Strategy<Value = String> {
     prop::collection::vec(line, 0..30).prop_map(|lines| lines.join("\n"))
 }
 
+/// Nesting of any depth and mix: `- `, `[`, `{a: ` and indented mappings,
+/// around the 100-level limit and far past it (200,000 nested `- ` once
+/// overflowed the stack).
+fn nested_yaml() -> impl Strategy<Value = String> {
+    let opener = prop_oneof![Just("- "), Just("["), Just("{a: "), Just("k:\n  ")];
+    (prop::collection::vec(opener, 1..8), 1usize..400, prop::bool::ANY).prop_map(|(pattern, depth, deep)| {
+        let depth = if deep { depth * 500 } else { depth };
+        pattern.iter().cycle().take(depth).copied().collect::<String>() + "x\n"
+    })
+}
+
+/// Data files: JSON lines and CSV with nesting, quotes, duplicate headers
+/// and ragged rows.
+fn data_text() -> impl Strategy<Value = (bool, String)> {
+    let json_line = prop_oneof![
+        (1usize..300).prop_map(|d| format!("{{\"a\": {}1{}}}", "[".repeat(d), "]".repeat(d))),
+        Just("{\"a\": NaN}".to_string()),
+        "[\\PC]{0,40}",
+        Just("{\"a\": 1}".to_string()),
+    ];
+    let csv_line = prop_oneof![Just("a,a,b".to_string()), Just("\"x".to_string()), "[a-z,\"\\n]{0,30}"];
+    prop_oneof![
+        prop::collection::vec(json_line, 0..20).prop_map(|l| (true, l.join("\n"))),
+        prop::collection::vec(csv_line, 0..20).prop_map(|l| (false, l.join("\n"))),
+    ]
+}
+
 fn reference_text() -> impl Strategy<Value = String> {
     prop_oneof!["\\$\\{[a-z._\\[\\]'0-9{}\"]{0,16}\\}", "[\\PC]{0,20}", Just("${}".to_string()), Just("${".to_string())]
 }
@@ -74,6 +101,19 @@ proptest! {
     #[test]
     fn flow_shaped_yaml_never_panics_the_decoders(text in yamlish()) {
         decode_everything(&text);
+    }
+
+    #[test]
+    fn nesting_of_any_depth_is_a_diagnostic_not_a_crash(text in nested_yaml()) {
+        decode_everything(&text);
+    }
+
+    #[test]
+    fn data_files_never_panic_the_readers((jsonl, text) in data_text()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(if jsonl { "d.jsonl" } else { "d.csv" });
+        std::fs::write(&path, &text).unwrap();
+        let _ = model::data::load(&path);
     }
 
     #[test]
