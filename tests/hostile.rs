@@ -56,6 +56,20 @@ impl Repo {
         cmd
     }
 
+    /// flow-ci started in the background, its output piped.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"))
+            .current_dir(self.path())
+            .env_remove("FLOW_CI_RUNS_DIR")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("TF_BUILD")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn run_create(&self, args: &[&str]) -> assert_cmd::assert::Assert {
         self.flow_ci().args(["run", "create", "--file", "flows/echo/run.yml"]).args(args).assert()
     }
@@ -208,15 +222,20 @@ fn junit_is_well_formed_with_characters_xml_forbids() {
 
 // Item 4: a prompt render is bounded, whatever the template does.
 
-#[test]
-fn a_runaway_prompt_template_fails_its_line_instead_of_hanging() {
-    let repo = Repo::new();
+/// The echo flow as one prompt node rendering `template`.
+fn prompt_flow(repo: &Repo, template: &str) {
     repo.write(
         "flows/echo/flow.dag.yaml",
         "inputs:\n  text:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${render.output}\nnodes:\n- name: render\n  type: prompt\n  source:\n    type: code\n    path: p.jinja2\n  inputs:\n    text: ${inputs.text}\n",
     );
-    repo.write(
-        "flows/echo/p.jinja2",
+    repo.write("flows/echo/p.jinja2", template);
+}
+
+#[test]
+fn a_runaway_prompt_template_fails_its_line_instead_of_hanging() {
+    let repo = Repo::new();
+    prompt_flow(
+        &repo,
         "{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}{{ text }}{% endfor %}{% endfor %}{% endfor %}\n",
     );
     // Before, this ran for hours whatever --line-timeout said; the bound
@@ -453,14 +472,7 @@ fn slow_echo(repo: &Repo) {
 fn a_second_writer_of_the_same_run_is_refused_and_the_first_stays_whole() {
     let repo = Repo::new();
     slow_echo(&repo);
-    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"))
-        .current_dir(repo.path())
-        .env_remove("FLOW_CI_RUNS_DIR")
-        .args(["run", "create", "--file", "flows/echo/run.yml", "--name", "same", "--force"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let first = repo.spawn(&["run", "create", "--file", "flows/echo/run.yml", "--name", "same", "--force"]);
     // The first holds the lock once its details.jsonl exists.
     let details = repo.path().join(".flow-ci/runs/same/details.jsonl");
     for _ in 0..200 {
@@ -470,7 +482,7 @@ fn a_second_writer_of_the_same_run_is_refused_and_the_first_stays_whole() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     repo.run_create(&["--name", "same", "--force"]).code(2).stderr(contains("being written by another flow-ci"));
-    assert!(first.wait().unwrap().success());
+    assert!(first.wait_with_output().unwrap().status.success());
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo.path().join(".flow-ci/runs/same/run.json")).unwrap())
             .unwrap();
@@ -482,22 +494,33 @@ fn a_second_writer_of_the_same_run_is_refused_and_the_first_stays_whole() {
 fn two_checks_in_one_repository_both_finish() {
     let repo = Repo::new();
     slow_echo(&repo);
-    let spawn = |report_dir: &str| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"))
-            .current_dir(repo.path())
-            .env_remove("FLOW_CI_RUNS_DIR")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD")
-            .args(["check", "--all", "--report-dir", report_dir])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let a = spawn(".flow-ci/report-a");
-    let b = spawn(".flow-ci/report-b");
+    let a = repo.spawn(&["check", "--all", "--report-dir", ".flow-ci/report-a"]);
+    let b = repo.spawn(&["check", "--all", "--report-dir", ".flow-ci/report-b"]);
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_run_stuck_in_a_prompt_render() {
+    let repo = Repo::new();
+    prompt_flow(&repo, "{% for a in range(10000) %}{% for b in range(10000) %}{{ text }}{% endfor %}{% endfor %}\n");
+    repo.write("flows/echo/data.jsonl", &"{\"text\": \"a\"}\n".repeat(20));
+    let mut child = repo.spawn(&["run", "create", "--file", "flows/echo/run.yml", "--name", "stuck", "--workers", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    // Bounded wait: before, the render ignored the signal for hours.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "flow-ci did not stop after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130));
+    let record = std::fs::read_to_string(repo.path().join(".flow-ci/runs/stuck/run.json")).unwrap();
+    assert!(record.contains("\"Canceled\""), "{record}");
 }
