@@ -315,3 +315,24 @@ fn the_baseline_reuses_the_runs_a_build_of_the_base_commit_made() {
     let triage = &report["flows"][0];
     assert_eq!(triage["baseline"]["accuracy"], 0.9, "{triage:#}");
 }
+
+#[test]
+fn the_configured_backend_wins_in_the_github_action() {
+    // action.yml's `backend` input defaults to empty: the action passes no
+    // --backend, so `backend: azureml` in .flow-ci.yaml is what runs.
+    let Some(cloud) = Cloud::start(Script { lines: 12, ..Script::default() }) else { return };
+    cloud.pr.edit(".flow-ci.yaml", "backend: local", "backend: azureml");
+    let mut cmd = cloud.flow_ci();
+    // The runner sets INPUT_<NAME> for every input, with action.yml's default
+    // when the workflow gives none.
+    let action = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let action = model::yaml::parse(&action).unwrap().unwrap();
+    for (name, input) in action.get("inputs").and_then(|i| i.as_map()).unwrap() {
+        let default = input.get("default").and_then(|d| d.as_str()).unwrap_or_default().to_string();
+        cmd.env(flow_ci::ci::action::variable(&name.key_text()), default);
+    }
+    let (_, out, err) = run(cmd.arg("action"));
+    assert_no_violations(&cloud.fake);
+    assert!(err.contains("backend azureml"), "{out}\n{err}");
+    assert_eq!(cloud.fake.submitted().len(), 4 + 3, "every flow ran in the workspace\n{out}\n{err}");
+}

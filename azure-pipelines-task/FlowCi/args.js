@@ -2,7 +2,7 @@
 // Task inputs -> `flow-ci` argv, and flow-ci's exit code -> the task result.
 // Pure functions: no task-lib, so they are unit-tested directly.
 
-const BACKENDS = ['local'];
+const BACKENDS = ['local', 'azureml'];
 const COMMENT_MODES = ['update', 'new', 'off'];
 const DEFAULT_REPORT_DIR = '.flow-ci/report';
 
@@ -13,7 +13,7 @@ const DEFAULT_REPORT_DIR = '.flow-ci/report';
  * @param {string} o.workingDirectory  required
  * @param {string} [o.config]          omitted when empty
  * @param {string} [o.base]            omitted when empty (flow-ci reads the PR target branch)
- * @param {string} [o.backend]         omitted when empty
+ * @param {string} [o.backend]         omitted when empty: the config's `backend:` wins
  * @param {string} [o.commentMode]     omitted when empty
  * @param {boolean} o.failOnGate       always passed: --fail-on-gate true|false
  * @param {boolean} o.dryRun           --dry-run when true

@@ -9,7 +9,7 @@ const { mockTask, scrubEnv, REPO } = require('./mockTask');
 const CUSTOM = '/tools/flow-ci-custom';
 const FROM_ENV = '/env/flow-ci';
 const ARTIFACT = '/agent/_work/1/flow-ci/flow-ci';
-const args = `-C ${REPO} check --backend local --publish azure-devops --comment-mode update --fail-on-gate true --report-dir .flow-ci/report`;
+const args = `-C ${REPO} check --publish azure-devops --comment-mode update --fail-on-gate true --report-dir .flow-ci/report`;
 
 scrubEnv();
 process.env.PIPELINE_WORKSPACE = '/agent/_work/1';

@@ -10,13 +10,14 @@ const CASES = {
         inputs: {
             config: `${REPO}/ci/flow-ci.yaml`,
             base: 'origin/release/2.0',
+            backend: 'azureml',
             commentMode: 'off',
             failOnGate: 'false',
             dryRun: 'true',
             reportDir: 'out/flow-ci',
             workingDirectory: `${REPO}/services/bot`,
         },
-        cmd: `${BIN} -C ${REPO}/services/bot check --config ${REPO}/ci/flow-ci.yaml --base origin/release/2.0 --backend local --publish azure-devops --comment-mode off --fail-on-gate false --dry-run --report-dir out/flow-ci`,
+        cmd: `${BIN} -C ${REPO}/services/bot check --config ${REPO}/ci/flow-ci.yaml --base origin/release/2.0 --backend azureml --publish azure-devops --comment-mode off --fail-on-gate false --dry-run --report-dir out/flow-ci`,
         exist: [`${REPO}/services/bot`],
     },
     // Optional inputs present but empty (or whitespace): their flags are left out.
@@ -27,12 +28,12 @@ const CASES = {
     // Boolean inputs not passed at all: the task.json defaults (true / false).
     unset: {
         inputs: { failOnGate: undefined, dryRun: undefined, publishTestResults: undefined },
-        cmd: `${BIN} -C ${REPO} check --backend local --publish azure-devops --comment-mode update --fail-on-gate true --report-dir .flow-ci/report`,
+        cmd: `${BIN} -C ${REPO} check --publish azure-devops --comment-mode update --fail-on-gate true --report-dir .flow-ci/report`,
     },
     // Booleans are case-insensitive, as the agent may pass True/False.
     capitalized: {
         inputs: { failOnGate: 'False', dryRun: 'TRUE', commentMode: 'new' },
-        cmd: `${BIN} -C ${REPO} check --backend local --publish azure-devops --comment-mode new --fail-on-gate false --dry-run --report-dir .flow-ci/report`,
+        cmd: `${BIN} -C ${REPO} check --publish azure-devops --comment-mode new --fail-on-gate false --dry-run --report-dir .flow-ci/report`,
     },
     // A pick-list value flow-ci does not know: the task fails before running anything.
     badmode: {

@@ -28,7 +28,7 @@ case 'custom': {
         inputs: { workingDirectory: `${REPO}/flows`, reportDir: 'out' },
         answers: {
             exist: { [`${REPO}/flows`]: true, [path.join(dir, 'junit.xml')]: true, [path.join(dir, 'report.md')]: true },
-            exec: { [`${BIN} -C ${REPO}/flows check --backend local --publish azure-devops --comment-mode update --fail-on-gate true --report-dir out`]: { code: 0 } },
+            exec: { [`${BIN} -C ${REPO}/flows check --publish azure-devops --comment-mode update --fail-on-gate true --report-dir out`]: { code: 0 } },
         },
     });
     break;
@@ -36,7 +36,7 @@ case 'custom': {
 case 'dryrun':
     tmr = mockTask({
         inputs: { dryRun: 'true' },
-        answers: { exec: { [`${BIN} -C ${REPO} check --backend local --publish azure-devops --comment-mode update --fail-on-gate true --dry-run --report-dir .flow-ci/report`]: { code: 0 } } },
+        answers: { exec: { [`${BIN} -C ${REPO} check --publish azure-devops --comment-mode update --fail-on-gate true --dry-run --report-dir .flow-ci/report`]: { code: 0 } } },
     });
     break;
 default:

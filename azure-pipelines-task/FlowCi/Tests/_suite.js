@@ -133,9 +133,17 @@ describe('FlowCi task', function () {
             })), ['-C', '/w', 'check', '--publish', 'azure-devops', '--fail-on-gate', 'true', '--report-dir', '.flow-ci/report']);
         });
 
+        it('passes no --backend by default, so the config\'s `backend:` wins', () => {
+            const task = JSON.parse(fs.readFileSync(TASK_JSON, 'utf8'));
+            const backend = task.inputs.find((i) => i.name === 'backend');
+            assert.strictEqual(backend.defaultValue, '');
+            assert.ok(!checkArgs(Object.assign({}, base, { backend: backend.defaultValue })).includes('--backend'));
+            assert.deepStrictEqual(checkArgs(Object.assign({}, base, { backend: 'azureml' })).slice(3, 5), ['--backend', 'azureml']);
+        });
+
         it('rejects pick-list values flow-ci does not know, and an empty working directory', () => {
             assert.throws(() => checkArgs(Object.assign({}, base, { commentMode: 'always' })), /commentMode 'always' is not one of: update, new, off/);
-            assert.throws(() => checkArgs(Object.assign({}, base, { backend: 'azureml' })), /backend 'azureml' is not one of: local/);
+            assert.throws(() => checkArgs(Object.assign({}, base, { backend: 'aml' })), /backend 'aml' is not one of: local, azureml/);
             assert.throws(() => checkArgs(Object.assign({}, base, { workingDirectory: '' })), /working directory is empty/);
         });
     });
@@ -206,7 +214,7 @@ describe('FlowCi task', function () {
             }
             const pick = (name) => Object.keys(task.inputs.find((i) => i.name === name).options);
             assert.deepStrictEqual(pick('commentMode'), ['update', 'new', 'off']);
-            assert.deepStrictEqual(pick('backend'), ['local']);
+            assert.deepStrictEqual(pick('backend'), ['local', 'azureml']);
         });
     });
 
@@ -347,7 +355,7 @@ describe('FlowCi task', function () {
         it('every input set', async () => {
             const tr = await runL0('L0InputMapping.js', { TEST_CASE: 'all' });
             assertSucceeded(tr);
-            assert.ok(tr.ran(`${BIN} -C ${REPO}/services/bot check --config ${REPO}/ci/flow-ci.yaml --base origin/release/2.0 --backend local --publish azure-devops --comment-mode off --fail-on-gate false --dry-run --report-dir out/flow-ci`), tr.stdout);
+            assert.ok(tr.ran(`${BIN} -C ${REPO}/services/bot check --config ${REPO}/ci/flow-ci.yaml --base origin/release/2.0 --backend azureml --publish azure-devops --comment-mode off --fail-on-gate false --dry-run --report-dir out/flow-ci`), tr.stdout);
             assert.match(completion(tr), /dry run/);
             // publishTestResults defaults to true, but the reports are not where this run wrote them.
         });
@@ -365,7 +373,7 @@ describe('FlowCi task', function () {
         it('booleans are case-insensitive', async () => {
             const tr = await runL0('L0InputMapping.js', { TEST_CASE: 'capitalized' });
             assertSucceeded(tr);
-            assert.ok(tr.ran(`${BIN} -C ${REPO} check --backend local --publish azure-devops --comment-mode new --fail-on-gate false --dry-run --report-dir .flow-ci/report`), tr.stdout);
+            assert.ok(tr.ran(`${BIN} -C ${REPO} check --publish azure-devops --comment-mode new --fail-on-gate false --dry-run --report-dir .flow-ci/report`), tr.stdout);
         });
         it('an unknown commentMode fails before anything runs', async () => {
             const tr = await runL0('L0InputMapping.js', { TEST_CASE: 'badmode' });
@@ -421,7 +429,6 @@ describe('FlowCi task', function () {
                 '-C', repo, 'check',
                 '--config', path.join(repo, 'ci config', '.flow-ci.yaml'),
                 '--base', 'origin/main',
-                '--backend', 'local',
                 '--publish', 'azure-devops',
                 '--comment-mode', 'new',
                 '--fail-on-gate', 'false',

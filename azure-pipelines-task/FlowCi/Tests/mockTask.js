@@ -20,7 +20,7 @@ const REPORT_MD = path.join(REPORT_DIR, 'report.md');
 const DEFAULT_INPUTS = {
     config: REPO,
     base: '',
-    backend: 'local',
+    backend: '',
     commentMode: 'update',
     failOnGate: 'true',
     dryRun: 'false',
@@ -32,7 +32,7 @@ const DEFAULT_INPUTS = {
     publishTestResults: 'true',
 };
 
-const DEFAULT_CMD = `${BIN} -C ${REPO} check --backend local --publish azure-devops --comment-mode update --fail-on-gate true --report-dir .flow-ci/report`;
+const DEFAULT_CMD = `${BIN} -C ${REPO} check --publish azure-devops --comment-mode update --fail-on-gate true --report-dir .flow-ci/report`;
 
 // Variables the agent (or the machine running these tests) may have set that
 // change what the task does: every scenario starts without them.
