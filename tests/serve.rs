@@ -138,19 +138,21 @@ fn scores_like_flow_test_refuses_bad_inputs_and_stops_on_sigterm() {
     assert!(stderr.contains("stopped"), "{stderr}");
 }
 
-#[test]
-fn a_broken_tool_stops_the_server_before_it_listens() {
+/// A flow `x → t(x) → y` whose python node is `code`, in a temp folder.
+fn one_node_flow(code: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("flow.dag.yaml"),
         "inputs:\n  x:\n    type: string\noutputs:\n  y:\n    type: string\n    reference: ${t.output}\nnodes:\n- name: t\n  type: python\n  source:\n    type: code\n    path: t.py\n  inputs:\n    x: ${inputs.x}\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("t.py"),
-        "from promptflow.core import tool\n\n@tool\ndef t(x: str) -> str:\n    return x +\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("t.py"), code).unwrap();
+    dir
+}
+
+#[test]
+fn a_broken_tool_stops_the_server_before_it_listens() {
+    let dir = one_node_flow("from promptflow.core import tool\n\n@tool\ndef t(x: str) -> str:\n    return x +\n");
     let out = Command::new(env!("CARGO_BIN_EXE_flow-ci"))
         .args(["serve", "--port", "0", "--flow"])
         .arg(dir.path())
@@ -184,17 +186,9 @@ fn silent_connections_do_not_stop_health_from_answering() {
 
 #[test]
 fn abandoned_requests_are_not_run_before_the_next_one() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("flow.dag.yaml"),
-        "inputs:\n  x:\n    type: string\noutputs:\n  y:\n    type: string\n    reference: ${t.output}\nnodes:\n- name: t\n  type: python\n  source:\n    type: code\n    path: t.py\n  inputs:\n    x: ${inputs.x}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("t.py"),
+    let dir = one_node_flow(
         "import time\nfrom promptflow.core import tool\n\n@tool\ndef t(x: str) -> str:\n    time.sleep(0.5)\n    return x\n",
-    )
-    .unwrap();
+    );
     let flow = dir.path().to_str().unwrap();
     // One line at a time: 40 abandoned lines would take 20 s.
     let server = Server::start_with_256_fds(&["--flow", flow, "--workers", "1", "--llm-concurrency", "1"]);
