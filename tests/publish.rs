@@ -334,3 +334,25 @@ fn azure_devops_gets_one_thread_that_is_resolved_when_the_pr_passes() {
     );
     assert_eq!(ado.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn pull_request_target_is_refused_with_why() {
+    let pr = Pr::new();
+    let github = FakeGitHub::start();
+    let event = pull_request_event(&pr, "pull_request.json");
+    // The same step, triggered by pull_request_target instead.
+    let (code, _, stderr) = run(pr
+        .command()
+        .arg("check")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request_target")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_API_URL", &github.api)
+        .env("GITHUB_TOKEN", fake_github::TOKEN));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("does not run on `pull_request_target`") && stderr.contains("on: pull_request"),
+        "{stderr}"
+    );
+    assert!(github.calls().is_empty(), "nothing may be called: {:?}", github.calls());
+}

@@ -19,8 +19,13 @@ pub fn context(env: Env<'_>) -> Context {
     };
     let context = match_event(&event, &payload, env);
     let needs_payload = matches!(event.as_str(), "pull_request" | "pull_request_target" | "push" | "merge_group");
-    Context { problem: problem.filter(|_| needs_payload), ..context }
+    let refused = (event == "pull_request_target").then(|| PULL_REQUEST_TARGET.to_string());
+    Context { problem: problem.filter(|_| needs_payload), refused, ..context }
 }
+
+/// Why `pull_request_target` is refused (GitHub's "Keeping your GitHub
+/// Actions and workflows secure: preventing pwn requests").
+const PULL_REQUEST_TARGET: &str = "flow-ci does not run on `pull_request_target`: that trigger runs with a write token and the repository's secrets, and checking a pull request's flows means running its code (python nodes) with them. Use `on: pull_request` (a fork's pull request then gets no secrets; the report is in the job summary), and post the comment from a separate `workflow_run` job if you need it on forks";
 
 /// The event payload, or why it cannot be read.
 fn read_payload(path: &str) -> Result<Json, String> {

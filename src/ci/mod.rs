@@ -24,6 +24,8 @@ pub struct Context {
     /// The host announced the change but flow-ci could not read it (an
     /// unreadable event payload): what the change is, is unknown.
     pub problem: Option<String>,
+    /// Why flow-ci must not check this build at all (an unsafe trigger).
+    pub refused: Option<String>,
 }
 
 /// A pull request on a forge flow-ci can comment on.

@@ -99,6 +99,10 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let host = Host::detect();
     let forge = publish::forge(args.publish, host);
     let context = crate::ci::Context::detect(if host == Host::Local { forge.unwrap_or(Host::Local) } else { host });
+    if let Some(why) = &context.refused {
+        let _ = writeln!(err, "error: {why}");
+        return exit::INVALID_INPUT;
+    }
     // A change the host announced but flow-ci cannot read must not turn
     // into "check everything, no baseline" in silence.
     if let (Some(problem), None) = (&context.problem, &args.base) {
