@@ -80,11 +80,14 @@ fn the_first_run_creates_the_comment_and_the_next_updates_it() {
     assert!(stderr.contains("comment: updated"), "{stderr}");
     let calls = github.calls();
     let list = "GET /repos/octo-org/prompt-flows/issues/42/comments";
+    // `GET /user` asks who the token is (403 for GITHUB_TOKEN: github-actions[bot]).
     assert_eq!(
         calls,
         [
+            "GET /user",
             list,
             "POST /repos/octo-org/prompt-flows/issues/42/comments",
+            "GET /user",
             list,
             "PATCH /repos/octo-org/prompt-flows/issues/comments/1000"
         ]
@@ -124,12 +127,13 @@ fn the_marker_is_found_among_120_comments_on_ghes() {
     assert_eq!(
         calls,
         [
+            "GET /api/v3/user",
             "GET /api/v3/repos/octo-org/prompt-flows/issues/42/comments",
             "GET /api/v3/repos/octo-org/prompt-flows/issues/42/comments",
             "PATCH /api/v3/repos/octo-org/prompt-flows/issues/comments/1110"
         ]
     );
-    assert_eq!(github.received()[1].query, "per_page=100&page=2", "the Link header's next page");
+    assert_eq!(github.received()[2].query, "per_page=100&page=2", "the Link header's next page");
     assert_eq!(github.comments().len(), 120, "no comment added");
     assert_eq!(github.violations(), Vec::<String>::new());
 }
@@ -169,7 +173,11 @@ fn a_next_page_on_another_origin_gets_no_token() {
     assert!(stderr.contains("not following the comment list's next page on http://127.0.0.1:"), "{stderr}");
     assert_eq!(
         github.calls(),
-        ["GET /repos/octo-org/prompt-flows/issues/42/comments", "POST /repos/octo-org/prompt-flows/issues/42/comments"],
+        [
+            "GET /user",
+            "GET /repos/octo-org/prompt-flows/issues/42/comments",
+            "POST /repos/octo-org/prompt-flows/issues/42/comments"
+        ],
         "the listing stops at the first page; the comment is still posted"
     );
 }
@@ -355,4 +363,26 @@ fn pull_request_target_is_refused_with_why() {
         "{stderr}"
     );
     assert!(github.calls().is_empty(), "nothing may be called: {:?}", github.calls());
+}
+
+#[test]
+fn only_flow_cis_own_comment_is_edited_and_an_unchanged_one_is_left_alone() {
+    let pr = Pr::new();
+    let github = FakeGitHub::start();
+    // Somebody quotes flow-ci's report, marker included, in their own comment.
+    let quoted = github.add_comment("mallory", &format!("{MARKER}\nlooks fine to me"));
+    improve(&pr);
+    let event = pull_request_event(&pr, "pull_request.json");
+    let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("comment: created"), "{stderr}");
+    let comments = github.comments();
+    let theirs = comments.iter().find(|c| c.id == quoted).unwrap();
+    assert_eq!(theirs.body, format!("{MARKER}\nlooks fine to me"), "another account's comment is untouched");
+    // The same report again: flow-ci's comment already says it.
+    let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("comment: unchanged"), "{stderr}");
+    assert!(!github.calls().iter().any(|c| c.starts_with("PATCH")), "{:?}", github.calls());
+    assert!(github.violations().is_empty(), "{:?}", github.violations());
 }

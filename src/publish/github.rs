@@ -7,34 +7,66 @@ use super::{Comment, Http, Mode, Outcome, PublishError};
 
 const HEADERS: &[(&str, &str)] = &[("accept", "application/vnd.github+json"), ("x-github-api-version", "2022-11-28")];
 
-/// `repo_url` is `{api}/repos/{owner}/{name}`.
+/// The author of comments made with the workflow's `GITHUB_TOKEN` (an
+/// installation token, for which `GET /user` answers 403).
+const ACTIONS_BOT: &str = "github-actions[bot]";
+
+/// `api` is `GITHUB_API_URL`; the PR is `{owner}/{name}`#`number`.
 pub fn publish(
     http: &Http,
-    repo_url: &str,
+    api: &str,
+    repository: &str,
     number: u64,
     comment: &Comment<'_>,
     mode: Mode,
 ) -> Result<Outcome, PublishError> {
+    let repo_url = format!("{api}/repos/{repository}");
     let body = json!({ "body": comment.body });
     if mode == Mode::Update
-        && let Some(id) = find(http, repo_url, number, comment.marker)?
+        && let Some(found) = find(http, &repo_url, number, comment.marker, &identity(http, api))?
     {
-        let (answer, _) = http.send("PATCH", &format!("{repo_url}/issues/comments/{id}"), HEADERS, Some(&body))?;
+        if found.body == comment.body {
+            return Ok(Outcome::Unchanged(found.html_url));
+        }
+        let (answer, _) =
+            http.send("PATCH", &format!("{repo_url}/issues/comments/{}", found.id), HEADERS, Some(&body))?;
         return Ok(Outcome::Updated(html_url(&answer)));
     }
     let (answer, _) = http.send("POST", &format!("{repo_url}/issues/{number}/comments"), HEADERS, Some(&body))?;
     Ok(Outcome::Created(html_url(&answer)))
 }
 
-/// The id of the first comment carrying `marker`, reading every page.
-fn find(http: &Http, repo_url: &str, number: u64, marker: &str) -> Result<Option<u64>, PublishError> {
+/// Who the token acts as: `GET /user` for a personal or app user token;
+/// the workflow's `GITHUB_TOKEN` cannot read it and comments as
+/// `github-actions[bot]`.
+fn identity(http: &Http, api: &str) -> String {
+    match http.send("GET", &format!("{api}/user"), HEADERS, None) {
+        Ok((me, _)) => me["login"].as_str().unwrap_or(ACTIONS_BOT).to_string(),
+        Err(_) => ACTIONS_BOT.to_string(),
+    }
+}
+
+/// flow-ci's earlier comment on the PR.
+struct Found {
+    id: u64,
+    body: String,
+    html_url: String,
+}
+
+/// The first comment written by `author` that carries `marker`, reading
+/// every page. The marker in anybody else's comment is ignored: flow-ci
+/// edits only its own comment.
+fn find(http: &Http, repo_url: &str, number: u64, marker: &str, author: &str) -> Result<Option<Found>, PublishError> {
     let mut next = Some(format!("{repo_url}/issues/{number}/comments?per_page=100"));
     while let Some(url) = next {
         let (page, link) = http.send("GET", &url, HEADERS, None)?;
-        let found =
-            page.as_array().into_iter().flatten().find(|c| c["body"].as_str().is_some_and(|b| b.contains(marker)));
-        if let Some(id) = found.and_then(|c| c["id"].as_u64()) {
-            return Ok(Some(id));
+        let found = page.as_array().into_iter().flatten().find(|c| {
+            c["user"]["login"].as_str() == Some(author) && c["body"].as_str().is_some_and(|b| b.contains(marker))
+        });
+        if let Some(c) = found {
+            let id = c["id"].as_u64().unwrap_or_default();
+            let body = c["body"].as_str().unwrap_or_default().to_string();
+            return Ok(Some(Found { id, body, html_url: html_url(c) }));
         }
         next = link.as_deref().and_then(next_page).filter(|next| same_origin(repo_url, next));
     }

@@ -48,6 +48,9 @@ pub fn forge(publish: Forge, host: Host) -> Option<Host> {
 pub enum Outcome {
     Created(String),
     Updated(String),
+    /// flow-ci's comment already says exactly this: not edited (no
+    /// notification, no "edited" mark).
+    Unchanged(String),
     /// Not posted, and why (a fork's read-only token, no token, ...): the
     /// job goes on; this is logged as one line.
     Skipped(String),
@@ -87,6 +90,9 @@ pub fn comment_on(pr: &PullRequest, comment: &Comment<'_>, mode: Mode, out: &mut
         }
         Ok(Outcome::Updated(link)) => {
             let _ = writeln!(err, "comment: updated {link}");
+        }
+        Ok(Outcome::Unchanged(link)) => {
+            let _ = writeln!(err, "comment: unchanged {link}");
         }
         Ok(Outcome::Skipped(why)) => {
             let _ = writeln!(err, "comment: not posted: {why}");
@@ -136,7 +142,7 @@ pub fn publish(
     let http = Http::new(token)?;
     let result = match pr {
         PullRequest::GitHub { api, repository, number, .. } => {
-            github::publish(&http, &format!("{api}/repos/{repository}"), *number, comment, mode)
+            github::publish(&http, api, repository, *number, comment, mode)
         }
         PullRequest::AzureDevOps { collection, project, repository_id, id, .. } => {
             let base = format!(

@@ -5,6 +5,9 @@
 //! headers, a user agent, the repository and PR in the path, and a JSON body
 //! with a string `body`; a violation is recorded and answered 4xx. A
 //! read-only token (a fork's) gets 403 on writes, like GitHub answers.
+//! The token is the workflow's `GITHUB_TOKEN`: `GET /user` answers 403 and
+//! its comments are by `github-actions[bot]`; editing a comment by anyone
+//! else is recorded as a violation (GitHub would let a write token do it).
 
 #![allow(dead_code)]
 
@@ -18,7 +21,11 @@ use super::http::{Answer, Received, serve};
 pub struct StoredComment {
     pub id: u64,
     pub body: String,
+    pub author: String,
 }
+
+/// Who the test token comments as.
+pub const BOT: &str = "github-actions[bot]";
 
 #[derive(Default)]
 struct State {
@@ -71,14 +78,23 @@ impl FakeGitHub {
         FakeGitHub { api, state }
     }
 
-    /// `n` comments by other people, one of them (at `flow_ci_at`) carrying `marker`.
+    /// `n` comments by other people, one of them (at `flow_ci_at`) flow-ci's
+    /// own earlier report carrying `marker`.
     pub fn seed(&self, n: usize, flow_ci_at: Option<usize>, marker: &str) {
-        let mut st = self.state.lock().unwrap();
         for i in 0..n {
-            let id = 1000 + st.comments.len() as u64;
-            let body = if Some(i) == flow_ci_at { format!("{marker}\nold report") } else { format!("LGTM #{i}") };
-            st.comments.push(StoredComment { id, body });
+            match Some(i) == flow_ci_at {
+                true => self.add_comment(BOT, &format!("{marker}\nold report")),
+                false => self.add_comment("octocat", &format!("LGTM #{i}")),
+            };
         }
+    }
+
+    /// A comment by `author`; returns its id.
+    pub fn add_comment(&self, author: &str, body: &str) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        let id = 1000 + st.comments.len() as u64;
+        st.comments.push(StoredComment { id, body: body.into(), author: author.into() });
+        id
     }
 
     /// The token can read but not write (a fork's `GITHUB_TOKEN`).
@@ -125,6 +141,10 @@ fn respond(req: &Received, st: &mut State, prefix: &str, api: &str) -> Result<An
     let repo = format!("{prefix}/repos/{REPOSITORY}");
     let list = format!("{repo}/issues/{PR}/comments");
     let path = req.path.as_str();
+    if path == format!("{prefix}/user") && req.method == "GET" {
+        // What GitHub answers an installation token (GITHUB_TOKEN).
+        return Ok(Answer::json(403, json!({ "message": "Resource not accessible by integration" })));
+    }
     if path == list && req.method == "GET" {
         return Ok(page(req, st, api, &list));
     }
@@ -134,8 +154,8 @@ fn respond(req: &Received, st: &mut State, prefix: &str, api: &str) -> Result<An
             return Err((403, "Resource not accessible by integration".into()));
         }
         let id = 1000 + st.comments.len() as u64;
-        st.comments.push(StoredComment { id, body: body.clone() });
-        return Ok(Answer::json(201, comment_json(id, &body)));
+        st.comments.push(StoredComment { id, body: body.clone(), author: BOT.into() });
+        return Ok(Answer::json(201, comment_json(id, &body, BOT)));
     }
     if let Some(id) = path.strip_prefix(&format!("{repo}/issues/comments/")) {
         if req.method != "PATCH" {
@@ -147,8 +167,11 @@ fn respond(req: &Received, st: &mut State, prefix: &str, api: &str) -> Result<An
         }
         let id: u64 = id.parse().map_err(|_| (404, format!("no comment {id}")))?;
         let comment = st.comments.iter_mut().find(|c| c.id == id).ok_or((404, format!("no comment {id}")))?;
+        if comment.author != BOT {
+            return Err((403, format!("flow-ci edited comment {id} by {}, not its own", comment.author)));
+        }
         comment.body = body.clone();
-        return Ok(Answer::json(200, comment_json(id, &body)));
+        return Ok(Answer::json(200, comment_json(id, &body, BOT)));
     }
     Err((404, format!("{} {path} is not an endpoint of this repository's PR {PR}", req.method)))
 }
@@ -184,8 +207,13 @@ fn body_text(req: &Received) -> Result<String, Refusal> {
 fn page(req: &Received, st: &State, api: &str, list: &str) -> Answer {
     let per_page: usize = req.param("per_page").and_then(|v| v.parse().ok()).unwrap_or(30).min(100);
     let page: usize = req.param("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
-    let items: Vec<Json> =
-        st.comments.iter().skip((page - 1) * per_page).take(per_page).map(|c| comment_json(c.id, &c.body)).collect();
+    let items: Vec<Json> = st
+        .comments
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|c| comment_json(c.id, &c.body, &c.author))
+        .collect();
     let answer = Answer::json(200, Json::Array(items));
     if page * per_page < st.comments.len() {
         let origin = st.next_origin.as_deref().unwrap_or_else(|| api.split("/api/v3").next().unwrap_or(api));
@@ -196,11 +224,12 @@ fn page(req: &Received, st: &State, api: &str, list: &str) -> Answer {
     }
 }
 
-fn comment_json(id: u64, body: &str) -> Json {
+fn comment_json(id: u64, body: &str, author: &str) -> Json {
+    let kind = if author.ends_with("[bot]") { "Bot" } else { "User" };
     json!({
         "id": id,
         "html_url": format!("https://github.com/{REPOSITORY}/pull/{PR}#issuecomment-{id}"),
         "body": body,
-        "user": { "login": "github-actions[bot]", "type": "Bot" },
+        "user": { "login": author, "type": kind },
     })
 }
