@@ -247,7 +247,7 @@ fn github_actions_get_a_job_summary_and_annotations() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("::error file=flows/web-classification/flow.dag.yaml,title=flow-ci gate accuracy::drop of 0.1 from 0.9 to 0.8 exceeds 0.02"),
+        stdout.contains("::error file=.flow-ci.yaml,line=10,title=flow-ci gate accuracy (flows/web-classification)::drop of 0.1 from 0.9 to 0.8 exceeds 0.02"),
         "{stdout}"
     );
     let md = std::fs::read_to_string(summary).unwrap();
@@ -266,4 +266,23 @@ fn one_check_reads_the_config_once() {
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     let reads: Vec<&str> = stderr.lines().filter(|l| l.contains("reading") && l.contains(".flow-ci.yaml")).collect();
     assert_eq!(reads.len(), 1, "{reads:#?}\n{stderr}");
+}
+
+#[test]
+fn github_gets_ten_annotations_and_the_rest_in_the_log() {
+    let pr = Pr::new();
+    let gates: String = (0..25).map(|i| format!("      m{i}: {{ min: 1 }}\n")).collect();
+    std::fs::write(
+        pr.dir.path().join(".flow-ci.yaml"),
+        format!("flows:\n  - path: flows/support-router\n    run: flows/support-router/run.yml\n    gates:\n{gates}"),
+    )
+    .unwrap();
+    let out = pr.command().args(["check", "--all"]).env("GITHUB_ACTIONS", "true").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let annotations: Vec<&str> = stdout.lines().filter(|l| l.starts_with("::error ")).collect();
+    assert_eq!(annotations.len(), 10, "{stdout}");
+    assert!(annotations[0].starts_with("::error file=.flow-ci.yaml,line=5,"), "{}", annotations[0]);
+    assert!(stdout.contains("flow-ci: 15 more failed gate(s); GitHub shows 10 annotations per step:"), "{stdout}");
+    assert!(stdout.contains("  flows/support-router: m24: "), "{stdout}");
 }

@@ -1,16 +1,43 @@
 //! What `check` leaves in the CI host itself: an annotation per failed
 //! gate, the report as the job summary, and the step outputs.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
 use super::{Host, action};
 use crate::report::Report;
 
+/// GitHub shows at most 10 error annotations per step and drops the rest.
+pub const GITHUB_ANNOTATIONS: usize = 10;
+
 pub struct HostReport<'a> {
     pub report: &'a Report,
     pub markdown: &'a str,
     pub report_dir: &'a Path,
+    pub places: &'a GatePlaces,
+}
+
+/// Where a failed gate is annotated: files relative to the repository root,
+/// which is what GitHub places annotations by.
+#[derive(Debug, Default)]
+pub struct GatePlaces {
+    /// (flow, metric) → (config file, line of the gate in it).
+    pub gates: HashMap<(String, String), (String, u32)>,
+    /// The folder flow paths are relative to, from the repository root
+    /// (the config's folder; empty at the root).
+    pub flows_dir: String,
+}
+
+impl GatePlaces {
+    /// The gate's line in the config, else the flow's flow.dag.yaml.
+    fn of(&self, flow: &str, metric: &str) -> (String, Option<u32>) {
+        match self.gates.get(&(flow.to_string(), metric.to_string())) {
+            Some((file, line)) => (file.clone(), Some(*line)),
+            None if self.flows_dir.is_empty() => (format!("{flow}/flow.dag.yaml"), None),
+            None => (format!("{}/{flow}/flow.dag.yaml", self.flows_dir), None),
+        }
+    }
 }
 
 /// Inside GitHub Actions: an annotation per failed gate, the report as the
@@ -32,14 +59,24 @@ fn failures(report: &Report) -> impl Iterator<Item = (&str, &crate::gate::GateRe
 }
 
 fn github(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
-    for (flow, gate) in failures(r.report) {
-        let line = format!(
-            "::error file={},title={}::{}\n",
-            super::log::github_property(&format!("{flow}/flow.dag.yaml")),
-            super::log::github_property(&format!("flow-ci gate {}", gate.metric)),
+    let failed: Vec<_> = failures(r.report).collect();
+    for (flow, gate) in failed.iter().take(GITHUB_ANNOTATIONS) {
+        let (file, line) = r.places.of(flow, &gate.metric);
+        let line = line.map(|l| format!(",line={l}")).unwrap_or_default();
+        let command = format!(
+            "::error file={}{line},title={}::{}\n",
+            super::log::github_property(&file),
+            super::log::github_property(&format!("flow-ci gate {} ({flow})", gate.metric)),
             super::log::github_data(&gate.explanation)
         );
-        out.write_all(super::guard::command(line).as_bytes())?;
+        out.write_all(super::guard::command(command).as_bytes())?;
+    }
+    if failed.len() > GITHUB_ANNOTATIONS {
+        let more = failed.len() - GITHUB_ANNOTATIONS;
+        writeln!(out, "flow-ci: {more} more failed gate(s); GitHub shows {GITHUB_ANNOTATIONS} annotations per step:")?;
+        for (flow, gate) in &failed[GITHUB_ANNOTATIONS..] {
+            writeln!(out, "  {flow}: {}: {}", gate.metric, gate.explanation)?;
+        }
     }
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         append(Path::new(&summary), r.markdown)?;

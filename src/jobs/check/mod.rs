@@ -150,13 +150,20 @@ fn publish_report(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CheckError> {
-    let marker = publish::marker(config_id(plan).as_deref());
+    let config_id = config_id(plan);
+    let marker = publish::marker(config_id.as_deref());
     let markdown = report::markdown(report, &marker);
     write_reports(report, &markdown, publishing)
         .map_err(|source| CheckError::Reports { dir: publishing.report_dir.clone(), source })?;
     out.write_all(report::console(report).as_bytes()).map_err(CheckError::Output)?;
     let _ = writeln!(err, "reports: {}", publishing.report_dir.display());
-    let host_report = crate::ci::output::HostReport { report, markdown: &markdown, report_dir: &publishing.report_dir };
+    let places = gate_places(plan, config_id.as_deref());
+    let host_report = crate::ci::output::HostReport {
+        report,
+        markdown: &markdown,
+        report_dir: &publishing.report_dir,
+        places: &places,
+    };
     crate::ci::output::to_host(publishing.host, &host_report, out, err);
     if let Some(pr) = publishing.forge.and(publishing.pull_request.as_ref()) {
         let comment = Comment { body: &markdown, marker: &marker, passed: report.passed };
@@ -177,6 +184,21 @@ fn write_reports(report: &Report, markdown: &str, publishing: &Publishing) -> st
         std::fs::write(path, serde_json::to_string_pretty(&baseline_document(report))? + "\n")?;
     }
     Ok(())
+}
+
+/// Each configured gate's line in the config (from the repository root);
+/// defaults (failed_lines) have no line and point at the flow.
+fn gate_places(plan: &Plan, config_id: Option<&str>) -> crate::ci::output::GatePlaces {
+    let Some(config) = config_id else { return Default::default() };
+    let gates = plan
+        .flows
+        .iter()
+        .flat_map(|f| f.gates.iter().map(move |g| (f, g)))
+        .filter(|(_, g)| g.metric.pos != model::yaml::Pos::START)
+        .map(|(f, g)| ((f.path.clone(), g.metric.value.clone()), (config.to_string(), g.metric.pos.line)))
+        .collect();
+    let flows_dir = Path::new(config).parent().map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
+    crate::ci::output::GatePlaces { gates, flows_dir }
 }
 
 /// The config's path from the repository root, which tells comments of two
