@@ -217,6 +217,11 @@ fn on_a_fork_a_flow_needing_a_model_key_is_not_run_and_says_why() {
         "{stdout}"
     );
     assert!(pr.read(".flow-ci/report/report.md").contains("⏭️ Not run: it calls a model"), "{stdout}");
+    assert!(pr.read("output.txt").contains("not-run=1\n"), "the step output counts it");
+    // A repository that wants every flow checked on every PR says so.
+    let (code, stdout, stderr) = github_check(&pr, &github, &event, &["--on-missing-secrets", "fail"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(pr.read(".flow-ci/report/report.md").contains("❌ **flow-ci: gates failed**"), "{stdout}");
 }
 
 #[test]

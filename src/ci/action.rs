@@ -28,6 +28,7 @@ pub const INPUTS: &[(&str, Maps)] = &[
     ("github-token", Maps::Token),
     ("comment-mode", Maps::Flag("--comment-mode")),
     ("fail-on-gate", Maps::Flag("--fail-on-gate")),
+    ("on-missing-secrets", Maps::Flag("--on-missing-secrets")),
     ("dry-run", Maps::Switch("--dry-run")),
     ("working-directory", Maps::Directory),
     ("azure-client-id", Maps::AzureVariable("AZURE_CLIENT_ID")),
@@ -36,7 +37,7 @@ pub const INPUTS: &[(&str, Maps)] = &[
 ];
 
 /// Every output the binary writes to `$GITHUB_OUTPUT`.
-pub const OUTPUTS: &[&str] = &["passed", "report-path", "failed-gates"];
+pub const OUTPUTS: &[&str] = &["passed", "report-path", "failed-gates", "not-run"];
 
 /// The variable GitHub sets for input `name`.
 pub fn variable(name: &str) -> String {

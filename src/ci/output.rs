@@ -86,6 +86,7 @@ fn github(r: &HostReport<'_>, out: &mut dyn Write) -> std::io::Result<()> {
             r.report.passed.to_string(),
             workspace_path(&r.report_dir.join("report.md"))?,
             failures(r.report).count().to_string(),
+            r.report.flows.iter().filter(|f| f.not_run.is_some()).count().to_string(),
         ];
         let lines: String =
             action::OUTPUTS.iter().zip(values).map(|(name, value)| format!("{name}={value}\n")).collect();

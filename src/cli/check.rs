@@ -10,6 +10,13 @@ use super::progress::ConsoleProgress;
 use crate::ci::Host;
 use crate::jobs::check::{self, CheckError, CheckRequest, Outcome, Publishing};
 use crate::publish::{self, Forge};
+
+/// What a flow that cannot run without secrets does to the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MissingSecrets {
+    Skip,
+    Fail,
+}
 use model::{diag, exit};
 
 /// The PR job: run the changed flows and their evaluations, compare with the
@@ -75,6 +82,11 @@ pub struct CheckArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value = "update")]
     pub comment_mode: publish::Mode,
 
+    /// A flow that needs a secret this build lacks (a fork's pull request): skip reports it as
+    /// not run and passes; fail fails the check (exit 1)
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "skip")]
+    pub on_missing_secrets: MissingSecrets,
+
     /// Exit 1 when a gate fails; with false, gate failures are reported but exit 0
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub fail_on_gate: bool,
@@ -133,6 +145,7 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             .is_some_and(crate::ci::PullRequest::is_fork)
             .then(|| "this pull request comes from a fork, which gets no secrets".to_string()),
         backend: args.backend,
+        fail_not_run: args.on_missing_secrets == MissingSecrets::Fail,
         llm: args.exec.llm_flags(),
         cloud_timeout: args.cloud.timeout,
     };

@@ -57,7 +57,8 @@ pub fn execute(
             ..FlowReport::new(f.path.clone(), f.reasons.clone())
         };
         let flows = plan.flows.iter().map(not_run).collect();
-        return Ok(Report { passed: true, baseline: plan.baseline.to_string(), flows, skipped: plan.skipped.clone() });
+        let passed = !req.fail_not_run;
+        return Ok(Report { passed, baseline: plan.baseline.to_string(), flows, skipped: plan.skipped.clone() });
     }
     let store = Store::new(req.runs_dir.clone()).waiting();
     let opts = JobOptions {
@@ -95,7 +96,8 @@ pub fn execute(
         }
         flows.push(report);
     }
-    let passed = flows.iter().all(|f| f.verdict.passed() && f.errors.is_empty());
+    let passed =
+        flows.iter().all(|f| f.verdict.passed() && f.errors.is_empty() && !(req.fail_not_run && f.not_run.is_some()));
     Ok(Report { passed, baseline: plan.baseline.to_string(), flows, skipped: plan.skipped.clone() })
 }
 

@@ -45,6 +45,8 @@ pub struct CheckRequest {
     pub without_secrets: Option<String>,
     /// `--backend`, over the config's `backend:`.
     pub backend: Option<Backend>,
+    /// A flow not run for want of secrets fails the check (`--on-missing-secrets fail`).
+    pub fail_not_run: bool,
     /// The LLM flags, over the config's `llm:` and `connections:`.
     pub llm: LlmFlags,
     /// Azure ML: cancel runs still going after this long.
