@@ -335,4 +335,17 @@ fn the_configured_backend_wins_in_the_github_action() {
     assert_no_violations(&cloud.fake);
     assert!(err.contains("backend azureml"), "{out}\n{err}");
     assert_eq!(cloud.fake.submitted().len(), 4 + 3, "every flow ran in the workspace\n{out}\n{err}");
+
+fn a_cancel_is_a_post_with_content_length_0_which_azure_front_ends_require() {
+    let script = Script { statuses: vec!["Preparing", "Running"], ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let (code, _, err) =
+        cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "slow", "--timeout", "1s"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, _, err) = run(cloud.flow_ci().args(["run", "cancel", "--name", "slow"]));
+    assert_eq!(code, Some(0), "a 411 Length Required would fail the cancel: {err}");
+    let cancels: Vec<_> = cloud.fake.received().into_iter().filter(|r| r.path.ends_with("/cancel")).collect();
+    assert_eq!(cancels.len(), 2, "the timeout's cancel and `run cancel`");
+    assert!(cancels.iter().all(|r| r.header("content-length") == Some("0")), "{cancels:#?}");
+    assert_no_violations(&cloud.fake);
 }

@@ -185,6 +185,11 @@ fn respond(req: &Received, st: &mut State, script: &Script, url: &str) -> Outcom
     if let Some(endpoint) = req.path.strip_prefix("/score/") {
         return score(req, endpoint, st, script);
     }
+    // Azure's front ends answer a POST without a length 411 Length Required
+    // (seanmonstar/reqwest#838, Azure/azure-sdk-for-rust#166).
+    if req.method == "POST" && req.header("content-length").is_none() {
+        return Err((411, "a POST needs Content-Length (send 0 for no body)".into()));
+    }
     if req.header("authorization") != Some(&format!("Bearer {ARM_TOKEN}")) {
         return Err((401, format!("expected the ARM bearer token, got {:?}", req.header("authorization"))));
     }

@@ -159,18 +159,30 @@ impl Client {
         let token = self.arm_tokens.token().map_err(AzureMlError::Auth)?;
         let mut request = self
             .http
-            .request(method, url)
+            .request(method.clone(), url)
             .bearer_auth(token.expose())
             .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
         if user_token {
             let ml = self.ml_tokens.token().map_err(AzureMlError::Auth)?;
             request = request.header("aml-user-token", ml.expose());
         }
-        if let Some(body) = body {
-            request = request.json(body);
+        match body {
+            Some(body) => request = request.json(body),
+            // reqwest sends no Content-Length for a bodiless POST, and Azure's
+            // front ends answer 411 Length Required (seanmonstar/reqwest#838,
+            // Azure/azure-sdk-for-rust#166): say 0.
+            None if method_has_body(&method) => {
+                request = request.header(reqwest::header::CONTENT_LENGTH, 0).body(Vec::new());
+            }
+            None => {}
         }
         request.send().map_err(|e| http_error(url, &e))
     }
+}
+
+/// Methods whose requests carry a body (so a length, even when empty).
+fn method_has_body(method: &reqwest::Method) -> bool {
+    [reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::PATCH].contains(method)
 }
 
 /// A successful answer and what ARM says about following it.
