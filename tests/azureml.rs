@@ -349,3 +349,20 @@ fn a_cancel_is_a_post_with_content_length_0_which_azure_front_ends_require() {
     assert!(cancels.iter().all(|r| r.header("content-length") == Some("0")), "{cancels:#?}");
     assert_no_violations(&cloud.fake);
 }
+
+#[test]
+fn a_data_folder_is_sent_as_the_uploaded_folder_with_a_trailing_slash() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let lines = cloud.pr.read("flows/support-triage/data.jsonl");
+    std::fs::create_dir_all(cloud.pr.dir.path().join("tickets")).unwrap();
+    cloud.pr.write("tickets/part-1.jsonl", &lines);
+    let (code, out, err) =
+        cloud.run_create(&["--file", "flows/support-triage/run.yml", "--data", "tickets", "--name", "folder"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    // promptflow-azure names an uploaded folder `.../LocalUpload/{hash}/{folder}/`;
+    // the fake checks that blobs exist below it.
+    let uri = cloud.fake.submitted()[0]["batchDataInput"]["dataUri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("azureml://datastores/workspaceblobstore/paths/LocalUpload/"), "{uri}");
+    assert!(uri.ends_with("/tickets/") && !uri.ends_with("/tickets/tickets/"), "{uri}");
+    assert_no_violations(&cloud.fake);
+}

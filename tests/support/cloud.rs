@@ -30,7 +30,8 @@ impl Cloud {
         .unwrap()
         .create()
         .unwrap();
-        let fake = FakeAml::start(Script { account_key: KEY.into(), ..script });
+        let blob_url = Some(format!("{}/{ACCOUNT}", azurite.url));
+        let fake = FakeAml::start(Script { account_key: KEY.into(), blob_url, ..script });
         Some(Cloud { fake, azurite, pr: Pr::new() })
     }
 

@@ -50,6 +50,9 @@ pub struct Script {
     pub scoring_wrong: bool,
     /// The endpoint exists, with this traffic.
     pub existing_traffic: Option<Json>,
+    /// The datastore's account (Azurite, path-style): a submitted data URI
+    /// must name blobs that exist there, or the run would fail to read it.
+    pub blob_url: Option<String>,
 }
 
 impl Default for Script {
@@ -63,6 +66,7 @@ impl Default for Script {
             deployment_fails: false,
             scoring_wrong: false,
             existing_traffic: None,
+            blob_url: None,
         }
     }
 }
@@ -323,6 +327,9 @@ fn submit(req: &Received, st: &mut State, script: &Script) -> Outcome {
     {
         return Err((400, format!("submit body lacks a run id or flow: {body}")));
     }
+    if let Some(uri) = body.pointer("/batchDataInput/dataUri").and_then(Json::as_str) {
+        data_exists(uri, script)?;
+    }
     let base = text("variantRunId");
     if body.pointer("/batchDataInput/dataUri").is_none() && base.is_empty() {
         return Err((400, "a run needs batchDataInput or variantRunId".into()));
@@ -342,6 +349,26 @@ fn submit(req: &Received, st: &mut State, script: &Script) -> Outcome {
     stored["__order"] = json!(st.runs.len());
     st.runs.insert(id.clone(), FakeRun { body: stored, polls: 0, canceled: false });
     Ok(Answer::json(200, json!(id)))
+}
+
+/// A datastore data URI names a blob (a file) or, ending in `/`, a folder
+/// with blobs below it, as promptflow-azure uploads them.
+fn data_exists(uri: &str, script: &Script) -> Result<(), (u16, String)> {
+    let (Some(path), Some(account_url)) =
+        (uri.strip_prefix(&format!("azureml://datastores/{DATASTORE}/paths/")), &script.blob_url)
+    else {
+        return Ok(());
+    };
+    let credential =
+        backend::azureml::blob::Credential::AccountKey(model::connection::Secret::new(script.account_key.clone()));
+    let container = backend::azureml::blob::Container::new(account_url, "devstoreaccount1", CONTAINER, credential)
+        .map_err(|e| (500, e.to_string()))?;
+    let exists = if path.ends_with('/') {
+        !container.list(path).map_err(|e| (500, e.to_string()))?.is_empty()
+    } else {
+        container.metadata(path).map_err(|e| (500, e.to_string()))?.is_some()
+    };
+    if exists { Ok(()) } else { Err((400, format!("data URI {uri}: nothing is at that path in the datastore"))) }
 }
 
 fn status_of(run: &FakeRun, script: &Script) -> &'static str {

@@ -111,8 +111,7 @@ fn upload(session: &Session, job: &Job, store: &Store) -> Result<Uploads, AzureM
         (Some(path), _) => {
             let data = Snapshot::of(path).map_err(|e| io_error(path, e))?;
             let prefix = snapshot::upload(&datastore.container, &data)?.prefix;
-            let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            Some(format!("azureml://datastores/{}/paths/{prefix}/{file}", datastore.name))
+            Some(format!("azureml://datastores/{}/paths/{}", datastore.name, data_path(path, &prefix)))
         }
         (None, Some(remote)) if model::flow::run_file::is_remote(&remote.value) => Some(remote.value.clone()),
         _ => None,
@@ -123,6 +122,21 @@ fn upload(session: &Session, job: &Job, store: &Store) -> Result<Uploads, AzureM
         store.load(base).ok().and_then(|r| cloud_id(&r).map(str::to_string)).unwrap_or_else(|| base.clone())
     });
     Ok(Uploads { datastore: datastore.name.clone(), flow_prefix, data_uri, base_run })
+}
+
+/// The datastore path of uploaded data. A folder's prefix already ends in
+/// its name (`LocalUpload/{hash}/{folder}`) and is named with a trailing
+/// `/`; a file's blob is `LocalUpload/{hash}/{file}`. That is the
+/// `relative_path` promptflow-azure's data upload hands back (azure-ai-ml
+/// `_artifact_utilities._upload_and_generate_remote_uri`, used by
+/// promptflow-azure's `RunOperations._resolve_data_to_asset_id`).
+fn data_path(path: &Path, prefix: &str) -> String {
+    if path.is_dir() {
+        format!("{prefix}/")
+    } else {
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("{prefix}/{file}")
+    }
 }
 
 /// The flow folder as uploaded: with its `additional_includes` copied in
