@@ -153,3 +153,14 @@ fn a_live_deployment_that_fails_its_smoke_test_loses_its_traffic() {
     assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"blue": 100, "green": 0}));
     assert_no_violations(&cloud.fake);
 }
+
+#[test]
+fn a_new_endpoint_lets_the_flow_read_the_workspace_connections() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, out, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let endpoint = cloud.fake.resource(ENDPOINT).unwrap();
+    assert_eq!(endpoint["properties"]["properties"]["enforce_access_to_default_secret_stores"], "enabled");
+    assert_eq!(endpoint["identity"]["type"], "SystemAssigned");
+    assert_no_violations(&cloud.fake);
+}

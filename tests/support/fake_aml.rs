@@ -568,6 +568,13 @@ fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -
     if body.pointer("/properties/authMode") != Some(&json!("Key")) || body.get("location") != Some(&json!("eastus")) {
         return Err((400, format!("endpoint body: {body}")));
     }
+    // Without it the deployment's identity cannot read the workspace's
+    // connections (prompt flow's "deploy a flow to an online endpoint" doc).
+    if !st.resources.contains_key(rest)
+        && body.pointer("/properties/properties/enforce_access_to_default_secret_stores") != Some(&json!("enabled"))
+    {
+        return Err((400, format!("a flow's endpoint needs enforce_access_to_default_secret_stores: enabled: {body}")));
+    }
     let name = rest.trim_start_matches("/onlineEndpoints/");
     let mut stored = body.clone();
     stored["properties"]["scoringUri"] = json!(format!("{url}/score/{name}"));

@@ -102,8 +102,19 @@ impl Target {
         self.url(&format!("/onlineEndpoints/{}", self.endpoint))
     }
 
+    /// `enforce_access_to_default_secret_stores` lets the endpoint's identity
+    /// read the workspace's connections, which a deployed flow resolves at
+    /// start-up (prompt flow's "Deploy a flow to online endpoint for
+    /// real-time inference" doc, its endpoint YAML's `properties:`).
     pub fn endpoint_body(&self) -> Json {
-        json!({"location": self.location, "identity": {"type": "SystemAssigned"}, "properties": {"authMode": "Key"}})
+        json!({
+            "location": self.location,
+            "identity": {"type": "SystemAssigned"},
+            "properties": {
+                "authMode": "Key",
+                "properties": {"enforce_access_to_default_secret_stores": "enabled"},
+            },
+        })
     }
 
     pub fn deployment_url(&self) -> String {
