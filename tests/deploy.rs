@@ -47,8 +47,8 @@ fn a_flow_is_registered_deployed_smoke_tested_and_given_its_traffic() {
     assert_eq!(deployment["sku"]["capacity"], 1);
     assert!(deployment["properties"]["model"].as_str().unwrap().ends_with(&model), "{deployment:#}");
     let polls = cloud.fake.calls().iter().filter(|c| c.contains("/locations/eastus/operations/")).count();
-    assert!(polls >= 4, "the deployment's Azure-AsyncOperation and the traffic's Location were polled: {polls}");
-    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 0, "the endpoint existed");
+    assert!(polls >= 4, "the deployment's and the traffic's Azure-AsyncOperation were polled: {polls}");
+    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 1, "the endpoint existed: one PUT, for its traffic");
 
     // Scored with the key, on the new deployment; then 10 % moved to it.
     let score = cloud.fake.received().into_iter().find(|r| r.path == "/score/support-router").unwrap();
@@ -80,7 +80,7 @@ fn a_new_endpoint_is_created_and_the_deployment_gets_all_traffic() {
     let (code, out, err) = run(cloud.flow_ci().arg("deploy"));
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_no_violations(&cloud.fake);
-    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 1);
+    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 2, "one to create the endpoint, one for its traffic");
     assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"green": 100}));
 }
 
@@ -92,7 +92,7 @@ fn a_failed_smoke_test_leaves_traffic_where_it_was() {
     assert_eq!(code, Some(1), "{out}\n{err}");
     assert!(err.contains("the smoke test failed") && err.contains("`reply` is missing"), "{err}");
     assert!(err.contains("`intent` is a number (locally a string)"), "{err}");
-    assert_eq!(calls_to(&cloud, "PATCH", ENDPOINT), 0, "no traffic change was sent");
+    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 0, "no traffic change was sent");
     assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"blue": 100}));
     assert_no_violations(&cloud.fake);
 }
@@ -107,7 +107,7 @@ fn a_deployment_that_fails_to_provision_exits_3_with_azures_reason() {
         err.contains("deployment green ended Failed (ResourceNotReady)") && err.contains("User container has crashed"),
         "{err}"
     );
-    assert_eq!(calls_to(&cloud, "PATCH", ENDPOINT), 0);
+    assert_eq!(calls_to(&cloud, "PUT", ENDPOINT), 0);
     assert!(
         cloud.fake.received().iter().all(|r| !r.path.starts_with("/score/")),
         "no smoke test of a failed deployment"
@@ -134,11 +134,12 @@ fn the_dry_run_prints_every_call_and_sends_none() {
     let ws = fake_aml::workspace_path();
     for line in [
         format!("PUT {}{ws}/onlineEndpoints/support-router/deployments/green?api-version=2024-04-01", cloud.fake.url),
-        format!("PATCH {}{ws}/onlineEndpoints/support-router?api-version=2024-04-01", cloud.fake.url),
+        format!("PUT {}{ws}/onlineEndpoints/support-router?api-version=2024-04-01", cloud.fake.url),
     ] {
         assert!(out.contains(&line), "{line} in\n{out}");
     }
     assert!(out.contains("\"PROMPTFLOW_RUN_MODE\": \"serving\""), "{out}");
+    assert!(!out.contains("PATCH") && out.contains("# shift traffic"), "traffic moves by a PUT: {out}");
     assert!(err.contains("smoke test inputs: {\"message\":\"I was charged twice"), "{err}");
 }
 
@@ -150,7 +151,8 @@ fn a_live_deployment_that_fails_its_smoke_test_loses_its_traffic() {
     let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("updated in place"), "the in-place update is called out: {err}");
-    assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"blue": 100, "green": 0}));
+    // Zero shares are left out, as azure-ai-ml leaves them out.
+    assert_eq!(cloud.fake.resource(ENDPOINT).unwrap()["properties"]["traffic"], json!({"blue": 100}));
     assert_no_violations(&cloud.fake);
 }
 
@@ -163,4 +165,27 @@ fn a_new_endpoint_lets_the_flow_read_the_workspace_connections() {
     assert_eq!(endpoint["properties"]["properties"]["enforce_access_to_default_secret_stores"], "enabled");
     assert_eq!(endpoint["identity"]["type"], "SystemAssigned");
     assert_no_violations(&cloud.fake);
+}
+
+#[test]
+fn traffic_moves_by_a_put_of_the_whole_endpoint_and_the_report_reads_it_back() {
+    let script = Script { existing_traffic: Some(json!({"blue": 100})), ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    let (code, out, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    assert_eq!(calls_to(&cloud, "PATCH", ENDPOINT), 0, "ARM's PATCH of an endpoint ignores properties");
+    let endpoint = cloud.fake.resource(ENDPOINT).unwrap();
+    assert_eq!(endpoint["properties"]["traffic"], json!({"blue": 90, "green": 10}));
+    // The PUT replaced the endpoint with what it was, but for its traffic.
+    assert_eq!(endpoint["properties"]["authMode"], "Key");
+    assert_eq!(endpoint["tags"], json!({"team": "support"}));
+    assert_eq!(endpoint["properties"]["properties"]["enforce_access_to_default_secret_stores"], "enabled");
+    // What the report says is what the endpoint has.
+    let report: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/report/deploy.json")).unwrap();
+    assert_eq!(report["traffic"], endpoint["properties"]["traffic"]);
+    let last_get =
+        cloud.fake.calls().iter().rposition(|c| *c == format!("GET {}{ENDPOINT}", fake_aml::workspace_path()));
+    let put = cloud.fake.calls().iter().rposition(|c| *c == format!("PUT {}{ENDPOINT}", fake_aml::workspace_path()));
+    assert!(last_get > put, "the traffic is read back after the PUT");
 }

@@ -107,9 +107,16 @@ impl FakeAml {
     pub fn start(script: Script) -> FakeAml {
         let mut initial = State::default();
         if let Some(traffic) = &script.existing_traffic {
+            // As ARM shows an endpoint someone created earlier: read-only
+            // fields included, which a PUT may send back (ARM ignores them).
             initial.resources.insert(
                 "/onlineEndpoints/support-router".into(),
-                json!({"name": "support-router", "properties": {"traffic": traffic, "provisioningState": "Succeeded"}}),
+                json!({"id": format!("{}/onlineEndpoints/support-router", workspace_path()), "name": "support-router",
+                    "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints", "location": "eastus",
+                    "tags": {"team": "support"},
+                    "identity": {"type": "SystemAssigned", "principalId": "p-1", "tenantId": TENANT},
+                    "properties": {"authMode": "Key", "traffic": traffic, "provisioningState": "Succeeded",
+                        "properties": {"enforce_access_to_default_secret_stores": "enabled"}}}),
             );
         }
         let state = Arc::new(Mutex::new(initial));
@@ -481,36 +488,55 @@ fn online(
         })),
         "PUT" => put(req, rest, st, script, url).map(Some),
         "PATCH" if rest.starts_with("/onlineEndpoints/") && !rest.contains("/deployments/") => {
-            let traffic = req
-                .body
-                .pointer("/properties/traffic")
-                .cloned()
-                .ok_or((400, "PATCH without properties.traffic".to_string()))?;
-            let total: u64 = traffic.as_object().map(|t| t.values().filter_map(Json::as_u64).sum()).unwrap_or(0);
-            if total != 100 {
-                return Err((400, format!("traffic must add up to 100, not {total}: {traffic}")));
-            }
-            for name in traffic.as_object().into_iter().flatten().map(|(k, _)| k) {
-                if !st.resources.contains_key(&format!("{rest}/deployments/{name}"))
-                    && script.existing_traffic.as_ref().and_then(|t| t.get(name)).is_none()
-                {
-                    return Err((400, format!("traffic names deployment {name}, which does not exist")));
-                }
-            }
-            let endpoint = st.resources.get_mut(rest).ok_or((404, format!("no endpoint {rest}")))?;
-            endpoint["properties"]["traffic"] = traffic;
-            let n = start_operation(st, "Succeeded");
-            Ok(Some(
-                Answer::json(202, Json::Null)
-                    .with_header(
-                        "Location",
-                        format!("{url}{}/operations/{n}?api-version=2024-04-01", operations_path()),
-                    )
-                    .with_header("Retry-After", "0".into()),
-            ))
+            patch_endpoint(req, rest, st, url).map(Some)
         }
         _ => Err((405, format!("{} is not allowed on {rest}", req.method))),
     }
+}
+
+/// ARM's PATCH body of an endpoint (`PartialMinimalTrackedResourceWithIdentity`)
+/// holds `tags` and `identity` only: anything else is ignored, as Azure
+/// ignores it (a traffic change sent this way never happens).
+fn patch_endpoint(req: &Received, rest: &str, st: &mut State, url: &str) -> Outcome {
+    let endpoint = st.resources.get_mut(rest).ok_or((404, format!("no endpoint {rest}")))?;
+    if let Some(tags) = req.body.get("tags") {
+        endpoint["tags"] = tags.clone();
+    }
+    let ignored: Vec<&String> = req
+        .body
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| *k != "tags" && *k != "identity")
+        .collect();
+    if !ignored.is_empty() {
+        st.violations.push(format!(
+            "PATCH {}: an endpoint's PATCH holds only tags and identity; Azure ignores {ignored:?}",
+            req.path
+        ));
+    }
+    let n = start_operation(st, "Succeeded");
+    Ok(Answer::json(202, Json::Null)
+        .with_header("Location", format!("{url}{}/operations/{n}?api-version=2024-04-01", operations_path()))
+        .with_header("Retry-After", "0".into()))
+}
+
+/// A PUT of an existing endpoint replaces it: its traffic must add up to
+/// 100 (or be empty) over deployments that exist.
+fn check_traffic(rest: &str, traffic: &Json, st: &State) -> Result<(), (u16, String)> {
+    let shares = traffic.as_object().ok_or((400, format!("traffic is not a map: {traffic}")))?;
+    let total: u64 = shares.values().filter_map(Json::as_u64).sum();
+    if !shares.is_empty() && total != 100 {
+        return Err((400, format!("traffic must add up to 100, not {total}: {traffic}")));
+    }
+    let before = st.resources.get(rest).and_then(|e| e.pointer("/properties/traffic").cloned()).unwrap_or_default();
+    for name in shares.keys() {
+        if !st.resources.contains_key(&format!("{rest}/deployments/{name}")) && before.get(name).is_none() {
+            return Err((400, format!("traffic names deployment {name}, which does not exist")));
+        }
+    }
+    Ok(())
 }
 
 fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -> Outcome {
@@ -578,7 +604,10 @@ fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -
     let name = rest.trim_start_matches("/onlineEndpoints/");
     let mut stored = body.clone();
     stored["properties"]["scoringUri"] = json!(format!("{url}/score/{name}"));
-    stored["properties"]["traffic"] = json!({});
+    match body.pointer("/properties/traffic") {
+        Some(traffic) if st.resources.contains_key(rest) => check_traffic(rest, traffic, st)?,
+        _ => stored["properties"]["traffic"] = json!({}),
+    }
     st.resources.insert(rest.into(), stored.clone());
     let op = async_op(st, "Succeeded");
     Ok(Answer::json(201, stored).with_header("Azure-AsyncOperation", op))

@@ -238,9 +238,7 @@ pub fn deploy(
         online::wait_for(client, &reply, "environment", poll, deadline, &say)?;
     }
     let traffic_before = match client.get_optional(&target.endpoint_url())? {
-        Some(endpoint) => {
-            endpoint.pointer("/properties/traffic").and_then(Json::as_object).cloned().unwrap_or_default()
-        }
+        Some(endpoint) => endpoint_traffic(&endpoint),
         None => {
             let reply = client.write(reqwest::Method::PUT, &target.endpoint_url(), &target.endpoint_body())?;
             online::wait_for(client, &reply, &format!("endpoint {}", target.endpoint), poll, deadline, &say)?;
@@ -283,10 +281,7 @@ pub fn deploy(
         Err(why) => why.clone(),
     };
     if !online::same_traffic(&new_traffic, &traffic_before) {
-        let body = json!({"properties": {"traffic": new_traffic}});
-        let reply = client.write(reqwest::Method::PATCH, &target.endpoint_url(), &body)?;
-        online::wait_for(client, &reply, "traffic", poll, deadline, &say)?;
-        deployed.traffic = new_traffic;
+        deployed.traffic = set_traffic(session, &target, &new_traffic)?;
     }
     match smoke {
         Ok(()) => Ok(deployed),
@@ -295,6 +290,27 @@ pub fn deploy(
             Err(DeployError::Smoke(why))
         }
     }
+}
+
+/// Gives the endpoint `traffic` by a PUT of the whole endpoint (ARM's PATCH
+/// ignores traffic; see `online::traffic_body`), waits for it, and returns
+/// the traffic the endpoint then has.
+fn set_traffic(
+    session: &Session,
+    target: &Target,
+    traffic: &Map<String, Json>,
+) -> Result<Map<String, Json>, DeployError> {
+    let client = session.client();
+    let say = |text: &str| session.say(text);
+    let current = client.get(&target.endpoint_url())?;
+    let body = online::traffic_body(&current, traffic);
+    let reply = client.write(reqwest::Method::PUT, &target.endpoint_url(), &body)?;
+    online::wait_for(client, &reply, "traffic", session.settings.poll, session.settings.deadline, &say)?;
+    Ok(endpoint_traffic(&client.get(&target.endpoint_url())?))
+}
+
+fn endpoint_traffic(endpoint: &Json) -> Map<String, Json> {
+    endpoint.pointer("/properties/traffic").and_then(Json::as_object).cloned().unwrap_or_default()
 }
 
 /// Scores the sample on the new deployment (not the endpoint's current

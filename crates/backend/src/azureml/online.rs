@@ -174,14 +174,45 @@ impl Target {
                 None,
                 "smoke test the new deployment (azureml-model-deployment header)",
             ),
+            call("GET", self.endpoint_url(), None, "the endpoint as it is, to change only its traffic"),
             call(
-                "PATCH",
+                "PUT",
                 self.endpoint_url(),
-                Some(json!({"properties": {"traffic": traffic}})),
-                "shift traffic, only when the smoke test passed",
+                Some(traffic_body(&self.endpoint_body(), traffic)),
+                "shift traffic, only when the smoke test passed (the whole endpoint); wait on Azure-AsyncOperation",
             ),
+            call("GET", self.endpoint_url(), None, "the traffic the endpoint really has, for the report"),
         ]
     }
+}
+
+/// The PUT body that gives `endpoint` (as ARM's GET shows it) `traffic`
+/// and changes nothing else. ARM's PATCH of an endpoint
+/// (`PartialMinimalTrackedResourceWithIdentity` in azure-rest-api-specs'
+/// machinelearningservices swagger) holds only `tags` and `identity`, so
+/// traffic moves by a PUT of the whole endpoint, as azure-ai-ml's
+/// `OnlineEndpointOperations.begin_create_or_update` does, with zero
+/// shares left out (its `_strip_zeroes_from_traffic`). Read-only fields
+/// are dropped.
+pub fn traffic_body(endpoint: &Json, traffic: &Map<String, Json>) -> Json {
+    let mut body = Map::new();
+    for key in ["location", "tags", "kind", "sku"] {
+        if let Some(value) = endpoint.get(key).filter(|v| !v.is_null()) {
+            body.insert(key.into(), value.clone());
+        }
+    }
+    if let Some(identity) = endpoint.get("identity").and_then(Json::as_object) {
+        let kept = identity.iter().filter(|(k, _)| *k == "type" || *k == "userAssignedIdentities");
+        body.insert("identity".into(), Json::Object(kept.map(|(k, v)| (k.clone(), v.clone())).collect()));
+    }
+    let mut properties = endpoint.get("properties").and_then(Json::as_object).cloned().unwrap_or_default();
+    for read_only in ["scoringUri", "swaggerUri", "provisioningState"] {
+        properties.remove(read_only);
+    }
+    let shares = traffic.iter().filter(|(_, v)| v.as_u64().unwrap_or(0) > 0);
+    properties.insert("traffic".into(), Json::Object(shares.map(|(k, v)| (k.clone(), v.clone())).collect()));
+    body.insert("properties".into(), Json::Object(properties));
+    Json::Object(body)
 }
 
 /// The traffic after a shift: `percent` to `deployment`, the rest split
@@ -268,6 +299,21 @@ mod tests {
 
     fn traffic(pairs: &[(&str, u64)]) -> Map<String, Json> {
         pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()
+    }
+
+    #[test]
+    fn a_traffic_put_keeps_the_endpoint_and_drops_zero_shares_and_read_only_fields() {
+        let endpoint = json!({"id": "/x", "name": "e", "location": "eastus", "tags": {"a": "b"},
+            "identity": {"type": "SystemAssigned", "principalId": "p"},
+            "properties": {"authMode": "Key", "scoringUri": "https://s", "provisioningState": "Succeeded",
+                "traffic": {"blue": 100}, "properties": {"enforce_access_to_default_secret_stores": "enabled"}}});
+        let body = traffic_body(&endpoint, &traffic(&[("blue", 0), ("green", 100)]));
+        assert_eq!(
+            body,
+            json!({"location": "eastus", "tags": {"a": "b"}, "identity": {"type": "SystemAssigned"},
+                "properties": {"authMode": "Key", "traffic": {"green": 100},
+                    "properties": {"enforce_access_to_default_secret_stores": "enabled"}}})
+        );
     }
 
     #[test]
