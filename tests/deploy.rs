@@ -33,7 +33,7 @@ fn a_flow_is_registered_deployed_smoke_tested_and_given_its_traffic() {
     assert_no_violations(&cloud.fake);
 
     // The model: the flow folder in the datastore, promptflow's properties,
-    // its content hash as the version.
+    // the next integer version (its content hash in a property).
     let model = model_path(&cloud);
     let registered = cloud.fake.resource(&model).unwrap();
     assert_eq!(registered["properties"]["properties"]["azureml.promptflow.source_flow_id"], "support-router");
@@ -188,4 +188,34 @@ fn traffic_moves_by_a_put_of_the_whole_endpoint_and_the_report_reads_it_back() {
         cloud.fake.calls().iter().rposition(|c| *c == format!("GET {}{ENDPOINT}", fake_aml::workspace_path()));
     let put = cloud.fake.calls().iter().rposition(|c| *c == format!("PUT {}{ENDPOINT}", fake_aml::workspace_path()));
     assert!(last_get > put, "the traffic is read back after the PUT");
+}
+
+#[test]
+fn model_versions_are_integers_and_an_unchanged_flow_reuses_its_version() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, out, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    let first = cloud.fake.resource("/models/support-router/versions/1").expect("version 1 registered");
+    let hash = first["properties"]["properties"]["flow-ci.content-hash"].as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 64, "the flow's content hash is kept with the model: {first:#}");
+
+    // Unchanged: version 1 is found by its hash and reused.
+    let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("version 1: already registered"), "{err}");
+    assert!(cloud.fake.resource("/models/support-router/versions/2").is_none());
+
+    // Changed: the next integer version.
+    let prompt = cloud.pr.read("flows/support-router/flow.dag.yaml");
+    cloud.pr.write("flows/support-router/flow.dag.yaml", &format!("{prompt}\n# changed\n"));
+    let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{err}");
+    let second = cloud.fake.resource("/models/support-router/versions/2").expect("version 2 registered");
+    assert_ne!(second["properties"]["properties"]["flow-ci.content-hash"], json!(hash));
+    let deployment = cloud.fake.resource(&format!("{ENDPOINT}/deployments/green")).unwrap();
+    assert!(deployment["properties"]["model"].as_str().unwrap().ends_with("/models/support-router/versions/2"));
+    let report: Json = serde_json::from_str(&cloud.pr.read(".flow-ci/report/deploy.json")).unwrap();
+    assert_eq!(report["model_version"], "2");
+    assert_no_violations(&cloud.fake);
 }

@@ -479,6 +479,7 @@ fn online(
         return Err((400, "ARM calls need an api-version".into()));
     }
     match req.method.as_str() {
+        "GET" if rest.starts_with("/models/") && rest.ends_with("/versions") => Ok(Some(model_versions(rest, st))),
         "GET" => Ok(Some(match st.resources.get(rest) {
             Some(r) => Answer::json(200, r.clone()),
             None => Answer::json(
@@ -492,6 +493,39 @@ fn online(
         }
         _ => Err((405, format!("{} is not allowed on {rest}", req.method))),
     }
+}
+
+/// A workspace model's versions are positive integers (ARM answers 400
+/// otherwise); each PUT moves the container's `latestVersion` and
+/// `nextVersion` on.
+fn put_model_version(rest: &str, body: &Json, st: &mut State) -> Outcome {
+    let (container, version) = rest.split_once("/versions/").ok_or((404, format!("no model path {rest}")))?;
+    let number: u64 = version
+        .parse()
+        .ok()
+        .filter(|n| *n > 0 && !version.starts_with('0'))
+        .ok_or((400, format!("model version {version} is not a positive integer")))?;
+    let mut stored = body.clone();
+    stored["id"] = json!(format!("{}{rest}", workspace_path()));
+    stored["name"] = json!(version);
+    st.resources.insert(rest.into(), stored.clone());
+    let latest =
+        st.resources.get(container).and_then(|c| c.pointer("/properties/latestVersion")?.as_str()?.parse().ok());
+    let latest = latest.unwrap_or(0).max(number);
+    let name = container.trim_start_matches("/models/");
+    st.resources.insert(
+        container.into(),
+        json!({"name": name, "properties": {"latestVersion": latest.to_string(), "nextVersion": (latest + 1).to_string()}}),
+    );
+    Ok(Answer::json(201, stored))
+}
+
+/// `GET /models/{name}/versions`: one page, as ARM lists them.
+fn model_versions(rest: &str, st: &State) -> Answer {
+    let prefix = format!("{rest}/");
+    let value: Vec<Json> =
+        st.resources.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v.clone()).collect();
+    Answer::json(200, json!({ "value": value }))
 }
 
 /// ARM's PATCH body of an endpoint (`PartialMinimalTrackedResourceWithIdentity`)
@@ -556,8 +590,7 @@ fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -
         if st.resources.contains_key(rest) {
             return Err((409, "model versions are immutable".into()));
         }
-        st.resources.insert(rest.into(), body.clone());
-        return Ok(Answer::json(201, body.clone()));
+        return put_model_version(rest, body, st);
     }
     if rest.starts_with("/environments/") {
         if body.pointer("/properties/image").is_none() {

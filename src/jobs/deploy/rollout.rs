@@ -1,6 +1,7 @@
 //! The rollout: register a flow and serve it from a managed online
-//! endpoint, safely. The flow folder becomes a model (its version is the
-//! content hash, so an unchanged flow is not registered twice), the
+//! endpoint, safely. The flow folder becomes a model (the next integer
+//! version, its content hash kept in a property, so an unchanged flow finds
+//! its version and is not registered twice), the
 //! deployment is created or updated, smoke-tested with a sample line whose
 //! output must have the shape the local executor gives, and only then does
 //! traffic move to it. A failed smoke test leaves traffic where it was (and
@@ -149,7 +150,9 @@ impl Spec {
             workspace,
             arm_url,
             model: self.model.clone(),
-            model_version: snapshot.hash[..12].to_string(),
+            // Resolved against the registry before the model is used.
+            model_version: "{nextVersion}".into(),
+            content_hash: snapshot.hash.clone(),
             model_path: snapshot.prefix(),
             datastore: datastore.into(),
             image: self.image.clone(),
@@ -223,16 +226,9 @@ pub fn deploy(
     let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
     backend::azureml::snapshot::upload(&datastore.container, &snapshot).map_err(AzureMlError::from)?;
     let ws = session.workspace();
-    let target =
+    let mut target =
         spec.target(ws.reference.clone(), client.arm_url.clone(), &datastore.name, &ws.location, &snapshot, provenance);
-
-    let model_registered = client.get_optional(&target.model_url())?.is_none();
-    if model_registered {
-        client.write(reqwest::Method::PUT, &target.model_url(), &target.model_body())?;
-        say(&format!("model {} version {}: registered", target.model, target.model_version));
-    } else {
-        say(&format!("model {} version {}: already registered (same content)", target.model, target.model_version));
-    }
+    let model_registered = register_model(session, &mut target)?;
     if client.get_optional(&target.environment_url())?.is_none() {
         let reply = client.write(reqwest::Method::PUT, &target.environment_url(), &target.environment_body())?;
         online::wait_for(client, &reply, "environment", poll, deadline, &say)?;
@@ -290,6 +286,24 @@ pub fn deploy(
             Err(DeployError::Smoke(why))
         }
     }
+}
+
+/// Finds the model version holding this flow's content, or registers the
+/// next integer version; sets `target.model_version`. True when registered now.
+fn register_model(session: &Session, target: &mut Target) -> Result<bool, DeployError> {
+    let client = session.client();
+    if let Some(version) = online::registered_version(client, target)? {
+        target.model_version = version;
+        session.say(&format!(
+            "model {} version {}: already registered (same content)",
+            target.model, target.model_version
+        ));
+        return Ok(false);
+    }
+    target.model_version = online::next_version(client, target)?;
+    client.write(reqwest::Method::PUT, &target.model_url(), &target.model_body())?;
+    session.say(&format!("model {} version {}: registered", target.model, target.model_version));
+    Ok(true)
 }
 
 /// Gives the endpoint `traffic` by a PUT of the whole endpoint (ARM's PATCH

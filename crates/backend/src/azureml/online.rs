@@ -17,14 +17,21 @@ pub const DEFAULT_IMAGE: &str = "mcr.microsoft.com/azureml/promptflow/promptflow
 /// The environment flow-ci registers that image as.
 pub const ENVIRONMENT: &str = "flow-ci-promptflow-runtime";
 
+/// The model property (and tag) holding the flow's content hash: how an
+/// unchanged flow finds the version it was registered as.
+pub const CONTENT_HASH: &str = "flow-ci.content-hash";
+
 /// What to deploy, resolved from `deploy:` and the flow.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub workspace: WorkspaceRef,
     pub arm_url: String,
     pub model: String,
-    /// The flow snapshot's content hash, shortened.
+    /// A positive integer, as a workspace registry requires: the version
+    /// that holds this content, or the container's `nextVersion`.
     pub model_version: String,
+    /// The flow snapshot's content hash, kept with the model (see `CONTENT_HASH`).
+    pub content_hash: String,
     /// `LocalUpload/{hash}/{flow}` in the datastore.
     pub model_path: String,
     pub datastore: String,
@@ -71,8 +78,22 @@ impl Target {
         self.url(&format!("/models/{}/versions/{}", self.model, self.model_version))
     }
 
+    /// The model's versions (paged with `nextLink`).
+    pub fn model_versions_url(&self) -> String {
+        self.url(&format!("/models/{}/versions", self.model))
+    }
+
+    /// The model container, whose `nextVersion` a new version takes.
+    pub fn model_container_url(&self) -> String {
+        self.url(&format!("/models/{}", self.model))
+    }
+
     pub fn model_body(&self) -> Json {
         let w = &self.workspace;
+        let mut properties = self.model_properties.clone();
+        properties.insert(CONTENT_HASH.into(), json!(self.content_hash));
+        let mut tags = self.tags.clone();
+        tags.insert(CONTENT_HASH.into(), json!(self.content_hash));
         json!({"properties": {
             "modelUri": format!(
                 "azureml://subscriptions/{}/resourceGroups/{}/workspaces/{}/datastores/{}/paths/{}",
@@ -80,8 +101,8 @@ impl Target {
             ),
             "modelType": "custom_model",
             "description": "A prompt flow, registered by flow-ci",
-            "tags": self.tags,
-            "properties": self.model_properties,
+            "tags": tags,
+            "properties": properties,
         }})
     }
 
@@ -150,7 +171,13 @@ impl Target {
     pub fn plan(&self, traffic: &Map<String, Json>) -> Vec<Call> {
         let call = |method, url: String, body: Option<Json>, why: &str| Call { method, url, body, why: why.into() };
         vec![
-            call("GET", self.model_url(), None, "is this flow version registered? (then the model PUT is skipped)"),
+            call(
+                "GET",
+                self.model_versions_url(),
+                None,
+                "is this content registered? (a version whose flow-ci.content-hash matches; then the model PUT is skipped)",
+            ),
+            call("GET", self.model_container_url(), None, "the model's nextVersion (1 for a new model)"),
             call("PUT", self.model_url(), Some(self.model_body()), "register the flow folder as a model"),
             call("GET", self.environment_url(), None, "is the runtime environment registered?"),
             call("PUT", self.environment_url(), Some(self.environment_body()), "register the runtime environment"),
@@ -184,6 +211,38 @@ impl Target {
             call("GET", self.endpoint_url(), None, "the traffic the endpoint really has, for the report"),
         ]
     }
+}
+
+/// The version of `target.model` registered with this content, if any.
+pub fn registered_version(client: &Client, target: &Target) -> Result<Option<String>, AzureMlError> {
+    let mut url = Some(target.model_versions_url());
+    while let Some(page_url) = url.take() {
+        let Some(page) = client.get_optional(&page_url)? else { return Ok(None) };
+        let versions = page.get("value").and_then(Json::as_array).into_iter().flatten();
+        if let Some(found) = versions.into_iter().find(|v| holds_hash(v, &target.content_hash)) {
+            return Ok(found.get("name").and_then(Json::as_str).map(str::to_string));
+        }
+        url = page.get("nextLink").and_then(Json::as_str).map(str::to_string);
+    }
+    Ok(None)
+}
+
+fn holds_hash(version: &Json, hash: &str) -> bool {
+    let property = version.pointer("/properties/properties").and_then(|p| p.get(CONTENT_HASH));
+    property.and_then(Json::as_str) == Some(hash)
+}
+
+/// The version a new registration takes: the container's `nextVersion`,
+/// "1" for a new model, as azure-ai-ml's `ModelOperations.create_or_update`
+/// does when no version is given (`_asset_utils._get_next_version_from_container`).
+pub fn next_version(client: &Client, target: &Target) -> Result<String, AzureMlError> {
+    let container = client.get_optional(&target.model_container_url())?;
+    let next = container.as_ref().and_then(|c| c.pointer("/properties/nextVersion"));
+    Ok(match next {
+        Some(Json::String(v)) => v.clone(),
+        Some(Json::Number(n)) => n.to_string(),
+        _ => "1".into(),
+    })
 }
 
 /// The PUT body that gives `endpoint` (as ARM's GET shows it) `traffic`
