@@ -335,7 +335,9 @@ fn the_configured_backend_wins_in_the_github_action() {
     assert_no_violations(&cloud.fake);
     assert!(err.contains("backend azureml"), "{out}\n{err}");
     assert_eq!(cloud.fake.submitted().len(), 4 + 3, "every flow ran in the workspace\n{out}\n{err}");
+}
 
+#[test]
 fn a_cancel_is_a_post_with_content_length_0_which_azure_front_ends_require() {
     let script = Script { statuses: vec!["Preparing", "Running"], ..Script::default() };
     let Some(cloud) = Cloud::start(script) else { return };
