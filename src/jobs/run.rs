@@ -21,7 +21,7 @@ pub struct RunRequest {
     pub config: Option<PathBuf>,
     /// `--backend`, over the config's `backend:`.
     pub backend: Option<Backend>,
-    pub python: PathBuf,
+    pub python: exec::pool::Python,
     pub workers: usize,
     pub line_timeout: Duration,
     /// Replace a stored run of the same name.

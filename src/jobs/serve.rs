@@ -31,7 +31,7 @@ use model::flow::Flow;
 
 pub struct ServeOptions {
     pub addr: SocketAddr,
-    pub python: std::path::PathBuf,
+    pub python: exec::pool::Python,
     /// Python workers (lines of python nodes run at once).
     pub workers: usize,
     pub line_timeout: Duration,

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use super::batch::{self, BaseRun, BatchOptions, MappingError, Progress};
 use super::bind::{BindError, apply_overrides};
 use super::line::RunError;
-use super::pool::PoolError;
+use super::pool::{PoolError, Python};
 use super::prepare::{PrepareError, prepare};
 use super::start::{StartOptions, start};
 use crate::llm::{CallError, LlmSetup};
@@ -37,7 +37,7 @@ pub struct Job {
 
 #[derive(Clone)]
 pub struct JobOptions<'a> {
-    pub python: PathBuf,
+    pub python: Python,
     pub workers: usize,
     pub line_timeout: Duration,
     /// Replace an existing run of the same name.
@@ -61,6 +61,9 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// The flow's python requirements could not be installed.
+    #[error(transparent)]
+    Environment(#[from] crate::venv::EnvError),
     /// A node's code does not load (syntax, import, no single `@tool`).
     #[error("{}: {}", .0.kind, .0.message)]
     Load(RunError),
@@ -80,6 +83,7 @@ impl JobError {
         match self {
             JobError::Pool(_) | JobError::Client(_) => model::exit::FAILURE,
             JobError::Store(e) => e.exit_code(),
+            JobError::Environment(e) => e.exit_code(),
             _ => model::exit::INVALID_INPUT,
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod bind;
+pub mod credentials;
 pub mod job;
 pub mod line;
 pub mod llm;
@@ -18,3 +19,4 @@ pub mod pool;
 pub mod prepare;
 pub mod start;
 pub mod store;
+pub mod venv;

@@ -180,6 +180,9 @@ pub struct PoolConfig {
     pub size: usize,
     /// Extra environment for workers (run `environment_variables`).
     pub env: Vec<(String, String)>,
+    /// `python` is a flow's own environment: its packages alone are
+    /// importable, so `PYTHONPATH` (and `PYTHONHOME`) of the CI are dropped.
+    pub isolated: bool,
 }
 
 /// Where worker stderr (user prints, warnings) goes.
@@ -335,7 +338,13 @@ impl Pool {
         if stopped() {
             return Err(handshake(python, "the run was stopped"));
         }
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        // User code never sees the CI's credentials; the flow's own variables come after.
+        crate::credentials::remove_from(&mut command);
+        if self.config.isolated {
+            command.env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+        }
+        let mut child = command
             .arg("-u")
             .arg(self.runtime_dir.join("flow_ci_worker.py"))
             .env("FLOW_CI_SHIM", self.runtime_dir.join("shim"))
@@ -454,22 +463,41 @@ fn write_runtime() -> Result<PathBuf, PoolError> {
     Ok(dir)
 }
 
+/// The python interpreter a command was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Python {
+    /// `--python` or `FLOW_CI_PYTHON`: every flow runs in it as it is (the
+    /// user manages its packages).
+    Fixed(PathBuf),
+    /// An active virtualenv's or `python3`: flows without requirements run in
+    /// it, flows with requirements in an environment built from it (`pyenv`).
+    Base(PathBuf),
+}
+
+impl Python {
+    pub fn path(&self) -> &Path {
+        match self {
+            Python::Fixed(p) | Python::Base(p) => p,
+        }
+    }
+}
+
 /// The interpreter: `--python`, else `FLOW_CI_PYTHON`, else an active
 /// virtualenv's, else `python3` on PATH.
-pub fn default_python(explicit: Option<&Path>) -> PathBuf {
+pub fn default_python(explicit: Option<&Path>) -> Python {
     if let Some(p) = explicit {
-        return p.to_path_buf();
+        return Python::Fixed(p.to_path_buf());
     }
-    if let Some(p) = std::env::var_os("FLOW_CI_PYTHON") {
-        return PathBuf::from(p);
+    if let Some(p) = std::env::var_os("FLOW_CI_PYTHON").filter(|p| !p.is_empty()) {
+        return Python::Fixed(PathBuf::from(p));
     }
     if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
         let candidate = Path::new(&venv).join("bin/python");
         if candidate.exists() {
-            return candidate;
+            return Python::Base(candidate);
         }
     }
-    PathBuf::from("python3")
+    Python::Base(PathBuf::from("python3"))
 }
 
 #[cfg(test)]
@@ -477,7 +505,8 @@ mod tests {
     use super::*;
 
     fn pool(size: usize) -> Pool {
-        Pool::new(PoolConfig { python: default_python(None), size, env: vec![] }).unwrap()
+        let python = default_python(None).path().to_path_buf();
+        Pool::new(PoolConfig { python, size, env: vec![], isolated: false }).unwrap()
     }
 
     fn request(dir: &Path, file: &str, kwargs: Json) -> CallRequest {

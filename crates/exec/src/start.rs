@@ -1,10 +1,11 @@
-//! Starting the executor for one flow: python workers with the flow's
-//! environment, every node's code loaded before the first line (a broken
+//! Starting the executor for one flow: python workers in the flow's
+//! environment (its requirements installed, see `venv`) with its variables
+//! and without the CI's credentials, every node's code loaded before the first line (a broken
 //! tool is an error at start-up, not on every line), and connections bound
 //! (a missing key stops here unless cached answers may serve). `run
 //! create`, `check`, `flow test`, `serve` and `deploy` all start here.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -12,11 +13,12 @@ use crate::bind::{bind, require_keys};
 use crate::job::JobError;
 use crate::line::Engine;
 use crate::llm::{LlmRun, LlmSetup};
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::{Pool, PoolConfig, Python};
 use crate::prepare::Prepared;
 
 pub struct StartOptions<'a> {
-    pub python: PathBuf,
+    /// The base (or fixed) interpreter; see `venv::interpreter`.
+    pub python: Python,
     /// Python worker processes.
     pub workers: usize,
     /// The workers' extra environment (see `job::environment`).
@@ -55,7 +57,9 @@ impl<'a> Started<'a> {
 
 /// Starts workers for `prepared`, loads its code and binds its connections.
 pub fn start<'a>(prepared: &'a Prepared, opts: StartOptions<'a>) -> Result<Started<'a>, JobError> {
-    let pool = Pool::new(PoolConfig { python: opts.python, size: opts.workers, env: opts.env })?;
+    let python = crate::venv::interpreter(&opts.python, &prepared.flow, Path::new(crate::venv::ENVS_DIR))?;
+    let config = PoolConfig { python: python.path, size: opts.workers, env: opts.env, isolated: python.own_env };
+    let pool = Pool::new(config)?;
     let loader = Engine { prepared, pool: &pool, line_timeout: opts.line_timeout, cancel: opts.cancel, llm: None };
     let connection_params = loader.preload().map_err(JobError::Load)?;
     let bindings = bind(prepared, &connection_params, &opts.llm.connections)?;

@@ -35,7 +35,7 @@ pub struct CheckRequest {
     /// Plan and validate only.
     pub dry_run: bool,
     pub runs_dir: PathBuf,
-    pub python: PathBuf,
+    pub python: exec::pool::Python,
     pub workers: usize,
     pub line_timeout: Duration,
     /// Flows run at once.

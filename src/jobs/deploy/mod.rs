@@ -23,7 +23,7 @@ pub struct DeployRequest {
     pub ignore_gates: bool,
     /// Where check's report.json is read and deploy.json / deploy.md written.
     pub report_dir: PathBuf,
-    pub python: PathBuf,
+    pub python: exec::pool::Python,
     pub line_timeout: Duration,
     pub llm: LlmFlags,
     pub cloud_timeout: Option<Duration>,

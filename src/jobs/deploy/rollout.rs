@@ -386,7 +386,7 @@ pub fn shape_difference(expected: &Map<String, Json>, got: &Map<String, Json>) -
 /// answer must look like.
 pub fn run_locally(
     spec: &Spec,
-    python: PathBuf,
+    python: exec::pool::Python,
     llm: &exec::llm::LlmSetup,
     line_timeout: Duration,
 ) -> Result<Map<String, Json>, DeployError> {

@@ -64,6 +64,8 @@ pub struct Flow {
     pub node_variants: Vec<NodeVariants>,
     pub additional_includes: Vec<Spanned<String>>,
     pub environment_variables: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `environment.python_requirements_txt`, relative to `dir`.
+    pub python_requirements_txt: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -213,6 +215,7 @@ pub fn decode(dir: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Flow> 
         node_variants: vec![],
         additional_includes: vec![],
         environment_variables: vec![],
+        python_requirements_txt: None,
     };
     if let Some(inputs) = fields.get("inputs") {
         flow.inputs = named_entries(&mut d, inputs, "`inputs`", decode_input);
@@ -240,7 +243,18 @@ pub fn decode(dir: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Flow> 
     if let Some(env) = fields.get("environment_variables") {
         flow.environment_variables = d.string_map(env, "`environment_variables`");
     }
+    if let Some(env) = fields.get("environment") {
+        flow.python_requirements_txt = python_requirements(&mut d, env);
+    }
     Some(flow)
+}
+
+/// `environment.python_requirements_txt`. The other keys (`image`, ...) are
+/// promptflow's deployment settings, which it does not check either.
+fn python_requirements(d: &mut Decoder<'_>, env: &Yaml) -> Option<Spanned<String>> {
+    let entries = d.map(env, "`environment`")?;
+    let (_, value) = entries.iter().find(|(k, _)| k.as_str() == Some("python_requirements_txt"))?;
+    d.string(value, "`environment.python_requirements_txt`")
 }
 
 /// Decodes `name: {...}` mappings (inputs, outputs, node_variants) in order.
