@@ -4,9 +4,11 @@
 #   docker build -t flow-ci .                  # build
 #   docker run --rm -v "$PWD:/w" -w /w flow-ci check --all --dry-run
 #
-# Stage 1 compiles a static release binary; stage 2 is a slim Debian with the
-# tools flow-ci calls at run time: python3 (python nodes run in python3
-# workers) and git (detect, baselines at the merge base).
+# Stage 1 compiles a static release binary; stage 2 takes uv out of its PyPI
+# wheel; stage 3 is a slim Debian with the tools flow-ci calls at run time:
+# python3 (python nodes run in python3 workers), uv (a flow's
+# requirements.txt is installed into its own environment) and git (detect,
+# baselines at the merge base).
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
@@ -33,6 +35,13 @@ COPY crates ./crates
 COPY src ./src
 RUN cargo build --release --locked --target "$TARGET" \
     && cp "target/$TARGET/release/flow-ci" /flow-ci
+
+# uv builds the flows' environments: seconds where venv + pip take tens, and
+# Debian's python3 has no venv module (python3-venv) or pip. Its wheel is one
+# static binary; pinned, so an image rebuild does not change the installer.
+FROM python:3.12-slim-bookworm AS uv
+RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore uv==0.13.9 \
+    && /usr/local/bin/uv --version
 
 FROM debian:bookworm-slim AS runtime
 # Two trims that lose nothing flow-ci runs (image 222 MB -> 157 MB):
@@ -63,6 +72,7 @@ RUN set -eu \
     # GitHub mounts the workspace owned by the runner's user, not root: without
     # this git refuses to read it ("dubious ownership").
     && git config --system --add safe.directory '*'
+COPY --from=uv /usr/local/bin/uv /usr/local/bin/uv
 COPY --from=build /flow-ci /usr/local/bin/flow-ci
 # Runs as root: container actions must write to the mounted workspace
 # (.flow-ci/ reports and runs) and to $GITHUB_OUTPUT / $GITHUB_STEP_SUMMARY,
