@@ -131,12 +131,20 @@ fn requirements_are_installed_once_and_the_environment_is_reused() {
 fn a_requirement_that_cannot_be_installed_is_invalid_input_unless_flow_ci_python_is_set() {
     let p = Project::new();
     flow(&p, "flows/broken", "    return x");
-    p.write("flows/broken/requirements.txt", "flow-ci-no-such-package-4c1e==0.0.1\n");
+    // The declared file wins over requirements.txt, as in promptflow.
+    let dag = p.path().join("flows/broken/flow.dag.yaml");
+    let text = std::fs::read_to_string(&dag).unwrap();
+    std::fs::write(&dag, format!("{text}environment:\n  python_requirements_txt: deps/pinned.txt\n")).unwrap();
+    p.write("flows/broken/requirements.txt", &format!("{PACKAGE}=={VERSION}\n"));
+    let out = p.flow_ci().args(["validate", "flows/broken"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[requirements-missing]"));
+    p.write("flows/broken/deps/pinned.txt", "flow-ci-no-such-package-4c1e==0.0.1\n");
 
     let out = run_create(&p, "flows/broken", "broken");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("installing flows/broken/requirements.txt failed"), "{stderr}");
+    assert!(stderr.contains("installing flows/broken/deps/pinned.txt failed"), "{stderr}");
     assert!(stderr.contains("flow-ci-no-such-package-4c1e"), "the installer's own message: {stderr}");
     assert_eq!(p.envs(), Vec::<PathBuf>::new(), "nothing half-built is left");
 

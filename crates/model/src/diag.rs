@@ -48,6 +48,7 @@ codes! {
     SourceMissing => "source-missing", "a node's source file does not exist";
     PathOutsideRepo => "path-outside-repo", "a path escapes the repository root";
     IncludeMissing => "include-missing", "an `additional_includes` entry does not exist";
+    RequirementsMissing => "requirements-missing", "`environment.python_requirements_txt` names a file that does not exist";
     JinjaSyntax => "jinja-syntax", "a prompt template has a Jinja syntax error";
     PythonNoTool => "python-no-tool", "a python node's file defines no `@tool` function";
     PythonMultipleTools => "python-multiple-tools", "a python node's file defines more than one `@tool` function";

@@ -26,6 +26,7 @@ pub fn check_flow(flow: &Flow, repo_root: &Path, diags: &mut Diagnostics) {
     c.cycles();
     c.outputs();
     c.includes();
+    c.requirements();
 }
 
 struct Checker<'a> {
@@ -377,6 +378,24 @@ impl Checker<'_> {
                     Some("paths are relative to the folder holding flow.dag.yaml".into()),
                 );
             }
+        }
+    }
+
+    /// A declared requirements file must exist: every local run installs it.
+    fn requirements(&mut self) {
+        let Some(declared) = &self.flow.python_requirements_txt else {
+            return;
+        };
+        let Some(path) = self.contained_path(&declared.value, declared.pos, "python requirements file") else {
+            return;
+        };
+        if !path.is_file() {
+            self.error(
+                Code::RequirementsMissing,
+                declared.pos,
+                format!("python requirements file `{}` does not exist", declared.value),
+                Some("paths are relative to the folder holding flow.dag.yaml".into()),
+            );
         }
     }
 }
