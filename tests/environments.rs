@@ -7,54 +7,24 @@
 //! The install tests reach PyPI, with `uv` when it is on PATH, else with
 //! `python -m venv` and pip.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use assert_cmd::Command;
 use serde_json::{Value as Json, json};
+use support::project::Project;
 
 /// A small pure-Python package that the CI's python3 does not have.
 const PACKAGE: &str = "tomli";
 const VERSION: &str = "2.0.1";
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        Project { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, text: &str) -> &Self {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-        self
-    }
-
-    /// flow-ci in the project, choosing its python itself.
-    fn flow_ci(&self) -> Command {
-        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
-        cmd.current_dir(self.path())
-            .env_remove("FLOW_CI_RUNS_DIR")
-            .env_remove("FLOW_CI_PYTHON")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD");
-        cmd
-    }
-
-    /// The finished environments (hidden names are builds in progress).
-    fn envs(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.path().join(".flow-ci/cache/envs")) else {
-            return vec![];
-        };
-        entries.map(|e| e.unwrap().path()).collect()
-    }
+/// The finished environments (hidden names are builds in progress).
+fn finished_envs(p: &Project) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(p.path().join(".flow-ci/cache/envs")) else {
+        return vec![];
+    };
+    entries.map(|e| e.unwrap().path()).collect()
 }
 
 /// A flow whose python node runs `body` (a function of `x: str`).
@@ -100,7 +70,7 @@ fn requirements_are_installed_once_and_the_environment_is_reused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("installing requirements.txt for flows/x into .flow-ci/cache/envs/"), "{stderr}");
-    let envs = p.envs();
+    let envs = finished_envs(&p);
     assert_eq!(envs.len(), 1, "{envs:?}");
     let marker = envs[0].join("flow-ci-env-complete");
     let built = mtime(&marker);
@@ -123,7 +93,7 @@ fn requirements_are_installed_once_and_the_environment_is_reused() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("installing"));
     assert_eq!(serde_json::from_slice::<Json>(&out.stdout).unwrap()["out"]["version"], json!(VERSION));
-    assert_eq!(p.envs(), envs);
+    assert_eq!(finished_envs(&p), envs);
     assert_eq!(mtime(&marker), built, "the environment was not rebuilt");
 }
 
@@ -146,7 +116,7 @@ fn a_requirement_that_cannot_be_installed_is_invalid_input_unless_flow_ci_python
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("installing flows/broken/deps/pinned.txt failed"), "{stderr}");
     assert!(stderr.contains("flow-ci-no-such-package-4c1e"), "the installer's own message: {stderr}");
-    assert_eq!(p.envs(), Vec::<PathBuf>::new(), "nothing half-built is left");
+    assert_eq!(finished_envs(&p), Vec::<PathBuf>::new(), "nothing half-built is left");
 
     // FLOW_CI_PYTHON: the user manages that interpreter; nothing is installed.
     let out = run_create_with_python(&p, "flows/broken", "fixed");

@@ -2,49 +2,12 @@
 //! (batch and evaluation), failures that stay on their line, worker crashes
 //! and hangs, and the run store commands.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::{Value as Json, json};
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        Project { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, text: &str) -> &Self {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-        self
-    }
-
-    fn flow_ci(&self) -> Command {
-        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
-        cmd.current_dir(self.path()).env_remove("FLOW_CI_RUNS_DIR").env_remove("GITHUB_ACTIONS").env_remove("TF_BUILD");
-        cmd
-    }
-
-    fn read_jsonl(&self, rel: &str) -> Vec<Json> {
-        std::fs::read_to_string(self.path().join(rel))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn read_json(&self, rel: &str) -> Json {
-        serde_json::from_str(&std::fs::read_to_string(self.path().join(rel)).unwrap()).unwrap()
-    }
-}
+use support::project::Project;
 
 /// A classifier flow (python + prompt) and an evaluation flow with aggregation.
 fn classification_project() -> Project {

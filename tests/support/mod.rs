@@ -6,4 +6,5 @@ pub mod fake_github;
 pub mod fake_llm;
 pub mod fs;
 pub mod http;
+pub mod project;
 pub mod repo;
