@@ -368,3 +368,16 @@ fn a_data_folder_is_sent_as_the_uploaded_folder_with_a_trailing_slash() {
     assert!(uri.ends_with("/tickets/") && !uri.ends_with("/tickets/tickets/"), "{uri}");
     assert_no_violations(&cloud.fake);
 }
+
+#[test]
+fn the_uploaded_flow_names_its_requirements_and_drops_merged_includes() {
+    // The fake reads the uploaded flow.dag.yaml back from Azurite: no
+    // additional_includes (web-classification has them) and, with a
+    // requirements.txt beside it, environment.python_requirements_txt.
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    cloud.pr.write("flows/web-classification/requirements.txt", "bs4\n");
+    let (code, out, err) =
+        cloud.run_create(&["--file", "flows/web-classification/run.yml", "--name", "with-requirements"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+}

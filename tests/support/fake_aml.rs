@@ -337,6 +337,7 @@ fn submit(req: &Received, st: &mut State, script: &Script) -> Outcome {
     if let Some(uri) = body.pointer("/batchDataInput/dataUri").and_then(Json::as_str) {
         data_exists(uri, script)?;
     }
+    uploaded_dag_runs(&text("flowDefinitionBlobPath"), script)?;
     let base = text("variantRunId");
     if body.pointer("/batchDataInput/dataUri").is_none() && base.is_empty() {
         return Err((400, "a run needs batchDataInput or variantRunId".into()));
@@ -358,18 +359,45 @@ fn submit(req: &Received, st: &mut State, script: &Script) -> Outcome {
     Ok(Answer::json(200, json!(id)))
 }
 
+/// The uploaded flow.dag.yaml as the cloud runtime reads it: no
+/// `additional_includes` (merged into the snapshot, their `../` paths do not
+/// exist there), and `environment.python_requirements_txt` when the
+/// snapshot holds a requirements.txt (else nothing is installed).
+fn uploaded_dag_runs(dag_path: &str, script: &Script) -> Result<(), (u16, String)> {
+    let Some(container) = container(script)? else { return Ok(()) };
+    let text = container.get_text(dag_path).map_err(|e| (500, e.to_string()))?;
+    let text = text.ok_or_else(|| (400, format!("{dag_path}: the flow was not uploaded")))?;
+    let dag = model::yaml::parse(&text).ok().flatten().map(|n| n.to_json()).unwrap_or_default();
+    if dag.get("additional_includes").is_some() {
+        return Err((400, format!("{dag_path}: additional_includes left in the uploaded flow")));
+    }
+    let folder = dag_path.trim_end_matches("flow.dag.yaml");
+    let has_requirements =
+        container.metadata(&format!("{folder}requirements.txt")).map_err(|e| (500, e.to_string()))?;
+    if has_requirements.is_some() && dag.pointer("/environment/python_requirements_txt").is_none() {
+        return Err((400, format!("{dag_path}: requirements.txt uploaded but not named in the flow")));
+    }
+    Ok(())
+}
+
+/// The datastore's container in Azurite, when the test has one.
+fn container(script: &Script) -> Result<Option<backend::azureml::blob::Container>, (u16, String)> {
+    let Some(account_url) = &script.blob_url else { return Ok(None) };
+    let credential =
+        backend::azureml::blob::Credential::AccountKey(model::connection::Secret::new(script.account_key.clone()));
+    backend::azureml::blob::Container::new(account_url, "devstoreaccount1", CONTAINER, credential)
+        .map(Some)
+        .map_err(|e| (500, e.to_string()))
+}
+
 /// A datastore data URI names a blob (a file) or, ending in `/`, a folder
 /// with blobs below it, as promptflow-azure uploads them.
 fn data_exists(uri: &str, script: &Script) -> Result<(), (u16, String)> {
-    let (Some(path), Some(account_url)) =
-        (uri.strip_prefix(&format!("azureml://datastores/{DATASTORE}/paths/")), &script.blob_url)
+    let (Some(path), Some(container)) =
+        (uri.strip_prefix(&format!("azureml://datastores/{DATASTORE}/paths/")), container(script)?)
     else {
         return Ok(());
     };
-    let credential =
-        backend::azureml::blob::Credential::AccountKey(model::connection::Secret::new(script.account_key.clone()));
-    let container = backend::azureml::blob::Container::new(account_url, "devstoreaccount1", CONTAINER, credential)
-        .map_err(|e| (500, e.to_string()))?;
     let exists = if path.ends_with('/') {
         !container.list(path).map_err(|e| (500, e.to_string()))?.is_empty()
     } else {

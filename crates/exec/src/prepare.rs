@@ -212,6 +212,11 @@ pub fn snapshot_if_needed(flow: &Flow) -> Result<Option<tempfile::TempDir>, Prep
     if flow.additional_includes.is_empty() {
         return Ok(None);
     }
+    stage(flow).map(Some)
+}
+
+/// A copy of the flow folder with its `additional_includes` merged in.
+pub fn stage(flow: &Flow) -> Result<tempfile::TempDir, PrepareError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PrepareError::Io { path, source }
@@ -224,7 +229,7 @@ pub fn snapshot_if_needed(flow: &Flow) -> Result<Option<tempfile::TempDir>, Prep
         let dest = snapshot.path().join(name);
         if src.is_dir() { copy_tree(&src, &dest) } else { std::fs::copy(&src, &dest).map(|_| ()) }.map_err(io(&src))?;
     }
-    Ok(Some(snapshot))
+    Ok(snapshot)
 }
 
 /// Folders never copied into a snapshot: tool state and caches.

@@ -76,6 +76,15 @@ impl Container {
         }
     }
 
+    /// A text blob's content, or `None` when it does not exist.
+    pub fn get_text(&self, path: &str) -> Result<Option<String>, BlobError> {
+        match self.request("GET", path, &[], &[], Vec::new()) {
+            Ok((_, body)) => Ok(Some(body)),
+            Err(BlobError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn put(&self, path: &str, body: Vec<u8>) -> Result<(), BlobError> {
         let headers = [("content-type", "application/octet-stream"), ("x-ms-blob-type", "BlockBlob")];
         self.request("PUT", path, &[], &headers, body).map(|_| ())

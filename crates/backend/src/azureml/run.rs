@@ -143,12 +143,54 @@ fn data_path(path: &Path, prefix: &str) -> String {
 /// (the staging folder lives as long as the returned guard).
 pub fn flow_snapshot(flow: &Path) -> Result<(Snapshot, Option<tempfile::TempDir>), AzureMlError> {
     let mut diags = model::diag::Diagnostics::default();
-    let loaded = model::flow::dag::load(flow, &mut diags)
-        .ok_or_else(|| AzureMlError::Config(format!("cannot read the flow in {}", flow.display())))?;
-    let staged = exec::prepare::snapshot_if_needed(&loaded).map_err(|e| AzureMlError::Config(e.to_string()))?;
+    let unreadable = || AzureMlError::Config(format!("cannot read the flow in {}", flow.display()));
+    let loaded = model::flow::dag::load(flow, &mut diags).ok_or_else(unreadable)?;
+    let dag = model::flow::read_yaml(&flow.join(model::flow::FLOW_FILE), &mut diags).ok_or_else(unreadable)?;
+    let requirements = flow.join(REQUIREMENTS_FILE).is_file()
+        || loaded
+            .additional_includes
+            .iter()
+            .any(|i| Path::new(&i.value).file_name() == Some(REQUIREMENTS_FILE.as_ref()));
+    let rewritten = cloud_dag(dag.to_json(), requirements);
+    let staged = match (&rewritten, loaded.additional_includes.is_empty()) {
+        (None, true) => None,
+        _ => Some(exec::prepare::stage(&loaded).map_err(|e| AzureMlError::Config(e.to_string()))?),
+    };
+    if let (Some(dag), Some(dir)) = (&rewritten, &staged) {
+        // JSON is YAML: the runtime reads it as promptflow's own dump would.
+        let path = dir.path().join(model::flow::FLOW_FILE);
+        let text = serde_json::to_string_pretty(dag).unwrap_or_default() + "\n";
+        std::fs::write(&path, text).map_err(|e| io_error(&path, e))?;
+    }
     let root = staged.as_ref().map_or(flow, |t| t.path());
     let snapshot = Snapshot::of(root).map_err(|e| io_error(root, e))?.named(&submission::folder_name(flow));
     Ok((snapshot, staged))
+}
+
+/// The requirements file promptflow-azure adds to an uploaded flow.
+const REQUIREMENTS_FILE: &str = "requirements.txt";
+
+/// `flow.dag.yaml` as pfazure uploads it (promptflow-azure's
+/// `Flow._try_build_local_code`): `additional_includes` removed once they
+/// are merged into the snapshot (the cloud runtime would look for
+/// `../common`), and `environment.python_requirements_txt` set when the
+/// folder has a requirements.txt and the DAG names none (else the
+/// automatic runtime installs nothing). `None` when nothing changes.
+fn cloud_dag(mut dag: Json, has_requirements: bool) -> Option<Json> {
+    let map = dag.as_object_mut()?;
+    let mut changed = map.remove("additional_includes").is_some();
+    let named = map.get("environment").and_then(|e| e.get("python_requirements_txt")).is_some();
+    if has_requirements && !named {
+        let environment = map.entry("environment").or_insert_with(|| json!({}));
+        if environment.is_null() {
+            *environment = json!({});
+        }
+        if let Some(env) = environment.as_object_mut() {
+            env.insert("python_requirements_txt".into(), json!(REQUIREMENTS_FILE));
+            changed = true;
+        }
+    }
+    changed.then_some(dag)
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> AzureMlError {
@@ -339,6 +381,17 @@ fn line_run(child: &Json) -> LineRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_uploaded_dag_is_rewritten_as_pfazure_rewrites_it() {
+        let dag = json!({"nodes": [], "additional_includes": ["../common"], "environment": null});
+        let cloud = cloud_dag(dag, true).unwrap();
+        assert_eq!(cloud, json!({"nodes": [], "environment": {"python_requirements_txt": "requirements.txt"}}));
+        // A named requirements file is kept; nothing to change is None.
+        let named = json!({"nodes": [], "environment": {"python_requirements_txt": "deps/req.txt"}});
+        assert_eq!(cloud_dag(named, true), None);
+        assert_eq!(cloud_dag(json!({"nodes": []}), false), None);
+    }
 
     #[test]
     fn child_runs_become_line_records() {

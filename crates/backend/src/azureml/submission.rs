@@ -143,17 +143,18 @@ fn environment(job: &Job) -> Map<String, Json> {
     }
 }
 
-/// `resources.compute` runs in a compute instance session; otherwise
-/// serverless (`automatic`), sized by `resources.instance_type`; a run
-/// file's `runtime:` names a runtime.
+/// The run's runtime: the run file's `runtime:`, else `automatic`, always
+/// sent (promptflow-azure's `RunOperations._resolve_runtime` does, with a
+/// compute too); `resources.compute` names a compute instance session,
+/// `resources.instance_type` sizes the serverless one.
 fn compute(job: &Job, body: &mut Map<String, Json>) {
-    let resources = job.run_file.as_ref().map(|f| &f.resources);
+    let file = job.run_file.as_ref();
+    let runtime = file.and_then(|f| f.runtime.as_ref()).map_or("automatic", |r| r.value.as_str());
+    body.insert("runtimeName".into(), json!(runtime));
+    let resources = file.map(|f| &f.resources);
     if let Some(compute) = resources.and_then(|r| r.compute.as_ref()) {
         body.insert("computeName".into(), json!(compute.value));
-        return;
-    }
-    body.insert("runtimeName".into(), json!("automatic"));
-    if let Some(size) = resources.and_then(|r| r.instance_type.as_ref()) {
+    } else if let Some(size) = resources.and_then(|r| r.instance_type.as_ref()) {
         body.insert("vmSize".into(), json!(size.value));
     }
 }
@@ -205,6 +206,27 @@ mod tests {
         assert_eq!(body["tags"]["flow-ci.commit"], "c0ffee");
         assert_eq!(body["tags"]["flow-ci.flow"], "flows/web-classification");
         assert_eq!(body["flowLineageId"].as_str().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn the_runtime_is_always_named_even_on_a_compute() {
+        let decode = |text: &str| {
+            let root = model::yaml::parse(text).unwrap().unwrap();
+            let mut diags = model::diag::Diagnostics::default();
+            model::flow::run_file::decode(std::path::Path::new("run.yml"), &root, &mut diags)
+        };
+        let provenance = Provenance::default();
+        let with = |file: &str| {
+            let job = Job { run_file: decode(file), ..job() };
+            body(&job, "id", &uploads(), &provenance, "flows/x")
+        };
+        let compute = with("flow: .\ndata: d.jsonl\nresources:\n  compute: ci-1\n");
+        assert_eq!(
+            (compute["computeName"].as_str(), compute["runtimeName"].as_str()),
+            (Some("ci-1"), Some("automatic"))
+        );
+        let runtime = with("flow: .\ndata: d.jsonl\nruntime: my-runtime\n");
+        assert_eq!(runtime["runtimeName"], "my-runtime");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct RunFile {
     pub connections: ConnectionOverrides,
     pub environment_variables: EnvironmentVariables,
     pub resources: Resources,
+    /// `runtime:`: the Azure ML runtime to run on (`automatic` by default).
+    pub runtime: Option<Spanned<String>>,
     pub pos: Pos,
 }
 
@@ -120,6 +122,7 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<RunFi
         connections: vec![],
         environment_variables: EnvironmentVariables::None,
         resources: Resources::default(),
+        runtime: text(&mut d, "runtime"),
         pos: root.pos,
     };
     for name in [&run.name, &run.run].into_iter().flatten() {
