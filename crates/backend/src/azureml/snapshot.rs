@@ -13,8 +13,15 @@ use super::blob::{BlobError, Container};
 /// azure-ai-ml's hash seed (`_asset_utils.get_object_hash`).
 const HASH_SEED: &[u8] = b"Initialize for october 2021 AML CLI version";
 
-/// Folders promptflow never uploads with a flow.
-const ALWAYS_IGNORED: &[&str] = &["__pycache__", ".runs", ".flow-ci"];
+/// Folders promptflow never uploads with a flow (`PromptflowIgnoreFile.IGNORE_FILE`
+/// in promptflow's `_sdk/_utils`: `.git`, `.runs`, `__pycache__`; a flow at
+/// a repository's root would otherwise upload the whole history), and flow-ci's own.
+const ALWAYS_IGNORED: &[&str] = &[".git", "__pycache__", ".runs", ".flow-ci"];
+
+/// Left out of run snapshots of python flows (`_ignore_tools_json` in
+/// promptflow-azure's `_resolve_flow_and_session_id`): the runtime
+/// regenerates it.
+const TOOLS_JSON: &str = ".promptflow/flow.tools.json";
 
 /// The metadata azure-ai-ml writes on the first blob once every file is up.
 pub const UPLOAD_STATUS: (&str, &str) = ("upload_status", "completed");
@@ -89,7 +96,10 @@ fn hash_dir(
     for path in entries {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let is_dir = path.is_dir();
-        if ALWAYS_IGNORED.contains(&name.as_str()) || ignore.matched(&path, is_dir).is_ignore() {
+        if ALWAYS_IGNORED.contains(&name.as_str())
+            || ignore.matched(&path, is_dir).is_ignore()
+            || path.strip_prefix(root).is_ok_and(|rel| rel == Path::new(TOOLS_JSON))
+        {
             continue;
         }
         hasher.update(name.as_bytes());
@@ -190,6 +200,10 @@ mod tests {
     fn ignore_files_and_caches_are_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let flow = dir.path().join("flow");
+        std::fs::create_dir_all(flow.join(".git/objects")).unwrap();
+        std::fs::write(flow.join(".git/objects/ab"), "history").unwrap();
+        std::fs::create_dir_all(flow.join(".promptflow")).unwrap();
+        std::fs::write(flow.join(".promptflow/flow.tools.json"), "{}").unwrap();
         std::fs::create_dir_all(flow.join("__pycache__")).unwrap();
         std::fs::write(flow.join("__pycache__/x.pyc"), "x").unwrap();
         std::fs::write(flow.join("flow.dag.yaml"), "nodes: []\n").unwrap();
