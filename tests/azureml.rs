@@ -381,3 +381,15 @@ fn the_uploaded_flow_names_its_requirements_and_drops_merged_includes() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_no_violations(&cloud.fake);
 }
+
+#[test]
+fn every_line_is_fetched_when_pages_come_short_and_out_of_order() {
+    let Some(cloud) = Cloud::start(Script { lines: 30, short_pages: true, ..Script::default() }) else { return };
+    let (code, out, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "short-pages"]);
+    assert_no_violations(&cloud.fake);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let details = cloud.pr.read(".flow-ci/runs/short-pages/details.jsonl");
+    let numbers: Vec<u64> =
+        details.lines().map(|l| serde_json::from_str::<Json>(l).unwrap()["line_number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (0..30).collect::<Vec<u64>>(), "all 30 lines, in order");
+}

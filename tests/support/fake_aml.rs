@@ -36,6 +36,9 @@ pub const GITHUB_ID_TOKEN: &str = "github-id-token-from-fake";
 pub struct Script {
     /// Statuses a run reports on successive polls; the last one stays.
     pub statuses: Vec<&'static str>,
+    /// `childRuns` answers at most 10 lines a page, last line first (the
+    /// service does not promise full pages or an order).
+    pub short_pages: bool,
     /// Lines each run has (pages of 25).
     pub lines: usize,
     /// Answer the first submit with 429 and `Retry-After: 1`.
@@ -59,6 +62,7 @@ impl Default for Script {
     fn default() -> Script {
         Script {
             statuses: vec!["NotStarted", "Preparing", "Running", "Completed"],
+            short_pages: false,
             lines: 30,
             throttle_first_submit: false,
             refuse_token: false,
@@ -453,10 +457,14 @@ fn bulk_run_get(req: &Received, rest: &str, st: &mut State, script: &Script) -> 
             if end < start || end - start + 1 > 25 {
                 return Err((400, format!("pages are at most 25 lines ({start}..={end})")));
             }
-            let lines: Vec<Json> = (start..=end.min(script.lines.saturating_sub(1)))
+            let end = if script.short_pages { end.min(start + 9) } else { end };
+            let mut lines: Vec<Json> = (start..=end.min(script.lines.saturating_sub(1)))
                 .filter(|_| start < script.lines)
                 .map(|i| child_run(id, i, run.body.get("variantRunId").is_some()))
                 .collect();
+            if script.short_pages {
+                lines.reverse();
+            }
             Ok(Answer::json(200, Json::Array(lines)))
         }
         _ => Err((404, format!("no BulkRuns call {what}"))),

@@ -9,7 +9,7 @@ use super::client::Client;
 use super::workspace::Workspace;
 
 /// Lines fetched per `childRuns` call (promptflow's page size).
-const PAGE: usize = 25;
+const PAGE: u64 = 25;
 
 pub struct Service<'a> {
     pub client: &'a Client,
@@ -77,23 +77,34 @@ impl Service<'_> {
         })
     }
 
-    /// Every line's record, in pages of 25 until a short page.
+    /// Every line's record, sorted by `index`. Pages of 25 are asked for
+    /// until one comes back empty: a page may hold fewer lines than asked
+    /// (promptflow-azure's `_get_flow_runs_pagination` stops only on an
+    /// empty page too) and lines need not come in order (pfazure sorts them
+    /// by `index`).
     pub fn child_runs(&self, id: &str) -> Result<Vec<Json>, AzureMlError> {
-        let mut lines = Vec::new();
+        let index = |line: &Json| line.get("index").and_then(Json::as_u64);
+        let mut lines: Vec<Json> = Vec::new();
+        let mut start = 0u64;
         loop {
-            let start = lines.len();
             let url =
                 self.flow_url(&format!("/BulkRuns/{id}/childRuns?startIndex={start}&endIndex={}", start + PAGE - 1));
             let page = match self.client.get(&url)? {
                 Json::Array(page) => page,
                 _ => vec![],
             };
-            let short = page.len() < PAGE;
-            lines.extend(page);
-            if short {
-                return Ok(lines);
+            // The next page starts after the highest line seen (or after this
+            // range, when a page's lines carry no index).
+            let next = page.iter().filter_map(index).max().map_or(start + PAGE, |i| i + 1);
+            if page.is_empty() || next <= start {
+                break;
             }
+            lines.extend(page);
+            start = next;
         }
+        lines.sort_by_key(|l| index(l).unwrap_or(u64::MAX));
+        lines.dedup_by(|a, b| index(a).is_some() && index(a) == index(b));
+        Ok(lines)
     }
 
     /// Metrics the flow logged, without promptflow's own bookkeeping
