@@ -4,6 +4,7 @@
 
 const BACKENDS = ['local', 'azureml'];
 const COMMENT_MODES = ['update', 'new', 'off'];
+const COMMANDS = ['check', 'deploy'];
 const DEFAULT_REPORT_DIR = '.flow-ci/report';
 
 /**
@@ -50,6 +51,50 @@ function checkArgs(o) {
     return argv;
 }
 
+/**
+ * The argv of `flow-ci -C <dir> deploy ...`: deploy reads `deploy:` and
+ * `azureml:` from the config, and check's report.json from the report dir
+ * (it refuses to deploy after a failed gate).
+ *
+ * @param {object} o  workingDirectory (required), config, dryRun, reportDir
+ * @returns {string[]}
+ */
+function deployArgs(o) {
+    if (!o.workingDirectory) {
+        throw new Error('flow-ci: the working directory is empty');
+    }
+    const argv = ['-C', o.workingDirectory, 'deploy'];
+    if (clean(o.config)) argv.push('--config', clean(o.config));
+    if (o.dryRun) argv.push('--dry-run');
+    if (clean(o.reportDir)) argv.push('--report-dir', clean(o.reportDir));
+    return argv;
+}
+
+/** The argv for the command input (empty: check, the task.json default). */
+function commandArgs(o) {
+    const command = clean(o.command) || 'check';
+    if (!COMMANDS.includes(command)) {
+        throw new Error(`flow-ci: command '${command}' is not one of: ${COMMANDS.join(', ')}`);
+    }
+    return command === 'deploy' ? deployArgs(o) : checkArgs(o);
+}
+
+/**
+ * The check's output variables from report.json (as the GitHub Action's
+ * `passed` and `failed-gates`): whether every gate passed, and how many failed.
+ * @param {object} report  report.json, parsed
+ * @returns {{passed: string, failedGates: string}}
+ */
+function checkOutputs(report) {
+    if (!report || typeof report.passed !== 'boolean' || !Array.isArray(report.flows)) {
+        throw new Error('report.json has no `passed` and `flows`');
+    }
+    const failed = report.flows
+        .flatMap((f) => (f && f.verdict && Array.isArray(f.verdict.results) ? f.verdict.results : []))
+        .filter((r) => r && r.passed === false).length;
+    return { passed: String(report.passed), failedGates: String(failed) };
+}
+
 function clean(value) {
     return typeof value === 'string' ? value.trim() : '';
 }
@@ -68,6 +113,7 @@ const MESSAGES = {
  * @returns {{succeeded: boolean, message: string}}
  */
 function resultFor(code, o = {}) {
+    if (clean(o.command) === 'deploy') return deployResultFor(code, o);
     if (code === 0) {
         let message = 'flow-ci: all gates passed';
         if (o.dryRun) message = 'flow-ci: dry run finished (nothing was run)';
@@ -78,4 +124,17 @@ function resultFor(code, o = {}) {
     return { succeeded: false, message };
 }
 
-module.exports = { checkArgs, resultFor, BACKENDS, COMMENT_MODES, DEFAULT_REPORT_DIR };
+const DEPLOY_MESSAGES = {
+    1: 'flow-ci: not deployed: the last check failed a gate, or the smoke test failed and traffic was left as it was (see the log above)',
+    2: 'flow-ci: invalid configuration (deploy: or azureml: in .flow-ci.yaml; see the errors above)',
+    3: 'flow-ci: the deployment failed on Azure (see the reason above)',
+};
+
+function deployResultFor(code, o) {
+    if (code === 0) {
+        return { succeeded: true, message: o.dryRun ? 'flow-ci: deploy dry run finished (nothing was sent)' : 'flow-ci: deployed' };
+    }
+    return { succeeded: false, message: DEPLOY_MESSAGES[code] || MESSAGES[code] || `flow-ci: exited with code ${code}` };
+}
+
+module.exports = { checkArgs, deployArgs, commandArgs, checkOutputs, resultFor, BACKENDS, COMMENT_MODES, COMMANDS, DEFAULT_REPORT_DIR };

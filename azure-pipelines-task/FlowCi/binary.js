@@ -5,12 +5,12 @@
 // artifact `flow-ci` at $(Pipeline.Workspace)/flow-ci/flow-ci; the release
 // named by the version input. Nothing found: one error naming every place.
 
+const crypto = require('crypto');
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
 const tl = require('azure-pipelines-task-lib/task');
 
-const { ASSET, RELEASES, downloadUrl, normalizeVersion, isVersion } = require('./release');
+const { RELEASES, downloadUrl, normalizeVersion, isVersion, checksumUrl, parseChecksum } = require('./release');
 
 /**
  * A filePath input's value, or '' when it was left empty. The agent turns an
@@ -91,7 +91,18 @@ function makeExecutable(file) {
     }
 }
 
-/** Downloads and unpacks a release into Agent.TempDirectory; returns the binary's path. */
+/**
+ * A release's binary: from the agent's tool cache, else downloaded, verified
+ * against the release's `<archive>.sha256`, unpacked and cached.
+ *
+ * azure-pipelines-tool-lib does the HTTP and the cache, so the agent's proxy
+ * and certificate settings apply (its HttpClient is built with
+ * tl.getHttpProxyConfiguration() and tl.getHttpCertConfiguration()), and a
+ * version is cached in $(Agent.ToolsDirectory)/flow-ci/<version>/<arch> with a
+ * `.complete` marker (cacheDir/findLocalTool, azure-pipelines-tool-lib tool.ts).
+ * `latest` is never cached: it names no fixed build (and semver.clean('latest')
+ * is null, which cacheDir cannot file).
+ */
 async function download(version) {
     if (!isVersion(version)) {
         throw new Error(`flow-ci: the version input '${version}' is not a release version (e.g. 1.0.0, or latest)`);
@@ -101,38 +112,81 @@ async function download(version) {
         throw new Error(`flow-ci: releases are built for Linux x86_64, and this agent is ${process.platform}-${process.arch}. ` +
             'Build flow-ci for it (cargo build --release) and set the flowCiPath input, or set FLOW_CI_DOWNLOAD_URL to a build for it.');
     }
-    const temp = tl.getVariable('Agent.TempDirectory') || os.tmpdir();
-    const dir = path.join(temp, `flow-ci-${version}`);
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { recursive: true });
-    const archive = path.join(dir, ASSET);
+    // Loaded here: it reads the agent's proxy settings when loaded, and most runs never download.
+    const toolLib = require('azure-pipelines-tool-lib/tool');
+    const cacheable = version !== 'latest';
+    if (cacheable) {
+        const cached = toolLib.findLocalTool('flow-ci', version);
+        const binary = cached && findIn(cached);
+        if (binary) {
+            console.log(`flow-ci: ${version} found in the agent's tool cache (${cached})`);
+            return binary;
+        }
+    }
 
     console.log(`Downloading flow-ci ${version} from ${url}`);
-    let response;
-    try {
-        response = await fetch(url, { redirect: 'follow' });
-    } catch (err) {
-        const cause = err.cause && err.cause.message ? `: ${err.cause.message}` : '';
-        throw new Error(`flow-ci: could not download ${url} (${err.message}${cause}). ` +
-            'Behind a proxy or without internet, provide the binary instead (flowCiPath, PATH or the pipeline artifact flow-ci).');
-    }
-    if (!response.ok) {
-        throw new Error(`flow-ci: downloading ${url} failed: HTTP ${response.status} ${response.statusText}` +
-            (response.status === 404 ? ` (is ${version} a released version? see ${RELEASES})` : ''));
-    }
-    fs.writeFileSync(archive, Buffer.from(await response.arrayBuffer()));
+    const archive = await fetchFile(toolLib, url, version);
+    await verifyChecksum(toolLib, archive, url);
 
-    const tar = tl.tool(tl.which('tar', true)).arg(['-xzf', archive, '-C', dir]);
-    const code = await tar.execAsync({ ignoreReturnCode: true });
-    if (code !== 0) {
-        throw new Error(`flow-ci: could not unpack ${url} (tar exited with ${code})`);
+    const unpacked = await toolLib.extractTar(archive);
+    if (!findIn(unpacked)) {
+        throw new Error(`flow-ci: the archive from ${url} has no flow-ci binary (looked in ${unpacked} and its folders)`);
     }
+    const dir = cacheable ? await toolLib.cacheDir(unpacked, 'flow-ci', version) : unpacked;
     const binary = findIn(dir);
-    if (!binary) {
-        throw new Error(`flow-ci: the archive from ${url} has no flow-ci binary (looked in ${dir} and its folders)`);
-    }
     makeExecutable(binary);
     return binary;
+}
+
+/** tool-lib's downloadTool, with its errors said in flow-ci's words. */
+async function fetchFile(toolLib, url, version) {
+    try {
+        return await toolLib.downloadTool(url);
+    } catch (err) {
+        if (err && err.httpStatusCode) {
+            throw new Error(`flow-ci: downloading ${url} failed: HTTP ${err.httpStatusCode}` +
+                (err.httpStatusCode === 404 ? ` (is ${version} a released version? see ${RELEASES})` : ''));
+        }
+        throw new Error(`flow-ci: could not download ${url} (${err && err.message ? err.message : err}). ` +
+            "Without internet access, provide the binary instead (flowCiPath, PATH or the pipeline artifact flow-ci); " +
+            "behind a proxy, configure it on the agent (it is used for this download).");
+    }
+}
+
+/**
+ * The archive must hash to what `<url>.sha256` says; no checksum is a failure
+ * too, since an unverified binary would run with the job's credentials.
+ */
+async function verifyChecksum(toolLib, archive, url) {
+    const sumUrl = checksumUrl(url);
+    let sumFile;
+    try {
+        sumFile = await toolLib.downloadTool(sumUrl);
+    } catch (err) {
+        const why = err && err.httpStatusCode ? `HTTP ${err.httpStatusCode}` : (err && err.message) || String(err);
+        throw new Error(`flow-ci: no checksum for ${url}: downloading ${sumUrl} failed (${why}). ` +
+            'The archive was not unpacked and nothing was run. Releases publish <archive>.sha256 next to the archive; a mirror (FLOW_CI_DOWNLOAD_URL) must serve it too.');
+    }
+    const expected = parseChecksum(fs.readFileSync(sumFile, 'utf8'));
+    if (!expected) {
+        throw new Error(`flow-ci: ${sumUrl} is not a SHA-256 checksum line ('<hex>  <filename>'); nothing was run`);
+    }
+    const actual = await sha256(archive);
+    if (actual !== expected) {
+        throw new Error(`flow-ci: the download from ${url} does not match its checksum (SHA-256 ${actual}, ` +
+            `${sumUrl} says ${expected}): it was not unpacked and nothing was run. Retry, or check the proxy or mirror in between.`);
+    }
+    console.log(`flow-ci: SHA-256 of the download matches ${sumUrl}`);
+}
+
+function sha256(file) {
+    return new Promise((resolve, reject) => {
+        const hash = crypto.createHash('sha256');
+        fs.createReadStream(file)
+            .on('error', reject)
+            .on('data', (chunk) => hash.update(chunk))
+            .on('end', () => resolve(hash.digest('hex')));
+    });
 }
 
 /** flow-ci at the archive's top, or one folder down. */

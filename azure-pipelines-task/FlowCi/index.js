@@ -1,18 +1,25 @@
 'use strict';
 // FlowCi@1: runs `flow-ci check` on Azure Pipelines, publishes junit.xml as test
-// results, attaches report.md to the build summary, and sets the task result
-// from flow-ci's exit code.
+// results, attaches report.md to the build summary, sets the output variables
+// `passed` and `failedGates`, and sets the task result from flow-ci's exit code.
+// With `command: deploy` it runs `flow-ci deploy` (which sets endpointUrl,
+// deploymentName and modelVersion itself). An azureSubscription service
+// connection signs flow-ci in to Azure (connection.js).
 
 const path = require('path');
 const { Writable } = require('stream');
 const tl = require('azure-pipelines-task-lib/task');
-const { checkArgs, resultFor, DEFAULT_REPORT_DIR } = require('./args');
+const fs = require('fs');
+const { commandArgs, checkOutputs, resultFor, DEFAULT_REPORT_DIR } = require('./args');
 const { locateFlowCi, suppliedPath } = require('./binary');
+const { readConnection, withConnection } = require('./connection');
 
 function readInputs() {
     const workingDirectory = (tl.getInput('workingDirectory', false) || '').trim() ||
         tl.getVariable('System.DefaultWorkingDirectory') || process.cwd();
     return {
+        command: tl.getInput('command', false) || 'check',
+        azureSubscription: (tl.getInput('azureSubscription', false) || '').trim(),
         workingDirectory,
         config: suppliedPath('config'),
         base: tl.getInput('base', false) || '',
@@ -44,6 +51,36 @@ function readAccessToken() {
         '');
     if (token) tl.setSecret(token);
     return token;
+}
+
+/**
+ * The job's own token (System.AccessToken, else the job's connection token):
+ * the pipeline's OIDC endpoint is asked with it for a federated connection's
+ * ID token, as AzureCLI@2 does (getSystemAccessToken in its getIdToken).
+ */
+function readJobToken(masked) {
+    const token = quietly(() =>
+        tl.getVariable('System.AccessToken') ||
+        tl.getEndpointAuthorizationParameter('SystemVssConnection', 'AccessToken', true) ||
+        '');
+    if (token && token !== masked) tl.setSecret(token);
+    return token;
+}
+
+/**
+ * The Azure sign-in variables of the azureSubscription connection, or none.
+ * flow-ci reads one SYSTEM_ACCESSTOKEN, for the PR comment and the OIDC
+ * request alike: a federated connection needs the job's token there.
+ */
+function readAzure(inputs, token) {
+    if (!inputs.azureSubscription) return { vars: {}, token };
+    const jobToken = readJobToken(token);
+    const vars = readConnection(tl, inputs.azureSubscription, quietly, jobToken);
+    if (vars.SYSTEM_ACCESSTOKEN && token && token !== vars.SYSTEM_ACCESSTOKEN) {
+        tl.warning('flow-ci: the accessToken input is not used: with a workload identity federation connection, ' +
+            'flow-ci gets the job\'s token (System.AccessToken), which the pipeline\'s OIDC endpoint accepts, and posts the comment with it too');
+    }
+    return { vars, token: vars.SYSTEM_ACCESSTOKEN || token };
 }
 
 function quietly(fn) {
@@ -82,6 +119,25 @@ function freshReport(file, startedAt) {
     return true;
 }
 
+/**
+ * The check's output variables `passed` and `failedGates`, from the
+ * report.json this run wrote (left unset when there is none, e.g. exit 2).
+ */
+function setCheckOutputs(inputs, startedAt) {
+    if (inputs.dryRun) return;
+    const file = path.join(path.resolve(inputs.workingDirectory, inputs.reportDir || DEFAULT_REPORT_DIR), 'report.json');
+    if (!freshReport(file, startedAt)) return;
+    let outputs;
+    try {
+        outputs = checkOutputs(JSON.parse(fs.readFileSync(file, 'utf8')));
+    } catch (err) {
+        tl.warning(`flow-ci: ${file}: ${err.message}; the output variables passed and failedGates are not set`);
+        return;
+    }
+    tl.setVariable('passed', outputs.passed, false, true);
+    tl.setVariable('failedGates', outputs.failedGates, false, true);
+}
+
 function publishReports(inputs, startedAt) {
     if (inputs.dryRun) {
         tl.debug('flow-ci: dry run, which writes no reports: nothing to publish');
@@ -104,6 +160,15 @@ function publishReports(inputs, startedAt) {
     }
 }
 
+/** deploy.md (what was deployed, the smoke test, the traffic) on the build summary. */
+function publishDeploySummary(inputs, startedAt) {
+    if (inputs.dryRun) return;
+    const summary = path.join(path.resolve(inputs.workingDirectory, inputs.reportDir || DEFAULT_REPORT_DIR), 'deploy.md');
+    if (freshReport(summary, startedAt)) {
+        tl.command('task.uploadsummary', null, summary);
+    }
+}
+
 async function run() {
     try {
         const startedAt = Date.now();
@@ -111,23 +176,30 @@ async function run() {
         if (!tl.exist(inputs.workingDirectory)) {
             throw new Error(`flow-ci: the working directory '${inputs.workingDirectory}' does not exist`);
         }
-        const argv = checkArgs(inputs);
-        const token = readAccessToken();
-        if (!token && !inputs.dryRun && inputs.commentMode !== 'off' && tl.getVariable('System.PullRequest.PullRequestId')) {
+        const argv = commandArgs(inputs);
+        const deploy = argv[2] === 'deploy';
+        const azure = readAzure(inputs, readAccessToken());
+        const token = azure.token;
+        if (!deploy && !token && !inputs.dryRun && inputs.commentMode !== 'off' && tl.getVariable('System.PullRequest.PullRequestId')) {
             tl.warning('flow-ci: no access token, so the pull request comment cannot be posted: ' +
                 'map SYSTEM_ACCESSTOKEN: $(System.AccessToken) into this step (or set the accessToken input)');
         }
         const binary = await locateFlowCi();
         console.log(`flow-ci: using ${binary.path} (from ${binary.source})`);
 
-        const env = childEnv(process.env, token);
+        const env = withConnection(childEnv(process.env, token), azure.vars);
         const code = await tl.tool(binary.path).arg(argv).execAsync({
             cwd: inputs.workingDirectory,
             env,
             ignoreReturnCode: true,
         });
 
-        publishReports(inputs, startedAt);
+        if (deploy) {
+            publishDeploySummary(inputs, startedAt);
+        } else {
+            publishReports(inputs, startedAt);
+            setCheckOutputs(inputs, startedAt);
+        }
         const result = resultFor(code, inputs);
         tl.setResult(result.succeeded ? tl.TaskResult.Succeeded : tl.TaskResult.Failed, result.message);
     } catch (err) {

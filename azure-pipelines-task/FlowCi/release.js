@@ -21,4 +21,19 @@ function isVersion(v) {
     return /^(latest|\d[0-9A-Za-z.+-]*)$/.test(v);
 }
 
-module.exports = { ASSET, RELEASES, downloadUrl, normalizeVersion, isVersion };
+/** The checksum file the release publishes next to the archive (release.yml). */
+function checksumUrl(archiveUrl) {
+    return `${archiveUrl}.sha256`;
+}
+
+/**
+ * The SHA-256 in a `sha256sum` line (`<hex>  <filename>`, or `<hex> *<filename>`
+ * in binary mode), lowercased; '' when the text is not one. Only the hash is
+ * compared: a mirror (FLOW_CI_DOWNLOAD_URL) may name the file differently.
+ */
+function parseChecksum(text) {
+    const m = /^\s*([0-9a-fA-F]{64})(?:\s+\*?\S.*)?\s*$/.exec((text || '').split(/\r?\n/)[0] || '');
+    return m ? m[1].toLowerCase() : '';
+}
+
+module.exports = { ASSET, RELEASES, downloadUrl, normalizeVersion, isVersion, checksumUrl, parseChecksum };

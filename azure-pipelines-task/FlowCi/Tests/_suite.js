@@ -8,8 +8,9 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { MockTestRunner } = require('azure-pipelines-task-lib/mock-test');
-const { checkArgs, resultFor } = require('../args');
-const { downloadUrl, normalizeVersion, isVersion } = require('../release');
+const { checkArgs, commandArgs, checkOutputs, resultFor } = require('../args');
+const { downloadUrl, normalizeVersion, isVersion, parseChecksum } = require('../release');
+const { connectionEnv, withConnection } = require('../connection');
 const { REPO, BIN, JUNIT, REPORT_MD, DEFAULT_CMD } = require('./mockTask');
 
 const TASK_JSON = path.join(__dirname, '..', 'task.json');
@@ -148,6 +149,70 @@ describe('FlowCi task', function () {
         });
     });
 
+    describe('args.commandArgs (command: deploy)', () => {
+        it('deploy: -C, deploy, and only the flags deploy takes', () => {
+            assert.deepStrictEqual(commandArgs({
+                command: 'deploy', workingDirectory: '/w', config: '/w/.flow-ci.yaml', dryRun: true, reportDir: 'r',
+                base: 'main', backend: 'local', commentMode: 'new', failOnGate: false,
+            }), ['-C', '/w', 'deploy', '--config', '/w/.flow-ci.yaml', '--dry-run', '--report-dir', 'r']);
+            assert.deepStrictEqual(commandArgs({ command: 'deploy', workingDirectory: '/w' }), ['-C', '/w', 'deploy']);
+        });
+        it('empty command is check; an unknown one is an error', () => {
+            assert.deepStrictEqual(commandArgs({ command: '', workingDirectory: '/w', failOnGate: true }).slice(0, 3), ['-C', '/w', 'check']);
+            assert.throws(() => commandArgs({ command: 'ship', workingDirectory: '/w' }), /command 'ship' is not one of: check, deploy/);
+        });
+        it('deploy results have deploy words', () => {
+            assert.deepStrictEqual(resultFor(0, { command: 'deploy' }), { succeeded: true, message: 'flow-ci: deployed' });
+            assert.match(resultFor(1, { command: 'deploy' }).message, /not deployed/);
+            assert.match(resultFor(3, { command: 'deploy' }).message, /deployment failed on Azure/);
+        });
+    });
+
+    describe('args.checkOutputs (report.json -> passed, failedGates)', () => {
+        it('counts the failed gates of every flow', () => {
+            const gate = (passed) => ({ metric: 'm', passed });
+            assert.deepStrictEqual(checkOutputs({
+                passed: false,
+                flows: [{ verdict: { results: [gate(false), gate(true)] } }, { verdict: { results: [gate(false)] } }, { verdict: { results: [] } }],
+            }), { passed: 'false', failedGates: '2' });
+            assert.deepStrictEqual(checkOutputs({ passed: true, flows: [] }), { passed: 'true', failedGates: '0' });
+        });
+        it('rejects a report.json without passed and flows', () => {
+            assert.throws(() => checkOutputs({}), /no `passed`/);
+        });
+    });
+
+    describe('connection.connectionEnv (service connection -> flow-ci env)', () => {
+        const base = { id: 'sc-1', clientId: 'client', tenantId: 'tenant', subscriptionId: 'sub' };
+        it('WorkloadIdentityFederation: the AZURESUBSCRIPTION_* variables of entra.rs and the job token', () => {
+            assert.deepStrictEqual(connectionEnv(Object.assign({ scheme: 'WorkloadIdentityFederation', accessToken: 'job' }, base)), {
+                AZURE_CLIENT_ID: 'client', AZURE_TENANT_ID: 'tenant', AZURE_SUBSCRIPTION_ID: 'sub',
+                AZURESUBSCRIPTION_SERVICE_CONNECTION_ID: 'sc-1', AZURESUBSCRIPTION_CLIENT_ID: 'client', AZURESUBSCRIPTION_TENANT_ID: 'tenant',
+                SYSTEM_ACCESSTOKEN: 'job',
+            });
+            // The names flow-ci's chain reads (crates/net/src/entra.rs, azure_pipelines()).
+            const entra = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'crates', 'net', 'src', 'entra.rs'), 'utf8');
+            for (const name of ['AZURESUBSCRIPTION_SERVICE_CONNECTION_ID', 'AZURESUBSCRIPTION_CLIENT_ID', 'AZURESUBSCRIPTION_TENANT_ID', 'SYSTEM_ACCESSTOKEN', 'AZURE_CLIENT_SECRET']) {
+                assert.ok(entra.includes(`"${name}"`), `${name} is not read by entra.rs`);
+            }
+            assert.throws(() => connectionEnv(Object.assign({ scheme: 'WorkloadIdentityFederation' }, base)), /needs the job's access token/);
+        });
+        it('ServicePrincipal with a key: AZURE_CLIENT_SECRET; with a certificate: an error', () => {
+            assert.deepStrictEqual(connectionEnv(Object.assign({ scheme: 'ServicePrincipal', key: 'k', authenticationType: 'spnKey' }, base)), {
+                AZURE_CLIENT_ID: 'client', AZURE_TENANT_ID: 'tenant', AZURE_SUBSCRIPTION_ID: 'sub', AZURE_CLIENT_SECRET: 'k',
+            });
+            assert.throws(() => connectionEnv(Object.assign({ scheme: 'ServicePrincipal', authenticationType: 'spnCertificate' }, base)), /certificate/);
+        });
+        it('schemes compare case-insensitively (as AzureCLI@2 does); others fail naming the scheme', () => {
+            assert.ok(connectionEnv(Object.assign({ scheme: 'serviceprincipal', key: 'k' }, base)).AZURE_CLIENT_SECRET);
+            assert.throws(() => connectionEnv(Object.assign({ scheme: 'ManagedServiceIdentity' }, base)), /authorization scheme 'ManagedServiceIdentity'/);
+        });
+        it('drops credentials of another identity from the child env', () => {
+            assert.deepStrictEqual(withConnection({ PATH: '/bin', AZURE_CLIENT_SECRET: 'other', AZURE_FEDERATED_TOKEN_FILE: '/f' }, { AZURE_CLIENT_ID: 'c' }),
+                { PATH: '/bin', AZURE_CLIENT_ID: 'c' });
+        });
+    });
+
     describe('args.resultFor (exit code -> task result)', () => {
         const cases = [
             [0, true, 'flow-ci: all gates passed'],
@@ -179,6 +244,14 @@ describe('FlowCi task', function () {
         it('is overridden by FLOW_CI_DOWNLOAD_URL', () => {
             assert.strictEqual(downloadUrl('1.2.3', { FLOW_CI_DOWNLOAD_URL: 'https://mirror.example/f.tgz' }), 'https://mirror.example/f.tgz');
         });
+        it('reads the hash of a sha256sum line', () => {
+            const hex = 'ab'.repeat(32);
+            assert.strictEqual(parseChecksum(`${hex}  flow-ci-x86_64-unknown-linux-gnu.tar.gz\n`), hex);
+            assert.strictEqual(parseChecksum(`${hex.toUpperCase()} *f.tar.gz`), hex);
+            assert.strictEqual(parseChecksum(hex), hex);
+            assert.strictEqual(parseChecksum('<html>404</html>'), '');
+            assert.strictEqual(parseChecksum(''), '');
+        });
         it('takes 1.2.3 or v1.2.3, and nothing that could escape the temp folder', () => {
             assert.strictEqual(normalizeVersion(' v1.2.3 '), '1.2.3');
             assert.ok(isVersion('1.2.3-rc.1'));
@@ -191,15 +264,20 @@ describe('FlowCi task', function () {
         const task = JSON.parse(fs.readFileSync(TASK_JSON, 'utf8'));
         const { DEFAULT_INPUTS } = require('./mockTask');
 
-        it('runs index.js on the Node20_1 handler, as FlowCi 1.x', () => {
-            assert.deepStrictEqual(task.execution, { Node20_1: { target: 'index.js' } });
+        it('runs index.js on the Node24 handler, else Node20_1, as FlowCi 1.x', () => {
+            // The agent runs the newest handler it has (Node24 from agent 4.265.1:
+            // azure-pipelines-tasks docs/migrateNode24.md, PR #21510), so older agents
+            // keep Node20_1 and the minimum stays Node20_1's.
+            assert.deepStrictEqual(task.execution, { Node24: { target: 'index.js' }, Node20_1: { target: 'index.js' } });
+            assert.deepStrictEqual(Object.keys(task.execution), ['Node24', 'Node20_1']);
+            assert.strictEqual(task.minimumAgentVersion, '3.232.1');
             assert.strictEqual(task.name, 'FlowCi');
             assert.strictEqual(task.version.Major, 1);
             assert.match(task.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
         });
         it('declares exactly the inputs the task reads, each with help', () => {
             assert.deepStrictEqual(task.inputs.map((i) => i.name).sort(), Object.keys(DEFAULT_INPUTS).sort());
-            const source = ['index.js', 'binary.js'].map((f) => fs.readFileSync(path.join(__dirname, '..', f), 'utf8')).join('\n');
+            const source = ['index.js', 'binary.js', 'connection.js'].map((f) => fs.readFileSync(path.join(__dirname, '..', f), 'utf8')).join('\n');
             for (const input of task.inputs) {
                 assert.ok(input.helpMarkDown && input.helpMarkDown.length > 40, `${input.name} needs a helpMarkDown`);
                 assert.ok(source.includes(`'${input.name}'`), `${input.name} is never read`);
@@ -215,6 +293,19 @@ describe('FlowCi task', function () {
             const pick = (name) => Object.keys(task.inputs.find((i) => i.name === name).options);
             assert.deepStrictEqual(pick('commentMode'), ['update', 'new', 'off']);
             assert.deepStrictEqual(pick('backend'), ['local', 'azureml']);
+            assert.deepStrictEqual(pick('command'), ['check', 'deploy']);
+            const azure = task.inputs.find((i) => i.name === 'azureSubscription');
+            assert.strictEqual(azure.type, 'connectedService:AzureRM');
+            assert.strictEqual(azure.required, false);
+        });
+        it('declares the output variables check and deploy set', () => {
+            // deploy's three are written by flow-ci itself (src/jobs/deploy/mod.rs, write_outputs).
+            assert.deepStrictEqual(task.outputVariables.map((v) => v.name),
+                ['passed', 'failedGates', 'endpointUrl', 'deploymentName', 'modelVersion']);
+            for (const v of task.outputVariables) assert.ok(v.description, v.name);
+            const index = fs.readFileSync(path.join(__dirname, '..', 'index.js'), 'utf8');
+            assert.match(index, /tl\.setVariable\('passed', [^)]*, false, true\)/);
+            assert.match(index, /tl\.setVariable\('failedGates', [^)]*, false, true\)/);
         });
     });
 
@@ -462,27 +553,147 @@ describe('FlowCi task', function () {
         });
     });
 
-    describe('L0: downloading a release (real task-lib, loopback server)', () => {
-        it('downloads through the redirect, unpacks, chmods +x and runs it', async () => {
+    describe('L0: downloading a release (real task-lib and tool-lib, loopback server)', () => {
+        const binaryIn = (tools) => path.join(tools, 'flow-ci', '1.2.3', os.arch(), 'flow-ci-x86_64-unknown-linux-gnu', 'flow-ci');
+
+        it('downloads through the redirect, checks the .sha256, caches, chmods +x and runs it', async () => {
             const tr = await runL0('L0Download.js', { TEST_CASE: 'ok' });
             assertSucceeded(tr);
             assert.deepStrictEqual(JSON.parse(testValue(tr, 'requests')), [
                 '/download/v1.2.3/flow-ci-x86_64-unknown-linux-gnu.tar.gz',
                 '/objects/flow-ci-x86_64-unknown-linux-gnu.tar.gz',
+                '/download/v1.2.3/flow-ci-x86_64-unknown-linux-gnu.tar.gz.sha256',
             ]);
-            const binary = path.join(testValue(tr, 'agentTemp'), 'flow-ci-1.2.3', 'flow-ci-x86_64-unknown-linux-gnu', 'flow-ci');
+            assert.ok(tr.stdOutContained('SHA-256 of the download matches'), tr.stdout);
+            const binary = binaryIn(testValue(tr, 'tools'));
             assert.ok(tr.stdOutContained(`using ${binary} (from release 1.2.3, downloaded)`), tr.stdout);
+            assert.ok(fs.existsSync(path.join(path.dirname(path.dirname(binary)) + '.complete')), 'filed in the tool cache');
             assert.ok(fs.statSync(binary).mode & 0o100, 'executable');
             const record = JSON.parse(fs.readFileSync(testValue(tr, 'record'), 'utf8'));
             assert.deepStrictEqual(record.argv.slice(0, 3), ['-C', testValue(tr, 'repo'), 'check']);
+        });
+
+        it('a version in the tool cache is run from there, nothing downloaded', async () => {
+            const tr = await runL0('L0Download.js', { TEST_CASE: 'cached' });
+            assertSucceeded(tr);
+            assert.deepStrictEqual(JSON.parse(testValue(tr, 'requests')), []);
+            assert.ok(tr.stdOutContained(`using ${binaryIn(testValue(tr, 'tools'))} (from release 1.2.3, downloaded)`), tr.stdout);
         });
 
         it('a release that does not exist fails with the HTTP status and the version', async () => {
             const tr = await runL0('L0Download.js', { TEST_CASE: '404' });
             assert.ok(tr.failed);
             assert.strictEqual(tr.errorIssues.length, 1, tr.stdout);
-            assert.match(tr.errorIssues[0], /HTTP 404 Not Found \(is 1\.2\.3 a released version\?/);
+            assert.match(tr.errorIssues[0], /HTTP 404 \(is 1\.2\.3 a released version\?/);
             assert.ok(!fs.existsSync(testValue(tr, 'record')), 'nothing ran');
+        });
+
+        for (const [name, message] of [
+            ['tampered', /does not match its checksum \(SHA-256 [0-9a-f]{64}, \S+\.sha256 says [0-9a-f]{64}\): it was not unpacked and nothing was run/],
+            ['nosum', /no checksum for \S+: downloading \S+\.sha256 failed \(HTTP 404\)/],
+            ['badsum', /is not a SHA-256 checksum line/],
+        ]) {
+            it(`${name}: fails before unpacking, nothing cached, nothing run`, async () => {
+                const tr = await runL0('L0Download.js', { TEST_CASE: name });
+                assert.ok(tr.failed, tr.stdout);
+                assert.strictEqual(tr.errorIssues.length, 1, tr.stdout);
+                assert.match(tr.errorIssues[0], message);
+                assert.ok(!fs.existsSync(testValue(tr, 'record')), 'nothing ran');
+                assert.deepStrictEqual(fs.readdirSync(testValue(tr, 'tools')), [], 'nothing cached');
+                assert.ok(!tr.stdout.includes('[command]'), 'no tar, no flow-ci');
+            });
+        }
+    });
+
+    describe('L0: azureSubscription service connection', () => {
+        const V = {
+            TEST_CLIENT: 'client-' + crypto.randomBytes(4).toString('hex'),
+            TEST_TENANT: 'tenant-' + crypto.randomBytes(4).toString('hex'),
+            TEST_SUB: 'sub-' + crypto.randomBytes(4).toString('hex'),
+            TEST_TOKEN: 'tok-' + crypto.randomBytes(12).toString('hex'),
+            TEST_KEY: 'key-' + crypto.randomBytes(12).toString('hex'),
+        };
+        const ID = '3f1c2b9a-0d6e-4c4b-9a57-2f3d1e0c7b11';
+        const hash = (v) => 'sha256:' + crypto.createHash('sha256').update(v).digest('hex');
+        const child = (tr, name) => testValue(tr, `child ${name}`);
+
+        /** The secret is masked before flow-ci starts, and printed nowhere else (argv included). */
+        function assertMasked(tr, secret) {
+            const lines = tr.stdout.split(/\r?\n/);
+            const masked = lines.indexOf(`##vso[task.setsecret]${secret}`);
+            const command = lines.findIndex((l) => l.startsWith('[command]'));
+            assert.ok(masked >= 0, `not masked:\n${tr.stdout}`);
+            assert.ok(command > masked, 'masked before flow-ci runs');
+            assert.deepStrictEqual(lines.filter((l) => l.includes(secret)), [`##vso[task.setsecret]${secret}`]);
+            assert.ok(!tr.stderr.includes(secret));
+        }
+
+        it('workload identity federation: ids, connection id and job token in the env, token masked, argv unchanged', async () => {
+            const tr = await runL0('L0ServiceConnection.js', Object.assign({ TEST_CASE: 'federation' }, V));
+            assertSucceeded(tr);
+            assert.ok(tr.ran(DEFAULT_CMD), 'nothing of the connection in argv');
+            assert.strictEqual(child(tr, 'AZURE_CLIENT_ID'), hash(V.TEST_CLIENT));
+            assert.strictEqual(child(tr, 'AZURE_TENANT_ID'), hash(V.TEST_TENANT));
+            assert.strictEqual(child(tr, 'AZURE_SUBSCRIPTION_ID'), hash(V.TEST_SUB));
+            assert.strictEqual(child(tr, 'AZURESUBSCRIPTION_SERVICE_CONNECTION_ID'), hash(ID));
+            assert.strictEqual(child(tr, 'AZURESUBSCRIPTION_CLIENT_ID'), hash(V.TEST_CLIENT));
+            assert.strictEqual(child(tr, 'AZURESUBSCRIPTION_TENANT_ID'), hash(V.TEST_TENANT));
+            assert.strictEqual(child(tr, 'SYSTEM_ACCESSTOKEN'), hash(V.TEST_TOKEN));
+            assert.notStrictEqual(child(tr, 'SYSTEM_OIDCREQUESTURI'), 'unset', 'the agent\'s OIDC endpoint reaches flow-ci');
+            assert.strictEqual(child(tr, 'AZURE_CLIENT_SECRET'), 'unset', 'another identity\'s secret is dropped');
+            assertMasked(tr, V.TEST_TOKEN);
+        });
+
+        it('service principal with a secret: AZURE_CLIENT_SECRET set and masked, not in argv', async () => {
+            const tr = await runL0('L0ServiceConnection.js', Object.assign({ TEST_CASE: 'secret' }, V));
+            assertSucceeded(tr);
+            assert.ok(tr.ran(DEFAULT_CMD), 'nothing of the connection in argv');
+            assert.strictEqual(child(tr, 'AZURE_CLIENT_SECRET'), hash(V.TEST_KEY));
+            assert.strictEqual(child(tr, 'AZURE_CLIENT_ID'), hash(V.TEST_CLIENT));
+            assert.strictEqual(child(tr, 'AZURE_TENANT_ID'), hash(V.TEST_TENANT));
+            assert.strictEqual(child(tr, 'AZURE_SUBSCRIPTION_ID'), hash(V.TEST_SUB));
+            assert.strictEqual(child(tr, 'AZURESUBSCRIPTION_SERVICE_CONNECTION_ID'), 'unset');
+            assertMasked(tr, V.TEST_KEY);
+        });
+
+        it('an unsupported scheme fails naming it, before anything runs', async () => {
+            const tr = await runL0('L0ServiceConnection.js', Object.assign({ TEST_CASE: 'unsupported' }, V));
+            assert.ok(tr.failed);
+            assert.match(tr.errorIssues[0], new RegExp(`service connection '${ID}' uses the authorization scheme 'ManagedServiceIdentity', which flow-ci does not support`));
+            assert.strictEqual(tr.invokedToolCount, 0);
+        });
+
+        it('a certificate service principal fails, before anything runs', async () => {
+            const tr = await runL0('L0ServiceConnection.js', Object.assign({ TEST_CASE: 'certificate' }, V));
+            assert.ok(tr.failed);
+            assert.match(tr.errorIssues[0], /service principal with a certificate/);
+            assert.strictEqual(tr.invokedToolCount, 0);
+        });
+    });
+
+    describe('L0: command deploy', () => {
+        it('runs flow-ci deploy with the default inputs; publishes no check results, sets no check outputs', async () => {
+            const tr = await runL0('L0Deploy.js', { TEST_CASE: 'default' });
+            assertSucceeded(tr);
+            assert.ok(tr.ran(`${BIN} -C ${REPO} deploy --report-dir .flow-ci/report`), tr.stdout);
+            assert.match(completion(tr), /flow-ci: deployed/);
+            assert.deepStrictEqual(commands(tr, 'results.publish'), []);
+            assert.deepStrictEqual(commands(tr, 'task.setvariable'), []);
+        });
+        it('passes config, dry run and report dir; leaves out the check-only inputs', async () => {
+            const tr = await runL0('L0Deploy.js', { TEST_CASE: 'all' });
+            assertSucceeded(tr);
+            assert.ok(tr.ran(`${BIN} -C ${REPO} deploy --config ${REPO}/ci/flow-ci.yaml --dry-run --report-dir out/flow-ci`), tr.stdout);
+        });
+        it('exit 1: Failed, not deployed', async () => {
+            const tr = await runL0('L0Deploy.js', { TEST_CASE: 'failed' });
+            assert.ok(tr.failed);
+            assert.match(tr.errorIssues[0], /not deployed/);
+        });
+        it('an unknown command fails before anything runs', async () => {
+            const tr = await runL0('L0Deploy.js', { TEST_CASE: 'badcmd' });
+            assertFailedWith(tr, "flow-ci: command 'ship' is not one of: check, deploy");
+            assert.strictEqual(tr.invokedToolCount, 0);
         });
     });
 });

@@ -18,6 +18,8 @@ const REPORT_MD = path.join(REPORT_DIR, 'report.md');
 // What the agent passes for an untouched `- task: FlowCi@1`: the task.json
 // defaults, and the repository root for the empty filePath inputs.
 const DEFAULT_INPUTS = {
+    command: 'check',
+    azureSubscription: '',
     config: REPO,
     base: '',
     backend: '',
@@ -95,4 +97,27 @@ function reportChildToken(tmr) {
     });
 }
 
-module.exports = { mockTask, scrubEnv, reportChildToken, REPO, BIN, JUNIT, REPORT_MD, REPORT_DIR, DEFAULT_CMD, DEFAULT_INPUTS };
+/**
+ * Makes tl.tool() report, for each of `names`, what the child's environment
+ * holds: `unset`, or the value's SHA-256 (so no secret is printed by the test).
+ */
+function reportChildEnv(tmr, names) {
+    const tlm = require('azure-pipelines-task-lib/mock-task');
+    const originalTool = tlm.tool;
+    tmr.registerMockExport('tool', (toolPath) => {
+        const runner = originalTool(toolPath);
+        const execAsync = runner.execAsync.bind(runner);
+        runner.execAsync = (options) => {
+            const env = (options && options.env) || {};
+            for (const name of names) {
+                const value = env[name];
+                const seen = value === undefined ? 'unset' : 'sha256:' + crypto.createHash('sha256').update(value).digest('hex');
+                console.log(`TEST child ${name}=${seen}`);
+            }
+            return execAsync(options);
+        };
+        return runner;
+    });
+}
+
+module.exports = { mockTask, scrubEnv, reportChildToken, reportChildEnv, REPO, BIN, JUNIT, REPORT_MD, REPORT_DIR, DEFAULT_CMD, DEFAULT_INPUTS };
