@@ -543,6 +543,24 @@ describe('FlowCi task', function () {
             assert.strictEqual(record.token, null, 'no token configured: none passed');
         });
 
+        it('sets the output variables passed and failedGates from the report.json it wrote', async () => {
+            const gate = await runL0('L0RealProcess.js', { TEST_CASE: 'gate' });
+            assert.deepStrictEqual(commands(gate, 'task.setvariable'), [
+                '##vso[task.setvariable variable=passed;isOutput=true;issecret=false;]false',
+                '##vso[task.setvariable variable=failedGates;isOutput=true;issecret=false;]1',
+            ]);
+            const ok = await runL0('L0RealProcess.js', { TEST_CASE: 'run', TEST_TOKEN: 'tok-x' });
+            assert.deepStrictEqual(commands(ok, 'task.setvariable'), [
+                '##vso[task.setvariable variable=passed;isOutput=true;issecret=false;]true',
+                '##vso[task.setvariable variable=failedGates;isOutput=true;issecret=false;]0',
+            ]);
+        });
+
+        it('sets no output variables when the check wrote no report.json (exit 2)', async () => {
+            const tr = await runL0('L0RealProcess.js', { TEST_CASE: 'stale' });
+            assert.deepStrictEqual(commands(tr, 'task.setvariable'), []);
+        });
+
         it('exit 2 with an earlier build\'s reports on disk: Failed, stale reports not published', async () => {
             const tr = await runL0('L0RealProcess.js', { TEST_CASE: 'stale' });
             assert.ok(tr.failed);

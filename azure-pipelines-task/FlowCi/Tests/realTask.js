@@ -20,7 +20,7 @@ function scratch(name) {
 
 /**
  * A stand-in flow-ci: records its argv, working directory and environment in
- * $FAKE_RECORD, writes junit.xml and report.md into its report dir when
+ * $FAKE_RECORD, writes junit.xml, report.md and report.json into its report dir when
  * $FAKE_WRITE_REPORTS is 1, and exits with $FAKE_EXIT.
  */
 function fakeFlowCiSource() {
@@ -41,6 +41,12 @@ if (process.env.FAKE_WRITE_REPORTS === '1') {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'junit.xml'), '<testsuites/>');
     fs.writeFileSync(path.join(dir, 'report.md'), '<!-- flow-ci:report -->');
+    // One flow, one failed gate of two when flow-ci exits 1.
+    const failed = process.env.FAKE_EXIT === '1';
+    fs.writeFileSync(path.join(dir, 'report.json'), JSON.stringify({
+        passed: !failed,
+        flows: [{ path: 'flows/a', verdict: { results: [{ metric: 'accuracy', passed: !failed }, { metric: 'failed_lines', passed: true }] } }],
+    }));
 }
 console.log('fake flow-ci: ' + argv.join(' | '));
 process.exit(Number(process.env.FAKE_EXIT || 0));
