@@ -17,7 +17,7 @@ trap 'rm -rf "$stage"' EXIT
 
 cp "$here/vss-extension.json" "$here/README.md" "$stage/"
 mkdir "$stage/FlowCi"
-(cd "$here/FlowCi" && cp task.json index.js args.js binary.js release.js package.json package-lock.json "$stage/FlowCi/")
+(cd "$here/FlowCi" && cp task.json index.js args.js binary.js connection.js release.js package.json package-lock.json "$stage/FlowCi/")
 [ -f "$here/FlowCi/icon.png" ] && cp "$here/FlowCi/icon.png" "$stage/FlowCi/"
 [ -d "$here/images" ] && cp -r "$here/images" "$stage/"
 
