@@ -206,9 +206,11 @@ fn model_versions_are_integers_and_an_unchanged_flow_reuses_its_version() {
     assert!(err.contains("version 1: already registered"), "{err}");
     assert!(cloud.fake.resource("/models/support-router/versions/2").is_none());
 
-    // Changed: the next integer version.
-    let prompt = cloud.pr.read("flows/support-router/flow.dag.yaml");
-    cloud.pr.write("flows/support-router/flow.dag.yaml", &format!("{prompt}\n# changed\n"));
+    // Changed: the next integer version. (A comment in flow.dag.yaml would
+    // not do: the uploaded DAG is rewritten without comments, as pfazure does.)
+    let code_file = "flows/support-router/detect_intent.py";
+    let source = cloud.pr.read(code_file);
+    cloud.pr.write(code_file, &format!("{source}\n# changed\n"));
     let (code, _, err) = run(cloud.flow_ci().arg("deploy"));
     assert_eq!(code, Some(0), "{err}");
     let second = cloud.fake.resource("/models/support-router/versions/2").expect("version 2 registered");
