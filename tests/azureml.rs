@@ -394,3 +394,26 @@ fn every_line_is_fetched_when_pages_come_short_and_out_of_order() {
         details.lines().map(|l| serde_json::from_str::<Json>(l).unwrap()["line_number"].as_u64().unwrap()).collect();
     assert_eq!(numbers, (0..30).collect::<Vec<u64>>(), "all 30 lines, in order");
 }
+
+#[test]
+fn a_run_stuck_not_responding_is_cancelled_instead_of_polled_forever() {
+    let script = Script { statuses: vec!["Running", "NotResponding"], ..Script::default() };
+    let Some(cloud) = Cloud::start(script) else { return };
+    // No --timeout: only the stall limit (1 s here, 30 min by default) ends the wait.
+    let (code, _, err) = run(cloud.flow_ci().env("FLOW_CI_AZUREML_STALL_SECS", "1").args([
+        "run",
+        "create",
+        "--backend",
+        "azureml",
+        "--file",
+        "flows/support-triage/run.yml",
+        "--name",
+        "stuck",
+    ]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("stayed NotResponding for 1 s; it was cancelled"), "{err}");
+    let id = cloud.fake.submitted()[0]["runId"].as_str().unwrap().to_string();
+    let cancel_call = format!("POST /flow/api{}/BulkRuns/{id}/cancel", fake_aml::workspace_path());
+    assert_eq!(cloud.fake.calls().iter().filter(|c| **c == cancel_call).count(), 1);
+    assert_no_violations(&cloud.fake);
+}

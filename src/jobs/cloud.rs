@@ -13,6 +13,7 @@ pub fn connect(azureml: &[(String, String)], timeout: Option<Duration>, stream: 
     let settings = Settings {
         poll: poll_interval(),
         deadline: timeout.map(|t| Instant::now() + t),
+        stall: stall_limit(),
         stream,
         // Progress lines carry the service's messages: through the guard.
         say: Box::new(|text| {
@@ -29,6 +30,15 @@ fn poll_interval() -> Duration {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// How long a run may stay `Paused` or `NotResponding`: 30 minutes, or
+/// `FLOW_CI_AZUREML_STALL_SECS` (tests wait less).
+fn stall_limit() -> Duration {
+    std::env::var("FLOW_CI_AZUREML_STALL_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(30 * 60), Duration::from_secs)
 }
 
 /// The commit being checked (`HEAD`) and its branch, from the CI

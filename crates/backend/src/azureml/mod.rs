@@ -35,6 +35,8 @@ pub enum AzureMlError {
     RunFailed { run: String, message: String },
     #[error("run {run} did not finish within --timeout; it was cancelled")]
     Timeout { run: String },
+    #[error("run {run} stayed {status} for {waited}; it was cancelled")]
+    Stalled { run: String, status: String, waited: String },
     #[error("{what} ended {status}{}: {message}", if code.is_empty() { String::new() } else { format!(" ({code})") })]
     Operation { what: String, status: String, code: String, message: String },
     #[error("run {run} is no longer known to the workspace")]
@@ -71,6 +73,10 @@ impl AzureMlError {
             AzureMlError::Service { status: 404, url, .. } if !url.contains("/runs/") && !url.contains("BulkRuns") => {
                 Some("check azureml.subscription_id, resource_group and workspace".into())
             }
+            AzureMlError::Stalled { .. } => Some(
+                "look at the run in the studio; the workspace's compute may be unavailable (pass --timeout to bound a whole run)"
+                    .into(),
+            ),
             AzureMlError::Store(e) => e.hint(),
             _ => None,
         }
@@ -83,6 +89,9 @@ pub struct Settings {
     pub poll: Duration,
     /// `--timeout`: runs still going then are cancelled.
     pub deadline: Option<Instant>,
+    /// How long a run may sit `Paused` or `NotResponding` before it is
+    /// cancelled: without `--timeout` it would otherwise be polled forever.
+    pub stall: Duration,
     /// Print the run's log as it grows.
     pub stream: bool,
     /// Where progress lines go (stderr in the CLI).

@@ -246,6 +246,7 @@ fn wait(
     let started = Instant::now();
     let mut interval = Duration::from_secs(1).min(session.settings.poll);
     let mut last_status = String::new();
+    let mut since = Instant::now();
     let mut shown = 0;
     loop {
         if cancel.load(Ordering::SeqCst) {
@@ -259,6 +260,13 @@ fn wait(
         if state.status != last_status {
             session.say(&format!("{name}: {} ({}s)", state.status, started.elapsed().as_secs()));
             last_status = state.status.clone();
+            since = Instant::now();
+        }
+        if STALLED.contains(&state.status.as_str()) && since.elapsed() >= session.settings.stall {
+            cancel_run(session, service, name, id)?;
+            let secs = session.settings.stall.as_secs();
+            let waited = if secs < 120 { format!("{secs} s") } else { format!("{} min", secs / 60) };
+            return Err(AzureMlError::Stalled { run: id.into(), status: state.status, waited });
         }
         if session.settings.stream {
             let logs = service.logs(id)?;
@@ -274,6 +282,9 @@ fn wait(
         interval = (interval * 2).min(session.settings.poll);
     }
 }
+
+/// Statuses a run can sit in without making progress or ending.
+const STALLED: &[&str] = &["Paused", "NotResponding"];
 
 /// Sleeps up to `d`, waking early when `cancel` is set.
 fn sleep_unless(cancel: &AtomicBool, d: Duration) {
