@@ -42,18 +42,18 @@ pub struct Guard<W: Write> {
     inner: W,
     pending: Vec<u8>,
     /// The trusted-line marker; `None` (not armed): lines pass unchanged.
-    marker: Option<String>,
+    marker: Option<&'static str>,
 }
 
 impl<W: Write> Guard<W> {
     pub fn new(inner: W) -> Guard<W> {
-        Guard { inner, pending: Vec::new(), marker: MARKER.get().cloned() }
+        Guard { inner, pending: Vec::new(), marker: MARKER.get().map(String::as_str) }
     }
 
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let Some(marker) = &self.marker else { return self.inner.write_all(line) };
+        let Some(marker) = self.marker else { return self.inner.write_all(line) };
         let text = String::from_utf8_lossy(line);
-        match text.strip_prefix(marker.as_str()) {
+        match text.strip_prefix(marker) {
             Some(trusted) => self.inner.write_all(trusted.as_bytes()),
             None => self.inner.write_all(neutralise(&text).as_bytes()),
         }
@@ -104,7 +104,7 @@ mod tests {
     const TEST_MARKER: &str = "\u{1}test-marker\u{1}";
 
     fn armed<W: Write>(inner: W) -> Guard<W> {
-        Guard { inner, pending: Vec::new(), marker: Some(TEST_MARKER.into()) }
+        Guard { inner, pending: Vec::new(), marker: Some(TEST_MARKER) }
     }
 
     fn guarded(text: &str) -> String {

@@ -17,7 +17,7 @@ pub enum MissingSecrets {
     Skip,
     Fail,
 }
-use model::{diag, exit};
+use model::exit;
 
 /// The PR job: run the changed flows and their evaluations, compare with the
 /// baseline, apply the gates, and write the reports.
@@ -178,12 +178,9 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 fn report_error(e: &CheckError, err: &mut dyn Write) -> u8 {
-    let base = std::env::current_dir().unwrap_or_default();
     match e {
         CheckError::Invalid(diags) => {
-            for d in diags {
-                let _ = err.write_all(diag::render_human(d, &base).as_bytes());
-            }
+            super::failure::print_diagnostics(diags, err);
             let _ = writeln!(err, "error: {} error(s); nothing was run", diags.len());
             exit::INVALID_INPUT
         }

@@ -54,12 +54,9 @@ pub fn report_job_error(e: &JobError, err: &mut dyn Write) -> u8 {
 }
 
 pub fn report_prepare_error(e: &PrepareError, err: &mut dyn Write) -> u8 {
-    let base = std::env::current_dir().unwrap_or_default();
     match e {
         PrepareError::Invalid(diags) => {
-            for d in diags {
-                let _ = err.write_all(model::diag::render_human(d, &base).as_bytes());
-            }
+            print_diagnostics(diags, err);
             let _ = writeln!(err, "error: the flow has {} error(s); nothing was run", diags.len());
         }
         other => {
@@ -99,7 +96,7 @@ pub fn store_error(e: &StoreError, err: &mut dyn Write) -> u8 {
 }
 
 /// Diagnostics as `file:line:col: error: message [code]` with hints.
-pub fn print_diagnostics(diags: &[model::diag::Diagnostic], err: &mut dyn Write) {
+pub fn print_diagnostics<'a>(diags: impl IntoIterator<Item = &'a model::diag::Diagnostic>, err: &mut dyn Write) {
     let base = std::env::current_dir().unwrap_or_default();
     for d in diags {
         let _ = err.write_all(model::diag::render_human(d, &base).as_bytes());

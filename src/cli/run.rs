@@ -367,12 +367,9 @@ fn spec(args: &CreateArgs, err: &mut dyn Write) -> Result<Spec, u8> {
 /// A run file must pass `validate` (flow, data, columns) before anything runs.
 fn load_run_file(path: &Path, err: &mut dyn Write) -> Result<RunFile, u8> {
     let outcome = crate::jobs::validate::validate(&[path.to_path_buf()]);
-    let base = std::env::current_dir().unwrap_or_default();
     let errors: Vec<_> = outcome.diagnostics.iter().filter(|d| d.is_error()).collect();
     if !errors.is_empty() {
-        for d in &errors {
-            let _ = err.write_all(diag::render_human(d, &base).as_bytes());
-        }
+        super::failure::print_diagnostics(errors.iter().copied(), err);
         let _ = writeln!(err, "error: {} has {} error(s); nothing was run", path.display(), errors.len());
         return Err(exit::INVALID_INPUT);
     }

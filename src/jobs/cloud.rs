@@ -26,19 +26,18 @@ pub fn connect(azureml: &[(String, String)], timeout: Option<Duration>, stream: 
 /// The longest wait between status polls: 10 s, or
 /// `FLOW_CI_AZUREML_POLL_MS` (tests poll faster).
 fn poll_interval() -> Duration {
-    std::env::var("FLOW_CI_AZUREML_POLL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_secs(10), Duration::from_millis)
+    duration_from_env("FLOW_CI_AZUREML_POLL_MS", Duration::from_millis).unwrap_or(Duration::from_secs(10))
+}
+
+/// A whole number of `unit`s from the environment variable `var`.
+fn duration_from_env(var: &str, unit: fn(u64) -> Duration) -> Option<Duration> {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).map(unit)
 }
 
 /// How long a run may stay `Paused` or `NotResponding`: 30 minutes, or
 /// `FLOW_CI_AZUREML_STALL_SECS` (tests wait less).
 fn stall_limit() -> Duration {
-    std::env::var("FLOW_CI_AZUREML_STALL_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_secs(30 * 60), Duration::from_secs)
+    duration_from_env("FLOW_CI_AZUREML_STALL_SECS", Duration::from_secs).unwrap_or(Duration::from_secs(30 * 60))
 }
 
 /// The commit being checked (`HEAD`) and its branch, from the CI

@@ -84,8 +84,5 @@ pub fn create(
 /// `--config`, else ./.flow-ci.yaml when there is one; its errors stop the
 /// command (flow-ci validate shows them all).
 pub fn load_config(explicit: Option<&std::path::Path>) -> Result<Option<Config>, RunJobError> {
-    match config::read(explicit).map_err(RunJobError::Config)? {
-        Some(loaded) if loaded.has_errors() => Err(RunJobError::Config(loaded.diagnostics)),
-        loaded => Ok(loaded.map(|l| l.config)),
-    }
+    config::read_valid(explicit).map_err(RunJobError::Config)
 }

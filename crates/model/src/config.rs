@@ -156,6 +156,15 @@ pub fn read(explicit: Option<&Path>) -> Result<Option<Loaded>, Vec<crate::diag::
     }
 }
 
+/// [`read`] for the commands that use a config without validating the rest
+/// of the repository: any error in it (with every diagnostic) is `Err`.
+pub fn read_valid(explicit: Option<&Path>) -> Result<Option<Config>, Vec<crate::diag::Diagnostic>> {
+    match read(explicit)? {
+        Some(loaded) if loaded.has_errors() => Err(loaded.diagnostics),
+        loaded => Ok(loaded.map(|l| l.config)),
+    }
+}
+
 /// Reads `.flow-ci.yaml`; `None` when it cannot be read or parsed. A job
 /// reads it once and passes the value down (the debug event lets tests
 /// count the reads).

@@ -71,11 +71,9 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, DeployJobError> {
     if !path.is_file() {
         return Err(DeployJobError::NoConfig(path.to_path_buf()));
     }
-    match config::read(Some(path)).map_err(DeployJobError::Invalid)? {
-        Some(loaded) if !loaded.has_errors() => Ok(loaded.config),
-        Some(loaded) => Err(DeployJobError::Invalid(loaded.diagnostics)),
-        None => Err(DeployJobError::NoConfig(path.to_path_buf())),
-    }
+    config::read_valid(Some(path))
+        .map_err(DeployJobError::Invalid)?
+        .ok_or_else(|| DeployJobError::NoConfig(path.to_path_buf()))
 }
 
 /// Every ARM call the deploy would make, with its body; nothing is sent.
