@@ -4,20 +4,26 @@
 
 mod support;
 
-use std::path::Path;
-
-use assert_cmd::Command;
 use predicates::str::contains;
+use support::project::Project;
 use support::repo::git;
 
 /// A repository with one tiny python flow and its run file.
 struct Repo {
-    dir: tempfile::TempDir,
+    project: Project,
+}
+
+impl std::ops::Deref for Repo {
+    type Target = Project;
+
+    fn deref(&self) -> &Project {
+        &self.project
+    }
 }
 
 impl Repo {
     fn new() -> Repo {
-        let repo = Repo { dir: tempfile::tempdir().unwrap() };
+        let repo = Repo { project: Project::new() };
         repo.write(
             "flows/echo/flow.dag.yaml",
             "inputs:\n  text:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${echo.output}\nnodes:\n- name: echo\n  type: python\n  source:\n    type: code\n    path: echo.py\n  inputs:\n    text: ${inputs.text}\n",
@@ -38,36 +44,6 @@ impl Repo {
     fn commit(&self, message: &str) {
         git(self.path(), &["add", "-A"]);
         git(self.path(), &["commit", "--quiet", "--allow-empty", "-m", message]);
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn flow_ci(&self) -> Command {
-        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
-        cmd.current_dir(self.path()).env_remove("FLOW_CI_RUNS_DIR").env_remove("GITHUB_ACTIONS").env_remove("TF_BUILD");
-        cmd
-    }
-
-    /// flow-ci started in the background, its output piped.
-    fn spawn(&self, args: &[&str]) -> std::process::Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"))
-            .current_dir(self.path())
-            .env_remove("FLOW_CI_RUNS_DIR")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD")
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
     }
 
     fn run_create(&self, args: &[&str]) -> assert_cmd::assert::Assert {

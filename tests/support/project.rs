@@ -4,9 +4,14 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::Stdio;
 
 use assert_cmd::Command;
 use serde_json::Value as Json;
+
+/// What the tests' own environment may hold that would change what flow-ci
+/// does (a CI host, a run store, a python).
+const NOT_PASSED_ON: &[&str] = &["FLOW_CI_RUNS_DIR", "FLOW_CI_PYTHON", "GITHUB_ACTIONS", "TF_BUILD"];
 
 pub struct Project {
     pub dir: tempfile::TempDir,
@@ -31,12 +36,21 @@ impl Project {
     /// flow-ci in the project, choosing its python itself.
     pub fn flow_ci(&self) -> Command {
         let mut cmd = Command::cargo_bin("flow-ci").unwrap();
-        cmd.current_dir(self.path())
-            .env_remove("FLOW_CI_RUNS_DIR")
-            .env_remove("FLOW_CI_PYTHON")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD");
+        cmd.current_dir(self.path());
+        for var in NOT_PASSED_ON {
+            cmd.env_remove(var);
+        }
         cmd
+    }
+
+    /// flow-ci started in the background in the project, its output piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"));
+        cmd.current_dir(self.path());
+        for var in NOT_PASSED_ON {
+            cmd.env_remove(var);
+        }
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
     }
 
     pub fn read_jsonl(&self, rel: &str) -> Vec<Json> {
