@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde_json::{Value as Json, json};
+use support::fake_github::FakeGitHub;
 use support::project::Project;
+use support::repo::{Pr, run};
 
 /// A small pure-Python package that the CI's python3 does not have.
 const PACKAGE: &str = "tomli";
@@ -114,7 +116,10 @@ fn a_requirement_that_cannot_be_installed_is_invalid_input_unless_flow_ci_python
     let out = run_create(&p, "flows/broken", "broken");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("installing flows/broken/deps/pinned.txt failed"), "{stderr}");
+    assert!(
+        stderr.contains("flows/broken/deps/pinned.txt:1:1: cannot install `flow-ci-no-such-package-4c1e==0.0.1`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("flow-ci-no-such-package-4c1e"), "the installer's own message: {stderr}");
     assert_eq!(finished_envs(&p), Vec::<PathBuf>::new(), "nothing half-built is left");
 
@@ -123,6 +128,54 @@ fn a_requirement_that_cannot_be_installed_is_invalid_input_unless_flow_ci_python
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("installing"));
     assert_eq!(first_output(&p, "fixed"), json!("a"));
+}
+
+/// The acceptance case of flow dependencies: a PR whose flow imports a
+/// package python3 does not have passes `check` through the action's entry
+/// point, and the next push reuses the environment (restored by the
+/// examples' cache step; here it simply stays in the working directory).
+#[test]
+fn a_flow_that_imports_a_package_passes_check_in_the_action_and_reuses_its_environment() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    pr.write("flows/web-classification/requirements.txt", &format!("{PACKAGE}=={VERSION}\n"))
+        .edit(
+            "flows/web-classification/classify.py",
+            "from promptflow",
+            &format!("import {PACKAGE}  # noqa: F401\nfrom promptflow"),
+        )
+        .commit();
+    let event = pr.pull_request_event("pull_request.json");
+    let envs = || std::fs::read_dir(pr.dir.path().join(".flow-ci/cache/envs")).map_or(0, |d| d.count());
+
+    let (code, stdout, stderr) = run(&mut pr.action(&github, &event));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("installing requirements.txt for flows/web-classification"), "{stderr}");
+    assert!(pr.read("output.txt").contains("passed=true"));
+    assert_eq!(envs(), 1, "one environment, for the one flow with requirements");
+
+    // The next push: nothing is installed again.
+    pr.edit("flows/web-classification/classify.py", "\"apps\", \"ratings\"]", "\"apps\", \"ratings\", \"netflix\"]")
+        .commit();
+    let event = pr.pull_request_event("pull_request.json");
+    let (code, stdout, stderr) = run(&mut pr.action(&github, &event));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("installing"), "{stderr}");
+    assert_eq!(envs(), 1);
+}
+
+/// Under `check`, requirements that do not install are the PR's input: exit
+/// 2 (as `run create` gives), the line named, the other flows still checked.
+#[test]
+fn a_requirement_that_cannot_be_installed_fails_check_with_exit_2_at_its_line() {
+    let pr = Pr::new();
+    pr.write("flows/web-classification/requirements.txt", "# our pins\nflow-ci-no-such-package-4c1e==0.0.1\n").commit();
+    let (code, stdout, stderr) = pr.check(&["--base", "main"]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    let report: Json = serde_json::from_str(&pr.read(".flow-ci/report/report.json")).unwrap();
+    let error = report["flows"][0]["errors"][0].as_str().unwrap_or_default();
+    let expected =
+        "flows/web-classification/requirements.txt:2:1: cannot install `flow-ci-no-such-package-4c1e==0.0.1`";
+    assert!(error.contains(expected), "{report:#}");
 }
 
 fn run_create_with_python(p: &Project, flow: &str, name: &str) -> std::process::Output {

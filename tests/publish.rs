@@ -3,7 +3,7 @@
 //! Pipelines variables, posting to loopback fakes of GitHub and Azure DevOps
 //! that check every request.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod support;
 use support::fake_ado::{self, FakeAzureDevOps};
@@ -11,19 +11,6 @@ use support::fake_github::{self, FakeGitHub};
 use support::repo::{Pr, git, run};
 
 const MARKER: &str = "<!-- flow-ci:report -->";
-
-/// A `pull_request` event for the PR branch of `pr`, from the payload
-/// fixture with its base commit replaced by the repository's `main`.
-fn pull_request_event(pr: &Pr, fixture: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events/github").join(fixture);
-    let mut payload: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    payload["pull_request"]["base"]["sha"] = pr.rev("main").into();
-    payload["pull_request"]["number"] = fake_github::PR.into();
-    payload["number"] = fake_github::PR.into();
-    let out = pr.dir.path().join("event.json");
-    std::fs::write(&out, payload.to_string()).unwrap();
-    out
-}
 
 /// `flow-ci check` as a GitHub Actions step of a `pull_request` workflow.
 fn github_check(pr: &Pr, github: &FakeGitHub, event: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
@@ -55,7 +42,7 @@ fn improve(pr: &Pr) {
 fn the_first_run_creates_the_comment_and_the_next_updates_it() {
     let (pr, github) = (Pr::new(), FakeGitHub::start());
     improve(&pr);
-    let event = pull_request_event(&pr, "pull_request.json");
+    let event = pr.pull_request_event("pull_request.json");
     let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(!stdout.contains(fake_github::TOKEN) && !stderr.contains(fake_github::TOKEN), "the token is never logged");
@@ -120,7 +107,7 @@ fn the_marker_is_found_among_120_comments_on_ghes() {
     let (pr, github) = (Pr::new(), FakeGitHub::start_at("/api/v3"));
     github.seed(120, Some(110), MARKER);
     improve(&pr);
-    let event = pull_request_event(&pr, "pull_request.json");
+    let event = pr.pull_request_event("pull_request.json");
     let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let calls = github.calls();
@@ -143,7 +130,7 @@ fn an_error_answer_echoing_the_token_does_not_log_it() {
     let (pr, github) = (Pr::new(), FakeGitHub::start());
     github.echo_token();
     improve(&pr);
-    let event = pull_request_event(&pr, "pull_request.json");
+    let event = pr.pull_request_event("pull_request.json");
     let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
     assert_eq!(code, Some(0), "a comment that cannot be posted does not fail the job: {stdout}{stderr}");
     assert!(stderr.contains("warning: comment not posted: GET ") && stderr.contains("answered 502"), "{stderr}");
@@ -157,7 +144,7 @@ fn a_next_page_on_another_origin_gets_no_token() {
     github.seed(120, None, MARKER);
     github.next_page_on(&elsewhere.api);
     improve(&pr);
-    let event = pull_request_event(&pr, "pull_request.json");
+    let event = pr.pull_request_event("pull_request.json");
     let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let bearer = format!("Bearer {}", fake_github::TOKEN);
@@ -187,7 +174,7 @@ fn a_fork_without_write_access_gets_the_summary_and_keeps_its_exit_code() {
     let (pr, github) = (Pr::new(), FakeGitHub::start());
     github.read_only();
     pr.regress_accuracy().commit();
-    let event = pull_request_event(&pr, "pull_request_fork.json");
+    let event = pr.pull_request_event("pull_request_fork.json");
     let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
     assert_eq!(code, Some(1), "the gate decides the exit code, not the comment: {stdout}{stderr}");
     assert!(
@@ -209,7 +196,7 @@ fn on_a_fork_a_flow_needing_a_model_key_is_not_run_and_says_why() {
     github.read_only();
     // A prompt change: the recorded answers no longer match, a key is needed.
     pr.edit("flows/support-triage/triage.jinja2", "# system:", "# system:\nBe brief.").commit();
-    let event = pull_request_event(&pr, "pull_request_fork.json");
+    let event = pr.pull_request_event("pull_request_fork.json");
     let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
@@ -228,7 +215,7 @@ fn on_a_fork_a_flow_needing_a_model_key_is_not_run_and_says_why() {
 fn comment_modes_new_and_off() {
     let (pr, github) = (Pr::new(), FakeGitHub::start());
     improve(&pr);
-    let event = pull_request_event(&pr, "pull_request.json");
+    let event = pr.pull_request_event("pull_request.json");
     for _ in 0..2 {
         let (code, _, stderr) = github_check(&pr, &github, &event, &["--comment-mode", "new"]);
         assert_eq!(code, Some(0), "{stderr}");
@@ -243,26 +230,8 @@ fn comment_modes_new_and_off() {
 fn the_action_entry_point_reads_its_inputs() {
     let (pr, github) = (Pr::new(), FakeGitHub::start());
     improve(&pr);
-    let event = pull_request_event(&pr, "pull_request.json");
-    let sub = pr.dir.path();
-    let (code, stdout, stderr) = run(pr
-        .command()
-        .arg("action")
-        .current_dir("/")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_EVENT_NAME", "pull_request")
-        .env("GITHUB_EVENT_PATH", &event)
-        .env("GITHUB_REPOSITORY", fake_github::REPOSITORY)
-        .env("GITHUB_API_URL", &github.api)
-        .env("GITHUB_OUTPUT", sub.join("output.txt"))
-        .env("INPUT_GITHUB-TOKEN", fake_github::TOKEN)
-        .env("INPUT_WORKING-DIRECTORY", sub)
-        .env("INPUT_CONFIG", ".flow-ci.yaml")
-        .env("INPUT_BASE", "")
-        .env("INPUT_BACKEND", "local")
-        .env("INPUT_COMMENT-MODE", "update")
-        .env("INPUT_FAIL-ON-GATE", "true")
-        .env("INPUT_DRY-RUN", "false"));
+    let event = pr.pull_request_event("pull_request.json");
+    let (code, stdout, stderr) = run(&mut pr.action(&github, &event));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stderr.contains("flow-ci action: -C "), "{stderr}");
     assert_eq!(github.comments().len(), 1, "{stderr}");
@@ -352,7 +321,7 @@ fn azure_devops_gets_one_thread_that_is_resolved_when_the_pr_passes() {
 fn pull_request_target_is_refused_with_why() {
     let pr = Pr::new();
     let github = FakeGitHub::start();
-    let event = pull_request_event(&pr, "pull_request.json");
+    let event = pr.pull_request_event("pull_request.json");
     // The same step, triggered by pull_request_target instead.
     let (code, _, stderr) = run(pr
         .command()
@@ -377,7 +346,7 @@ fn only_flow_cis_own_comment_is_edited_and_an_unchanged_one_is_left_alone() {
     // Somebody quotes flow-ci's report, marker included, in their own comment.
     let quoted = github.add_comment("mallory", &format!("{MARKER}\nlooks fine to me"));
     improve(&pr);
-    let event = pull_request_event(&pr, "pull_request.json");
+    let event = pr.pull_request_event("pull_request.json");
     let (code, _, stderr) = github_check(&pr, &github, &event, &[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("comment: created"), "{stderr}");

@@ -170,11 +170,18 @@ pub fn run(args: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             exit::OK
         }
         Ok(Outcome::Interrupted) => exit::INTERRUPTED,
-        Ok(Outcome::Checked(report)) if report.flows.iter().any(|f| !f.errors.is_empty()) => exit::FAILURE,
+        Ok(Outcome::Checked(report)) if report.flows.iter().any(|f| !f.errors.is_empty()) => errors_exit(&report),
         Ok(Outcome::Checked(report)) if report.passed || !args.fail_on_gate => exit::OK,
         Ok(Outcome::Checked(_)) => exit::GATE_FAILED,
         Err(e) => report_error(&e, err),
     }
+}
+
+/// A flow's run that stopped on its input (data, requirements) is exit 2,
+/// as `run create` gives for it; any other run that could not execute is 3.
+fn errors_exit(report: &crate::report::Report) -> u8 {
+    let errors = || report.flows.iter().flat_map(|f| &f.errors);
+    if errors().any(|e| e.invalid_input) { exit::INVALID_INPUT } else { exit::FAILURE }
 }
 
 fn report_error(e: &CheckError, err: &mut dyn Write) -> u8 {

@@ -74,6 +74,9 @@ pub struct FlowError {
     /// It stopped for a missing model key (on a fork's build that is "not
     /// run" rather than failed).
     pub missing_key: bool,
+    /// It stopped on the user's input (data, mapping, requirements that do
+    /// not install): the check is then exit 2, not 3, as a run would be.
+    pub invalid_input: bool,
 }
 
 impl std::fmt::Display for FlowError {

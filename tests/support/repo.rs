@@ -8,6 +8,7 @@ use std::process::Command as Std;
 
 use assert_cmd::Command;
 
+use super::fake_github::{self, FakeGitHub};
 use super::fs::copy_tree;
 
 pub struct Pr {
@@ -102,6 +103,44 @@ impl Pr {
 
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(rel)).unwrap()
+    }
+
+    /// A `pull_request` event for the PR branch, from the payload fixture
+    /// with its base commit replaced by the repository's `main`.
+    pub fn pull_request_event(&self, fixture: &str) -> PathBuf {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events/github").join(fixture);
+        let mut payload: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        payload["pull_request"]["base"]["sha"] = self.rev("main").into();
+        payload["pull_request"]["number"] = fake_github::PR.into();
+        payload["number"] = fake_github::PR.into();
+        let out = self.dir.path().join("event.json");
+        std::fs::write(&out, payload.to_string()).unwrap();
+        out
+    }
+
+    /// `flow-ci action` as the container action runs it on a `pull_request`
+    /// event: from `/`, every input an `INPUT_*` variable with action.yml's
+    /// defaults (empty `backend`: the config decides), outputs to output.txt.
+    pub fn action(&self, github: &FakeGitHub, event: &Path) -> Command {
+        let sub = self.dir.path();
+        let mut cmd = self.command();
+        cmd.arg("action")
+            .current_dir("/")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("GITHUB_EVENT_PATH", event)
+            .env("GITHUB_REPOSITORY", fake_github::REPOSITORY)
+            .env("GITHUB_API_URL", &github.api)
+            .env("GITHUB_OUTPUT", sub.join("output.txt"))
+            .env("INPUT_GITHUB-TOKEN", fake_github::TOKEN)
+            .env("INPUT_WORKING-DIRECTORY", sub)
+            .env("INPUT_CONFIG", ".flow-ci.yaml")
+            .env("INPUT_BASE", "")
+            .env("INPUT_BACKEND", "")
+            .env("INPUT_COMMENT-MODE", "update")
+            .env("INPUT_FAIL-ON-GATE", "true")
+            .env("INPUT_DRY-RUN", "false");
+        cmd
     }
 }
 

@@ -33,8 +33,8 @@ const LAYOUT: &str = "flow-ci env v1";
 pub enum EnvError {
     #[error("cannot read the python requirements {}: {source}", path.display())]
     Requirements { path: PathBuf, source: std::io::Error },
-    #[error("installing {} failed ({installer}):\n{tail}", file.display())]
-    Install { file: PathBuf, installer: Installer, tail: String },
+    #[error("{}", install_message(file, *installer, tail, culprit.as_ref()))]
+    Install { file: PathBuf, installer: Installer, tail: String, culprit: Option<Culprit> },
     #[error("cannot create a python environment in {} ({installer}): {detail}", dir.display())]
     Create { dir: PathBuf, installer: Installer, detail: String },
     #[error("cannot run python `{}` to build the flow's environment: {detail}", python.display())]
@@ -93,7 +93,7 @@ pub fn interpreter(python: &Python, flow: &Flow, envs: &Path) -> Result<Interpre
     let bytes = std::fs::read(&file).map_err(|source| EnvError::Requirements { path: file.clone(), source })?;
     let probe = probe(base)?;
     let dir = envs.join(key(&bytes, &probe.identity));
-    if dir.join(MARKER).is_file() {
+    if complete(&dir) {
         tracing::debug!("reusing the python environment {} for {}", dir.display(), file.display());
     } else {
         build(flow, &file, &probe.executable, &dir)?;
@@ -104,10 +104,12 @@ pub fn interpreter(python: &Python, flow: &Flow, envs: &Path) -> Result<Interpre
 /// The flow's requirements file: the declared one (which must exist), else
 /// `requirements.txt` in the flow folder when there is one.
 pub fn requirements(flow: &Flow) -> Option<PathBuf> {
-    match &flow.python_requirements_txt {
-        Some(declared) => Some(flow.dir.join(&declared.value)),
-        None => Some(flow.dir.join("requirements.txt")).filter(|p| p.is_file()),
-    }
+    let file = match &flow.python_requirements_txt {
+        Some(declared) => flow.dir.join(&declared.value),
+        None => Some(flow.dir.join("requirements.txt")).filter(|p| p.is_file())?,
+    };
+    // `flow: .` in a run file makes the folder `flows/x/.`: say `flows/x/requirements.txt`.
+    Some(model::paths::normalize(&file))
 }
 
 /// What the base interpreter says of itself.
@@ -211,9 +213,82 @@ fn install(installer: Installer, file: &Path, flow_dir: &Path, dir: &Path) -> Re
     // Relative paths in requirements (`./wheels/x.whl`, `-e .`) are the flow
     // folder's, where pfazure builds its image from.
     cmd.arg("-r").arg(&requirements).current_dir(flow_dir);
-    let failed = |tail: String| EnvError::Install { file: file.to_path_buf(), installer, tail };
+    let failed = |tail: String| {
+        let culprit = std::fs::read_to_string(file).ok().and_then(|text| culprit(&text, &tail));
+        EnvError::Install { file: file.to_path_buf(), installer, tail, culprit }
+    };
     let out = run(&mut cmd).map_err(|e| failed(e.to_string()))?;
     if out.status.success() { Ok(()) } else { Err(failed(tail(&out))) }
+}
+
+/// The requirement line an installer's message names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Culprit {
+    /// 1-based line and column in the requirements file.
+    pub line: usize,
+    pub column: usize,
+    /// The requirement as written.
+    pub text: String,
+}
+
+fn install_message(file: &Path, installer: Installer, tail: &str, culprit: Option<&Culprit>) -> String {
+    const HINT: &str = "hint: fix or pin that requirement, or set FLOW_CI_PYTHON to an interpreter you manage";
+    match culprit {
+        Some(c) => format!(
+            "{}:{}:{}: cannot install `{}` ({installer}):\n{tail}\n  {HINT}",
+            file.display(),
+            c.line,
+            c.column,
+            c.text
+        ),
+        None => format!("installing {} failed ({installer}):\n{tail}\n  {HINT}", file.display()),
+    }
+}
+
+/// Finds which line of a requirements file the installer's message is
+/// about: the requirement whose project name (PEP 503-normalized, as pip
+/// and uv print it) the message names first. Options (`-r`, `--index-url`)
+/// and bare paths or URLs name no project and are skipped.
+fn culprit(requirements: &str, message: &str) -> Option<Culprit> {
+    let message = normalize(message);
+    let mut best: Option<(usize, Culprit)> = None;
+    for (i, raw) in requirements.lines().enumerate() {
+        let text = raw.split(" #").next().unwrap_or(raw).trim_end();
+        let trimmed = text.trim_start();
+        let name: String =
+            trimmed.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
+        if name.is_empty() || trimmed.starts_with('-') || trimmed.starts_with('#') {
+            continue;
+        }
+        let Some(at) = find_word(&message, &normalize(&name)) else { continue };
+        if best.as_ref().is_none_or(|(seen, _)| at < *seen) {
+            let column = text.len() - trimmed.len() + 1;
+            best = Some((at, Culprit { line: i + 1, column, text: trimmed.to_string() }));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// PEP 503: lowercase, runs of `-`, `_` and `.` become one `-`.
+fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if matches!(c, '_' | '.') { '-' } else { c.to_ascii_lowercase() };
+        if !(c == '-' && out.ends_with('-')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The first place `word` stands alone in `text` (not inside a longer name).
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    text.match_indices(word).map(|(at, _)| at).find(|&at| {
+        let before = text[..at].chars().next_back().is_none_or(|c| !part(c));
+        let after = text[at + word.len()..].chars().next().is_none_or(|c| !part(c));
+        before && after
+    })
 }
 
 /// Runs an installer step. Installing runs the packages' build code, which
@@ -244,6 +319,21 @@ fn publish(staging: tempfile::TempDir, dir: &Path) -> Result<(), EnvError> {
         }
         Err(source) => Err(EnvError::Io { path: dir.to_path_buf(), source }),
     }
+}
+
+/// A finished environment whose interpreter is still there: one restored
+/// from a CI cache onto a machine whose base python moved has a dangling
+/// `bin/python` and is rebuilt.
+fn complete(dir: &Path) -> bool {
+    if !dir.join(MARKER).is_file() {
+        return false;
+    }
+    if venv_python(dir).is_file() {
+        return true;
+    }
+    tracing::warn!("the python environment {} lost its interpreter; rebuilding it", dir.display());
+    let _ = std::fs::remove_dir_all(dir);
+    false
 }
 
 fn venv_python(dir: &Path) -> PathBuf {
@@ -324,6 +414,35 @@ mod tests {
         assert_eq!(a, key(b"six==1.16.0\n", "3.11.7 linux"));
         assert_ne!(a, key(b"six==1.17.0\n", "3.11.7 linux"));
         assert_ne!(a, key(b"six==1.16.0\n", "3.12.1 linux"));
+    }
+
+    #[test]
+    fn the_culprit_is_the_requirement_the_installer_names_first() {
+        let reqs = "# pinned\nrequests==2.32.3\n  Flow_CI.No-Such>=1 ; python_version > '3'  # ours\n-r other.txt\n";
+        // uv and pip print normalized names.
+        let uv = "  × No solution found when resolving dependencies:\n  ╰─▶ Because flow-ci-no-such was not found in the package registry and you require flow-ci-no-such>=1, we can conclude that your requirements are unsatisfiable.";
+        let found = culprit(reqs, uv).unwrap();
+        assert_eq!((found.line, found.column), (3, 3));
+        assert_eq!(found.text, "Flow_CI.No-Such>=1 ; python_version > '3'");
+        let pip = "ERROR: Could not find a version that satisfies the requirement requests==99 (from versions: 2.0)";
+        assert_eq!(culprit(reqs, pip).unwrap().line, 2);
+        // A name inside a longer one is not a mention.
+        assert_eq!(culprit("six\n", "No matching distribution found for sixty"), None);
+        assert_eq!(culprit(reqs, "network unreachable"), None);
+    }
+
+    #[test]
+    fn an_environment_without_its_interpreter_is_not_complete() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("env");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join(MARKER), LAYOUT).unwrap();
+        assert!(!complete(&dir), "no bin/python");
+        assert!(!dir.exists(), "removed, to be rebuilt");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join(MARKER), LAYOUT).unwrap();
+        std::fs::write(venv_python(&dir), "").unwrap();
+        assert!(complete(&dir));
     }
 
     #[test]

@@ -177,7 +177,8 @@ pub(super) enum RunFailure {
 impl RunFailure {
     /// This failure in the report, as the failure of `what`.
     fn of(&self, what: &str) -> FlowError {
-        FlowError { message: format!("{what}: {self}"), missing_key: self.is_missing_key() }
+        let invalid_input = matches!(self, RunFailure::Backend(e) if e.exit_code() == model::exit::INVALID_INPUT);
+        FlowError { message: format!("{what}: {self}"), missing_key: self.is_missing_key(), invalid_input }
     }
 
     /// Whether the run stopped because a model key is missing.
