@@ -251,8 +251,44 @@ fn action_yml_declares_what_the_binary_reads() {
     assert_eq!(names("inputs"), inputs);
     assert_eq!(names("outputs"), flow_ci::ci::action::OUTPUTS);
     assert!(text.contains("using: docker") || text.contains("using: 'docker'"), "a container action");
-    assert!(text.contains("docker://ghcr.io/"), "a prebuilt image, not a Dockerfile built per job");
+    // main builds the Dockerfile; a release commit runs the image by digest.
+    assert!(text.contains("\n  image: Dockerfile\n"), "{text}");
     assert!(!text.contains("${{ inputs."), "inputs reach the binary as INPUT_* variables, not interpolated");
+}
+
+/// What the release does to action.yml before it tags the release commit
+/// (.github/workflows/release.yml): only `runs.image` changes, to the
+/// published image by digest; anything that is not a digest is refused.
+#[test]
+fn a_release_pins_the_action_image_by_digest() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let original = std::fs::read_to_string(root.join("action.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("action.yml");
+    let pin = |image: &str| {
+        std::fs::write(&copy, &original).unwrap();
+        std::process::Command::new("bash")
+            .arg(root.join("scripts/pin-action-image"))
+            .args([image, copy.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let digest = format!("ghcr.io/flow-ci/flow-ci@sha256:{}", "0123456789abcdef".repeat(4));
+    let out = pin(&digest);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pinned = std::fs::read_to_string(&copy).unwrap();
+    let doc = model::yaml::parse(&pinned).unwrap().unwrap();
+    let image = doc.get("runs").and_then(|r| r.get("image")).and_then(|i| i.as_str()).map(str::to_string);
+    assert_eq!(image.as_deref(), Some(format!("docker://{digest}").as_str()));
+    let changed: Vec<(&str, &str)> = original.lines().zip(pinned.lines()).filter(|(a, b)| a != b).collect();
+    assert_eq!(changed, vec![("  image: Dockerfile", format!("  image: docker://{digest}").as_str())]);
+    assert_eq!(original.lines().count(), pinned.lines().count());
+
+    for refused in ["ghcr.io/flow-ci/flow-ci:v1.2.3", "ghcr.io/flow-ci/flow-ci@sha256:abc", "GHCR.io/x/y@sha256:00"] {
+        let out = pin(refused);
+        assert_eq!(out.status.code(), Some(2), "{refused}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), original, "{refused} left action.yml as it was");
+    }
 }
 
 /// `flow-ci check` as an Azure Pipelines PR validation build of an Azure Repos PR.

@@ -275,6 +275,13 @@ describe('FlowCi task', function () {
             assert.strictEqual(task.version.Major, 1);
             assert.match(task.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
         });
+        it('ships in an extension of the same version (agents update a task only when its version rises)', () => {
+            const extension = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'vss-extension.json'), 'utf8'));
+            const { Major, Minor, Patch } = task.version;
+            assert.strictEqual(extension.version, `${Major}.${Minor}.${Patch}`);
+            // 1.1: azureSubscription, command and output variables since 1.0.
+            assert.ok(Minor >= 1, 'inputs were added after 1.0.0');
+        });
         it('declares exactly the inputs the task reads, each with help', () => {
             assert.deepStrictEqual(task.inputs.map((i) => i.name).sort(), Object.keys(DEFAULT_INPUTS).sort());
             const source = ['index.js', 'binary.js', 'connection.js'].map((f) => fs.readFileSync(path.join(__dirname, '..', f), 'utf8')).join('\n');

@@ -162,10 +162,17 @@ fn build(flow: &Flow, file: &Path, base: &Path, dir: &Path) -> Result<(), EnvErr
     let shown = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
     // The one line a user sees: a first install can take a while.
     tracing::warn!("installing {shown} for {} into {} ({installer})", flow.dir.display(), dir.display());
+    let started = std::time::Instant::now();
     create(installer, base, staging.path())?;
     install(installer, file, &flow.dir, staging.path())?;
     std::fs::write(staging.path().join(MARKER), LAYOUT).map_err(io(staging.path()))?;
-    publish(staging, dir)
+    publish(staging, dir)?;
+    tracing::warn!(
+        "installed {shown} for {} in {:.1} s; later runs reuse it",
+        flow.dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn create(installer: Installer, base: &Path, dir: &Path) -> Result<(), EnvError> {
