@@ -1,5 +1,6 @@
-# flow-ci's container image: the GitHub action's runtime (action.yml points at
-# the published image, so users' jobs pull it instead of building this file).
+# flow-ci's container image: the GitHub action's runtime (a release commit's
+# action.yml names the published image by digest, so `uses: …@v1` pulls it;
+# only `uses: …@main` builds this file in the user's job).
 #
 #   docker build -t flow-ci .                  # build
 #   docker run --rm -v "$PWD:/w" -w /w flow-ci check --all --dry-run
