@@ -29,6 +29,10 @@ pub fn report_backend_error(e: &BackendError, err: &mut dyn Write) -> u8 {
     match e {
         BackendError::Local(e) => report_job_error(e, err),
         BackendError::Cloud(e) => super::cloud::report(e, err),
+        BackendError::PortInCloud => {
+            let _ = writeln!(err, "error: {e}");
+            e.exit_code()
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::jobs::run::RunRequest;
 use exec::job::Job;
 use exec::store::{RunStatus, Store};
 use model::config::{Backend, Config};
+use model::flow::port::{self, Port};
 use model::flow::reference::MappingSource;
 use model::flow::run_file::{self, RunFile};
 use model::flow::run_name;
@@ -101,6 +102,18 @@ pub struct CreateArgs {
     /// The flow folder (instead of, or overriding, the run file's `flow`)
     #[arg(long, value_name = "DIR")]
     pub flow: Option<PathBuf>,
+
+    /// Run a Microsoft Agent Framework workflow (a flow's port) instead of a flow: FILE.py or
+    /// FILE.py:FACTORY [default factory: create_workflow(), else the module's `workflow`]. A fresh
+    /// workflow per line; its inputs are the --column-mapping names (one is the start message,
+    /// several a dict); its outputs are what it yields (a dict's keys become columns)
+    #[arg(long, value_name = "FILE.py[:FACTORY]", conflicts_with_all = ["flow", "variant"])]
+    pub workflow: Option<String>,
+
+    /// With --workflow: a class in the workflow's module (a dataclass) built from the mapped
+    /// inputs as the start message
+    #[arg(long, value_name = "CLASS", requires = "workflow")]
+    pub start: Option<String>,
 
     /// Input data: .jsonl, .json, .csv or .tsv
     #[arg(long, value_name = "FILE")]
@@ -286,6 +299,7 @@ struct Spec {
     variant: Option<String>,
     name: Option<String>,
     file: Option<RunFile>,
+    port: Option<Port>,
 }
 
 fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -302,6 +316,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         mapping: spec.mapping,
         variant: spec.variant,
         run_file: spec.file,
+        port: spec.port,
     };
     let req = RunRequest {
         job,
@@ -339,9 +354,14 @@ fn spec(args: &CreateArgs, err: &mut dyn Write) -> Result<Spec, u8> {
         Some(path) => Some(load_run_file(path, err)?),
         None => None,
     };
-    let flow = args.flow.clone().or_else(|| file.as_ref().and_then(RunFile::flow_dir));
+    let port = args.workflow.as_deref().map(|w| workflow_port(w, args.start.as_deref(), err)).transpose()?;
+    let flow = port
+        .as_ref()
+        .map(Port::dir)
+        .or_else(|| args.flow.clone())
+        .or_else(|| file.as_ref().and_then(RunFile::flow_dir));
     let Some(flow) = flow else {
-        let _ = writeln!(err, "error: no flow to run: pass --file run.yml or --flow DIR");
+        let _ = writeln!(err, "error: no flow to run: pass --file run.yml, --flow DIR or --workflow FILE.py");
         return Err(exit::INVALID_INPUT);
     };
     let data = args.data.clone().or_else(|| file.as_ref().and_then(RunFile::local_data));
@@ -361,7 +381,18 @@ fn spec(args: &CreateArgs, err: &mut dyn Write) -> Result<Spec, u8> {
     let variant =
         args.variant.clone().or_else(|| file.as_ref().and_then(|f| f.variant.as_ref().map(|v| v.value.clone())));
     let name = args.name.clone().or_else(|| file.as_ref().and_then(|f| f.name.as_ref().map(|n| n.value.clone())));
-    Ok(Spec { flow, data, base, mapping, variant, name, file })
+    Ok(Spec { flow, data, base, mapping, variant, name, file, port })
+}
+
+/// `--workflow FILE.py[:FACTORY]` and `--start CLASS`.
+fn workflow_port(text: &str, start: Option<&str>, err: &mut dyn Write) -> Result<Port, u8> {
+    let invalid = |e: port::PortError, err: &mut dyn Write| {
+        let _ = writeln!(err, "error: --workflow: {e}");
+        exit::INVALID_INPUT
+    };
+    let mut port = port::parse(text, Path::new(".")).map_err(|e| invalid(e, err))?;
+    port.start = start.map(port::identifier).transpose().map_err(|e| invalid(e, err))?;
+    Ok(port)
 }
 
 /// A run file must pass `validate` (flow, data, columns) before anything runs.

@@ -56,6 +56,8 @@ pub fn create(
     let config = load_config(req.config.as_deref())?;
     let llm = exec::llm::setup::setup(config.as_ref(), &req.llm)?;
     let session = match Config::backend_or(config.as_ref(), req.backend) {
+        // Before signing in: a port runs here or nowhere.
+        Backend::AzureMl if req.job.port.is_some() => return Err(BackendError::PortInCloud.into()),
         Backend::AzureMl => {
             let azureml = config.as_ref().map(Config::azureml_keys).unwrap_or_default();
             Some(super::cloud::connect(&azureml, req.cloud_timeout, req.stream)?)

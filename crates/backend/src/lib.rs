@@ -31,6 +31,11 @@ pub enum BackendError {
     /// The Azure ML backend: service, upload, a failed or timed-out run.
     #[error(transparent)]
     Cloud(#[from] azureml::AzureMlError),
+    /// A port (an Agent Framework workflow) asked to run in Azure ML.
+    #[error(
+        "a workflow (--workflow, or a flow's `port:`) runs on the local backend only; pass --backend local (Azure ML runs prompt flows)"
+    )]
+    PortInCloud,
 }
 
 impl BackendError {
@@ -39,6 +44,7 @@ impl BackendError {
         match self {
             BackendError::Local(e) => e.exit_code(),
             BackendError::Cloud(e) => e.exit_code(),
+            BackendError::PortInCloud => model::exit::INVALID_INPUT,
         }
     }
 }
@@ -48,6 +54,7 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>, target: &Target<'_>)
     // Before anything runs or uploads: the name must be a name.
     store.dir(&job.name).map_err(JobError::Store)?;
     match target {
+        Target::AzureMl(_) if job.port.is_some() => Err(BackendError::PortInCloud),
         Target::AzureMl(cloud) => Ok(azureml::run::run(cloud, job, store, opts.cancel, opts.force)?),
         Target::Local => Ok(job::run(job, store, opts)?),
     }

@@ -32,6 +32,11 @@ pub enum MappingError {
     Empty,
     #[error("The input for flow cannot be empty in batch mode. Please review your flow and provide valid inputs.")]
     NoInputs,
+    /// A port declares no inputs: the column mapping names them.
+    #[error(
+        "a workflow's inputs come from the column mapping: pass --column-mapping NAME='${{data.column}}' for each (one input is the start message, several a dict)"
+    )]
+    NoPortInputs,
 }
 
 /// A line number and the flow inputs mapped for it.

@@ -19,6 +19,7 @@ use crate::llm::{CallError, LlmSetup};
 use crate::store::{LineCounts, RunRecord, RunStatus, Store, StoreError};
 use model::data::DataError;
 use model::flow::Flow;
+use model::flow::port::Port;
 use model::flow::reference::MappingSource;
 use model::flow::run_file::{EnvironmentVariables, RunFile};
 
@@ -33,6 +34,9 @@ pub struct Job {
     pub mapping: Vec<(String, MappingSource)>,
     pub variant: Option<String>,
     pub run_file: Option<RunFile>,
+    /// A Microsoft Agent Framework workflow run instead of the flow (`flow`
+    /// is then its folder); its inputs are the mapping's keys.
+    pub port: Option<Port>,
 }
 
 #[derive(Clone)]
@@ -91,7 +95,16 @@ impl JobError {
 
 /// Runs `job` and returns its finished record.
 pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord, JobError> {
-    let mut prepared = prepare(&job.flow, job.variant.as_deref())?;
+    let mut prepared = match &job.port {
+        Some(port) => {
+            let inputs: Vec<String> = job.mapping.iter().map(|(k, _)| k.clone()).collect();
+            if inputs.is_empty() {
+                return Err(JobError::Mapping(MappingError::NoPortInputs));
+            }
+            crate::prepare::prepare_port(port, &inputs)
+        }
+        None => prepare(&job.flow, job.variant.as_deref())?,
+    };
     if let Some(file) = &job.run_file {
         apply_overrides(&mut prepared, &file.connections);
     }
@@ -160,7 +173,7 @@ pub fn new_record(job: &Job) -> RunRecord {
     RunRecord {
         name: job.name.clone(),
         display_name: file.and_then(|f| f.display_name.as_ref().map(|d| d.value.clone())),
-        flow: absolute(&job.flow),
+        flow: absolute(job.port.as_ref().map_or(&job.flow, |p| &p.file)),
         run_file: file.map(|f| absolute(&f.file)),
         data: job.data.as_deref().map(absolute),
         run: job.base.clone(),

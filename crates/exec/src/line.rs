@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use super::pool::{CallRequest, Pool, PyError};
+use super::pool::{CallRequest, Pool, PyError, WorkflowCall};
 use super::prepare::{Prepared, Step, StepKind};
 use crate::llm::LlmRun;
 use crate::llm::request::{Api, Escaped, NodeCall};
@@ -393,9 +393,28 @@ impl Engine<'_> {
                     bypassed: call.bypassed,
                     aggregation: step.aggregation,
                     connections,
+                    workflow: None,
                 };
                 match self.pool.call(&req, budget) {
                     Ok(Ok(out)) => Ok(Invoked { output: out.output, metrics: out.metrics, escaped: None }),
+                    Ok(Err(py)) => Err(RunError::from_python(&step.name, py)),
+                    Err(e) => Err(RunError::new("SystemError", e.to_string())),
+                }
+            }
+            StepKind::Workflow { file, factory, start } => {
+                let req = CallRequest {
+                    op: "call",
+                    file: file.clone(),
+                    working_dir: self.prepared.working_dir.clone(),
+                    kwargs: call.kwargs,
+                    literals: vec![],
+                    bypassed: vec![],
+                    aggregation: false,
+                    connections: Map::new(),
+                    workflow: Some(WorkflowCall { factory: factory.clone(), start: start.clone() }),
+                };
+                match self.pool.call(&req, budget) {
+                    Ok(Ok(out)) => Ok(Invoked { output: out.output, metrics: Map::new(), escaped: None }),
                     Ok(Err(py)) => Err(RunError::from_python(&step.name, py)),
                     Err(e) => Err(RunError::new("SystemError", e.to_string())),
                 }
@@ -459,6 +478,9 @@ impl Engine<'_> {
     }
 
     fn flow_outputs(&self, state: &LineState) -> Result<Map<String, Json>, RunError> {
+        if self.prepared.is_port() {
+            return Ok(port_outputs(&state.outputs[0]));
+        }
         let mut outputs = Map::new();
         for output in &self.prepared.flow.outputs {
             let Some(reference) = &output.reference else { continue };
@@ -538,17 +560,22 @@ impl Engine<'_> {
     pub fn preload(&self) -> Result<Vec<(String, String)>, RunError> {
         let mut connection_params = Vec::new();
         for step in &self.prepared.steps {
-            if let StepKind::Python { file } = &step.kind {
-                match self.pool.preload(file, &self.prepared.working_dir, self.line_timeout) {
-                    Ok(Ok(out)) => {
-                        let params = out.output.get("connection_params").and_then(Json::as_array);
-                        for param in params.into_iter().flatten().filter_map(Json::as_str) {
-                            connection_params.push((step.name.clone(), param.to_string()));
-                        }
-                    }
-                    Ok(Err(py)) => return Err(RunError::from_python(&step.name, py)),
-                    Err(e) => return Err(RunError::new("SystemError", e.to_string())),
+            let (file, workflow) = match &step.kind {
+                StepKind::Python { file } => (file, None),
+                StepKind::Workflow { file, factory, start } => {
+                    (file, Some(WorkflowCall { factory: factory.clone(), start: start.clone() }))
                 }
+                _ => continue,
+            };
+            match self.pool.preload(file, &self.prepared.working_dir, workflow.as_ref(), self.line_timeout) {
+                Ok(Ok(out)) => {
+                    let params = out.output.get("connection_params").and_then(Json::as_array);
+                    for param in params.into_iter().flatten().filter_map(Json::as_str) {
+                        connection_params.push((step.name.clone(), param.to_string()));
+                    }
+                }
+                Ok(Err(py)) => return Err(RunError::from_python(&step.name, py)),
+                Err(e) => return Err(RunError::new("SystemError", e.to_string())),
             }
         }
         Ok(connection_params)
@@ -655,6 +682,18 @@ fn access(value: &Json, node: &str, property: &str) -> Result<Json, RunError> {
 }
 
 /// Python's `==` on JSON values: `1 == 1.0 == True`, no other coercion.
+/// A port's line outputs: the workflow's one output when it is a dict (its
+/// keys are the columns, as a flow's outputs are: `${run.outputs.category}`),
+/// else `output` holding the one output, or the list of several.
+fn port_outputs(outputs: &Json) -> Map<String, Json> {
+    let list = outputs.as_array().map(Vec::as_slice).unwrap_or_default();
+    match list {
+        [Json::Object(map)] => map.clone(),
+        [one] => Map::from_iter([("output".to_string(), one.clone())]),
+        many => Map::from_iter([("output".to_string(), Json::Array(many.to_vec()))]),
+    }
+}
+
 pub fn python_eq(a: &Json, b: &Json) -> bool {
     fn number(v: &Json) -> Option<f64> {
         match v {

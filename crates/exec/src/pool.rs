@@ -117,6 +117,17 @@ pub struct CallRequest {
     /// Holds secrets: never logged.
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub connections: serde_json::Map<String, Json>,
+    /// A port (`op: workflow`): how the worker gets its workflow and start
+    /// message (see `model::flow::port::Port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowCall>,
+}
+
+/// How a worker builds and starts a port's workflow.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkflowCall {
+    pub factory: Option<String>,
+    pub start: Option<String>,
 }
 
 /// Connections hold secrets: debug output names them only.
@@ -230,13 +241,15 @@ impl Pool {
         })
     }
 
-    /// Imports `file` and finds its one `@tool`, without calling it: the
-    /// cheap way to report syntax and import errors before a run starts. An
-    /// import that hangs is bounded by `budget` (the line timeout).
+    /// Imports `file` and finds its one `@tool` (or, for a port, its
+    /// workflow factory), without calling it: the cheap way to report syntax
+    /// and import errors before a run starts. An import that hangs is
+    /// bounded by `budget` (the line timeout).
     pub fn preload(
         &self,
         file: &Path,
         working_dir: &Path,
+        workflow: Option<&WorkflowCall>,
         budget: Duration,
     ) -> Result<Result<CallOutput, PyError>, PoolError> {
         let req = CallRequest {
@@ -248,6 +261,7 @@ impl Pool {
             bypassed: vec![],
             aggregation: false,
             connections: serde_json::Map::new(),
+            workflow: workflow.cloned(),
         };
         self.call(&req, budget)
     }
@@ -519,6 +533,7 @@ mod tests {
             bypassed: vec![],
             aggregation: false,
             connections: serde_json::Map::new(),
+            workflow: None,
         }
     }
 

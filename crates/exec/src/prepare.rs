@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 
 use model::diag::{Diagnostic, Diagnostics};
 use model::flow::dag::{self, Flow, Node, NodeType, SourceKind};
+use model::flow::port::Port;
 use model::flow::reference::{Assignment, parse_variant};
 
 /// What a node runs.
@@ -21,6 +22,9 @@ pub enum StepKind {
     Prompt { template: String },
     /// An LLM call; run by the LLM module.
     Llm { template: String, api: String, connection: Option<String> },
+    /// A Microsoft Agent Framework workflow (a port of the flow), run whole
+    /// in a python worker: one fresh workflow per line.
+    Workflow { file: PathBuf, factory: Option<String>, start: Option<String> },
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +68,55 @@ impl Prepared {
     pub fn has_snapshot(&self) -> bool {
         self.snapshot.is_some()
     }
+
+    /// A port: its one step is the workflow, and its outputs are the
+    /// workflow's (see `line::Engine::flow_outputs`).
+    pub fn is_port(&self) -> bool {
+        matches!(self.steps.as_slice(), [Step { kind: StepKind::Workflow { .. }, .. }])
+    }
+}
+
+/// The name of a port's one step (in `details.jsonl` and errors).
+pub const WORKFLOW_STEP: &str = "workflow";
+
+/// A port as a flow the executor runs: its inputs are the names the column
+/// mapping gives (taken as they are, no type conversion), its one step runs
+/// the workflow, and the folder of its file is the working directory (its
+/// `requirements.txt` builds its environment, as a flow's does).
+pub fn prepare_port(port: &Port, inputs: &[String]) -> Prepared {
+    use model::yaml::{Pos, Spanned};
+    let spanned = |s: &str| Spanned::new(s.to_string(), Pos::START);
+    let dir = port.dir();
+    let flow = Flow {
+        dir: dir.clone(),
+        file: port.file.clone(),
+        inputs: inputs
+            .iter()
+            .map(|name| dag::FlowInput {
+                name: spanned(name),
+                // Not a promptflow type: values reach the workflow unconverted.
+                ty: Some(spanned("any")),
+                default: None,
+                is_chat_input: false,
+                is_chat_history: false,
+            })
+            .collect(),
+        outputs: vec![],
+        nodes: vec![],
+        node_variants: vec![],
+        additional_includes: vec![],
+        environment_variables: vec![],
+        python_requirements_txt: None,
+    };
+    let step = Step {
+        name: WORKFLOW_STEP.to_string(),
+        kind: StepKind::Workflow { file: port.file.clone(), factory: port.factory.clone(), start: port.start.clone() },
+        inputs: inputs.iter().map(|name| (name.clone(), Assignment::FlowInput(name.clone()))).collect(),
+        activate: None,
+        aggregation: false,
+        deps: vec![],
+    };
+    Prepared { flow, working_dir: dir, steps: vec![step], variant: None, snapshot: None }
 }
 
 #[derive(Debug, thiserror::Error)]

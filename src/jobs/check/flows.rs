@@ -277,6 +277,7 @@ fn run_job(
         mapping: file.column_mapping.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
         variant: file.variant.as_ref().map(|v| v.value.clone()),
         run_file: Some(file),
+        port: None,
     };
     let record = backend::run(&job, store, &runner.opts, &runner.target)?;
     if record.status == RunStatus::Canceled {

@@ -182,6 +182,7 @@ mod tests {
             ],
             variant: Some("${summarize.variant_1}".into()),
             run_file: None,
+            port: None,
         }
     }
 

@@ -51,17 +51,30 @@ def is_tool(obj):
     return inspect.isfunction(obj) and hasattr(obj, "__tool")
 
 
-def load_tool(path, working_dir):
+def import_file(path, working_dir):
+    """The module of a node's (or a port's) file, imported once per worker."""
     key = os.path.abspath(path)
-    if key in MODULES:
-        return MODULES[key]
+    if key in FILES:
+        return FILES[key]
     if working_dir not in sys.path:
         sys.path.insert(0, working_dir)
-    name = "flow_ci_tool_%d_%s" % (len(MODULES), os.path.splitext(os.path.basename(path))[0])
+    name = "flow_ci_tool_%d_%s" % (len(FILES), os.path.splitext(os.path.basename(path))[0])
     spec = importlib.util.spec_from_file_location(name, key)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    FILES[key] = module
+    return module
+
+
+FILES = {}
+
+
+def load_tool(path, working_dir):
+    key = os.path.abspath(path)
+    if key in MODULES:
+        return MODULES[key]
+    module = import_file(path, working_dir)
     tools = [f for _, f in inspect.getmembers(module) if is_tool(f) and f.__module__ == module.__name__]
     if len(tools) != 1:
         raise ToolLoadError(
@@ -71,6 +84,67 @@ def load_tool(path, working_dir):
         )
     MODULES[key] = tools[0]
     return tools[0]
+
+
+DEFAULT_FACTORY = "create_workflow"
+
+
+def workflow_factory(req):
+    """How a port gives a workflow, as the migration guide's workflow_loader
+    finds one: the named factory, else create_workflow(), else a
+    module-level `workflow` (reused: lines run one at a time per worker)."""
+    module = import_file(req["file"], req["working_dir"])
+    shown = os.path.basename(req["file"])
+    name = req["workflow"].get("factory")
+    if name:
+        factory = getattr(module, name, None)
+        if not callable(factory):
+            raise ToolLoadError("%s has no function %s() that builds the workflow." % (shown, name))
+        return module, factory
+    factory = getattr(module, DEFAULT_FACTORY, None)
+    if callable(factory):
+        return module, factory
+    if hasattr(module, "workflow"):
+        workflow = module.workflow
+        return module, lambda: workflow
+    raise ToolLoadError(
+        "%s defines neither %s() nor a module-level `workflow`; name its factory as FILE.py:FACTORY."
+        % (shown, DEFAULT_FACTORY)
+    )
+
+
+def start_message(module, req):
+    """The mapped inputs as the workflow's start message: an instance of the
+    named start class, else the one input itself, else a dict of them."""
+    kwargs = req.get("kwargs", {})
+    name = req["workflow"].get("start")
+    if name:
+        cls = getattr(module, name, None)
+        if cls is None:
+            raise ToolLoadError("%s has no class %s for the start message." % (os.path.basename(req["file"]), name))
+        return cls(**kwargs)
+    if len(kwargs) == 1:
+        return next(iter(kwargs.values()))
+    return dict(kwargs)
+
+
+def load_workflow(req):
+    """Imports a port and finds its factory (and start class) before any line runs."""
+    module, factory = workflow_factory(req)
+    start = req["workflow"].get("start")
+    if start and getattr(module, start, None) is None:
+        raise ToolLoadError("%s has no class %s for the start message." % (os.path.basename(req["file"]), start))
+    output = {"name": getattr(factory, "__name__", "workflow"), "connection_params": []}
+    return {"ok": True, "output": output, "metrics": {}}
+
+
+def run_workflow(req):
+    module, factory = workflow_factory(req)
+    # A fresh workflow per line: MAF workflows do not run concurrently, and
+    # one line's state must not leak into the next.
+    workflow = factory()
+    result = asyncio.run(workflow.run(start_message(module, req)))
+    return {"ok": True, "output": [to_json(o) for o in result.get_outputs()], "metrics": {}}
 
 
 class ToolLoadError(Exception):
@@ -175,6 +249,8 @@ def to_json(value):
         return "".join(str(item) for item in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    if hasattr(value, "model_dump") and not isinstance(value, type):  # pydantic models, which MAF uses
+        return value.model_dump(mode="json")
     return value
 
 
@@ -234,7 +310,9 @@ def main():
             continue
         req = json.loads(line)
         try:
-            if req.get("op") == "load":
+            if req.get("workflow") is not None:
+                resp = load_workflow(req) if req.get("op") == "load" else run_workflow(req)
+            elif req.get("op") == "load":
                 func = load_tool(req["file"], req["working_dir"])
                 output = {"name": func.__name__, "connection_params": connection_params(func)}
                 resp = {"ok": True, "output": output, "metrics": {}}
@@ -243,7 +321,7 @@ def main():
         except ToolLoadError as exc:
             resp = error_response(exc, "load")
         except (SyntaxError, ImportError) as exc:
-            resp = error_response(exc, "load" if req["file"] not in MODULES else "call")
+            resp = error_response(exc, "load" if os.path.abspath(req["file"]) not in FILES else "call")
         except BaseException as exc:  # noqa: BLE001 - every failure belongs to the line
             if isinstance(exc, KeyboardInterrupt):
                 raise

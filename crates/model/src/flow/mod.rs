@@ -3,6 +3,7 @@
 
 pub mod dag;
 pub mod dag_check;
+pub mod port;
 pub mod python;
 pub mod reference;
 pub mod run_check;

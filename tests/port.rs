@@ -1,0 +1,132 @@
+//! Ports: a Microsoft Agent Framework workflow run like a flow
+//! (`run create --workflow`), with agent-framework-core from the package
+//! registry installed into the port's own environment from its
+//! requirements.txt (`fixtures/flows/web-classification-maf`, a port of the
+//! example web-classification flow in the shape of promptflow's own
+//! `examples/flows/standard/web-classification-maf`).
+//!
+//! One test, in phases, so the environment is built once (pip: ~20 s).
+
+mod support;
+
+use serde_json::Value as Json;
+use support::fs::copy_tree;
+use support::project::Project;
+
+const PORT: &str = "flows/web-classification-maf/workflow.py";
+
+fn fixtures() -> Project {
+    let p = Project::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    copy_tree(&root, p.path(), &["invalid", ".ignore", "runs"]);
+    p
+}
+
+fn run(p: &Project, args: &[&str]) -> (Option<i32>, String) {
+    let out = p.flow_ci().args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+fn column(p: &Project, run: &str, name: &str) -> Vec<Json> {
+    p.read_jsonl(&format!(".flow-ci/runs/{run}/output.jsonl")).iter().map(|r| r[name].clone()).collect()
+}
+
+#[test]
+fn a_port_runs_like_a_flow_and_is_evaluated_like_one() {
+    let p = fixtures();
+    let data = ["--data", "flows/web-classification/data.jsonl"];
+    let mapping = ["--column-mapping", "url=${data.url}", "text=${data.text}"];
+
+    // The port, its two mapped inputs built into its start dataclass.
+    let mut args = vec!["run", "create", "--workflow", PORT, "--start", "Page", "--name", "port"];
+    args.extend(data.iter().chain(&mapping));
+    let (code, out) = run(&p, &args);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("installing requirements.txt for flows/web-classification-maf"), "{out}");
+    assert!(out.contains("60 completed, 0 failed of 60"), "{out}");
+    // The flow on the same data: the port agrees on every line.
+    let mut args = vec!["run", "create", "--flow", "flows/web-classification", "--name", "flow"];
+    args.extend(data.iter().chain(&mapping));
+    let (code, out) = run(&p, &args);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(column(&p, "port", "category"), column(&p, "flow", "category"));
+    let lines: Vec<Json> = column(&p, "port", "line_number");
+    assert_eq!(lines, (0..60).map(Json::from).collect::<Vec<_>>(), "output.jsonl in line order");
+
+    // The flow's evaluation, unchanged, over each: `${run.outputs.category}`
+    // is the key the port yields.
+    for (base, eval) in [("port", "port-eval"), ("flow", "flow-eval")] {
+        let args = ["run", "create", "--file", "flows/eval-accuracy/run.yml", "--run", base, "--name", eval];
+        let (code, out) = run(&p, &args);
+        assert_eq!(code, Some(0), "{out}");
+    }
+    let metrics = |name: &str| -> Json {
+        serde_json::from_str(
+            &std::fs::read_to_string(p.path().join(format!(".flow-ci/runs/{name}/metrics.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(metrics("port-eval"), metrics("flow-eval"));
+    assert!(metrics("port-eval")["accuracy"].as_f64().is_some(), "{}", metrics("port-eval"));
+
+    // A port that raises on a line: that line fails, the run completes.
+    p.write(
+        "flows/web-classification-maf/strict.py",
+        &format!(
+            "{}\n\nclass Refuse(Executor):\n    @handler\n    async def run(self, page: Page, ctx: WorkflowContext[Page]) -> None:\n        if 'imdb' in page.url:\n            raise ValueError('no movies: ' + page.url)\n        await ctx.send_message(page)\n\n\ndef strict():\n    refuse, prepare, classify = Refuse(id='refuse'), Prepare(id='prepare'), Classify(id='classify')\n    return WorkflowBuilder(name='Strict', start_executor=refuse).add_edge(refuse, prepare).add_edge(prepare, classify).build()\n",
+            std::fs::read_to_string(p.path().join(PORT)).unwrap()
+        ),
+    );
+    let mut args = vec![
+        "run",
+        "create",
+        "--workflow",
+        "flows/web-classification-maf/strict.py:strict",
+        "--start",
+        "Page",
+        "--name",
+        "strict",
+    ];
+    args.extend(data.iter().chain(&mapping));
+    let (code, out) = run(&p, &args);
+    let total = column(&p, "flow", "category").len();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Execution failure in 'workflow': (ValueError) no movies: https://www.imdb.com/"), "{out}");
+    let completed = column(&p, "strict", "category").len();
+    assert!(completed > 0 && completed < total, "{completed} of {total} lines completed\n{out}");
+    assert!(!out.contains("installing"), "the environment is reused: {out}");
+}
+
+#[test]
+fn a_port_that_cannot_be_loaded_or_run_in_the_cloud_is_invalid_input() {
+    let p = Project::new();
+    // No requirements: nothing to install, the module fails before any line.
+    p.write("port/workflow.py", "def build():\n    raise RuntimeError('never called')\n")
+        .write("port/data.jsonl", "{\"x\": 1}\n");
+    let base = ["run", "create", "--data", "port/data.jsonl", "--column-mapping", "x=${data.x}"];
+
+    let (code, out) = run(&p, &[&base[..], &["--workflow", "port/workflow.py"]].concat());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("workflow.py defines neither create_workflow() nor a module-level `workflow`"), "{out}");
+    let (code, out) = run(&p, &[&base[..], &["--workflow", "port/workflow.py:make"]].concat());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("workflow.py has no function make() that builds the workflow"), "{out}");
+    let (code, out) = run(&p, &[&base[..], &["--workflow", "port/workflow.py:build", "--start", "Page"]].concat());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("workflow.py has no class Page for the start message"), "{out}");
+
+    let (code, out) = run(&p, &["run", "create", "--workflow", "port/workflow.py", "--data", "port/data.jsonl"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("a workflow's inputs come from the column mapping"), "{out}");
+    let (code, out) = run(&p, &[&base[..], &["--workflow", "port/workflow.py:build", "--backend", "azureml"]].concat());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("runs on the local backend only"), "{out}");
+    let (code, out) = run(&p, &[&base[..], &["--workflow", "port/missing.py"]].concat());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("the workflow file port/missing.py does not exist"), "{out}");
+    assert!(
+        !p.path().join(".flow-ci/runs").exists()
+            || std::fs::read_dir(p.path().join(".flow-ci/runs")).unwrap().count() == 0
+    );
+}
