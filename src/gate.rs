@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use model::config::{FAILED_LINES, Gate, Threshold};
+use model::config::{Compare, FAILED_LINES, Gate, Threshold};
 
 /// Tolerance for float comparisons against limits (0.1 + 0.2 style noise).
 const EPSILON: f64 = 1e-9;
@@ -125,6 +125,83 @@ pub fn evaluate(gates: &[Gate], evidence: &Evidence<'_>) -> Verdict {
         }
     }
     verdict
+}
+
+/// The name of a parity result in the verdict: `parity: accuracy`.
+pub fn parity_name(metric: &str) -> String {
+    format!("parity: {metric}")
+}
+
+/// How many lines of one output the port and the flow agree on.
+#[derive(Clone, Copy, Debug)]
+pub struct AgreementCount<'a> {
+    pub output: &'a str,
+    pub min: f64,
+    pub agreed: usize,
+    pub total: usize,
+}
+
+/// The port against its flow on the same commit (the migration guide's
+/// "validate parity" phase as a gate): `gates` with the port's metrics as
+/// head and the flow's as base, then the share of agreeing lines. Results
+/// are named `parity: <metric>` and `parity: agreement`.
+pub fn parity(gates: &[Gate], evidence: &Evidence<'_>, agreement: Option<AgreementCount<'_>>) -> Vec<GateResult> {
+    let mut results = evaluate(gates, evidence).results;
+    for r in &mut results {
+        if r.base.is_none() && matches!(r.check, Check::MaxDrop | Check::MaxRise) {
+            r.explanation = format!("the flow logged no `{}` to compare the port with", r.metric);
+        }
+        r.metric = parity_name(&r.metric);
+    }
+    if let Some(a) = agreement {
+        let share = if a.total == 0 { 0.0 } else { a.agreed as f64 / a.total as f64 };
+        let passed = a.total > 0 && share + EPSILON >= a.min;
+        let explanation = format!(
+            "the port and the flow agree on `{}` in {} of {} lines ({}){}",
+            a.output,
+            a.agreed,
+            a.total,
+            percent(share),
+            if passed { String::new() } else { format!(", below {}", percent(a.min)) }
+        );
+        results.push(GateResult {
+            metric: parity_name("agreement"),
+            check: Check::Min,
+            head: Some(share),
+            base: None,
+            limit: format!(">= {}", percent(a.min)),
+            passed,
+            explanation,
+            interval: None,
+        });
+    }
+    results
+}
+
+/// Whether two outputs agree: `Exact` compares JSON values as Python
+/// would (1 == 1.0); `Normalized` first trims and case-folds strings and
+/// parses strings that hold JSON objects or lists (labels, and a model's
+/// JSON answer with other spacing).
+pub fn same_output(compare: Compare, a: &Json, b: &Json) -> bool {
+    match compare {
+        Compare::Exact => exec::line::python_eq(a, b),
+        Compare::Normalized => exec::line::python_eq(&normalized(a), &normalized(b)),
+    }
+}
+
+fn normalized(v: &Json) -> Json {
+    match v {
+        Json::String(s) => {
+            let t = s.trim();
+            match serde_json::from_str::<Json>(t) {
+                Ok(parsed @ (Json::Object(_) | Json::Array(_))) => normalized(&parsed),
+                _ => Json::String(t.to_lowercase()),
+            }
+        }
+        Json::Array(items) => Json::Array(items.iter().map(normalized).collect()),
+        Json::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), normalized(v))).collect()),
+        other => other.clone(),
+    }
 }
 
 fn number(v: &Json) -> Option<f64> {
@@ -331,6 +408,43 @@ mod tests {
             gates,
             &Evidence { head_metrics: Some(&head), base_metrics: base.as_ref(), head_lines: (0, 10), paired: &[] },
         )
+    }
+
+    #[test]
+    fn parity_is_the_port_against_the_flow_and_line_agreement() {
+        let g = Gate { max_drop: Some(Threshold::Absolute(0.02)), ..gate("accuracy") };
+        let (port, flow) = (metrics(json!({"accuracy": 0.85})), metrics(json!({"accuracy": 0.9})));
+        let evidence =
+            Evidence { head_metrics: Some(&port), base_metrics: Some(&flow), head_lines: (0, 60), paired: &[] };
+        let agreement = AgreementCount { output: "category", min: 0.95, agreed: 54, total: 60 };
+        let results = parity(std::slice::from_ref(&g), &evidence, Some(agreement));
+        let names: Vec<&str> = results.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(names, ["parity: accuracy", "parity: agreement"]);
+        assert!(!results[0].passed, "a 0.05 drop from the flow");
+        assert_eq!((results[0].head, results[0].base), (Some(0.85), Some(0.9)));
+        assert!(!results[1].passed);
+        assert_eq!(
+            results[1].explanation,
+            "the port and the flow agree on `category` in 54 of 60 lines (90%), below 95%"
+        );
+        let all = AgreementCount { agreed: 60, ..agreement };
+        assert!(parity(&[], &evidence, Some(all))[0].passed);
+        let none = AgreementCount { agreed: 0, total: 0, ..agreement };
+        assert!(!parity(&[], &evidence, Some(none))[0].passed, "no lines is not agreement");
+        let no_flow_metric = Evidence { base_metrics: None, ..evidence };
+        let r = &parity(&[g], &no_flow_metric, None)[0];
+        assert_eq!(r.explanation, "the flow logged no `accuracy` to compare the port with");
+    }
+
+    #[test]
+    fn outputs_agree_exactly_or_as_labels() {
+        let n = Compare::Normalized;
+        assert!(same_output(n, &json!(" App\n"), &json!("app")));
+        assert!(same_output(n, &json!("{\"category\": \"App\"}"), &json!({"category": "app"})));
+        assert!(same_output(Compare::Exact, &json!(1), &json!(1.0)));
+        assert!(!same_output(Compare::Exact, &json!("App"), &json!("app")));
+        assert!(!same_output(n, &json!("App"), &json!("Apps")));
+        assert!(!same_output(n, &json!(null), &json!("none")));
     }
 
     #[test]

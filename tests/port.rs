@@ -96,6 +96,51 @@ fn a_port_runs_like_a_flow_and_is_evaluated_like_one() {
     let completed = column(&p, "strict", "category").len();
     assert!(completed > 0 && completed < total, "{completed} of {total} lines completed\n{out}");
     assert!(!out.contains("installing"), "the environment is reused: {out}");
+
+    // The migration gate: `check` runs the port beside its flow and gates on parity.
+    let config = std::fs::read_to_string(p.path().join(".flow-ci.yaml")).unwrap().replacen(
+        "      failed_lines: { max_ratio: 0.0 }\n",
+        "      failed_lines: { max_ratio: 0.0 }\n    port:\n      workflow: flows/web-classification-maf/workflow.py\n      start: Page\n    parity:\n      agreement: { output: category, min: 0.95 }\n      metrics:\n        accuracy: { max_drop: 0.02 }\n",
+        1,
+    );
+    p.write(".flow-ci.yaml", &config);
+    let (code, out) = run(&p, &["check", "--all"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report: Json =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join(".flow-ci/report/report.json")).unwrap()).unwrap();
+    let flow = &report["flows"][0];
+    let parity: Vec<&Json> = flow["verdict"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["metric"].as_str().unwrap().starts_with("parity: "))
+        .collect();
+    assert_eq!(parity.len(), 2, "{flow:#}");
+    assert!(parity.iter().all(|r| r["passed"] == true), "{flow:#}");
+    assert_eq!(flow["parity"]["agreement"]["agreed"], 60);
+    assert_eq!(flow["parity"]["metrics"]["accuracy"], flow["metrics"]["accuracy"]);
+    let md = std::fs::read_to_string(p.path().join(".flow-ci/report/report.md")).unwrap();
+    assert!(md.contains("**Migration parity**") && md.contains("Agreement on `category`: 60 of 60 lines."), "{md}");
+
+    // The port's classifier loses its Academic signals: labels diverge, the gate fails and names the lines.
+    let port = std::fs::read_to_string(p.path().join(PORT)).unwrap();
+    p.write(
+        PORT,
+        &port
+            .replace("\"abstract\", \"university\", \"research\", \"journal\", \"thesis\", \"citation\"", "\"thesis\""),
+    );
+    let (code, out) = run(&p, &["check", "--all"]);
+    assert_eq!(code, Some(1), "{out}");
+    let report: Json =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join(".flow-ci/report/report.json")).unwrap()).unwrap();
+    let agreement = &report["flows"][0]["parity"]["agreement"];
+    assert_eq!(agreement["differing_lines"], serde_json::json!([16, 17, 18, 20, 21, 22, 57, 58]), "{agreement:#}");
+    assert_eq!(agreement["sample"][0], serde_json::json!({"line_number": 16, "flow": "Academic", "port": "None"}));
+    let md = std::fs::read_to_string(p.path().join(".flow-ci/report/report.md")).unwrap();
+    assert!(md.contains("Lines that differ: 16, 17, 18, 20, 21, 22, 57, 58."), "{md}");
+    assert!(out.contains("the port and the flow agree on `category` in 52 of 60 lines"), "{out}");
+    let junit = std::fs::read_to_string(p.path().join(".flow-ci/report/junit.xml")).unwrap();
+    assert!(junit.contains("parity: agreement"), "{junit}");
 }
 
 #[test]

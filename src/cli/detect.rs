@@ -106,6 +106,7 @@ fn describe(reason: &Reason) -> String {
         Reason::SharedSource { files } => format!("shared source changed: {}", list(files)),
         Reason::RunFile { files } => format!("run file or data changed: {}", list(files)),
         Reason::Evaluation { flow } => format!("evaluation flow changed: {flow}"),
+        Reason::Port { files } => format!("its port changed: {}", list(files)),
         Reason::Config { file } => format!("config changed: {file}"),
     }
 }

@@ -68,6 +68,8 @@ pub enum Reason {
     RunFile { files: Vec<String> },
     /// An evaluation flow the flow is evaluated with changed.
     Evaluation { flow: String },
+    /// The flow's port (its Agent Framework workflow's folder) changed.
+    Port { files: Vec<String> },
     /// `.flow-ci.yaml` changed: every flow is re-checked.
     Config { file: String },
 }
@@ -97,6 +99,7 @@ enum DepKind {
     Include,
     SharedSource,
     RunFile,
+    Port,
 }
 
 /// A file or folder outside a flow folder that flows depend on.
@@ -161,6 +164,7 @@ pub fn detect_with(req: &Request, preloaded: Option<&Config>) -> Result<Detectio
                     DepKind::Include => "include",
                     DepKind::SharedSource => "shared-source",
                     DepKind::RunFile => "run-file",
+                    DepKind::Port => "port",
                 };
                 push_file(&mut reasons[dep.flow], key, path);
             }
@@ -277,12 +281,14 @@ fn push_file(reasons: &mut BTreeMap<&'static str, Reason>, key: &'static str, pa
         "include" => Reason::Include { files: vec![] },
         "shared-source" => Reason::SharedSource { files: vec![] },
         "run-file" => Reason::RunFile { files: vec![] },
+        "port" => Reason::Port { files: vec![] },
         _ => Reason::Files { files: vec![] },
     });
     if let Reason::Files { files }
     | Reason::Include { files }
     | Reason::SharedSource { files }
-    | Reason::RunFile { files } = entry
+    | Reason::RunFile { files }
+    | Reason::Port { files } = entry
         && !files.iter().any(|f| f == path)
     {
         files.push(path.to_string());
@@ -450,6 +456,16 @@ fn config_dependencies(
     let mut pairs = Vec::new();
     for entry in &config.flows {
         let flows = select_flows(&config_dir, &entry.path.value, flow_dirs);
+        // A port is checked with its flow: any file of its folder counts.
+        let port_dir = entry.port.as_ref().and_then(|p| {
+            let file = join_rel(&config_dir, &p.workflow.value)?;
+            Some(Path::new(&file).parent().map_or_else(String::new, |d| d.to_string_lossy().into_owned()))
+        });
+        if let Some(dir) = port_dir {
+            for &flow in &flows {
+                deps.push(Dependency { path: dir.clone(), is_dir: true, flow, kind: DepKind::Port });
+            }
+        }
         let run_files = entry.run.iter().chain(&entry.evaluations).filter_map(|r| join_rel(&config_dir, &r.value));
         for run_path in run_files {
             let run_deps = run_file_dependencies(&run_path, contents.get(&run_path).map(Vec::as_slice));

@@ -222,6 +222,32 @@ impl Validator {
                     );
                 }
             }
+            if let Some(port) = &entry.port {
+                self.port(config, port);
+            }
+        }
+    }
+
+    /// A port's workflow file must exist inside the repository (its code
+    /// runs in the check like a flow's).
+    fn port(&mut self, config: &Config, port: &config::PortEntry) {
+        let path = config.resolve(&port.workflow.value);
+        let problem = if !path.is_file() {
+            Some(format!("the port's workflow `{}` does not exist", port.workflow.value))
+        } else if !is_inside(&path, &self.root) {
+            Some(format!(
+                "the port's workflow `{}` is outside the repository root {}",
+                port.workflow.value,
+                self.root.display()
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            self.diags.push(
+                Diagnostic::error(Code::ConfigPortMissing, &config.file, port.workflow.pos, msg)
+                    .with_hint("paths in .flow-ci.yaml are relative to its folder"),
+            );
         }
     }
 

@@ -44,6 +44,45 @@ pub struct FlowReport {
     pub prompt_diffs: Vec<PromptDiff>,
     #[serde(skip)]
     pub scores: Scores,
+    /// The flow's port run beside it on the same data (its gates are in
+    /// `verdict`, named `parity: ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parity: Option<ParityReport>,
+}
+
+/// The port side of a flow: its runs, metrics and how far it agrees with the flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct ParityReport {
+    /// The port's workflow file, as the config names it.
+    pub workflow: String,
+    pub batch_run: Option<String>,
+    pub evaluation_runs: Vec<String>,
+    /// (failed, total) lines of the port's run.
+    pub lines: (usize, usize),
+    pub metrics: Map<String, Json>,
+    pub agreement: Option<AgreementReport>,
+    #[serde(skip)]
+    pub scores: Scores,
+}
+
+/// Line agreement on one output: how many lines, and a sample of those that differ.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgreementReport {
+    pub output: String,
+    pub agreed: usize,
+    pub total: usize,
+    /// Every differing line number (sorted).
+    pub differing_lines: Vec<u64>,
+    /// The first differing lines with both sides' values.
+    pub sample: Vec<DifferingLine>,
+}
+
+/// One line on which the port and the flow disagree (`null`: that side failed the line).
+#[derive(Clone, Debug, Serialize)]
+pub struct DifferingLine {
+    pub line_number: u64,
+    pub flow: Json,
+    pub port: Json,
 }
 
 impl FlowReport {
@@ -63,6 +102,7 @@ impl FlowReport {
             changed_lines: vec![],
             prompt_diffs: vec![],
             scores: Scores::new(),
+            parity: None,
         }
     }
 }

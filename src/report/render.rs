@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{Table, presets};
 
-use super::{FlowReport, Report};
+use super::{FlowReport, ParityReport, Report};
 use crate::gate::{Check, GateResult, fmt};
 
 /// GitHub rejects comments over 65,536 characters; leave room for the marker.
@@ -71,14 +71,19 @@ fn delta(r: &GateResult) -> Option<String> {
     if r.check == Check::FailedLines {
         return None;
     }
+    Some(change(head, base))
+}
+
+/// `head − base` with an arrow: `▲ +0.05`, `▼ -0.1`, `0`.
+fn change(head: f64, base: f64) -> String {
     let d = head - base;
-    Some(if d.abs() < 1e-12 {
+    if d.abs() < 1e-12 {
         "0".into()
     } else if d > 0.0 {
         format!("▲ +{}", fmt(d))
     } else {
         format!("▼ {}", fmt(d))
-    })
+    }
 }
 
 /// `report.md`: headline, metric diff table, then per-flow details.
@@ -178,8 +183,57 @@ fn flow_section(flow: &FlowReport) -> String {
             let _ = writeln!(md, "| {} | {} | {} | {} |", l.line_number, cell(&l.inputs), cell(&l.base), cell(&l.head));
         }
     }
+    if let Some(parity) = &flow.parity {
+        parity_section(flow, parity, &mut md);
+    }
     let _ = writeln!(md, "\n</details>");
     md
+}
+
+/// "Migration parity": the flow and its port side by side on this commit.
+fn parity_section(flow: &FlowReport, parity: &ParityReport, md: &mut String) {
+    let _ = writeln!(
+        md,
+        "\n**Migration parity**: the port `{}` against the flow, on the same data at this commit \
+         (in the `parity:` rows above, base is the flow and head the port).\n",
+        escape_code(&parity.workflow)
+    );
+    let (failed, total) = parity.lines;
+    let _ = writeln!(md, "Port lines: {total} run, {failed} failed.\n");
+    let mut names: Vec<&String> = flow.metrics.keys().chain(parity.metrics.keys()).collect();
+    names.sort();
+    names.dedup();
+    if !names.is_empty() {
+        let _ = writeln!(md, "| metric | flow | port | Δ |\n|---|---|---|---|");
+        for name in names {
+            let (f, p) = (flow.metrics.get(name), parity.metrics.get(name));
+            let shown = |v: Option<&serde_json::Value>| v.map_or_else(|| "–".to_string(), model::value::python_str);
+            let change = match (f.and_then(serde_json::Value::as_f64), p.and_then(serde_json::Value::as_f64)) {
+                (Some(f), Some(p)) => change(p, f),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {change} |",
+                escape_md(name),
+                escape_md(&shown(f)),
+                escape_md(&shown(p))
+            );
+        }
+    }
+    let Some(a) = &parity.agreement else { return };
+    let _ = writeln!(md, "\nAgreement on `{}`: {} of {} lines.", escape_code(&a.output), a.agreed, a.total);
+    if a.sample.is_empty() {
+        return;
+    }
+    let lines: Vec<String> = a.differing_lines.iter().map(u64::to_string).collect();
+    let _ =
+        writeln!(md, "\nLines that differ: {}.\n", shorten_lines(&lines.join(", "), CELL_CHARS, "all in report.json"));
+    let _ = writeln!(md, "| line | flow | port |\n|---|---|---|");
+    for d in &a.sample {
+        let value = |v: &serde_json::Value| cell(&serde_json::Map::from_iter([(a.output.clone(), v.clone())]));
+        let _ = writeln!(md, "| {} | {} | {} |", d.line_number, value(&d.flow), value(&d.port));
+    }
 }
 
 /// A table cell for model or data text: compact JSON, escaped, shortened.

@@ -11,7 +11,10 @@ pub const CONFIG_FILE: &str = ".flow-ci.yaml";
 
 const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
 const LLM_KEYS: &[&str] = &["cache", "concurrency"];
-const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates"];
+const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates", "port", "parity"];
+const PORT_KEYS: &[&str] = &["workflow", "factory", "start"];
+const PARITY_KEYS: &[&str] = &["agreement", "metrics"];
+const AGREEMENT_KEYS: &[&str] = &["output", "min", "compare"];
 const EVALUATION_KEYS: &[&str] = &["run"];
 const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance", "per_line"];
 const FAILED_LINES_KEYS: &[&str] = &["max_ratio"];
@@ -79,7 +82,50 @@ pub struct FlowEntry {
     pub run: Option<Spanned<String>>,
     pub evaluations: Vec<Spanned<String>>,
     pub gates: Vec<Gate>,
+    /// The flow's Microsoft Agent Framework port, run beside it.
+    pub port: Option<PortEntry>,
+    /// How close the port must stay to the flow (needs `port`).
+    pub parity: Option<Parity>,
     pub pos: Pos,
+}
+
+/// `port:` of a flow: its workflow file (relative to the config's folder)
+/// and, optionally, its factory and start class (see `flow::port::Port`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortEntry {
+    pub workflow: Spanned<String>,
+    pub factory: Option<Spanned<String>>,
+    pub start: Option<Spanned<String>>,
+}
+
+/// `parity:` of a flow: the port against the flow on the same commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parity {
+    /// Share of lines whose output the two sides agree on.
+    pub agreement: Option<Agreement>,
+    /// Metric limits, the flow's value as the baseline (`max_drop` is how
+    /// far the port may fall below the flow; `min`/`max` bound the port).
+    pub metrics: Vec<Gate>,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agreement {
+    /// The output compared line by line.
+    pub output: Spanned<String>,
+    /// The least share of lines that must agree (0–1).
+    pub min: f64,
+    pub compare: Compare,
+    pub pos: Pos,
+}
+
+/// How two outputs are compared for `agreement`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// Equal as JSON values.
+    Exact,
+    /// Labels: strings trimmed and case-folded, JSON text parsed, numbers by value.
+    Normalized,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -274,7 +320,83 @@ fn flow_entry(d: &mut Decoder<'_>, node: &Yaml) -> Option<FlowEntry> {
         }
     }
     let gates = fields.get("gates").map(|g| gates(d, g)).unwrap_or_default();
-    Some(FlowEntry { path, run, evaluations, gates, pos: node.pos })
+    let port = fields.get("port").and_then(|p| port_entry(d, p));
+    let parity = fields.get("parity").and_then(|p| parity(d, p));
+    if let Some(parity) = &parity
+        && port.is_none()
+    {
+        d.error(Code::Gate, parity.pos, "`parity` compares the flow with its port, but the entry has no `port`").hint =
+            Some("add `port: { workflow: path/to/workflow.py }`".into());
+    }
+    if port.is_some() && run.is_none() {
+        d.error(
+            Code::MissingKey,
+            fields.key_pos("port"),
+            "a `port` runs on the flow's data, but the entry has no `run`",
+        )
+        .hint = Some("add `run:` with the flow's run file; the port gets its data and column mapping".into());
+    }
+    Some(FlowEntry { path, run, evaluations, gates, port, parity, pos: node.pos })
+}
+
+fn port_entry(d: &mut Decoder<'_>, node: &Yaml) -> Option<PortEntry> {
+    let fields = d.fields(node, "`port`", PORT_KEYS)?;
+    let workflow = d.require(fields, "workflow", "`port`").and_then(|w| d.string(w, "`workflow` of `port`"))?;
+    if !workflow.value.ends_with(".py") {
+        d.error(
+            Code::InvalidValue,
+            workflow.pos,
+            format!("`workflow` of `port` is `{}`, not a .py file", workflow.value),
+        )
+        .hint = Some("name the Python file that defines create_workflow() or `workflow`".into());
+    }
+    let mut identifier = |key: &str| {
+        let value = fields.get(key).and_then(|v| d.string(v, &format!("`{key}` of `port`")))?;
+        match crate::flow::port::identifier(&value.value) {
+            Ok(_) => Some(value),
+            Err(e) => {
+                d.error(Code::InvalidValue, value.pos, format!("`{key}` of `port`: {e}"));
+                None
+            }
+        }
+    };
+    let factory = identifier("factory");
+    let start = identifier("start");
+    Some(PortEntry { workflow, factory, start })
+}
+
+fn parity(d: &mut Decoder<'_>, node: &Yaml) -> Option<Parity> {
+    let fields = d.fields(node, "`parity`", PARITY_KEYS)?;
+    let agreement = fields.get("agreement").and_then(|a| agreement(d, a));
+    let metrics = fields.get("metrics").map(|g| gates(d, g)).unwrap_or_default();
+    if !fields.has("agreement") && !fields.has("metrics") {
+        d.error(Code::Gate, node.pos, "`parity` sets no limit").hint = Some(
+            "set `agreement: { output: NAME, min: 0.95 }` and/or `metrics: { accuracy: { max_drop: 0.02 } }`".into(),
+        );
+    }
+    Some(Parity { agreement, metrics, pos: node.pos })
+}
+
+fn agreement(d: &mut Decoder<'_>, node: &Yaml) -> Option<Agreement> {
+    let what = "`agreement` of `parity`";
+    let fields = d.fields(node, what, AGREEMENT_KEYS)?;
+    let output = d.require(fields, "output", what).and_then(|o| d.string(o, &format!("`output` of {what}")))?;
+    let min = d.require(fields, "min", what).and_then(|m| d.number(m, &format!("`min` of {what}")))?;
+    if !(0.0..=1.0).contains(&min) {
+        d.error(Code::Gate, fields.key_pos("min"), format!("`min` of {what} must be between 0 and 1, found {min}"))
+            .hint = Some("it is the share of lines that must agree: 0.95 is 95%".into());
+    }
+    let compare = match fields.get("compare").and_then(|c| d.string(c, &format!("`compare` of {what}"))) {
+        None => Compare::Normalized,
+        Some(c) if c.value == "exact" => Compare::Exact,
+        Some(c) if c.value == "normalized" => Compare::Normalized,
+        Some(c) => {
+            d.error(Code::InvalidValue, c.pos, format!("unknown `compare` `{}`", c.value)).hint =
+                Some("use `normalized` (labels: trimmed, case-folded; JSON by value) or `exact`".into());
+            Compare::Normalized
+        }
+    };
+    Some(Agreement { output, min, compare, pos: node.pos })
 }
 
 fn gates(d: &mut Decoder<'_>, node: &Yaml) -> Vec<Gate> {
@@ -394,6 +516,43 @@ mod tests {
         assert_eq!(entry.gates[1].max_drop, Some(Threshold::Percent(5.0)));
         assert_eq!(entry.gates[2].max_ratio, Some(0.01));
         assert_eq!(config.deploy.len(), 4);
+    }
+
+    #[test]
+    fn a_port_and_its_parity_limits() {
+        let (config, diags) = load_str(
+            "flows:\n  - path: flows/wc\n    run: flows/wc/run.yml\n    port: { workflow: flows/wc-maf/workflow.py, start: Page }\n    parity:\n      agreement: { output: category, min: 0.95 }\n      metrics:\n        accuracy: { max_drop: 0.02 }\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let entry = &config.unwrap().flows[0];
+        let port = entry.port.as_ref().unwrap();
+        assert_eq!((port.workflow.value.as_str(), port.factory.as_ref()), ("flows/wc-maf/workflow.py", None));
+        assert_eq!(port.start.as_ref().unwrap().value, "Page");
+        let parity = entry.parity.as_ref().unwrap();
+        let agreement = parity.agreement.as_ref().unwrap();
+        assert_eq!(
+            (agreement.output.value.as_str(), agreement.min, agreement.compare),
+            ("category", 0.95, Compare::Normalized)
+        );
+        assert_eq!(parity.metrics[0].max_drop, Some(Threshold::Absolute(0.02)));
+
+        let (_, diags) = load_str(
+            "flows:\n  - path: a\n    parity: {}\n  - path: b\n    port: { workflow: w.txt, factory: 1x }\n    parity:\n      agreement: { output: c, min: 95, compare: fuzzy }\n",
+        );
+        let found: Vec<_> = diags.iter().map(|d| (d.code.as_str(), d.pos.line)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("invalid-gate", 3),
+                ("invalid-gate", 3),
+                ("missing-key", 5),
+                ("invalid-value", 5),
+                ("invalid-value", 5),
+                ("invalid-gate", 7),
+                ("invalid-value", 7)
+            ],
+            "{diags:#?}"
+        );
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub(super) fn base_branch_metrics(
             run_file: Some(run),
             evaluations: flow.evaluations.iter().filter_map(|e| in_base(e)).filter(|e| e.is_file()).collect(),
             dir,
+            // Parity is the port against the flow on the same commit: the
+            // baseline runs the flow only.
+            port: None,
             ..(*flow).clone()
         };
         tracing::info!("baseline of {}: running it at {merge_base}", flow.path);

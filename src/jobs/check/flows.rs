@@ -11,13 +11,14 @@ use super::diffs::{changed_lines, prompt_diffs};
 use super::plan::{BaselinePlan, Plan, PlannedFlow};
 use super::{CheckError, CheckRequest};
 use crate::gate::{self, Evidence};
-use crate::report::{FlowError, FlowReport, Report, Scores};
+use crate::report::{AgreementReport, DifferingLine, FlowError, FlowReport, ParityReport, Report, Scores};
 use backend::{BackendError, Target};
 use exec::batch::Progress;
 use exec::job::{Job, JobError, JobOptions};
 use exec::store::{RunRecord, RunStatus, Store};
 use model::config::{Backend, Gate};
 use model::diag::Diagnostics;
+use model::flow::port::Port;
 use model::flow::run_file::{self, RunFile};
 use model::flow::run_name;
 
@@ -123,34 +124,91 @@ pub(super) fn in_parallel<T: Sync, R: Send>(items: &[T], limit: usize, f: impl F
     results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
 }
 
-/// Runs a flow's batch run and evaluations; gates are judged later, once
-/// the baseline is known.
+/// Runs a flow's batch run and evaluations, and its port's beside them;
+/// gates are judged later, once the baseline is known.
 pub(super) fn run_flow(flow: &PlannedFlow, store: &Store, runner: &Runner<'_>) -> FlowReport {
     let slug: String = flow.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let mut report = FlowReport::new(flow.path.clone(), flow.reasons.clone());
-    if let Some(run_path) = &flow.run_file {
-        // Room for `-eval-N` after the batch name.
-        let batch_name = run_name::sanitize(&format!("check-{slug}"), run_name::MAX_LEN - 16);
-        match run_job(run_path, &batch_name, None, store, runner) {
-            Ok(record) => {
-                report.lines = (record.lines.failed, record.lines.total);
-                report.batch_run = Some(batch_name.clone());
-                for (i, eval) in flow.evaluations.iter().enumerate() {
-                    let eval_name = format!("{batch_name}-eval-{i}");
-                    match run_job(eval, &eval_name, Some(&batch_name), store, runner) {
-                        Ok(_) => {
-                            report.metrics.extend(store.metrics(&eval_name).unwrap_or_default());
-                            add_scores(&mut report.scores, &store.outputs(&eval_name).unwrap_or_default());
-                            report.evaluation_runs.push(eval_name);
-                        }
-                        Err(e) => report.errors.push(e.of(&format!("evaluation {}", eval.display()))),
-                    }
-                }
-            }
-            Err(e) => report.errors.push(e.of(&format!("batch run {}", run_path.display()))),
-        }
+    let Some(run_path) = &flow.run_file else { return report };
+    // Room for `-port-eval-N` after the batch name.
+    let batch_name = run_name::sanitize(&format!("check-{slug}"), run_name::MAX_LEN - 16);
+    let side = run_side(flow, run_path, &batch_name, None, store, runner);
+    report.lines = side.lines;
+    report.batch_run = side.batch_run;
+    report.evaluation_runs = side.evaluation_runs;
+    report.metrics = side.metrics;
+    report.scores = side.scores;
+    report.errors = side.errors;
+    if let Some(port) = &flow.port {
+        // A port runs in the python workers here, whatever the flow's backend.
+        let local = Runner { target: Target::Local, ..runner.clone() };
+        let side = run_side(flow, run_path, &format!("{batch_name}-port"), Some(port), store, &local);
+        report.errors.extend(side.errors);
+        report.parity = Some(ParityReport {
+            workflow: port.file.display().to_string(),
+            batch_run: side.batch_run,
+            evaluation_runs: side.evaluation_runs,
+            lines: side.lines,
+            metrics: side.metrics,
+            agreement: None,
+            scores: side.scores,
+        });
     }
     report
+}
+
+/// One side of a flow: its batch run (the flow, or its port) and the
+/// evaluations bound to it.
+struct Side {
+    batch_run: Option<String>,
+    lines: (usize, usize),
+    evaluation_runs: Vec<String>,
+    metrics: Map<String, Json>,
+    scores: Scores,
+    errors: Vec<FlowError>,
+}
+
+fn run_side(
+    flow: &PlannedFlow,
+    run_path: &Path,
+    batch_name: &str,
+    port: Option<&Port>,
+    store: &Store,
+    runner: &Runner<'_>,
+) -> Side {
+    let mut side = Side {
+        batch_run: None,
+        lines: (0, 0),
+        evaluation_runs: vec![],
+        metrics: Map::new(),
+        scores: Scores::new(),
+        errors: vec![],
+    };
+    let (batch_what, eval_what) = match port {
+        Some(p) => (format!("port {}", p.file.display()), "port evaluation"),
+        None => (format!("batch run {}", run_path.display()), "evaluation"),
+    };
+    let record = match run_job(run_path, batch_name, None, port, store, runner) {
+        Ok(record) => record,
+        Err(e) => {
+            side.errors.push(e.of(&batch_what));
+            return side;
+        }
+    };
+    side.lines = (record.lines.failed, record.lines.total);
+    side.batch_run = Some(batch_name.to_string());
+    for (i, eval) in flow.evaluations.iter().enumerate() {
+        let eval_name = format!("{batch_name}-eval-{i}");
+        match run_job(eval, &eval_name, Some(batch_name), None, store, runner) {
+            Ok(_) => {
+                side.metrics.extend(store.metrics(&eval_name).unwrap_or_default());
+                add_scores(&mut side.scores, &store.outputs(&eval_name).unwrap_or_default());
+                side.evaluation_runs.push(eval_name);
+            }
+            Err(e) => side.errors.push(e.of(&format!("{eval_what} {}", eval.display()))),
+        }
+    }
+    side
 }
 
 /// On a build without secrets, a flow whose runs stopped for a missing model
@@ -252,6 +310,73 @@ pub(super) fn judge(flow: &PlannedFlow, mut report: FlowReport, store: &Store, b
     if let (Some(base), Some(batch)) = (base, &report.batch_run) {
         report.changed_lines = changed_lines(store, batch, &base.outputs);
     }
+    judge_parity(flow, &mut report, store);
+    report
+}
+
+/// The parity gates: the port's metrics against the flow's on this commit,
+/// and line agreement on one output.
+fn judge_parity(flow: &PlannedFlow, report: &mut FlowReport, store: &Store) {
+    let (Some(limits), Some(port)) = (&flow.parity, report.parity.as_mut()) else { return };
+    if let (Some(a), Some(flow_run)) = (&limits.agreement, &report.batch_run) {
+        let port_run = port.batch_run.as_deref();
+        port.agreement = Some(agreement(store, flow_run, port_run, a, report.lines.1));
+    }
+    let paired = paired_scores(&limits.metrics, &port.scores, &report.scores);
+    let evidence = Evidence {
+        head_metrics: port.batch_run.is_some().then_some(&port.metrics),
+        base_metrics: Some(&report.metrics),
+        head_lines: port.lines,
+        paired: &paired,
+    };
+    let count = port.agreement.as_ref().zip(limits.agreement.as_ref()).map(|(r, a)| gate::AgreementCount {
+        output: &a.output.value,
+        min: a.min,
+        agreed: r.agreed,
+        total: r.total,
+    });
+    let results = gate::parity(&limits.metrics, &evidence, count);
+    report.verdict.results.extend(results);
+}
+
+/// Lines shown with both values when the two sides disagree.
+const DIFFERING_SHOWN: usize = 10;
+
+/// Compares `output` of the flow's and the port's runs line by line; a line
+/// one side failed is a disagreement.
+fn agreement(
+    store: &Store,
+    flow_run: &str,
+    port_run: Option<&str>,
+    limit: &model::config::Agreement,
+    total: usize,
+) -> AgreementReport {
+    let by_line = |run: Option<&str>| -> std::collections::HashMap<u64, Json> {
+        let rows = run.and_then(|r| store.outputs(r).ok()).unwrap_or_default();
+        rows.iter()
+            .filter_map(|row| Some((row.get("line_number")?.as_u64()?, row.get(&limit.output.value)?.clone())))
+            .collect()
+    };
+    let (flow, port) = (by_line(Some(flow_run)), by_line(port_run));
+    let mut report = AgreementReport {
+        output: limit.output.value.clone(),
+        agreed: 0,
+        total,
+        differing_lines: vec![],
+        sample: vec![],
+    };
+    for line in 0..total as u64 {
+        match (flow.get(&line), port.get(&line)) {
+            (Some(f), Some(p)) if gate::same_output(limit.compare, f, p) => report.agreed += 1,
+            (f, p) => {
+                report.differing_lines.push(line);
+                if report.sample.len() < DIFFERING_SHOWN {
+                    let value = |v: Option<&Json>| v.cloned().unwrap_or(Json::Null);
+                    report.sample.push(DifferingLine { line_number: line, flow: value(f), port: value(p) });
+                }
+            }
+        }
+    }
     report
 }
 
@@ -260,6 +385,7 @@ fn run_job(
     path: &Path,
     name: &str,
     base: Option<&str>,
+    port: Option<&Port>,
     store: &Store,
     runner: &Runner<'_>,
 ) -> Result<RunRecord, RunFailure> {
@@ -269,15 +395,16 @@ fn run_job(
         let invalid = JobError::Prepare(exec::prepare::PrepareError::Invalid(diags.into_sorted()));
         return Err(RunFailure::Backend(invalid.into()));
     };
+    // A port runs on the flow's data and column mapping, in its own folder.
     let job = Job {
         name: name.to_string(),
-        flow: file.flow_dir().unwrap_or_else(|| PathBuf::from(".")),
+        flow: port.map(Port::dir).or_else(|| file.flow_dir()).unwrap_or_else(|| PathBuf::from(".")),
         data: file.local_data(),
         base: base.map(str::to_string).or_else(|| file.run.as_ref().map(|r| r.value.clone())),
         mapping: file.column_mapping.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
-        variant: file.variant.as_ref().map(|v| v.value.clone()),
+        variant: file.variant.as_ref().map(|v| v.value.clone()).filter(|_| port.is_none()),
         run_file: Some(file),
-        port: None,
+        port: port.cloned(),
     };
     let record = backend::run(&job, store, &runner.opts, &runner.target)?;
     if record.status == RunStatus::Canceled {

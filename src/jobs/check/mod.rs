@@ -192,13 +192,22 @@ fn write_reports(report: &Report, markdown: &str, publishing: &Publishing) -> st
 /// defaults (failed_lines) have no line and point at the flow.
 fn gate_places(plan: &Plan, config_id: Option<&str>) -> crate::ci::output::GatePlaces {
     let Some(config) = config_id else { return Default::default() };
-    let gates = plan
+    let mut gates: std::collections::HashMap<_, _> = plan
         .flows
         .iter()
         .flat_map(|f| f.gates.iter().map(move |g| (f, g)))
         .filter(|(_, g)| g.metric.pos != model::yaml::Pos::START)
         .map(|(f, g)| ((f.path.clone(), g.metric.value.clone()), (config.to_string(), g.metric.pos.line)))
         .collect();
+    // Parity results are named `parity: <metric>` and `parity: agreement`.
+    for flow in &plan.flows {
+        let Some(parity) = &flow.parity else { continue };
+        let metrics = parity.metrics.iter().map(|g| (g.metric.value.as_str(), g.metric.pos.line));
+        let agreement = parity.agreement.iter().map(|a| ("agreement", a.pos.line));
+        for (metric, line) in metrics.chain(agreement) {
+            gates.insert((flow.path.clone(), crate::gate::parity_name(metric)), (config.to_string(), line));
+        }
+    }
     let flows_dir = Path::new(config).parent().map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
     crate::ci::output::GatePlaces { gates, flows_dir }
 }

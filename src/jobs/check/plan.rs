@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{CheckError, CheckRequest, canonical};
-use model::config::{self, Backend, Baseline, Config, Gate, Loaded};
+use model::config::{self, Backend, Baseline, Config, Gate, Loaded, Parity};
 use model::diag::{Diagnostic, Diagnostics};
+use model::flow::port::Port;
 use model::flow::run_file::{self, RunFile};
 
 /// One flow to check and why.
@@ -26,6 +27,15 @@ pub struct PlannedFlow {
     pub evaluations_found: Vec<String>,
     #[serde(skip)]
     pub gates: Vec<Gate>,
+    /// The flow's Agent Framework port, run on the flow's data beside it.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "port_file")]
+    pub port: Option<Port>,
+    #[serde(skip)]
+    pub parity: Option<Parity>,
+}
+
+fn port_file<S: serde::Serializer>(port: &Option<Port>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_some(&port.as_ref().map(|p| p.file.display().to_string()))
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -150,6 +160,7 @@ fn describe_reason(r: &crate::detect::Reason) -> String {
         Reason::SharedSource { .. } => "shared code changed".into(),
         Reason::RunFile { .. } => "run file or data changed".into(),
         Reason::Evaluation { flow } => format!("evaluation flow {flow} changed"),
+        Reason::Port { .. } => "its port changed".into(),
         Reason::Config { .. } => "config changed".into(),
     }
 }
@@ -167,6 +178,12 @@ fn configured_flows(config: &Config) -> Vec<PlannedFlow> {
                 evaluations: entry.evaluations.iter().map(|e| config.resolve(&e.value)).collect(),
                 evaluations_found: vec![],
                 gates: entry.gates.clone(),
+                port: entry.port.as_ref().map(|p| Port {
+                    file: config.resolve(&p.workflow.value),
+                    factory: p.factory.as_ref().map(|f| f.value.clone()),
+                    start: p.start.as_ref().map(|s| s.value.clone()),
+                }),
+                parity: entry.parity.clone(),
                 dir,
             });
         }
@@ -214,6 +231,8 @@ fn conventional_flows() -> Vec<PlannedFlow> {
                 evaluations: found,
                 evaluations_found: why,
                 gates: vec![],
+                port: None,
+                parity: None,
                 dir,
             })
         })
