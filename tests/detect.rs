@@ -157,6 +157,19 @@ fn data_named_by_a_configured_run_file_selects_its_flows() {
 }
 
 #[test]
+fn a_change_to_a_port_selects_its_flow() {
+    let repo = shared_repo();
+    repo.write("ports/c-maf/workflow.py", "def create_workflow():\n    pass\n");
+    repo.append(".flow-ci.yaml", "    run: flows/b/run.yml\n    port: { workflow: ports/c-maf/workflow.py }\n");
+    repo.commit("a port for c");
+    repo.git(&["switch", "--quiet", "-c", "port-change"]);
+    repo.write("ports/c-maf/helpers.py", "X = 1\n").commit("the port grows");
+    let d = repo.detect_json(&["--base", "feature", "--head", "HEAD"]);
+    assert_eq!(paths(&d), vec!["flows/c"]);
+    assert_eq!(reasons(&d, "flows/c"), &json!([{"kind": "port", "files": ["ports/c-maf/helpers.py"]}]));
+}
+
+#[test]
 fn a_config_change_selects_every_flow() {
     let repo = shared_repo();
     repo.append(".flow-ci.yaml", "baseline: none\n").commit("config");
