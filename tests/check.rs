@@ -80,6 +80,25 @@ fn a_shared_code_change_runs_only_the_flows_using_it() {
 }
 
 #[test]
+fn a_connection_defined_nowhere_is_invalid_input_before_anything_runs() {
+    let pr = Pr::new();
+    let config = pr.read(".flow-ci.yaml");
+    let cut = config.find("connections:").unwrap();
+    let end = config[cut..].find("\n\n").map_or(config.len(), |e| cut + e);
+    pr.write(".flow-ci.yaml", &format!("{}{}", &config[..cut], &config[end..]));
+    for args in [&["--all", "--dry-run"][..], &["--all"][..]] {
+        let (code, stdout, stderr) = pr.check(args);
+        assert_eq!(code, Some(2), "{args:?}\n{stdout}{stderr}");
+        assert!(
+            stderr.contains("flows/support-triage/flow.dag.yaml:31:15: error: connection `aoai` used by node `triage` is not defined"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("[connection-undefined]") && stderr.contains("nothing was run"), "{stderr}");
+        assert!(!pr.dir.path().join(".flow-ci/runs").exists(), "nothing ran");
+    }
+}
+
+#[test]
 fn a_dry_run_plans_and_writes_nothing() {
     let pr = Pr::new();
     let (code, stdout, stderr) = pr.check(&["--all", "--dry-run"]);
@@ -143,7 +162,10 @@ fn a_significant_drop_fails() {
 fn without_a_config_flows_and_evaluations_are_found_by_convention() {
     let pr = Pr::new();
     std::fs::remove_file(pr.dir.path().join(".flow-ci.yaml")).unwrap();
-    let (code, stdout, stderr) = pr.check(&["--all", "--dry-run"]);
+    // Without the config's `connections:`, support-triage's `aoai` comes from the environment.
+    let mut cmd = pr.command();
+    cmd.args(["check", "--all", "--dry-run"]).env("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com");
+    let (code, stdout, stderr) = support::repo::run(&mut cmd);
     assert_eq!(code, Some(0), "{stderr}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let paths: Vec<&str> = plan["flows"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();

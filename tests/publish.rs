@@ -208,7 +208,7 @@ fn on_a_fork_a_flow_needing_a_model_key_is_not_run_and_says_why() {
     // A repository that wants every flow checked on every PR says so.
     let (code, stdout, stderr) = github_check(&pr, &github, &event, &["--on-missing-secrets", "fail"]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
-    assert!(pr.read(".flow-ci/report/report.md").contains("❌ **flow-ci: gates failed**"), "{stdout}");
+    assert!(pr.read(".flow-ci/report/report.md").contains("❌ **flow-ci: flows not run**"), "{stdout}");
 }
 
 #[test]

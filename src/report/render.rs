@@ -91,7 +91,17 @@ pub fn markdown(report: &Report, marker: &str) -> String {
     let mut md = String::new();
     let mut sections = Vec::new();
     let _ = writeln!(md, "{marker}");
-    let headline = if report.passed { "✅ **flow-ci: all gates passed**" } else { "❌ **flow-ci: gates failed**" };
+    // A run that could not execute says so: its gates only echo it.
+    let headline = if report.passed {
+        "✅ **flow-ci: all gates passed**"
+    } else if report.flows.iter().any(|f| !f.errors.is_empty()) {
+        "❌ **flow-ci: runs failed**"
+    } else if report.flows.iter().any(|f| !f.verdict.passed()) {
+        "❌ **flow-ci: gates failed**"
+    } else {
+        // Only `--on-missing-secrets fail` fails a check with nothing failed.
+        "❌ **flow-ci: flows not run**"
+    };
     let _ = writeln!(
         md,
         "{headline} · {} flow(s) checked · baseline: {}\n",

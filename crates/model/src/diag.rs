@@ -69,6 +69,7 @@ codes! {
     ConnectionNodeMissing => "connection-node-missing", "a run file overrides connections of a node the flow does not have";
     ConfigFlowNotFound => "config-flow-not-found", "a `.flow-ci.yaml` flow path matches no flow folder";
     ConfigRunMissing => "config-run-missing", "a `.flow-ci.yaml` run file does not exist";
+    ConnectionUndefined => "connection-undefined", "an llm node's connection is defined nowhere flow-ci looks (`connections:` in .flow-ci.yaml, the environment)";
     ConfigPortMissing => "config-port-missing", "a `.flow-ci.yaml` port's workflow file does not exist or is outside the repository";
     Gate => "invalid-gate", "a gate in `.flow-ci.yaml` is malformed";
     NothingToValidate => "nothing-to-validate", "no flow, run file or config was found at the given path";

@@ -118,10 +118,18 @@ pub fn check(
     let loaded = plan::load_config(req.config.as_deref())?;
     let plan = plan::plan(req, loaded.as_ref())?;
     plan.describe(err);
+    let llm = exec::llm::setup::setup(loaded.as_ref().map(|l| &l.config), &req.llm)?;
+    // A connection defined nowhere is the change's input: exit 2 before
+    // anything runs. A fork's build (no secrets) reports such flows as not run.
+    if req.without_secrets.is_none() {
+        let undefined = plan::undefined_connections(&plan, &llm.connections);
+        if !undefined.is_empty() {
+            return Err(CheckError::Invalid(undefined));
+        }
+    }
     if req.dry_run {
         return Ok(Outcome::Planned(plan));
     }
-    let llm = exec::llm::setup::setup(loaded.as_ref().map(|l| &l.config), &req.llm)?;
     let session = match plan.backend {
         Backend::AzureMl if req.without_secrets.is_some() => {
             let _ = writeln!(err, "azureml: flows not run: {}", req.without_secrets.as_deref().unwrap_or_default());

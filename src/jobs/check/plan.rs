@@ -150,6 +150,39 @@ pub fn plan(req: &CheckRequest, loaded: Option<&Loaded>) -> Result<Plan, CheckEr
     Ok(Plan { config, baseline, backend, azureml, flows, skipped })
 }
 
+/// The llm nodes of the planned flows and their evaluations whose
+/// connection (after the run file's `connections:` overrides) is defined
+/// nowhere: one diagnostic each, at the node's `connection:` in flow.dag.yaml.
+pub fn undefined_connections(plan: &Plan, connections: &exec::llm::Connections) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    let run_files = plan.flows.iter().flat_map(|f| f.run_file.iter().chain(&f.evaluations));
+    let mut seen = std::collections::HashSet::new();
+    for path in run_files.filter(|p| seen.insert((*p).clone())) {
+        let mut diags = Diagnostics::default();
+        let Some(file) = run_file::load(path, &mut diags) else { continue };
+        let Some(dir) = file.flow_dir() else { continue };
+        let variant = file.variant.as_ref().map(|v| v.value.as_str());
+        let Ok(mut prepared) = exec::prepare::prepare(&dir, variant) else { continue };
+        exec::bind::apply_overrides(&mut prepared, &file.connections);
+        for step in &prepared.steps {
+            let exec::prepare::StepKind::Llm { connection: Some(name), .. } = &step.kind else { continue };
+            let Err(e) = connections.get(name, &step.name) else { continue };
+            let pos = prepared
+                .flow
+                .node(&step.name)
+                .and_then(|n| n.connection.as_ref())
+                .map_or(model::yaml::Pos::START, |c| c.pos);
+            found.push(
+                Diagnostic::error(model::diag::Code::ConnectionUndefined, model::paths::normalize(&prepared.flow.file), pos, e.to_string())
+                    .with_hint("define it under `connections:` in .flow-ci.yaml (with `${env:VAR}` for its key), or run from the folder of the .flow-ci.yaml that defines it"),
+            );
+        }
+    }
+    found.sort_by(|a, b| (&a.file, a.pos.line).cmp(&(&b.file, b.pos.line)));
+    found.dedup_by(|a, b| a.file == b.file && a.pos == b.pos && a.message == b.message);
+    found
+}
+
 fn describe_reason(r: &crate::detect::Reason) -> String {
     use crate::detect::Reason;
     match r {
