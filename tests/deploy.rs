@@ -133,8 +133,11 @@ fn the_dry_run_prints_every_call_and_sends_none() {
     assert!(cloud.fake.calls().is_empty(), "{:#?}", cloud.fake.calls());
     let ws = fake_aml::workspace_path();
     for line in [
-        format!("PUT {}{ws}/onlineEndpoints/support-router/deployments/green?api-version=2024-04-01", cloud.fake.url),
-        format!("PUT {}{ws}/onlineEndpoints/support-router?api-version=2024-04-01", cloud.fake.url),
+        format!(
+            "PUT {}{ws}/onlineEndpoints/support-router/deployments/green?api-version=2023-04-01-preview",
+            cloud.fake.url
+        ),
+        format!("PUT {}{ws}/onlineEndpoints/support-router?api-version=2022-02-01-preview", cloud.fake.url),
     ] {
         assert!(out.contains(&line), "{line} in\n{out}");
     }

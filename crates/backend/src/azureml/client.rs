@@ -41,8 +41,26 @@ pub struct Client {
     attempts: u32,
 }
 
-/// The ARM API version of workspace and datastore calls (GA, has `listSecrets`).
+/// The ARM API version of calls azure-ai-ml names no version for below (GA).
 pub const ARM_API_VERSION: &str = "2024-04-01";
+
+// The api-versions azure-ai-ml 1.35's MLClient sends per resource
+// (`azure/ai/ml/_ml_client.py`: each *Operations class gets its own
+// versioned `MachineLearningServicesMgmtClient`), so flow-ci asks ARM for
+// what Microsoft's own client (and `az ml`) asks. tests/azure_conformance.rs
+// reads them from a real MLClient and compares.
+/// Workspaces (`WorkspaceOperations`, `_service_client_10_2024_preview_tsp`).
+pub const WORKSPACE_API_VERSION: &str = "2024-10-01-preview";
+/// Datastores, `listSecrets` included (`DatastoreOperations`, 2024-10-01-preview).
+pub const DATASTORE_API_VERSION: &str = "2024-10-01-preview";
+/// Model containers and versions (`ModelOperations`, `_service_client_08_2023_preview`).
+pub const MODEL_API_VERSION: &str = "2023-08-01-preview";
+/// Environment versions (`EnvironmentOperations`, `_service_client_04_2023_preview`).
+pub const ENVIRONMENT_API_VERSION: &str = "2023-04-01-preview";
+/// Online endpoints and their keys (`OnlineEndpointOperations`, `_service_client_02_2022_preview`).
+pub const ENDPOINT_API_VERSION: &str = "2022-02-01-preview";
+/// Online deployments (`OnlineDeploymentOperations`, `_service_client_04_2023_preview`).
+pub const DEPLOYMENT_API_VERSION: &str = "2023-04-01-preview";
 
 impl Client {
     pub fn new(cloud: Cloud) -> Result<Client, AzureMlError> {

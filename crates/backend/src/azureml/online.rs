@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value as Json, json};
 
 use super::AzureMlError;
-use super::client::{ARM_API_VERSION, Client, Reply};
+use super::client::{
+    Client, DEPLOYMENT_API_VERSION, ENDPOINT_API_VERSION, ENVIRONMENT_API_VERSION, MODEL_API_VERSION, Reply,
+};
 use super::workspace::WorkspaceRef;
 
 /// The image promptflow's own deployment examples serve flows with.
@@ -61,8 +63,9 @@ impl Target {
         format!("{}{}", self.arm_url, self.workspace.arm_path())
     }
 
-    fn url(&self, rest: &str) -> String {
-        format!("{}{rest}?api-version={ARM_API_VERSION}", self.ws())
+    /// `rest` below the workspace, with the api-version azure-ai-ml uses for it.
+    fn url(&self, rest: &str, api_version: &str) -> String {
+        format!("{}{rest}?api-version={api_version}", self.ws())
     }
 
     pub fn model_id(&self) -> String {
@@ -75,17 +78,17 @@ impl Target {
     }
 
     pub fn model_url(&self) -> String {
-        self.url(&format!("/models/{}/versions/{}", self.model, self.model_version))
+        self.url(&format!("/models/{}/versions/{}", self.model, self.model_version), MODEL_API_VERSION)
     }
 
     /// The model's versions (paged with `nextLink`).
     pub fn model_versions_url(&self) -> String {
-        self.url(&format!("/models/{}/versions", self.model))
+        self.url(&format!("/models/{}/versions", self.model), MODEL_API_VERSION)
     }
 
     /// The model container, whose `nextVersion` a new version takes.
     pub fn model_container_url(&self) -> String {
-        self.url(&format!("/models/{}", self.model))
+        self.url(&format!("/models/{}", self.model), MODEL_API_VERSION)
     }
 
     pub fn model_body(&self) -> Json {
@@ -107,7 +110,10 @@ impl Target {
     }
 
     pub fn environment_url(&self) -> String {
-        self.url(&format!("/environments/{ENVIRONMENT}/versions/{}", self.environment_version()))
+        self.url(
+            &format!("/environments/{ENVIRONMENT}/versions/{}", self.environment_version()),
+            ENVIRONMENT_API_VERSION,
+        )
     }
 
     pub fn environment_body(&self) -> Json {
@@ -120,7 +126,7 @@ impl Target {
     }
 
     pub fn endpoint_url(&self) -> String {
-        self.url(&format!("/onlineEndpoints/{}", self.endpoint))
+        self.url(&format!("/onlineEndpoints/{}", self.endpoint), ENDPOINT_API_VERSION)
     }
 
     /// `enforce_access_to_default_secret_stores` lets the endpoint's identity
@@ -139,7 +145,7 @@ impl Target {
     }
 
     pub fn deployment_url(&self) -> String {
-        self.url(&format!("/onlineEndpoints/{}/deployments/{}", self.endpoint, self.deployment))
+        self.url(&format!("/onlineEndpoints/{}/deployments/{}", self.endpoint, self.deployment), DEPLOYMENT_API_VERSION)
     }
 
     pub fn deployment_body(&self) -> Json {
@@ -164,7 +170,7 @@ impl Target {
     }
 
     pub fn keys_url(&self) -> String {
-        self.url(&format!("/onlineEndpoints/{}/listKeys", self.endpoint))
+        self.url(&format!("/onlineEndpoints/{}/listKeys", self.endpoint), ENDPOINT_API_VERSION)
     }
 
     /// Every call a deploy makes, in order (the dry run's listing).

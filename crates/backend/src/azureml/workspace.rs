@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use super::AzureMlError;
 use super::blob::{Container, Credential};
-use super::client::{ARM_API_VERSION, Client, check_scheme};
+use super::client::{Client, DATASTORE_API_VERSION, WORKSPACE_API_VERSION, check_scheme};
 use model::secret::Secret;
 
 /// A workspace's ARM coordinates.
@@ -97,7 +97,7 @@ pub struct Workspace {
 impl Workspace {
     /// `GET {WS}`; the services URL is the `discoveryUrl` cut before `discovery`.
     pub fn open(client: &Client, reference: WorkspaceRef) -> Result<Workspace, AzureMlError> {
-        let url = format!("{}{}?api-version={ARM_API_VERSION}", client.arm_url, reference.arm_path());
+        let url = format!("{}{}?api-version={WORKSPACE_API_VERSION}", client.arm_url, reference.arm_path());
         let json = client.get(&url)?;
         let properties = json.get("properties").unwrap_or(&Json::Null);
         let kind = json.get("kind").and_then(Json::as_str).unwrap_or("Default");
@@ -135,8 +135,9 @@ impl Workspace {
     /// credentials `listSecrets` hands out.
     pub fn default_datastore(&self, client: &Client) -> Result<Datastore, AzureMlError> {
         let ws = format!("{}{}", client.arm_url, self.reference.arm_path());
-        let list = client
-            .get(&format!("{ws}/datastores?api-version={ARM_API_VERSION}&isDefault=true&count=30&orderByAsc=false"))?;
+        let list = client.get(&format!(
+            "{ws}/datastores?api-version={DATASTORE_API_VERSION}&isDefault=true&count=30&orderByAsc=false"
+        ))?;
         let store = list.get("value").and_then(|v| v.get(0)).ok_or_else(|| {
             AzureMlError::Config(format!("workspace `{}` has no default datastore", self.reference.workspace))
         })?;
@@ -151,7 +152,7 @@ impl Workspace {
         }
         let (account, container, endpoint) = (field("accountName"), field("containerName"), field("endpoint"));
         let secrets = client.post(
-            &format!("{ws}/datastores/{name}/listSecrets?api-version={ARM_API_VERSION}"),
+            &format!("{ws}/datastores/{name}/listSecrets?api-version={DATASTORE_API_VERSION}"),
             &Json::Object(Default::default()),
         )?;
         let credential = match secrets.get("secretsType").and_then(Json::as_str) {
