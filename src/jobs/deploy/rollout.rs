@@ -250,7 +250,8 @@ pub fn deploy(
     let reply = client.write(reqwest::Method::PUT, &target.deployment_url(), &target.deployment_body())?;
     online::wait_for(client, &reply, &format!("deployment {}", target.deployment), poll, deadline, &say)?;
 
-    let keys = client.post(&target.keys_url(), &json!({}))?;
+    // No body, as azure-ai-ml's build_online_endpoints_list_keys_request sends none.
+    let keys = client.post_empty(&target.keys_url())?;
     let key = keys.get("primaryKey").and_then(Json::as_str).unwrap_or_default().to_string();
     let endpoint = client.get(&target.endpoint_url())?;
     let scoring_uri = endpoint.pointer("/properties/scoringUri").and_then(Json::as_str).unwrap_or_default().to_string();

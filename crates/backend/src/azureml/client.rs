@@ -110,7 +110,7 @@ impl Client {
         self.send(reqwest::Method::POST, url, Some(body), false).map(|r| r.body)
     }
 
-    /// `POST` with no body (cancel).
+    /// `POST` with no body and `Content-Length: 0` (cancel, listSecrets, listKeys).
     pub fn post_empty(&self, url: &str) -> Result<Json, AzureMlError> {
         self.send(reqwest::Method::POST, url, None, false).map(|r| r.body)
     }

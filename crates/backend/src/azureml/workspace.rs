@@ -151,10 +151,10 @@ impl Workspace {
             )));
         }
         let (account, container, endpoint) = (field("accountName"), field("containerName"), field("endpoint"));
-        let secrets = client.post(
-            &format!("{ws}/datastores/{name}/listSecrets?api-version={DATASTORE_API_VERSION}"),
-            &Json::Object(Default::default()),
-        )?;
+        // No body, as azure-ai-ml's build_datastores_list_secrets_request
+        // (arm_ml_service/operations/_operations.py) sends none.
+        let secrets =
+            client.post_empty(&format!("{ws}/datastores/{name}/listSecrets?api-version={DATASTORE_API_VERSION}"))?;
         let credential = match secrets.get("secretsType").and_then(Json::as_str) {
             Some("AccountKey") => Credential::AccountKey(Secret::new(secret(&secrets, "key")?)),
             Some("Sas") => Credential::Sas(Secret::new(secret(&secrets, "sasToken")?)),
