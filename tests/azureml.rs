@@ -417,3 +417,77 @@ fn a_run_stuck_not_responding_is_cancelled_instead_of_polled_forever() {
     assert_eq!(cloud.fake.calls().iter().filter(|c| **c == cancel_call).count(), 1);
     assert_no_violations(&cloud.fake);
 }
+
+/// Uploads to an identity-based datastore, as azure-ai-ml makes them
+/// (`_artifact_utilities.get_datastore_info`: credentialsType None skips
+/// `listSecrets`; a refused `listSecrets` falls back to the caller's
+/// credential): with an Entra token for storage, which Azurite (https,
+/// `--oauth basic`) checks. Without a key nothing else would get in.
+fn uploads_with_a_storage_token(datastore: fake_aml::DatastoreAuth, name: &str) -> Option<Cloud> {
+    let cloud = Cloud::start(Script { datastore, ..Script::default() })?;
+    let (code, out, err) = run(cloud.flow_ci().args(["run", "create", "--backend", "azureml", "-v"]).args([
+        "--file",
+        "flows/support-triage/run.yml",
+        "--name",
+        name,
+    ]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    assert!(!err.contains(fake_aml::CLIENT_SECRET), "no secret in the log");
+    let scopes: Vec<String> = cloud
+        .fake
+        .received()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .filter_map(|r| r.text.split('&').find_map(|kv| kv.strip_prefix("scope=").map(str::to_string)))
+        .collect();
+    assert!(scopes.contains(&"https%3A%2F%2Fstorage.azure.com%2F.default".to_string()), "{scopes:?}");
+    // What the run names is in the datastore.
+    let body = &cloud.fake.submitted()[0];
+    let container = cloud.container();
+    for path in [
+        body["flowDefinitionBlobPath"].as_str().unwrap(),
+        body["batchDataInput"]["dataUri"].as_str().unwrap().split("/paths/").nth(1).unwrap(),
+    ] {
+        assert!(container.metadata(path).unwrap().is_some(), "{path} uploaded");
+    }
+    Some(cloud)
+}
+
+/// Azurite in this mode refuses what flow-ci could otherwise send: no
+/// credential, or the ARM token.
+fn storage_refuses_other_credentials(cloud: &Cloud) {
+    let url = format!("{}/devstoreaccount1/{}/probe.txt", cloud.azurite.url, fake_aml::CONTAINER);
+    let put = |auth: Option<&str>| {
+        let mut req = cloud
+            .azurite
+            .http()
+            .put(&url)
+            .header("x-ms-version", "2021-08-06")
+            .header("x-ms-blob-type", "BlockBlob")
+            .body("x");
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.send().unwrap().status().as_u16()
+    };
+    assert!(put(None) >= 400, "anonymous writes are refused");
+    assert!(put(Some(&format!("Bearer {}", fake_aml::ARM_TOKEN))) >= 400, "the ARM token is refused");
+}
+
+#[test]
+fn an_identity_based_datastore_is_written_with_an_entra_token_and_never_asked_for_secrets() {
+    let Some(cloud) = uploads_with_a_storage_token(fake_aml::DatastoreAuth::Identity, "identity") else { return };
+    assert!(!cloud.fake.calls().iter().any(|c| c.ends_with("/listSecrets")), "{:#?}", cloud.fake.calls());
+    storage_refuses_other_credentials(&cloud);
+}
+
+#[test]
+fn a_forbidden_list_secrets_falls_back_to_an_entra_token_for_storage() {
+    let Some(cloud) = uploads_with_a_storage_token(fake_aml::DatastoreAuth::SecretsForbidden, "forbidden") else {
+        return;
+    };
+    let asked = cloud.fake.calls().iter().filter(|c| c.ends_with("/listSecrets")).count();
+    assert_eq!(asked, 1, "asked once, refused, not retried");
+    storage_refuses_other_credentials(&cloud);
+}

@@ -8,7 +8,7 @@ use backend::azureml::blob::{Container, Credential};
 use model::connection::Secret;
 
 use super::azurite::{self, ACCOUNT, Azurite, KEY};
-use super::fake_aml::{self, FakeAml, Script};
+use super::fake_aml::{self, DatastoreAuth, FakeAml, Script};
 use super::repo::{Pr, run};
 
 pub struct Cloud {
@@ -18,23 +18,31 @@ pub struct Cloud {
 }
 
 impl Cloud {
-    /// `None` when Azurite is not installed (outside CI).
+    /// `None` when Azurite is not installed (outside CI). A datastore
+    /// without keys for flow-ci (identity-based, or `listSecrets`
+    /// forbidden) is an Azurite that takes Entra tokens over https, whose
+    /// test CA flow-ci trusts through `SSL_CERT_FILE` (read by
+    /// rustls-native-certs under reqwest's rustls platform verifier).
     pub fn start(script: Script) -> Option<Cloud> {
-        let azurite = azurite::start()?;
-        Container::new(
-            &format!("{}/{ACCOUNT}", azurite.url),
-            ACCOUNT,
-            fake_aml::CONTAINER,
-            Credential::AccountKey(Secret::new(KEY.into())),
-        )
-        .unwrap()
-        .create()
-        .unwrap();
-        let blob_url = Some(format!("{}/{ACCOUNT}", azurite.url));
-        let fake = FakeAml::start(Script { account_key: KEY.into(), blob_url, ..script });
+        let azurite =
+            if script.datastore == DatastoreAuth::AccountKey { azurite::start()? } else { azurite::start_oauth()? };
+        let blob_url = format!("{}/{ACCOUNT}", azurite.url);
+        let http = azurite.http();
+        Container::new(&blob_url, ACCOUNT, fake_aml::CONTAINER, Credential::AccountKey(Secret::new(KEY.into())))
+            .unwrap()
+            .with_http(http.clone())
+            .create()
+            .unwrap();
+        let fake = FakeAml::start(Script {
+            account_key: KEY.into(),
+            blob_url: Some(blob_url),
+            blob_http: Some(http),
+            ..script
+        });
         Some(Cloud { fake, azurite, pr: Pr::new() })
     }
 
+    /// The datastore's container, with the account key.
     pub fn container(&self) -> Container {
         Container::new(
             &format!("{}/{ACCOUNT}", self.azurite.url),
@@ -43,6 +51,7 @@ impl Cloud {
             Credential::AccountKey(Secret::new(KEY.into())),
         )
         .unwrap()
+        .with_http(self.azurite.http())
     }
 
     /// flow-ci in the repository, pointed at the fakes, with no Azure
@@ -56,6 +65,9 @@ impl Cloud {
         }
         cmd.envs(self.fake.env());
         cmd.env("FLOW_CI_BLOB_URL", format!("{}/{ACCOUNT}", self.azurite.url));
+        if let Some(ca) = &self.azurite.ca {
+            cmd.env("SSL_CERT_FILE", ca).env_remove("SSL_CERT_DIR");
+        }
         // No managed identity endpoint: an unused loopback port.
         cmd.env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9");
         cmd

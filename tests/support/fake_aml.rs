@@ -31,6 +31,20 @@ pub const CONTAINER: &str = "azureml-blobstore-fake";
 /// The GitHub OIDC token the fake's `/oidc` endpoint issues.
 pub const GITHUB_ID_TOKEN: &str = "github-id-token-from-fake";
 
+/// How the default datastore hands out access to its storage account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatastoreAuth {
+    /// `credentialsType: AccountKey`; `listSecrets` hands out the key.
+    AccountKey,
+    /// An account-key datastore whose `listSecrets` the caller may not call
+    /// (403 AuthorizationFailed, as ARM refuses a role without
+    /// `datastores/listSecrets/action`).
+    SecretsForbidden,
+    /// An identity-based datastore (`credentialsType: None`, as in AI
+    /// Foundry projects): it has no secret, so a `listSecrets` is a violation.
+    Identity,
+}
+
 /// How runs behave.
 #[derive(Clone)]
 pub struct Script {
@@ -56,6 +70,10 @@ pub struct Script {
     /// The datastore's account (Azurite, path-style): a submitted data URI
     /// must name blobs that exist there, or the run would fail to read it.
     pub blob_url: Option<String>,
+    /// The client the fake reads the datastore with (trusting Azurite's
+    /// test CA when it speaks https).
+    pub blob_http: Option<reqwest::blocking::Client>,
+    pub datastore: DatastoreAuth,
 }
 
 impl Default for Script {
@@ -71,6 +89,8 @@ impl Default for Script {
             scoring_wrong: false,
             existing_traffic: None,
             blob_url: None,
+            blob_http: None,
+            datastore: DatastoreAuth::AccountKey,
         }
     }
 }
@@ -272,11 +292,29 @@ fn token(req: &Received, script: &Script) -> Outcome {
         ));
     }
     let token = match field("scope") {
-        "https://management.azure.com/.default" => ARM_TOKEN,
-        "https://ml.azure.com/.default" => ML_TOKEN,
+        "https://management.azure.com/.default" => ARM_TOKEN.to_string(),
+        "https://ml.azure.com/.default" => ML_TOKEN.to_string(),
+        "https://storage.azure.com/.default" => storage_token(),
         other => return Err((400, format!("unexpected scope {other}"))),
     };
     Ok(Answer::json(200, json!({"token_type": "Bearer", "access_token": token, "expires_in": 3599})))
+}
+
+/// A token for storage as Entra issues one: a JWT whose claims Azurite's
+/// `--oauth basic` checks (`aud`, an `sts.windows.net` issuer, `iat`, `nbf`,
+/// `exp`); the signature is not checked there, nor made here.
+fn storage_token() -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = json!({"aud": "https://storage.azure.com", "iss": format!("https://sts.windows.net/{TENANT}/"),
+        "iat": now - 60, "nbf": now - 60, "exp": now + 3600, "appid": CLIENT_ID, "tid": TENANT});
+    format!(
+        "{}.{}.{}",
+        b64.encode(json!({"typ": "JWT", "alg": "RS256"}).to_string()),
+        b64.encode(claims.to_string()),
+        b64.encode("unsigned-by-the-fake")
+    )
 }
 
 pub fn decode(v: &str) -> String {
@@ -311,15 +349,32 @@ fn arm(req: &Received, rest: &str, script: &Script, url: &str) -> Outcome {
                 "properties": {"workspaceId": "00000000-1111-2222-3333-444444444444", "discoveryUrl": format!("{url}/discovery")}
             }),
         )),
-        ("GET", "/datastores") if req.param("isDefault") == Some("true") => Ok(Answer::json(
-            200,
-            json!({"value": [{"name": DATASTORE, "properties": {
-                "datastoreType": "AzureBlob", "accountName": "devstoreaccount1", "containerName": CONTAINER,
-                "endpoint": "core.windows.net", "credentials": {"credentialsType": "AccountKey"}, "isDefault": true}}]}),
-        )),
-        ("POST", p) if p == format!("/datastores/{DATASTORE}/listSecrets") => {
-            Ok(Answer::json(200, json!({"secretsType": "AccountKey", "key": script.account_key})))
+        ("GET", "/datastores") if req.param("isDefault") == Some("true") => {
+            let credentials = match script.datastore {
+                DatastoreAuth::Identity => "None",
+                DatastoreAuth::AccountKey | DatastoreAuth::SecretsForbidden => "AccountKey",
+            };
+            Ok(Answer::json(
+                200,
+                json!({"value": [{"name": DATASTORE, "properties": {
+                    "datastoreType": "AzureBlob", "accountName": "devstoreaccount1", "containerName": CONTAINER,
+                    "endpoint": "core.windows.net", "credentials": {"credentialsType": credentials}, "isDefault": true}}]}),
+            ))
         }
+        ("POST", p) if p == format!("/datastores/{DATASTORE}/listSecrets") => match script.datastore {
+            DatastoreAuth::AccountKey => {
+                Ok(Answer::json(200, json!({"secretsType": "AccountKey", "key": script.account_key})))
+            }
+            DatastoreAuth::SecretsForbidden => Ok(Answer::json(
+                403,
+                json!({"error": {"code": "AuthorizationFailed", "message": format!(
+                    "The client '{CLIENT_ID}' does not have authorization to perform action 'Microsoft.MachineLearningServices/workspaces/datastores/listSecrets/action' over scope '{}/datastores/{DATASTORE}' or the scope is invalid.",
+                    workspace_path())}}),
+            )),
+            DatastoreAuth::Identity => {
+                Err((400, "listSecrets on an identity-based datastore (credentialsType None): it has no secret".into()))
+            }
+        },
         _ => Err((404, format!("no ARM resource {rest}"))),
     }
 }
@@ -417,9 +472,12 @@ fn container(script: &Script) -> Result<Option<backend::azureml::blob::Container
     let Some(account_url) = &script.blob_url else { return Ok(None) };
     let credential =
         backend::azureml::blob::Credential::AccountKey(model::connection::Secret::new(script.account_key.clone()));
-    backend::azureml::blob::Container::new(account_url, "devstoreaccount1", CONTAINER, credential)
-        .map(Some)
-        .map_err(|e| (500, e.to_string()))
+    let container = backend::azureml::blob::Container::new(account_url, "devstoreaccount1", CONTAINER, credential)
+        .map_err(|e| (500, e.to_string()))?;
+    Ok(Some(match &script.blob_http {
+        Some(http) => container.with_http(http.clone()),
+        None => container,
+    }))
 }
 
 /// A datastore data URI names a blob (a file) or, ending in `/`, a folder

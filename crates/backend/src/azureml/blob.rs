@@ -1,8 +1,11 @@
 //! Azure Blob Storage REST, the few calls an upload needs: HEAD a blob, PUT
 //! a block blob, set its metadata, create a container (tests). Requests are
 //! signed with the account key (Shared Key) or carry a SAS token, the two
-//! credentials an Azure ML datastore hands out (`listSecrets`).
+//! credentials an Azure ML datastore hands out (`listSecrets`), or carry
+//! the caller's Entra token for storage, as uploads to an identity-based
+//! datastore do.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -10,8 +13,14 @@ use hmac::{KeyInit, Mac};
 
 use model::secret::Secret;
 
-/// The storage API version sent with every request.
+/// The storage API version sent with every request. A request with an
+/// Entra token needs 2017-11-09 or later ("Authorize with Microsoft Entra
+/// ID", <https://learn.microsoft.com/rest/api/storageservices/authorize-with-azure-active-directory>).
 const VERSION: &str = "2021-08-06";
+
+/// The resource of storage tokens (scope `https://storage.azure.com/.default`,
+/// azure-storage-blob's `STORAGE_OAUTH_SCOPE`), the same in every cloud.
+pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -21,12 +30,16 @@ pub enum BlobError {
     Status { method: String, url: String, status: u16, message: String },
     #[error("the storage account key is not valid base64")]
     BadKey,
+    #[error("cannot get an Azure token for storage: {0}")]
+    Auth(String),
 }
 
 pub enum Credential {
     AccountKey(Secret),
     /// A SAS token (`sv=...&sig=...`), appended to every URL.
     Sas(Secret),
+    /// The caller's Entra token for storage (`Authorization: Bearer`).
+    Bearer(Arc<net::entra::TokenSource>),
 }
 
 /// A container: `{account_url}/{container}`.
@@ -54,6 +67,13 @@ impl Container {
             credential,
             http,
         })
+    }
+
+    /// The same container through another HTTP client (a test's, trusting
+    /// a test CA).
+    pub fn with_http(mut self, http: reqwest::blocking::Client) -> Container {
+        self.http = http;
+        self
     }
 
     /// Creates the container; an existing one is fine.
@@ -136,11 +156,19 @@ impl Container {
         all.extend(headers.iter().map(|(k, v)| (k.to_lowercase(), v.to_string())));
         // Version 2015-02-21 and later sign an empty Content-Length for 0.
         let length = if body.is_empty() { String::new() } else { body.len().to_string() };
-        if let Credential::AccountKey(key) = &self.credential {
-            let url_path = url.split("://").nth(1).and_then(|rest| rest.find('/').map(|i| &rest[i..])).unwrap_or("/");
-            let url_path = url_path.split('?').next().unwrap_or("/");
-            let to_sign = string_to_sign(method, &length, &all, &self.account, url_path, query);
-            all.push(("authorization".into(), format!("SharedKey {}:{}", self.account, sign(key, &to_sign)?)));
+        match &self.credential {
+            Credential::AccountKey(key) => {
+                let url_path =
+                    url.split("://").nth(1).and_then(|rest| rest.find('/').map(|i| &rest[i..])).unwrap_or("/");
+                let url_path = url_path.split('?').next().unwrap_or("/");
+                let to_sign = string_to_sign(method, &length, &all, &self.account, url_path, query);
+                all.push(("authorization".into(), format!("SharedKey {}:{}", self.account, sign(key, &to_sign)?)));
+            }
+            Credential::Bearer(tokens) => {
+                let token = tokens.token().map_err(BlobError::Auth)?;
+                all.push(("authorization".into(), format!("Bearer {}", token.expose())));
+            }
+            Credential::Sas(_) => {}
         }
         let verb = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut req = self.http.request(verb, &url);

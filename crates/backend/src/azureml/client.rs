@@ -83,6 +83,12 @@ impl Client {
         })
     }
 
+    /// Tokens for Azure Storage from the same credential chain, for
+    /// identity-based datastores.
+    pub fn storage_tokens(&self) -> TokenSource {
+        TokenSource::from_env(self.http.clone(), super::blob::STORAGE_RESOURCE)
+    }
+
     /// A token now, so a credential problem is reported before anything else.
     pub fn authenticate(&self) -> Result<(), AzureMlError> {
         self.arm_tokens.token().map(drop).map_err(AzureMlError::Auth)

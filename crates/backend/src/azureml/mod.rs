@@ -73,6 +73,17 @@ impl AzureMlError {
             AzureMlError::Service { status: 404, url, .. } if !url.contains("/runs/") && !url.contains("BulkRuns") => {
                 Some("check azureml.subscription_id, resource_group and workspace".into())
             }
+            AzureMlError::Blob(e) | AzureMlError::Upload(snapshot::UploadError::Blob(e)) => match e {
+                blob::BlobError::Status { status: 401 | 403, .. } => Some(
+                    "with an identity-based datastore, the signed-in identity needs Storage Blob Data Contributor on the workspace's storage account"
+                        .into(),
+                ),
+                blob::BlobError::Auth(_) => Some(
+                    "the datastore is identity-based: flow-ci uploads with your own Entra token for https://storage.azure.com, from the same sign-in as the workspace's"
+                        .into(),
+                ),
+                _ => None,
+            },
             AzureMlError::Stalled { .. } => Some(
                 "look at the run in the studio; the workspace's compute may be unavailable (pass --timeout to bound a whole run)"
                     .into(),

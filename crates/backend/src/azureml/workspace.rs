@@ -3,6 +3,7 @@
 //! the default datastore uploads go to (with its credentials).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -132,7 +133,8 @@ impl Workspace {
     }
 
     /// The default datastore and a client for its container, with the
-    /// credentials `listSecrets` hands out.
+    /// credentials `listSecrets` hands out, or the caller's Entra token for
+    /// an identity-based datastore.
     pub fn default_datastore(&self, client: &Client) -> Result<Datastore, AzureMlError> {
         let ws = format!("{}{}", client.arm_url, self.reference.arm_path());
         let list = client.get(&format!(
@@ -151,26 +153,61 @@ impl Workspace {
             )));
         }
         let (account, container, endpoint) = (field("accountName"), field("containerName"), field("endpoint"));
-        // No body, as azure-ai-ml's build_datastores_list_secrets_request
-        // (arm_ml_service/operations/_operations.py) sends none.
-        let secrets =
-            client.post_empty(&format!("{ws}/datastores/{name}/listSecrets?api-version={DATASTORE_API_VERSION}"))?;
-        let credential = match secrets.get("secretsType").and_then(Json::as_str) {
-            Some("AccountKey") => Credential::AccountKey(Secret::new(secret(&secrets, "key")?)),
-            Some("Sas") => Credential::Sas(Secret::new(secret(&secrets, "sasToken")?)),
-            other => {
-                return Err(AzureMlError::Config(format!(
-                    "the default datastore `{name}` has credentials of type {}; flow-ci needs an account key or a SAS token",
-                    other.unwrap_or("none")
-                )));
-            }
-        };
+        let credential = datastore_credential(client, &format!("{ws}/datastores/{name}"), &name, p)?;
         let account_url = std::env::var("FLOW_CI_BLOB_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
             format!("https://{account}.blob.{}", if endpoint.is_empty() { "core.windows.net" } else { &endpoint })
         });
         check_scheme(&account_url)?;
         let container = Container::new(&account_url, &account, &container, credential)?;
         Ok(Datastore { name, container })
+    }
+}
+
+/// How uploads to the datastore authenticate, as azure-ai-ml decides it
+/// (`_artifacts/_artifact_utilities.py::get_datastore_info`, 1.35.2): an
+/// identity-based datastore (`credentials.credentialsType: None`) is not
+/// asked for secrets ("Identity-based datastore detected. Skipping
+/// _list_secrets call"), and when `listSecrets` is refused the caller's own
+/// credential is used instead; both then upload with an Entra token for
+/// storage (azure-storage-blob's `StorageBearerTokenCredentialPolicy`, scope
+/// `https://storage.azure.com/.default`). Otherwise the key or SAS token
+/// `listSecrets` hands out.
+fn datastore_credential(
+    client: &Client,
+    datastore_url: &str,
+    name: &str,
+    properties: &Json,
+) -> Result<Credential, AzureMlError> {
+    let kind = properties.pointer("/credentials/credentialsType").and_then(Json::as_str).unwrap_or_default();
+    if kind.eq_ignore_ascii_case("none") {
+        tracing::debug!(
+            "datastore {name} is identity-based (credentialsType None): no listSecrets; uploads use an Entra token for storage"
+        );
+        return Ok(Credential::Bearer(Arc::new(client.storage_tokens())));
+    }
+    // No body, as azure-ai-ml's build_datastores_list_secrets_request
+    // (arm_ml_service/operations/_operations.py) sends none.
+    let url = format!("{datastore_url}/listSecrets?api-version={DATASTORE_API_VERSION}");
+    let secrets = match client.post_empty(&url) {
+        Ok(secrets) => secrets,
+        // azure-ai-ml falls back on any HttpResponseError; a 403 is the one
+        // that means "you may not read the key" (AuthorizationFailed on
+        // datastores/listSecrets/action), anything else stays an error.
+        Err(AzureMlError::Service { status: 403, code, .. }) => {
+            tracing::debug!(
+                "listSecrets on datastore {name} was refused ({code}); uploads use an Entra token for storage"
+            );
+            return Ok(Credential::Bearer(Arc::new(client.storage_tokens())));
+        }
+        Err(e) => return Err(e),
+    };
+    match secrets.get("secretsType").and_then(Json::as_str) {
+        Some("AccountKey") => Ok(Credential::AccountKey(Secret::new(secret(&secrets, "key")?))),
+        Some("Sas") => Ok(Credential::Sas(Secret::new(secret(&secrets, "sasToken")?))),
+        other => Err(AzureMlError::Config(format!(
+            "the default datastore `{name}` has credentials of type {}; flow-ci needs an account key, a SAS token or an identity-based datastore",
+            other.unwrap_or("none")
+        ))),
     }
 }
 
