@@ -491,3 +491,39 @@ fn a_forbidden_list_secrets_falls_back_to_an_entra_token_for_storage() {
     assert_eq!(asked, 1, "asked once, refused, not retried");
     storage_refuses_other_credentials(&cloud);
 }
+
+/// A run file's `identity:` is resolved against the workspace's
+/// user-assigned identities and sent as their ARM id, as promptflow-azure's
+/// `RunOperations._resolve_identity` does; `user_identity` sends none.
+#[test]
+fn the_run_files_identity_is_sent_as_the_workspaces_user_assigned_identity() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let original = cloud.pr.read("flows/support-triage/run.yml");
+    let [(_, primary), (other_client, other)] = fake_aml::USER_IDENTITIES;
+    let cases = [
+        ("identity:\n  type: managed\n", Some(primary)),
+        (&format!("identity:\n  type: managed\n  client_id: {other_client}\n") as &str, Some(other)),
+        ("identity:\n  type: user_identity\n", None),
+    ];
+    for (n, (identity, expected)) in cases.into_iter().enumerate() {
+        cloud.pr.write("flows/support-triage/run.yml", &format!("{original}{identity}"));
+        let (code, out, err) =
+            cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", &format!("identity-{n}")]);
+        assert_eq!(code, Some(0), "{identity}\n{out}\n{err}");
+        let body = cloud.fake.submitted().pop().unwrap();
+        assert_eq!(body.get("identity").and_then(Json::as_str), expected, "{identity}");
+    }
+    assert_no_violations(&cloud.fake);
+
+    // A client id the workspace does not have stops before any upload, at its line.
+    let line = original.lines().count() + 1;
+    cloud
+        .pr
+        .write("flows/support-triage/run.yml", &format!("{original}identity:\n  type: managed\n  client_id: nobody\n"));
+    let submits = cloud.fake.submitted().len();
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "identity-unknown"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("run.yml:{}:", line + 1)) && err.contains("nobody"), "{err}");
+    assert!(err.contains("uai-client-primary"), "names the identities there are: {err}");
+    assert_eq!(cloud.fake.submitted().len(), submits, "nothing submitted");
+}

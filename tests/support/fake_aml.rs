@@ -28,6 +28,18 @@ pub const ARM_TOKEN: &str = "arm-token-from-fake";
 pub const ML_TOKEN: &str = "ml-token-from-fake";
 pub const DATASTORE: &str = "workspaceblobstore";
 pub const CONTAINER: &str = "azureml-blobstore-fake";
+/// The workspace's user-assigned identities: (client id, ARM id); the
+/// first is its primary one.
+pub const USER_IDENTITIES: [(&str, &str); 2] = [
+    (
+        "uai-client-primary",
+        "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uai-runs",
+    ),
+    (
+        "uai-client-other",
+        "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uai-other",
+    ),
+];
 /// The GitHub OIDC token the fake's `/oidc` endpoint issues.
 pub const GITHUB_ID_TOKEN: &str = "github-id-token-from-fake";
 
@@ -342,13 +354,24 @@ fn arm(req: &Received, rest: &str, script: &Script, url: &str) -> Outcome {
         return Err((400, "ARM calls need an api-version".into()));
     }
     match (req.method.as_str(), rest) {
-        ("GET", "") => Ok(Answer::json(
-            200,
-            json!({
-                "id": workspace_path(), "name": WORKSPACE, "location": "eastus", "kind": "Default",
-                "properties": {"workspaceId": "00000000-1111-2222-3333-444444444444", "discoveryUrl": format!("{url}/discovery")}
-            }),
-        )),
+        ("GET", "") => {
+            let identities: Map<String, Json> = USER_IDENTITIES
+                .iter()
+                .map(|(client, id)| {
+                    ((*id).to_string(), json!({"principalId": format!("p-{client}"), "clientId": client}))
+                })
+                .collect();
+            Ok(Answer::json(
+                200,
+                json!({
+                    "id": workspace_path(), "name": WORKSPACE, "location": "eastus", "kind": "Default",
+                    "identity": {"type": "SystemAssigned,UserAssigned", "principalId": "p-ws", "tenantId": TENANT,
+                        "userAssignedIdentities": identities},
+                    "properties": {"workspaceId": "00000000-1111-2222-3333-444444444444", "discoveryUrl": format!("{url}/discovery"),
+                        "primaryUserAssignedIdentity": USER_IDENTITIES[0].1}
+                }),
+            ))
+        }
         ("GET", "/datastores") if req.param("isDefault") == Some("true") => {
             let credentials = match script.datastore {
                 DatastoreAuth::Identity => "None",
@@ -425,6 +448,13 @@ fn submit(req: &Received, st: &mut State, script: &Script) -> Outcome {
         data_exists(uri, script)?;
     }
     uploaded_dag_runs(&text("flowDefinitionBlobPath"), script)?;
+    // `identity` is the ARM id of one of the workspace's user-assigned
+    // identities (promptflow-azure resolves a client id to it), not a client id.
+    if let Some(identity) = body.get("identity")
+        && !USER_IDENTITIES.iter().any(|(_, id)| Some(*id) == identity.as_str())
+    {
+        return Err((400, format!("identity {identity} is not a user-assigned identity of the workspace")));
+    }
     let base = text("variantRunId");
     if body.pointer("/batchDataInput/dataUri").is_none() && base.is_empty() {
         return Err((400, "a run needs batchDataInput or variantRunId".into()));

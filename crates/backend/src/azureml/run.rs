@@ -42,9 +42,13 @@ pub fn run(
 ) -> Result<RunRecord, AzureMlError> {
     let session = cloud.session;
     let service = session.service();
+    let identity = match job.run_file.as_ref().and_then(|f| Some((f, f.identity.as_ref()?))) {
+        Some((file, identity)) => session.workspace().run_identity(&file.file, identity)?,
+        None => None,
+    };
     let uploads = upload(session, job, store)?;
     let flow_path = Session::repo_path(&job.flow);
-    let id = find_or_submit(session, &service, job, &uploads, &cloud.provenance, &flow_path)?;
+    let id = find_or_submit(session, &service, job, &uploads, identity.as_deref(), &cloud.provenance, &flow_path)?;
     let mut writer = store.create(&job.name, force)?;
     let mut record = exec::job::new_record(job);
     record.backend = "azureml".into();
@@ -204,6 +208,7 @@ fn find_or_submit(
     service: &Service<'_>,
     job: &Job,
     uploads: &Uploads,
+    identity: Option<&str>,
     provenance: &Provenance,
     flow_path: &str,
 ) -> Result<String, AzureMlError> {
@@ -212,7 +217,10 @@ fn find_or_submit(
         let id = if attempt == 1 { first.clone() } else { format!("{first}_{attempt}") };
         match service.state(&id)? {
             None => {
-                let body = submission::body(job, &id, uploads, provenance, flow_path);
+                let mut body = submission::body(job, &id, uploads, provenance, flow_path);
+                if let Some(identity) = identity {
+                    body["identity"] = json!(identity);
+                }
                 let id = match service.submit(&body) {
                     Ok(id) => id,
                     // A submit whose answer was lost and was sent again: the run is ours.

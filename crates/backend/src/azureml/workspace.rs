@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 use super::AzureMlError;
 use super::blob::{Container, Credential};
 use super::client::{Client, DATASTORE_API_VERSION, WORKSPACE_API_VERSION, check_scheme};
+use model::flow::run_file::RunIdentity;
 use model::secret::Secret;
 
 /// A workspace's ARM coordinates.
@@ -93,6 +94,10 @@ pub struct Workspace {
     pub id: String,
     /// The regional services: `https://{region}.api.azureml.ms/`.
     pub services: String,
+    /// `properties.primaryUserAssignedIdentity`: an identity's ARM id.
+    pub primary_identity: Option<String>,
+    /// `identity.userAssignedIdentities`: (ARM id, client id) of each.
+    pub user_identities: Vec<(String, String)>,
 }
 
 impl Workspace {
@@ -119,12 +124,60 @@ impl Workspace {
             }
         };
         check_scheme(&services)?;
+        let user_identities = json
+            .pointer("/identity/userAssignedIdentities")
+            .and_then(Json::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(id, v)| (id.clone(), v.get("clientId").and_then(Json::as_str).unwrap_or_default().to_string()))
+            .collect();
         Ok(Workspace {
+            primary_identity: properties
+                .get("primaryUserAssignedIdentity")
+                .and_then(Json::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            user_identities,
             location: json.get("location").and_then(Json::as_str).unwrap_or_default().to_string(),
             id: properties.get("workspaceId").and_then(Json::as_str).unwrap_or_default().to_string(),
             services: format!("{}/", services.trim_end_matches('/')),
             reference,
         })
+    }
+
+    /// The submit body's `identity` for a run file's `identity:`, as
+    /// promptflow-azure's `RunOperations._resolve_identity` (1.18.5) resolves
+    /// it: `user_identity` sends nothing (the submitter's identity is the
+    /// default); `managed` sends the ARM id of the workspace's user-assigned
+    /// identity with that `client_id`, else of its primary one
+    /// (`Run._to_rest_object` puts it in `SubmitBulkRunRequest.identity`).
+    pub fn run_identity(
+        &self,
+        file: &Path,
+        identity: &model::yaml::Spanned<RunIdentity>,
+    ) -> Result<Option<String>, AzureMlError> {
+        let at = format!("{}:{}", file.display(), identity.pos);
+        let ws = &self.reference.workspace;
+        match &identity.value {
+            RunIdentity::User => Ok(None),
+            RunIdentity::Managed { client_id: None } => self.primary_identity.clone().map(Some).ok_or_else(|| {
+                AzureMlError::Config(format!(
+                    "{at}: `identity: {{type: managed}}` runs as the workspace's primary user-assigned identity, and workspace `{ws}` has none; name one with `client_id`, or give the workspace a primary user-assigned identity"
+                ))
+            }),
+            RunIdentity::Managed { client_id: Some(client) } => self
+                .user_identities
+                .iter()
+                .find(|(_, c)| c.eq_ignore_ascii_case(client))
+                .map(|(id, _)| Some(id.clone()))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = self.user_identities.iter().map(|(_, c)| c.as_str()).collect();
+                    AzureMlError::Config(format!(
+                        "{at}: workspace `{ws}` has no user-assigned identity with client id {client} (it has: {}); assign that identity to the workspace or use one of its client ids",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ))
+                }),
+        }
     }
 
     /// `{services}{service}{WS}{rest}`, e.g. `("flow/api", "/BulkRuns/submit")`.

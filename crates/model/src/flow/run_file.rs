@@ -29,6 +29,9 @@ const RUN_KEYS: &[&str] = &[
     "init",
 ];
 const RESOURCES_KEYS: &[&str] = &["instance_type", "compute"];
+/// promptflow's `ManagedIdentitySchema` (`type: managed`, `client_id`) and
+/// `UserIdentitySchema` (`type: user_identity`), unknown keys refused.
+const IDENTITY_KEYS: &[&str] = &["type", "client_id"];
 /// What an llm node's connection override may set (promptflow rejects others).
 pub const LLM_CONNECTION_KEYS: &[&str] = &["connection", "deployment_name", "model"];
 
@@ -51,7 +54,19 @@ pub struct RunFile {
     pub resources: Resources,
     /// `runtime:`: the Azure ML runtime to run on (`automatic` by default).
     pub runtime: Option<Spanned<String>>,
+    /// `identity:`: which identity a cloud run's session runs as.
+    pub identity: Option<Spanned<RunIdentity>>,
     pub pos: Pos,
+}
+
+/// A cloud run's `identity:` (promptflow-devkit `IdentityKeys`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunIdentity {
+    /// `type: user_identity`: the submitter's own identity, the default.
+    User,
+    /// `type: managed`: a user-assigned managed identity of the workspace,
+    /// the one with `client_id`, else the workspace's primary one.
+    Managed { client_id: Option<String> },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -123,6 +138,7 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<RunFi
         environment_variables: EnvironmentVariables::None,
         resources: Resources::default(),
         runtime: text(&mut d, "runtime"),
+        identity: None,
         pos: root.pos,
     };
     for name in [&run.name, &run.run].into_iter().flatten() {
@@ -151,7 +167,40 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<RunFi
         run.resources.instance_type = res.get("instance_type").and_then(|v| d.text(v, "`instance_type`"));
         run.resources.compute = res.get("compute").and_then(|v| d.text(v, "`compute`"));
     }
+    if let Some(node) = fields.get("identity") {
+        run.identity = identity(&mut d, node);
+    }
     Some(run)
+}
+
+/// `identity: {type: managed, client_id: ...}` or `{type: user_identity}`
+/// (the type is case-insensitive, as promptflow's `StringTransformedEnum`).
+fn identity(d: &mut Decoder<'_>, node: &Yaml) -> Option<Spanned<RunIdentity>> {
+    let fields = d.fields(node, "`identity`", IDENTITY_KEYS)?;
+    let client_id = fields.get("client_id").and_then(|v| d.text(v, "`identity.client_id`"));
+    let Some(ty) = fields.get("type").and_then(|v| d.text(v, "`identity.type`")) else {
+        if !fields.has("type") {
+            d.error(Code::MissingKey, fields.pos, "`identity` has no `type`").hint =
+                Some("use `type: managed` (with an optional `client_id`) or `type: user_identity`".into());
+        }
+        return None;
+    };
+    let identity = match ty.value.to_lowercase().as_str() {
+        "managed" => RunIdentity::Managed { client_id: client_id.map(|c| c.value) },
+        "user_identity" => {
+            if let Some(c) = client_id {
+                d.error(Code::UnknownKey, c.pos, "`client_id` names a managed identity; `user_identity` has none")
+                    .hint = Some("use `type: managed` to run as that identity, or drop `client_id`".into());
+            }
+            RunIdentity::User
+        }
+        other => {
+            d.error(Code::InvalidValue, ty.pos, format!("unknown identity type `{other}`")).hint =
+                Some("use `managed` or `user_identity`".into());
+            return None;
+        }
+    };
+    Some(Spanned::new(identity, fields.pos))
 }
 
 fn column_mapping(d: &mut Decoder<'_>, node: &Yaml) -> Vec<(Spanned<String>, Spanned<MappingSource>)> {
@@ -205,6 +254,7 @@ mod tests {
         assert_eq!(run.connections[0].1[1].1.value, "gpt-4o");
         assert_eq!(run.tags[1].1.value, "2");
         assert_eq!(run.resources.instance_type.unwrap().value, "Standard_D2");
+        assert_eq!(run.identity, None);
     }
 
     #[test]
@@ -222,6 +272,34 @@ mod tests {
         decode(Path::new("run.yml"), &root, &mut diags);
         let found: Vec<_> = diags.into_sorted().into_iter().map(|d| (d.code, d.pos.line)).collect();
         assert_eq!(found, vec![(Code::InvalidRunName, 2), (Code::InvalidRunName, 3)]);
+    }
+
+    #[test]
+    fn identity_is_read_as_promptflow_schemas_read_it() {
+        let read = |text: &str| {
+            let root = crate::yaml::parse(text).unwrap().unwrap();
+            let mut diags = Diagnostics::default();
+            let run = decode(Path::new("run.yml"), &root, &mut diags).unwrap();
+            (
+                run.identity.map(|i| i.value),
+                diags.into_sorted().into_iter().map(|d| (d.code, d.pos.line)).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            read("flow: .\nidentity:\n  type: managed\n  client_id: 1234\n"),
+            (Some(RunIdentity::Managed { client_id: Some("1234".into()) }), vec![])
+        );
+        assert_eq!(
+            read("flow: .\nidentity: {type: Managed}\n"),
+            (Some(RunIdentity::Managed { client_id: None }), vec![])
+        );
+        assert_eq!(read("flow: .\nidentity: {type: user_identity}\n"), (Some(RunIdentity::User), vec![]));
+        assert_eq!(read("flow: .\nidentity:\n  type: system\n"), (None, vec![(Code::InvalidValue, 3)]));
+        assert_eq!(read("flow: .\nidentity:\n  client_id: x\n"), (None, vec![(Code::MissingKey, 3)]));
+        assert_eq!(
+            read("flow: .\nidentity:\n  type: managed\n  resource_id: x\n"),
+            (Some(RunIdentity::Managed { client_id: None }), vec![(Code::UnknownKey, 4)])
+        );
     }
 
     #[test]
