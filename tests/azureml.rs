@@ -40,7 +40,10 @@ fn a_batch_run_and_its_evaluation_run_in_the_workspace() {
     let submitted = cloud.fake.submitted();
     let body = &submitted[0];
     let id = body["runId"].as_str().unwrap().to_string();
-    assert!(id.starts_with("support-triage_"), "{id}");
+    // `--name` is the run's name in the workspace, as with pfazure.
+    assert_eq!(id, "triage");
+    let content = body["tags"]["flow-ci.content"].as_str().unwrap();
+    assert!(content.starts_with("support-triage_"), "{content}");
     assert_eq!(body["flowDefinitionDataStoreName"], fake_aml::DATASTORE);
     let blob_path = body["flowDefinitionBlobPath"].as_str().unwrap();
     assert!(
@@ -526,4 +529,55 @@ fn the_run_files_identity_is_sent_as_the_workspaces_user_assigned_identity() {
     assert!(err.contains(&format!("run.yml:{}:", line + 1)) && err.contains("nobody"), "{err}");
     assert!(err.contains("uai-client-primary"), "names the identities there are: {err}");
     assert_eq!(cloud.fake.submitted().len(), submits, "nothing submitted");
+}
+
+/// `run create --name N` makes N the run's name in the workspace, as
+/// `pfazure run create --name N` does: a retried job (same content) finds
+/// it, other content under that name is refused (pfazure refuses an
+/// existing name), and `run show-details` / `run stream` reach it by N.
+#[test]
+fn a_named_run_is_that_run_in_the_workspace() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, out, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "nightly"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(cloud.fake.submitted()[0]["runId"], "nightly");
+
+    // The retried job.
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "nightly", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("reusing nightly"), "{err}");
+    assert_eq!(cloud.fake.submitted().len(), 1, "no second submit");
+
+    // Other content under the same name.
+    cloud.pr.edit("flows/support-triage/run.yml", "display_name: support triage", "display_name: support triage v2");
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml", "--name", "nightly", "--force"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("run nightly already exists in the workspace with other content"), "{err}");
+    assert_eq!(cloud.fake.submitted().len(), 1, "nothing submitted");
+
+    // By its name.
+    let (code, out, err) = run(cloud.flow_ci().args(["run", "show-details", "--name", "nightly"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ticket 29"), "{out}");
+    let (code, out, err) = run(cloud.flow_ci().args(["run", "stream", "--name", "nightly"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("26 completed, 4 failed of 30"), "{out}");
+    assert_no_violations(&cloud.fake);
+}
+
+/// Without a name the id is derived from the content, so a retried CI job
+/// (which names nothing) finds the run it submitted.
+#[test]
+fn an_unnamed_run_gets_an_id_from_its_content_which_a_retry_finds() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    for _ in 0..2 {
+        let (code, out, err) = cloud.run_create(&["--file", "flows/support-triage/run.yml"]);
+        assert_eq!(code, Some(0), "{out}\n{err}");
+    }
+    let submitted = cloud.fake.submitted();
+    assert_eq!(submitted.len(), 1, "the retry reused the run");
+    let id = submitted[0]["runId"].as_str().unwrap();
+    assert!(id.starts_with("support-triage_") && id.len() == "support-triage_".len() + 16, "{id}");
+    assert_eq!(submitted[0]["tags"]["flow-ci.content"], id);
+    assert_no_violations(&cloud.fake);
 }

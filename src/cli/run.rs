@@ -307,6 +307,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         Ok(s) => s,
         Err(code) => return code,
     };
+    let cloud_name = spec.name.clone();
     let name = spec.name.clone().unwrap_or_else(|| default_name(&spec.flow, spec.variant.as_deref()));
     let job = Job {
         name,
@@ -329,6 +330,7 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         llm: args.exec.llm_flags(),
         cloud_timeout: args.cloud.timeout,
         stream: args.stream,
+        cloud_name,
     };
     let cancel = super::cancel_on_interrupt();
     let quiet = args.stream;

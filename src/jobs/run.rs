@@ -31,6 +31,9 @@ pub struct RunRequest {
     pub cloud_timeout: Option<Duration>,
     /// Azure ML: print the run's log as it grows.
     pub stream: bool,
+    /// Azure ML: the run's id in the workspace, when the user named the run
+    /// (`--name` or the run file's `name:`); else derived from the content.
+    pub cloud_name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +68,9 @@ pub fn create(
         Backend::Local => None,
     };
     let target = match &session {
-        Some(session) => Target::AzureMl(CloudRun { session, provenance: super::cloud::provenance() }),
+        Some(session) => {
+            Target::AzureMl(CloudRun { session, provenance: super::cloud::provenance(), name: req.cloud_name.clone() })
+        }
         None => {
             let _ = writeln!(err, "run {}: {} worker(s)", req.job.name, req.workers);
             Target::Local

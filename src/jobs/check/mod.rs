@@ -139,7 +139,9 @@ pub fn check(
         Backend::Local => None,
     };
     let target = match &session {
-        Some(session) => Target::AzureMl(backend::CloudRun { session, provenance: super::cloud::provenance() }),
+        Some(session) => {
+            Target::AzureMl(backend::CloudRun { session, provenance: super::cloud::provenance(), name: None })
+        }
         None => Target::Local,
     };
     let report = flows::execute(&plan, req, cancel, progress, &llm, target)?;

@@ -30,6 +30,10 @@ const CANCEL_WAIT: Duration = Duration::from_secs(60);
 pub struct CloudRun<'a> {
     pub session: &'a Session,
     pub provenance: Provenance,
+    /// The run's id in the workspace when the user named it (`run create
+    /// --name N`, as `pfazure run create --name N` makes N the run's name);
+    /// else an id derived from the content, which a retried job finds again.
+    pub name: Option<String>,
 }
 
 /// Runs `job` in the workspace and records it in `store` under `job.name`.
@@ -48,7 +52,17 @@ pub fn run(
     };
     let uploads = upload(session, job, store)?;
     let flow_path = Session::repo_path(&job.flow);
-    let id = find_or_submit(session, &service, job, &uploads, identity.as_deref(), &cloud.provenance, &flow_path)?;
+    let submit = Submit {
+        job,
+        uploads: &uploads,
+        identity: identity.as_deref(),
+        provenance: &cloud.provenance,
+        flow_path: &flow_path,
+    };
+    let id = match &cloud.name {
+        Some(name) => find_or_submit_named(session, &service, &submit, name)?,
+        None => find_or_submit(session, &service, &submit)?,
+    };
     let mut writer = store.create(&job.name, force)?;
     let mut record = exec::job::new_record(job);
     record.backend = "azureml".into();
@@ -201,38 +215,52 @@ fn io_error(path: &Path, e: std::io::Error) -> AzureMlError {
     AzureMlError::Config(format!("cannot read {}: {e}", path.display()))
 }
 
+/// What a submission is made of.
+struct Submit<'a> {
+    job: &'a Job,
+    uploads: &'a Uploads,
+    /// The ARM id of the identity the run file's `identity:` resolved to.
+    identity: Option<&'a str>,
+    provenance: &'a Provenance,
+    flow_path: &'a str,
+}
+
+impl Submit<'_> {
+    /// The id derived from the content (also the run's `flow-ci.content` tag).
+    fn content(&self) -> String {
+        submission::run_id(self.job, self.uploads, self.provenance)
+    }
+
+    /// Submits the run as `id`; a submit whose answer was lost and was sent
+    /// again (409) is the run submitted.
+    fn send(&self, session: &Session, service: &Service<'_>, id: &str) -> Result<String, AzureMlError> {
+        let mut body = submission::body(self.job, id, self.uploads, self.provenance, self.flow_path);
+        if let Some(identity) = self.identity {
+            body["identity"] = json!(identity);
+        }
+        body["tags"][submission::CONTENT_TAG] = json!(self.content());
+        let id = match service.submit(&body) {
+            Ok(id) => id,
+            Err(AzureMlError::Service { status: 409, .. }) => id.to_string(),
+            Err(e) => return Err(e),
+        };
+        session.say(&format!("{}: submitted {id}\n  {}", self.job.name, service.portal_url(&id)));
+        Ok(id)
+    }
+}
+
 /// The id derived from the inputs; reused when that run exists and did not
 /// fail, else the next free `{id}_2`, `{id}_3`, ...
-fn find_or_submit(
-    session: &Session,
-    service: &Service<'_>,
-    job: &Job,
-    uploads: &Uploads,
-    identity: Option<&str>,
-    provenance: &Provenance,
-    flow_path: &str,
-) -> Result<String, AzureMlError> {
-    let first = submission::run_id(job, uploads, provenance);
+fn find_or_submit(session: &Session, service: &Service<'_>, submit: &Submit<'_>) -> Result<String, AzureMlError> {
+    let first = submit.content();
     for attempt in 1..=20 {
         let id = if attempt == 1 { first.clone() } else { format!("{first}_{attempt}") };
         match service.state(&id)? {
-            None => {
-                let mut body = submission::body(job, &id, uploads, provenance, flow_path);
-                if let Some(identity) = identity {
-                    body["identity"] = json!(identity);
-                }
-                let id = match service.submit(&body) {
-                    Ok(id) => id,
-                    // A submit whose answer was lost and was sent again: the run is ours.
-                    Err(AzureMlError::Service { status: 409, .. }) => id,
-                    Err(e) => return Err(e),
-                };
-                session.say(&format!("{}: submitted {id}\n  {}", job.name, service.portal_url(&id)));
-                return Ok(id);
-            }
+            None => return submit.send(session, service, &id),
             Some(state) if state.ended_unfinished() => continue,
             Some(state) => {
-                session.say(&format!("{}: reusing {id} ({}; same flow, data and commit)", job.name, state.status));
+                session
+                    .say(&format!("{}: reusing {id} ({}; same flow, data and commit)", submit.job.name, state.status));
                 return Ok(id);
             }
         }
@@ -240,6 +268,34 @@ fn find_or_submit(
     Err(AzureMlError::Config(format!(
         "runs {first} to {first}_20 all failed; change the flow or its data to start afresh"
     )))
+}
+
+/// The user's name as the run's id. A run of that name made by this same
+/// content (its `flow-ci.content` tag) is reused, so a retried job finds it;
+/// any other run of that name is refused, as `pfazure run create` refuses
+/// an existing name (the service answers 409 to its submit).
+fn find_or_submit_named(
+    session: &Session,
+    service: &Service<'_>,
+    submit: &Submit<'_>,
+    name: &str,
+) -> Result<String, AzureMlError> {
+    let Some(state) = service.state(name)? else {
+        return submit.send(session, service, name);
+    };
+    if state.content.as_deref() != Some(submit.content().as_str()) {
+        return Err(AzureMlError::Config(format!(
+            "run {name} already exists in the workspace with other content (another flow, data, settings or commit); pass another --name, or none to let flow-ci derive the id from the content"
+        )));
+    }
+    if state.ended_unfinished() {
+        return Err(AzureMlError::Config(format!(
+            "run {name} already exists in the workspace and ended {}; pass another --name to run it again",
+            state.status
+        )));
+    }
+    session.say(&format!("{}: reusing {name} ({}; same flow, data and commit)", submit.job.name, state.status));
+    Ok(name.to_string())
 }
 
 /// Polls until the run ends: 1 s at first, doubling up to the session's

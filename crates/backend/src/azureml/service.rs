@@ -23,6 +23,9 @@ pub struct RunState {
     /// `error.error.message` of a failed or canceled run.
     pub error: Option<String>,
     pub display_name: Option<String>,
+    /// The run's `flow-ci.content` tag: what flow-ci derived from its flow,
+    /// data, settings and commit (`None` for a run flow-ci did not submit).
+    pub content: Option<String>,
 }
 
 impl RunState {
@@ -64,6 +67,7 @@ impl Service<'_> {
             status: text(meta.get("status")).unwrap_or_else(|| "NotStarted".into()),
             error: text(meta.pointer("/error/error/message")),
             display_name: text(meta.get("displayName")),
+            content: text(meta.pointer(&format!("/tags/{}", super::submission::CONTENT_TAG))),
         }))
     }
 

@@ -26,6 +26,10 @@ pub struct Provenance {
     pub branch: Option<String>,
 }
 
+/// The tag holding a run's [`run_id`]: it tells whether a run found under a
+/// user's `--name` is this same run.
+pub const CONTENT_TAG: &str = "flow-ci.content";
+
 /// `{flow folder}_{16 hex}`: a digest of the flow snapshot, the data, the
 /// base run, the run settings and the commit. A retried job computes the
 /// same id and finds its run; any change gives a new one.
