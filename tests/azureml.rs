@@ -562,6 +562,25 @@ fn a_named_run_is_that_run_in_the_workspace() {
     let (code, out, err) = run(cloud.flow_ci().args(["run", "stream", "--name", "nightly"]));
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("26 completed, 4 failed of 30"), "{out}");
+
+    // Another job, whose run store never saw it: the workspace's run N.
+    let runs = cloud.pr.dir.path().join(".flow-ci/runs");
+    std::fs::remove_dir_all(&runs).unwrap();
+    let (code, _, err) = run(cloud.flow_ci().args(["run", "show-details", "--name", "nightly"]));
+    assert_eq!(code, Some(2), "only the store is read without --backend azureml: {err}");
+    let (code, out, err) =
+        run(cloud.flow_ci().args(["run", "show-details", "--name", "nightly", "--backend", "azureml"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ticket 29"), "{out}");
+    std::fs::remove_dir_all(&runs).unwrap();
+    let (code, out, err) = run(cloud.flow_ci().args(["run", "stream", "--name", "nightly", "--backend", "azureml"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("30 lines completed"), "the log is printed: {err}");
+    assert!(out.contains("26 completed, 4 failed of 30"), "{out}");
+    let (code, _, err) = run(cloud.flow_ci().args(["run", "stream", "--name", "nobody", "--backend", "azureml"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("neither in the run store nor in workspace"), "{err}");
+    assert_eq!(cloud.fake.submitted().len(), 1, "nothing submitted");
     assert_no_violations(&cloud.fake);
 }
 

@@ -42,7 +42,7 @@ pub enum RunCommand {
     Show(NameArgs),
     /// Show each line's inputs and outputs; failed lines read "(Failed)"
     #[command(
-        after_help = "Examples:\n  flow-ci run show-details --name web_classification_batch\n  flow-ci run show-details --name web_classification_batch --all-results --format json"
+        after_help = "Examples:\n  flow-ci run show-details --name web_classification_batch\n  flow-ci run show-details --name web_classification_batch --all-results --format json\n  flow-ci run show-details --name nightly --backend azureml"
     )]
     ShowDetails(DetailsArgs),
     /// Print a run's metrics (metrics.json, the values passed to log_metric)
@@ -57,7 +57,9 @@ pub enum RunCommand {
     #[command(after_help = "Examples:\n  flow-ci run compare eval_main eval_pr")]
     Compare(CompareArgs),
     /// Follow an Azure ML run: print its log as it grows, then fetch its results (a local run: print its log)
-    #[command(after_help = "Examples:\n  flow-ci run stream --name web_classification_batch")]
+    #[command(
+        after_help = "Examples:\n  flow-ci run stream --name web_classification_batch\n  flow-ci run stream --name nightly --backend azureml"
+    )]
     Stream(CloudNameArgs),
     /// Cancel an Azure ML run
     #[command(after_help = "Examples:\n  flow-ci run cancel --name web_classification_batch")]
@@ -69,6 +71,18 @@ pub struct CloudNameArgs {
     /// The run name (in the run store)
     #[arg(long, short, value_parser = run_name::parse)]
     pub name: String,
+    #[command(flatten)]
+    pub cloud: WorkspaceArgs,
+}
+
+/// Where a run the store does not have is looked for.
+#[derive(Debug, clap::Args)]
+pub struct WorkspaceArgs {
+    /// azureml: a run the run store does not have is the workspace's run of that name (its id
+    /// there, e.g. `run create --backend azureml --name N`), fetched into the store
+    /// [default: .flow-ci.yaml `backend:`, else local]
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
     /// The .flow-ci.yaml with the `azureml:` workspace [default: ./.flow-ci.yaml]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -186,6 +200,8 @@ pub struct DetailsArgs {
     /// Show every line
     #[arg(long)]
     pub all_results: bool,
+    #[command(flatten)]
+    pub cloud: WorkspaceArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -212,6 +228,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         RunCommand::Create(c) => return create(*c, &store, out, err),
         RunCommand::Show(a) => run_view::show(&store, &a.name, a.format, out),
         RunCommand::ShowDetails(a) => {
+            if let Err(code) = fetch_unless_stored(&a.name.name, &a.cloud, false, &store, err) {
+                return code;
+            }
             run_view::details(&store, &a.name.name, a.name.format, (!a.all_results).then_some(a.max_results), out)
         }
         RunCommand::ShowMetrics(a) => run_view::metrics(&store, &a.name, out),
@@ -227,8 +246,44 @@ pub fn run(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
+/// With `--backend azureml` (or `backend: azureml`), a run the store does
+/// not have is fetched from the workspace, where `name` is its id; the
+/// fetched run's status, or `None` when nothing was fetched.
+fn fetch_unless_stored(
+    name: &str,
+    args: &WorkspaceArgs,
+    stream: bool,
+    store: &Store,
+    err: &mut dyn Write,
+) -> Result<Option<RunStatus>, u8> {
+    if !matches!(store.load(name), Err(exec::store::StoreError::NotFound { .. })) {
+        return Ok(None);
+    }
+    let config = crate::jobs::run::load_config(args.config.as_deref()).map_err(|e| report_run_job_error(&e, err))?;
+    if Config::backend_or(config.as_ref(), args.backend) != Backend::AzureMl {
+        return Ok(None);
+    }
+    let session = connect(config.as_ref(), stream, err)?;
+    let cancel = super::cancel_on_interrupt();
+    match backend::azureml::run::fetch(&session, store, name, &cancel) {
+        Ok(record) => Ok(Some(record.status)),
+        Err(e) => Err(super::cloud::report(&e, err)),
+    }
+}
+
 /// `run stream`: a local run's log, or an Azure ML run followed to its end.
 fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match fetch_unless_stored(&args.name, &args.cloud, true, store, err) {
+        Ok(Some(status)) => {
+            return match run_view::show(store, &args.name, ViewFormat::Text, out) {
+                Ok(()) => finished_code(status),
+                Err(run_view::ViewError::Store(e)) => store_error(&e, err),
+                Err(run_view::ViewError::Output(e)) => super::output_failed(&e, err),
+            };
+        }
+        Ok(None) => {}
+        Err(code) => return code,
+    }
     let record = match store.load(&args.name) {
         Ok(r) => r,
         Err(e) => return store_error(&e, err),
@@ -243,7 +298,7 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
             Err(e) => super::output_failed(&e, err),
         };
     }
-    let session = match cloud_session(args.config.as_deref(), true, err) {
+    let session = match cloud_session(args.cloud.config.as_deref(), true, err) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -259,7 +314,7 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
 }
 
 fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let session = match cloud_session(args.config.as_deref(), false, err) {
+    let session = match cloud_session(args.cloud.config.as_deref(), false, err) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -278,7 +333,11 @@ fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
 
 fn cloud_session(config: Option<&Path>, stream: bool, err: &mut dyn Write) -> Result<backend::azureml::Session, u8> {
     let config = crate::jobs::run::load_config(config).map_err(|e| report_run_job_error(&e, err))?;
-    let azureml = config.as_ref().map(Config::azureml_keys).unwrap_or_default();
+    connect(config.as_ref(), stream, err)
+}
+
+fn connect(config: Option<&Config>, stream: bool, err: &mut dyn Write) -> Result<backend::azureml::Session, u8> {
+    let azureml = config.map(Config::azureml_keys).unwrap_or_default();
     crate::jobs::cloud::connect(&azureml, None, stream).map_err(|e| super::cloud::report(&e, err))
 }
 

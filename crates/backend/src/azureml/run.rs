@@ -103,6 +103,50 @@ pub fn attach(session: &Session, store: &Store, name: &str, cancel: &AtomicBool)
     follow(session, &id, cancel, &mut writer, record)
 }
 
+/// `run stream` / `run show-details` with `--backend azureml` for a run this
+/// store does not have: the workspace's run of that name (its id there, as
+/// `pfazure run show-details --name N` finds it), followed to its end and
+/// fetched into the store under the same name.
+pub fn fetch(session: &Session, store: &Store, name: &str, cancel: &AtomicBool) -> Result<RunRecord, AzureMlError> {
+    let service = session.service();
+    let state = service.state(name)?.ok_or_else(|| {
+        AzureMlError::Config(format!(
+            "run `{name}` is neither in the run store nor in workspace `{}`",
+            session.workspace().reference.workspace
+        ))
+    })?;
+    let tag = |k: &str| state.tags.get(k).and_then(Json::as_str).map(str::to_string);
+    let record = RunRecord {
+        name: name.into(),
+        display_name: state.display_name.clone(),
+        flow: tag("flow-ci.flow").unwrap_or_default().into(),
+        run_file: None,
+        data: None,
+        run: None,
+        variant: None,
+        column_mapping: Map::new(),
+        status: exec::store::RunStatus::Running,
+        created_on: exec::line::now_iso(),
+        end_time: None,
+        duration_seconds: 0.0,
+        lines: LineCounts::default(),
+        error: None,
+        aggregation_errors: vec![],
+        tags: state.tags.clone(),
+        properties: [
+            (RUN_ID_PROPERTY.to_string(), json!(name)),
+            ("azureml.portal_url".to_string(), json!(service.portal_url(name))),
+        ]
+        .into_iter()
+        .collect(),
+        backend: "azureml".into(),
+        llm: None,
+    };
+    let mut writer = store.create(name, false)?;
+    writer.write_record(&record)?;
+    follow(session, name, cancel, &mut writer, record)
+}
+
 /// `run cancel`: asks the workspace to cancel a stored Azure ML run.
 pub fn cancel(session: &Session, store: &Store, name: &str) -> Result<String, AzureMlError> {
     let (_, id) = stored_cloud_run(store, name, "stop it with Ctrl-C where it runs")?;
@@ -283,7 +327,7 @@ fn find_or_submit_named(
     let Some(state) = service.state(name)? else {
         return submit.send(session, service, name);
     };
-    if state.content.as_deref() != Some(submit.content().as_str()) {
+    if state.content() != Some(submit.content().as_str()) {
         return Err(AzureMlError::Config(format!(
             "run {name} already exists in the workspace with other content (another flow, data, settings or commit); pass another --name, or none to let flow-ci derive the id from the content"
         )));

@@ -23,9 +23,9 @@ pub struct RunState {
     /// `error.error.message` of a failed or canceled run.
     pub error: Option<String>,
     pub display_name: Option<String>,
-    /// The run's `flow-ci.content` tag: what flow-ci derived from its flow,
-    /// data, settings and commit (`None` for a run flow-ci did not submit).
-    pub content: Option<String>,
+    /// The run's tags (`flow-ci.content`: what flow-ci derived from its
+    /// flow, data, settings and commit; none on a run flow-ci did not submit).
+    pub tags: Map<String, Json>,
 }
 
 impl RunState {
@@ -33,6 +33,11 @@ impl RunState {
     /// (NotStarted, Preparing, Running, Finalizing, ...) is still going.
     pub fn is_terminal(&self) -> bool {
         self.status == "Completed" || self.ended_unfinished()
+    }
+
+    /// The `flow-ci.content` tag.
+    pub fn content(&self) -> Option<&str> {
+        self.tags.get(super::submission::CONTENT_TAG).and_then(Json::as_str)
     }
 
     /// Failed or cancelled (the flow service spells it `Cancelled`).
@@ -67,7 +72,7 @@ impl Service<'_> {
             status: text(meta.get("status")).unwrap_or_else(|| "NotStarted".into()),
             error: text(meta.pointer("/error/error/message")),
             display_name: text(meta.get("displayName")),
-            content: text(meta.pointer(&format!("/tags/{}", super::submission::CONTENT_TAG))),
+            tags: meta.get("tags").and_then(Json::as_object).cloned().unwrap_or_default(),
         }))
     }
 
