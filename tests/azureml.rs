@@ -437,6 +437,7 @@ fn uploads_with_a_storage_token(datastore: fake_aml::DatastoreAuth, name: &str) 
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_no_violations(&cloud.fake);
     assert!(!err.contains(fake_aml::CLIENT_SECRET), "no secret in the log");
+    assert!(err.contains("uploads use an Entra token for storage"), "-v says why: {err}");
     let scopes: Vec<String> = cloud
         .fake
         .received()
