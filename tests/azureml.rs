@@ -578,6 +578,12 @@ fn a_named_run_is_that_run_in_the_workspace() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("30 lines completed"), "the log is printed: {err}");
     assert!(out.contains("26 completed, 4 failed of 30"), "{out}");
+    std::fs::remove_dir_all(&runs).unwrap();
+    let (code, out, err) = run(cloud.flow_ci().args(["run", "cancel", "--name", "nightly", "--backend", "azureml"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("cancel requested: nightly"), "{out}");
+    let cancel = format!("POST /flow/api{}/BulkRuns/nightly/cancel", fake_aml::workspace_path());
+    assert!(cloud.fake.calls().contains(&cancel), "{:#?}", cloud.fake.calls());
     let (code, _, err) = run(cloud.flow_ci().args(["run", "stream", "--name", "nobody", "--backend", "azureml"]));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("neither in the run store nor in workspace"), "{err}");

@@ -79,8 +79,8 @@ pub struct CloudNameArgs {
 #[derive(Debug, clap::Args)]
 pub struct WorkspaceArgs {
     /// azureml: a run the run store does not have is the workspace's run of that name (its id
-    /// there, e.g. `run create --backend azureml --name N`), fetched into the store
-    /// [default: .flow-ci.yaml `backend:`, else local]
+    /// there, e.g. `run create --backend azureml --name N`) [default: .flow-ci.yaml `backend:`,
+    /// else local]
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
     /// The .flow-ci.yaml with the `azureml:` workspace [default: ./.flow-ci.yaml]
@@ -314,11 +314,16 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
 }
 
 fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let session = match cloud_session(args.cloud.config.as_deref(), false, err) {
+    let config = match crate::jobs::run::load_config(args.cloud.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return report_run_job_error(&e, err),
+    };
+    let in_workspace = Config::backend_or(config.as_ref(), args.cloud.backend) == Backend::AzureMl;
+    let session = match connect(config.as_ref(), false, err) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match backend::azureml::run::cancel(&session, store, &args.name) {
+    match backend::azureml::run::cancel(&session, store, &args.name, in_workspace) {
         Ok(id) => {
             let _ = writeln!(
                 out,

@@ -109,12 +109,7 @@ pub fn attach(session: &Session, store: &Store, name: &str, cancel: &AtomicBool)
 /// fetched into the store under the same name.
 pub fn fetch(session: &Session, store: &Store, name: &str, cancel: &AtomicBool) -> Result<RunRecord, AzureMlError> {
     let service = session.service();
-    let state = service.state(name)?.ok_or_else(|| {
-        AzureMlError::Config(format!(
-            "run `{name}` is neither in the run store nor in workspace `{}`",
-            session.workspace().reference.workspace
-        ))
-    })?;
+    let state = workspace_run(session, name)?;
     let tag = |k: &str| state.tags.get(k).and_then(Json::as_str).map(str::to_string);
     let record = RunRecord {
         name: name.into(),
@@ -148,10 +143,29 @@ pub fn fetch(session: &Session, store: &Store, name: &str, cancel: &AtomicBool) 
 }
 
 /// `run cancel`: asks the workspace to cancel a stored Azure ML run.
-pub fn cancel(session: &Session, store: &Store, name: &str) -> Result<String, AzureMlError> {
-    let (_, id) = stored_cloud_run(store, name, "stop it with Ctrl-C where it runs")?;
+/// With `in_workspace`, a run the store does not have is the workspace's
+/// run of that name.
+pub fn cancel(session: &Session, store: &Store, name: &str, in_workspace: bool) -> Result<String, AzureMlError> {
+    let id = match stored_cloud_run(store, name, "stop it with Ctrl-C where it runs") {
+        Ok((_, id)) => id,
+        Err(AzureMlError::Store(exec::store::StoreError::NotFound { .. })) if in_workspace => {
+            workspace_run(session, name)?;
+            name.to_string()
+        }
+        Err(e) => return Err(e),
+    };
     session.service().cancel(&id)?;
     Ok(id)
+}
+
+/// The workspace's run `name`, or an error saying it is nowhere.
+fn workspace_run(session: &Session, name: &str) -> Result<super::service::RunState, AzureMlError> {
+    session.service().state(name)?.ok_or_else(|| {
+        AzureMlError::Config(format!(
+            "run `{name}` is neither in the run store nor in workspace `{}`",
+            session.workspace().reference.workspace
+        ))
+    })
 }
 
 /// A stored run and its workspace id; `local` says what to do instead for a local run.
