@@ -138,6 +138,14 @@ fn flow_test_reports_missing_inputs_and_node_errors() {
     let out = p.flow_ci().args(["flow", "test", "--flow", "flows/classify"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Required input(s) ['text'] are missing for \"flow\"."));
+    // A typo in an input name is ignored, as in promptflow, but not silently.
+    let out = p.flow_ci().args(["flow", "test", "--flow", "flows/classify", "--inputs", "txet=hi"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: --inputs `txet` is not an input of the flow and is ignored; did you mean `text`?"),
+        "{stderr}"
+    );
     let out = p.flow_ci().args(["flow", "test", "--flow", "flows/classify", "--inputs", "text=boom"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);

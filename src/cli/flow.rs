@@ -114,6 +114,7 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             Err(e) => report_run_error(&e, err),
         };
     }
+    warn_unknown_inputs(&prepared.flow, &args.inputs, err);
     let missing = prepared.flow.missing_inputs(&inputs);
     if !missing.is_empty() {
         let quoted: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
@@ -134,6 +135,19 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let _ = writeln!(err, "metrics: {metrics}");
     }
     print_json(&Json::Object(line.outputs), out, err)
+}
+
+/// An `--inputs` name the flow does not declare is ignored by promptflow
+/// too, which hides a typo (`ulr=`): say so, with the closest input.
+fn warn_unknown_inputs(flow: &model::flow::Flow, given: &[(String, String)], err: &mut dyn Write) {
+    let declared: Vec<&str> = flow.inputs.iter().map(|i| i.name.value.as_str()).collect();
+    for (name, _) in given.iter().filter(|(n, _)| !declared.contains(&n.as_str())) {
+        let hint = match model::diag::did_you_mean(name, declared.iter().copied()) {
+            Some(near) => format!("; did you mean `{near}`?"),
+            None => format!("; the flow's inputs are: {}", declared.join(", ")),
+        };
+        let _ = writeln!(err, "warning: --inputs `{name}` is not an input of the flow and is ignored{hint}");
+    }
 }
 
 /// Inputs by precedence: --inputs, then the first --input line.

@@ -186,6 +186,7 @@ pub struct NameArgs {
     /// The run name
     #[arg(long, short, value_parser = run_name::parse)]
     pub name: String,
+    /// text: a summary for people; json: the run's record (run.json) or lines, for scripts
     #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
     pub format: ViewFormat,
 }
@@ -206,6 +207,7 @@ pub struct DetailsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
+    /// text: a table for people; json: every run's record, for scripts
     #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
     pub format: ViewFormat,
 }
@@ -218,6 +220,7 @@ pub struct CompareArgs {
     /// The second run
     #[arg(value_parser = run_name::parse)]
     pub b: String,
+    /// text: a table for people; json: the comparison, for scripts
     #[arg(long, value_enum, default_value_t = ViewFormat::Text)]
     pub format: ViewFormat,
 }

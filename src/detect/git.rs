@@ -20,6 +20,14 @@ pub enum GitError {
     Failed { args: String, stderr: String },
 }
 
+/// The fetch that brings `rev` into the clone: `origin/main` and
+/// `refs/remotes/origin/main` are the remote's `main`.
+fn fetch_command(rev: &str) -> String {
+    let branch = rev.strip_prefix("refs/remotes/").unwrap_or(rev);
+    let branch = branch.strip_prefix("origin/").unwrap_or(branch);
+    format!("git fetch origin {branch}")
+}
+
 fn shallow_note(shallow: bool) -> &'static str {
     if shallow { " in this shallow clone" } else { "" }
 }
@@ -30,11 +38,12 @@ impl GitError {
         match self {
             GitError::UnknownRev { shallow: true, rev } | GitError::NoMergeBase { shallow: true, base: rev, .. } => {
                 Some(format!(
-                    "the base commit is not in this clone; fetch it (`git fetch origin {rev}`) or check out with full history (`actions/checkout` with `fetch-depth: 0`)"
+                    "the base commit is not in this clone; fetch it (`{}`) or check out with full history (`actions/checkout` with `fetch-depth: 0`)",
+                    fetch_command(rev)
                 ))
             }
             GitError::UnknownRev { rev, .. } => {
-                Some(format!("check the name, or fetch it first (`git fetch origin {rev}`)"))
+                Some(format!("check the name, or fetch it first (`{}`)", fetch_command(rev)))
             }
             GitError::NotARepo { .. } => Some("run flow-ci inside the repository (or pass -C <repo>)".into()),
             _ => None,
@@ -286,6 +295,13 @@ fn parse_name_status(bytes: &[u8]) -> Vec<Change> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_fetch_hint_names_the_remote_branch_once() {
+        assert_eq!(fetch_command("origin/mian"), "git fetch origin mian");
+        assert_eq!(fetch_command("refs/remotes/origin/main"), "git fetch origin main");
+        assert_eq!(fetch_command("v1.2.3"), "git fetch origin v1.2.3");
+    }
     use super::*;
 
     #[test]
