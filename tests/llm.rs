@@ -218,6 +218,115 @@ fn throttling_and_server_errors_are_retried_after_the_servers_delay() {
     assert_eq!(ws.outputs("retried")[0]["category"], json!("billing"));
 }
 
+/// `n` distinct tickets (the example's, numbered), each with its expected category.
+fn many_tickets(n: usize) -> Vec<(String, Json)> {
+    let base = tickets();
+    (0..n)
+        .map(|i| {
+            let (t, _) = &base[i % base.len()];
+            let ticket = format!("{t} (ticket {i})");
+            let category = json!(classify(&ticket));
+            (ticket, category)
+        })
+        .collect()
+}
+
+fn cache_keys(dir: &Path) -> Vec<PathBuf> {
+    walk(dir).into_iter().map(|p| p.strip_prefix(dir).unwrap().to_path_buf()).collect()
+}
+
+#[test]
+fn adaptive_concurrency_gives_the_same_results_as_one_request_at_a_time() {
+    // A deployment that holds 6 requests at once and answers 429 +
+    // Retry-After beyond: flow-ci is not told, starts above it and finds it.
+    let fake = FakeLlm::start_with_latency(KEY, std::time::Duration::from_millis(20));
+    fake.limit_in_flight(6);
+    let ws = Workspace::new();
+    let rows = many_tickets(60);
+    let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+    let data: String = texts.iter().map(|t| format!("{}\n", json!({"ticket": t}))).collect();
+    ws.write("tickets.jsonl", &data);
+    let args =
+        ["--flow", "flows/support-triage", "--data", "tickets.jsonl", "--column-mapping", "ticket=${data.ticket}"];
+
+    let mut adaptive = ws.against(&fake);
+    adaptive.env("FLOW_CI_CACHE_DIR", ws.path().join("cache-adaptive"));
+    create(&mut adaptive, &[&args[..], &["--name", "adaptive"]].concat()).success();
+    let refused = fake.throttled();
+    let mut one = ws.against(&fake);
+    one.env("FLOW_CI_CACHE_DIR", ws.path().join("cache-one"));
+    create(&mut one, &[&args[..], &["--name", "one", "--llm-concurrency", "1"]].concat()).success();
+
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    for name in ["adaptive", "one"] {
+        let record = ws.run_json(name);
+        assert_eq!(record["lines"]["failed"], json!(0), "{record}");
+        assert_eq!(record["llm"]["requests"], json!(60), "{record}");
+    }
+    // Retries are invisible in the results: the same outputs in the same order, the same cache keys.
+    let outputs = ws.outputs("adaptive");
+    assert_eq!(outputs, ws.outputs("one"));
+    let numbers: Vec<Json> = outputs.iter().map(|o| o["line_number"].clone()).collect();
+    assert_eq!(numbers, (0..60).map(|n| json!(n)).collect::<Vec<_>>());
+    let categories: Vec<Json> = outputs.iter().map(|o| o["category"].clone()).collect();
+    assert_eq!(categories, rows.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>());
+    assert_eq!(cache_keys(&ws.path().join("cache-adaptive")), cache_keys(&ws.path().join("cache-one")));
+
+    // The run counts the 429s the deployment sent, and went above one at a time.
+    let llm = &ws.run_json("adaptive")["llm"];
+    assert_eq!(llm["throttled"], json!(refused), "{llm}");
+    assert_eq!(llm["retries"], json!(refused), "{llm}");
+    assert!(llm["peak_in_flight"].as_u64().unwrap() > 1, "{llm}");
+    let llm = &ws.run_json("one")["llm"];
+    assert_eq!((llm["peak_in_flight"].clone(), llm["throttled"].clone()), (json!(1), json!(0)), "{llm}");
+}
+
+#[test]
+fn flows_checked_in_parallel_share_one_limit_per_deployment() {
+    let fake = FakeLlm::start_with_latency(KEY, std::time::Duration::from_millis(20));
+    let ws = Workspace::new();
+    let rows = many_tickets(40);
+    for (flow, half) in [("triage-a", &rows[..20]), ("triage-b", &rows[20..])] {
+        copy_tree(&ws.path().join("flows/support-triage"), &ws.path().join("flows").join(flow), &[]);
+        let data: String = half.iter().map(|(t, _)| format!("{}\n", json!({"ticket": t}))).collect();
+        ws.write(&format!("flows/{flow}/data.jsonl"), &data);
+    }
+    let config = std::fs::read_to_string(ws.path().join(".flow-ci.yaml")).unwrap();
+    let connections = &config[config.find("connections:").unwrap()..];
+    let flows = "flows:\n  - path: flows/triage-a\n    run: flows/triage-a/run.yml\n    gates:\n      failed_lines: { max_ratio: 0.0 }\n  - path: flows/triage-b\n    run: flows/triage-b/run.yml\n    gates:\n      failed_lines: { max_ratio: 0.0 }\nbaseline: none\n";
+    ws.write(".flow-ci.yaml", &format!("{flows}{connections}"));
+    let check = |extra: &[&str]| {
+        let mut cmd = ws.against(&fake);
+        cmd.args(["check", "--all", "--parallel", "2", "--no-cache"]).args(extra).assert().success();
+        let report = read_json(&ws.path().join(".flow-ci/report/report.json"));
+        for flow in report["flows"].as_array().unwrap() {
+            assert_eq!(flow["lines"], json!([0, 20]), "{flow}");
+        }
+        let mut categories = vec![];
+        for flow in report["flows"].as_array().unwrap() {
+            let run = flow["batch_run"].as_str().unwrap();
+            categories.extend(ws.outputs(run).iter().map(|o| o["category"].clone()));
+        }
+        let mut got = categories;
+        let mut expected: Vec<Json> = rows.iter().map(|(_, c)| c.clone()).collect();
+        got.sort_by_key(Json::to_string);
+        expected.sort_by_key(Json::to_string);
+        assert_eq!(got, expected);
+    };
+
+    // Two flows at once, an upper bound of 4 on a deployment holding 4: one
+    // limit for both flows never sends a fifth (two limits would send 8).
+    fake.limit_in_flight(4);
+    check(&["--llm-concurrency", "4"]);
+    assert_eq!(fake.throttled(), 0);
+    assert_eq!(fake.violations(), Vec::<String>::new());
+
+    // Without a bound the shared limit finds the deployment's; no line fails.
+    fake.limit_in_flight(6);
+    check(&[]);
+    assert_eq!(fake.count(), 80 + fake.throttled());
+}
+
 #[test]
 fn exhausted_retries_fail_the_line_not_the_run() {
     let fake = FakeLlm::start(KEY);

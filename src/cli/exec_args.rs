@@ -21,7 +21,7 @@ pub struct ExecArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 600, env = "PF_LINE_TIMEOUT_SEC", hide_env_values = true)]
     pub line_timeout: u64,
 
-    /// Model requests in flight at once, across all lines [default: llm.concurrency in .flow-ci.yaml, else 8]
+    /// The most model requests in flight at once to one deployment, across all lines and runs; the limit adapts below it to the deployment's answers (429, Retry-After, x-ratelimit-remaining-*) [default: llm.concurrency in .flow-ci.yaml, else 64]
     #[arg(long, value_name = "N", env = "FLOW_CI_LLM_CONCURRENCY", hide_env_values = true)]
     pub llm_concurrency: Option<usize>,
 

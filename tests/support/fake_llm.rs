@@ -8,12 +8,20 @@
 //! classifier when the system prompt asks for a category, else an echo of
 //! the last user message. Failures (429 with Retry-After, 500) can be
 //! queued, and a latency can be set.
+//!
+//! With [`FakeLlm::limit_in_flight`] it holds at most N requests at once and
+//! answers the others at once with 429, `retry-after-ms` (when the first
+//! request in flight will be answered, as Azure OpenAI sends it besides
+//! `retry-after` in whole seconds) and `retry-after`; it records the most
+//! it held at once and the 429s it sent. With
+//! [`FakeLlm::send_rate_limit_headers`] every answer says what is left
+//! (`x-ratelimit-remaining-requests`, `x-ratelimit-remaining-tokens`).
 
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
@@ -29,6 +37,13 @@ struct State {
     failures: VecDeque<(u16, Option<String>)>,
     /// Every request is answered 307 to this base URL (same path and query).
     redirect: Option<String>,
+    /// Requests held at once before answering 429.
+    limit: Option<usize>,
+    /// When each request in flight will be answered.
+    in_flight: Vec<Instant>,
+    max_in_flight: usize,
+    throttled: usize,
+    rate_limit_headers: bool,
 }
 
 pub struct FakeLlm {
@@ -48,11 +63,47 @@ impl FakeLlm {
         let state = Arc::new(Mutex::new(State::default()));
         let (shared, key_owned) = (state.clone(), key.to_string());
         let url = serve(move |req| {
-            std::thread::sleep(latency);
-            let (status, headers, body) = respond(req, &shared, &key_owned);
+            let answer = match admit(req, &shared, &key_owned, latency) {
+                Ok(due) => {
+                    std::thread::sleep(latency);
+                    let mut st = shared.lock().unwrap();
+                    if let Some(i) = st.in_flight.iter().position(|d| *d == due) {
+                        st.in_flight.swap_remove(i);
+                    }
+                    let mut headers = vec![];
+                    if st.rate_limit_headers {
+                        let left = st.limit.map_or(1000, |l| l.saturating_sub(st.in_flight.len()));
+                        headers.push(("x-ratelimit-remaining-requests", left.to_string()));
+                        headers.push(("x-ratelimit-remaining-tokens", (left * 1000).to_string()));
+                    }
+                    (200, headers, answer(req))
+                }
+                Err(refused) => refused,
+            };
+            let (status, headers, body) = answer;
             Answer { status, headers: headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), body }
         });
         FakeLlm { url, key: key.into(), latency, state }
+    }
+
+    /// From now on at most `n` requests are held at once; the others get 429.
+    pub fn limit_in_flight(&self, n: usize) {
+        self.state.lock().unwrap().limit = Some(n);
+    }
+
+    /// From now on answers carry `x-ratelimit-remaining-requests` / `-tokens`.
+    pub fn send_rate_limit_headers(&self) {
+        self.state.lock().unwrap().rate_limit_headers = true;
+    }
+
+    /// The most requests held at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
+    /// Requests answered 429 because `limit_in_flight` was reached.
+    pub fn throttled(&self) -> usize {
+        self.state.lock().unwrap().throttled
     }
 
     /// The next request gets `status` (with `Retry-After` when given) instead of an answer.
@@ -80,12 +131,16 @@ impl FakeLlm {
     }
 }
 
-fn respond(req: &Received, state: &Mutex<State>, key: &str) -> (u16, Vec<(&'static str, String)>, Json) {
+type Reply = (u16, Vec<(&'static str, String)>, Json);
+
+/// Checks and admits a request: `Ok(when it will be answered)` when it is
+/// held, else the answer to send at once.
+fn admit(req: &Received, state: &Mutex<State>, key: &str, latency: Duration) -> Result<Instant, Reply> {
     let mut st = state.lock().unwrap();
     st.received.push(req.clone());
     if let Some(base) = &st.redirect {
         let location = format!("{base}{}?{}", req.path, req.query);
-        return (307, vec![("location", location)], json!({}));
+        return Err((307, vec![("location", location)], json!({})));
     }
     if let Some(problem) = check(req, key) {
         st.violations.push(problem.clone());
@@ -96,17 +151,34 @@ fn respond(req: &Received, state: &Mutex<State>, key: &str) -> (u16, Vec<(&'stat
         } else {
             400
         };
-        return (status, vec![], json!({"error": {"message": problem, "code": status.to_string()}}));
+        return Err((status, vec![], json!({"error": {"message": problem, "code": status.to_string()}})));
     }
     if let Some((status, retry_after)) = st.failures.pop_front() {
         let headers = retry_after.map(|r| vec![("retry-after", r)]).unwrap_or_default();
-        return (
+        return Err((
             status,
             headers,
             json!({"error": {"message": format!("injected {status}"), "code": status.to_string()}}),
-        );
+        ));
     }
-    (200, vec![], answer(req))
+    let now = Instant::now();
+    if let Some(limit) = st.limit
+        && st.in_flight.len() >= limit
+    {
+        st.throttled += 1;
+        let first = st.in_flight.iter().min().copied().unwrap_or(now);
+        let ms = first.saturating_duration_since(now).as_millis().max(1);
+        let headers = vec![("retry-after-ms", ms.to_string()), ("retry-after", ms.div_ceil(1000).to_string())];
+        let message = format!(
+            "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {AZURE_API_VERSION} have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {} second.",
+            ms.div_ceil(1000)
+        );
+        return Err((429, headers, json!({"error": {"code": "429", "message": message}})));
+    }
+    let due = now + latency;
+    st.in_flight.push(due);
+    st.max_in_flight = st.max_in_flight.max(st.in_flight.len());
+    Ok(due)
 }
 
 /// What the real service would refuse.

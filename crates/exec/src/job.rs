@@ -138,8 +138,9 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
     }
 }
 
-/// Lines run at once: the worker count, raised to the LLM concurrency for
-/// flows that call a model (their lines mostly wait on the network).
+/// Lines run at once: the worker count, raised to the LLM concurrency's
+/// upper bound for flows that call a model (their lines mostly wait on the
+/// network), so the adaptive limit can reach it; results are ordered by line.
 fn line_threads(prepared: &super::prepare::Prepared, opts: &JobOptions<'_>) -> usize {
     let calls_model = prepared.steps.iter().any(|s| matches!(s.kind, super::prepare::StepKind::Llm { .. }));
     if calls_model { opts.workers.max(opts.llm.settings.concurrency) } else { opts.workers }

@@ -10,7 +10,7 @@ use crate::yaml::{Node as Yaml, Pos, Spanned};
 pub const CONFIG_FILE: &str = ".flow-ci.yaml";
 
 const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
-const LLM_KEYS: &[&str] = &["cache", "concurrency"];
+const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates", "port", "parity"];
 const PORT_KEYS: &[&str] = &["workflow", "factory", "start"];
 const PARITY_KEYS: &[&str] = &["agreement", "metrics"];
@@ -148,8 +148,13 @@ pub struct Gate {
 pub struct LlmConfig {
     /// `false` disables the response cache.
     pub cache: Option<bool>,
-    /// Model requests in flight at once.
+    /// The most model requests in flight at once to one deployment (the
+    /// limit adapts below it).
     pub concurrency: Option<usize>,
+    /// Requests per minute each deployment allows (its quota).
+    pub rpm: Option<u64>,
+    /// Tokens per minute each deployment allows (its quota).
+    pub tpm: Option<u64>,
 }
 
 /// A regression limit: absolute (`0.02`) or relative to the baseline (`"5%"`).
@@ -251,15 +256,25 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
         && let Some(llm) = d.fields(node, "`llm`", LLM_KEYS)
     {
         config.llm.cache = llm.get("cache").and_then(|v| d.bool(v, "`cache` of `llm`"));
-        config.llm.concurrency = llm
-            .get("concurrency")
-            .and_then(|v| d.number(v, "`concurrency` of `llm`"))
-            .and_then(|n| (n >= 1.0 && n.fract() == 0.0).then_some(n as usize));
+        config.llm.concurrency = llm.get("concurrency").and_then(|v| positive_int(&mut d, v, "concurrency"));
+        config.llm.rpm = llm.get("rpm").and_then(|v| positive_int(&mut d, v, "rpm")).map(|n| n as u64);
+        config.llm.tpm = llm.get("tpm").and_then(|v| positive_int(&mut d, v, "tpm")).map(|n| n as u64);
     }
     if let Some(node) = fields.get("connections") {
         config.connections.add_config(file, node, d.diags);
     }
     Some(config)
+}
+
+/// A whole number ≥ 1 under `llm:`; anything else is an error at its position.
+fn positive_int(d: &mut Decoder<'_>, node: &Yaml, key: &str) -> Option<usize> {
+    let n = d.number(node, &format!("`{key}` of `llm`"))?;
+    if n >= 1.0 && n.fract() == 0.0 && n <= u32::MAX as f64 {
+        return Some(n as usize);
+    }
+    d.error(Code::InvalidValue, node.pos, format!("`{key}` of `llm` must be a whole number of at least 1, not {n}"))
+        .hint = Some(format!("e.g. `{key}: {}`", if key == "tpm" { "30000" } else { "60" }));
+    None
 }
 
 fn checked_string_map(
@@ -498,6 +513,23 @@ mod tests {
         let mut diags = Diagnostics::default();
         let config = load(&file, &mut diags);
         (config, diags.into_sorted())
+    }
+
+    #[test]
+    fn llm_budgets_are_whole_numbers_with_positions() {
+        let (config, diags) = load_str("llm:\n  concurrency: 32\n  rpm: 600\n  tpm: 100000\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let llm = config.unwrap().llm;
+        assert_eq!((llm.concurrency, llm.rpm, llm.tpm), (Some(32), Some(600), Some(100_000)));
+
+        let (config, diags) = load_str("llm:\n  rpm: 0\n  tpm: 1.5\n  concurrency: lots\n");
+        let found: Vec<(u32, u32, &str)> = diags.iter().map(|d| (d.pos.line, d.pos.col, d.code.as_str())).collect();
+        assert_eq!(found, vec![(2, 8, "invalid-value"), (3, 8, "invalid-value"), (4, 16, "wrong-type")], "{diags:?}");
+        assert!(diags[0].message.contains("`rpm` of `llm`") && diags[0].hint.is_some(), "{diags:?}");
+        assert_eq!(config.unwrap().llm, LlmConfig::default());
+
+        let (_, diags) = load_str("llm:\n  rpms: 60\n");
+        assert_eq!(diags[0].code.as_str(), "unknown-key");
     }
 
     #[test]

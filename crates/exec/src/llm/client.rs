@@ -1,10 +1,9 @@
-//! Sending LLM requests: the response cache first, then the provider with a
-//! bound on requests in flight, retries with backoff that honour
-//! `Retry-After` (promptflow-tools retries 429, 422 and 5xx the same way),
-//! a per-request timeout, and token usage counted per run.
+//! Sending LLM requests: the response cache first, then the provider within
+//! the deployment's adaptive limit (`limit`), retries with backoff that
+//! honour `Retry-After` (promptflow-tools retries 429, 422 and 5xx the same
+//! way), a per-request timeout, and token usage counted per run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -13,14 +12,18 @@ use serde_json::Value as Json;
 use net::http::{error_chain, retry_after};
 
 use super::cache::{Cache, Lookup};
+use super::limit::{self, Budget, Limiter, Signal};
 use super::request::{Provider, Request};
 use model::connection::{Connection, Secret};
 
 /// How LLM calls behave for one invocation of flow-ci.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Requests in flight at once, across all lines and runs.
+    /// The most requests in flight at once to one deployment, across all
+    /// lines and runs; the limit adapts below it.
     pub concurrency: usize,
+    /// Per-minute budgets of each deployment (`llm.rpm`, `llm.tpm`).
+    pub budget: Budget,
     /// The response cache folder; `None` disables the cache.
     pub cache_dir: Option<std::path::PathBuf>,
     /// Retries after the first attempt for 429 / 422 / 5xx / timeouts.
@@ -38,6 +41,9 @@ pub struct Usage {
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
     total_tokens: AtomicU64,
+    throttled: AtomicU64,
+    waited_ms: AtomicU64,
+    peak_in_flight: AtomicU64,
 }
 
 /// What `run.json` records under `llm`.
@@ -51,6 +57,16 @@ pub struct UsageSummary {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Answers 429 / 503 (each retried).
+    #[serde(default)]
+    pub throttled: u64,
+    /// Milliseconds requests waited for the deployment's limit (summed over requests).
+    #[serde(default)]
+    pub waited_ms: u64,
+    /// The most requests in flight to one deployment when this run sent one
+    /// (other runs of the same flow-ci process included).
+    #[serde(default)]
+    pub peak_in_flight: u64,
 }
 
 impl Usage {
@@ -63,6 +79,9 @@ impl Usage {
             prompt_tokens: get(&self.prompt_tokens),
             completion_tokens: get(&self.completion_tokens),
             total_tokens: get(&self.total_tokens),
+            throttled: get(&self.throttled),
+            waited_ms: get(&self.waited_ms),
+            peak_in_flight: get(&self.peak_in_flight),
         }
     }
 
@@ -88,38 +107,12 @@ pub enum CallError {
     MissingKey { node: String, connection: String, origin: String, why: String },
 }
 
-/// A counting semaphore for requests in flight.
-struct Gate {
-    free: Mutex<usize>,
-    wake: Condvar,
-}
-
-impl Gate {
-    fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.wake.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-struct Permit<'a>(&'a Gate);
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.wake.notify_one();
-    }
-}
-
 /// The LLM client shared by every run of one flow-ci invocation.
 pub struct Client {
     settings: Settings,
     cache: Option<Cache>,
     http: reqwest::blocking::Client,
-    gate: Gate,
+    limiter: Limiter,
     tokens: net::entra::TokenSource,
 }
 
@@ -135,7 +128,7 @@ impl Client {
             .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
         Ok(Client {
             cache: settings.cache_dir.clone().map(Cache::new),
-            gate: Gate { free: Mutex::new(settings.concurrency.max(1)), wake: Condvar::new() },
+            limiter: Limiter::new(settings.concurrency, settings.budget),
             tokens: net::entra::TokenSource::from_env(http.clone(), net::entra::COGNITIVE_SERVICES),
             http,
             settings,
@@ -177,6 +170,11 @@ impl Client {
         output(req, &response)
     }
 
+    /// What each deployment's limit saw so far, by endpoint + deployment.
+    pub fn limits(&self) -> Vec<(String, limit::Stats)> {
+        self.limiter.stats()
+    }
+
     fn auth(&self, node: &str, conn: &Connection) -> Result<Auth, CallError> {
         let missing = |why: String| CallError::MissingKey {
             node: node.into(),
@@ -204,16 +202,35 @@ impl Client {
     ) -> Result<Json, CallError> {
         let mut consecutive_422 = 0;
         let mut attempt: u32 = 0;
+        let deployment = deployment_key(req);
+        let cost = limit::estimate_tokens(&req.body);
         loop {
-            let outcome = {
-                let _permit = self.gate.acquire();
-                self.send(req, auth)
-            };
+            let permit = self.limiter.acquire(&deployment, cost, deadline).map_err(|past| CallError::Failed {
+                kind: "ExceedMaxRetryTimes",
+                message: match past.until {
+                    Some(_) => format!(
+                        "Exceed max retry times. {} asked to wait (Retry-After, or the llm.rpm / llm.tpm budget) past the line's timeout",
+                        req.model
+                    ),
+                    None => format!(
+                        "Exceed max retry times. The line's timeout passed waiting for a free slot of {}",
+                        req.model
+                    ),
+                },
+            })?;
+            usage.waited_ms.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
+            usage.peak_in_flight.fetch_max(permit.in_flight as u64, Ordering::Relaxed);
+            let (outcome, signal) = self.send(req, auth);
+            permit.done(signal);
             let failure = match outcome {
                 Ok(response) => return Ok(response),
                 Err(f) => f,
             };
             let failure = scrub(failure, auth);
+            let throttled = signal.kind == limit::Kind::Throttled;
+            if throttled {
+                usage.throttled.fetch_add(1, Ordering::Relaxed);
+            }
             if !failure.retriable {
                 return Err(CallError::Failed { kind: "WrappedOpenAIError", message: failure.message });
             }
@@ -227,12 +244,17 @@ impl Client {
             }
             tracing::info!("{}; retrying in {:.1}s (retry {})", failure.message, wait.as_secs_f64(), attempt + 1);
             usage.retries.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(wait);
+            // A throttled deployment's Retry-After pauses every send to it:
+            // the next acquire waits for it.
+            if !(throttled && failure.retry_after.is_some()) {
+                std::thread::sleep(wait);
+            }
             attempt += 1;
         }
     }
 
-    fn send(&self, req: &Request, auth: &Auth) -> Result<Json, Failure> {
+    /// One attempt: the answer, and what it says about the deployment's load.
+    fn send(&self, req: &Request, auth: &Auth) -> (Result<Json, Failure>, Signal) {
         let mut builder = self.http.post(&req.url).json(&req.body);
         builder = match auth {
             Auth::ApiKey(key) => builder.header("api-key", key.expose()),
@@ -248,28 +270,50 @@ impl Client {
         if req.provider == Provider::AzureOpenAI {
             builder = builder.header("ms-azure-ai-promptflow-called-from", "aoai-tool");
         }
-        let response = builder.send().map_err(|e| Failure {
-            status: None,
-            retriable: !e.is_redirect() && (e.is_timeout() || e.is_connect() || e.is_request()),
-            retry_after: None,
-            message: format!(
-                "OpenAI API hits {}: {}",
-                if e.is_timeout() { "APITimeoutError" } else { "APIConnectionError" },
-                error_chain(&e)
-            ),
-        })?;
+        let other = Signal { kind: limit::Kind::Other, ..Signal::default() };
+        let response = match builder.send() {
+            Ok(r) => r,
+            Err(e) => {
+                let failure = Failure {
+                    status: None,
+                    retriable: !e.is_redirect() && (e.is_timeout() || e.is_connect() || e.is_request()),
+                    retry_after: None,
+                    message: format!(
+                        "OpenAI API hits {}: {}",
+                        if e.is_timeout() { "APITimeoutError" } else { "APIConnectionError" },
+                        error_chain(&e)
+                    ),
+                };
+                return (Err(failure), other);
+            }
+        };
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
+        let remaining = |name: &str| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let signal = Signal {
+            kind: match status {
+                200..300 => limit::Kind::Healthy,
+                429 | 503 => limit::Kind::Throttled,
+                _ => limit::Kind::Other,
+            },
+            retry_after,
+            // Azure OpenAI and OpenAI send these on every answer.
+            remaining_requests: remaining("x-ratelimit-remaining-requests"),
+            remaining_tokens: remaining("x-ratelimit-remaining-tokens"),
+        };
         let text = response.text().unwrap_or_default();
         if (200..300).contains(&status) {
-            return serde_json::from_str(&text).map_err(|e| Failure {
+            let parsed = serde_json::from_str(&text).map_err(|e| Failure {
                 status: Some(status),
                 retriable: false,
                 retry_after: None,
                 message: format!("OpenAI API hits exception: the response is not JSON ({e})"),
             });
+            return (parsed, signal);
         }
-        Err(Failure {
+        let failure = Failure {
             status: Some(status),
             retriable: status == 429 || status == 422 || status >= 500,
             retry_after,
@@ -278,8 +322,16 @@ impl Client {
                 status_name(status),
                 truncate(&text, 2000)
             ),
-        })
+        };
+        (Err(failure), signal)
     }
+}
+
+/// The limit a request counts against: its endpoint and deployment (Azure:
+/// both are in the URL) or model (OpenAI: the same URL for every model).
+fn deployment_key(req: &Request) -> String {
+    let url = req.url.split('?').next().unwrap_or(&req.url);
+    format!("{url} {}", req.model)
 }
 
 enum Auth {

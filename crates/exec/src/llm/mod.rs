@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod chat;
 pub mod client;
+pub mod limit;
 pub mod request;
 pub mod setup;
 

@@ -52,7 +52,8 @@ pub fn setup(config: Option<&Config>, flags: &LlmFlags) -> Result<LlmSetup, Setu
     }
     let cache = !flags.no_cache && llm.cache != Some(false);
     let settings = Settings {
-        concurrency: flags.concurrency.or(llm.concurrency).unwrap_or(8).max(1),
+        concurrency: flags.concurrency.or(llm.concurrency).unwrap_or(super::limit::DEFAULT_MAX).max(1),
+        budget: super::limit::Budget { rpm: llm.rpm, tpm: llm.tpm },
         cache_dir: cache.then(|| flags.cache_dir.clone()),
         retries: flags.retries,
         timeout: flags.timeout.max(Duration::from_secs(1)),
