@@ -251,8 +251,12 @@ fn adaptive_concurrency_gives_the_same_results_as_one_request_at_a_time() {
 
     let mut adaptive = ws.against(&fake);
     adaptive.env("FLOW_CI_CACHE_DIR", ws.path().join("cache-adaptive"));
-    create(&mut adaptive, &[&args[..], &["--name", "adaptive"]].concat()).success();
+    let out = create(&mut adaptive, &[&args[..], &["--name", "adaptive"]].concat()).success();
     let refused = fake.throttled();
+    // The run summary says what the limit did.
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let line = stdout.lines().find(|l| l.starts_with("limit:")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains(&format!(", {refused} answered 429/503, ")), "{line}");
     let mut one = ws.against(&fake);
     one.env("FLOW_CI_CACHE_DIR", ws.path().join("cache-one"));
     create(&mut one, &[&args[..], &["--name", "one", "--llm-concurrency", "1"]].concat()).success();
@@ -294,13 +298,24 @@ fn flows_checked_in_parallel_share_one_limit_per_deployment() {
     let config = std::fs::read_to_string(ws.path().join(".flow-ci.yaml")).unwrap();
     let connections = &config[config.find("connections:").unwrap()..];
     let flows = "flows:\n  - path: flows/triage-a\n    run: flows/triage-a/run.yml\n    gates:\n      failed_lines: { max_ratio: 0.0 }\n  - path: flows/triage-b\n    run: flows/triage-b/run.yml\n    gates:\n      failed_lines: { max_ratio: 0.0 }\nbaseline: none\n";
-    ws.write(".flow-ci.yaml", &format!("{flows}{connections}"));
+    let pricing = "llm:\n  pricing:\n    gpt-4o-mini: { prompt: 0.15, completion: 0.6 }\n";
+    ws.write(".flow-ci.yaml", &format!("{flows}{pricing}{connections}"));
     let check = |extra: &[&str]| {
         let mut cmd = ws.against(&fake);
         cmd.args(["check", "--all", "--parallel", "2", "--no-cache"]).args(extra).assert().success();
         let report = read_json(&ws.path().join(".flow-ci/report/report.json"));
         for flow in report["flows"].as_array().unwrap() {
             assert_eq!(flow["lines"], json!([0, 20]), "{flow}");
+            // report.json carries the flow's tokens (from the answers' usage) and their cost.
+            let run = ws.run_json(flow["batch_run"].as_str().unwrap());
+            let llm = &flow["llm"];
+            assert_eq!(llm["total_tokens"], run["llm"]["total_tokens"], "{flow}");
+            assert_eq!(llm["requests"], json!(20), "{flow}");
+            let tokens = &llm["by_model"]["gpt-4o-mini"];
+            let (p, c) = (tokens["prompt_tokens"].as_f64().unwrap(), tokens["completion_tokens"].as_f64().unwrap());
+            assert!(p > 0.0 && p + c == llm["total_tokens"].as_f64().unwrap(), "{flow}");
+            let cost = llm["cost"].as_f64().unwrap();
+            assert!((cost - (p / 1000.0 * 0.15 + c / 1000.0 * 0.6)).abs() < 1e-9, "{flow}");
         }
         let mut categories = vec![];
         for flow in report["flows"].as_array().unwrap() {

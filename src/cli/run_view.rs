@@ -77,6 +77,15 @@ pub fn summary(
             "llm:      {} request(s), {} cache hit(s), {} retry(ies); tokens: {} prompt + {} completion = {}",
             llm.requests, llm.cache_hits, llm.retries, llm.prompt_tokens, llm.completion_tokens, llm.total_tokens
         )?;
+        if llm.requests > 0 {
+            writeln!(
+                out,
+                "limit:    up to {} in flight, {} answered 429/503, {:.1}s waited for the limit (summed over requests)",
+                llm.peak_in_flight,
+                llm.throttled,
+                llm.waited_ms as f64 / 1000.0
+            )?;
+        }
     }
     writeln!(out, "store:    {}", dir.display())
 }

@@ -6,7 +6,7 @@
 
 mod render;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::gate::Verdict;
@@ -42,6 +42,12 @@ pub struct FlowReport {
     pub changed_lines: Vec<ChangedLine>,
     /// Unified diffs of the flow's prompt templates against the base.
     pub prompt_diffs: Vec<PromptDiff>,
+    /// Model calls of the flow's runs (batch and evaluations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmUsage>,
+    /// The same at the baseline, when the baseline ran here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_llm: Option<LlmUsage>,
     #[serde(skip)]
     pub scores: Scores,
     /// The flow's port run beside it on the same data (its gates are in
@@ -85,6 +91,66 @@ pub struct DifferingLine {
     pub port: Json,
 }
 
+/// Model calls and tokens of a flow's runs, and their estimated cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LlmUsage {
+    pub requests: u64,
+    pub cache_hits: u64,
+    /// Answers 429 / 503 (retried).
+    pub throttled: u64,
+    /// Tokens of every answer used, cached ones included.
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// Tokens by deployment (Azure) or model (OpenAI).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub by_model: std::collections::BTreeMap<String, exec::llm::Tokens>,
+    /// Estimated cost from `llm.pricing` (its currency), when it prices every deployment used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// Deployments or models used that `llm.pricing` does not price.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced: Vec<String>,
+}
+
+impl LlmUsage {
+    /// Adds one run's usage.
+    pub fn add(&mut self, run: &exec::llm::UsageSummary) {
+        self.requests += run.requests;
+        self.cache_hits += run.cache_hits;
+        self.throttled += run.throttled;
+        self.prompt_tokens += run.prompt_tokens;
+        self.completion_tokens += run.completion_tokens;
+        self.total_tokens += run.total_tokens;
+        for (model, t) in &run.by_model {
+            let entry = self.by_model.entry(model.clone()).or_default();
+            entry.prompt_tokens += t.prompt_tokens;
+            entry.completion_tokens += t.completion_tokens;
+        }
+    }
+
+    /// Sets the cost from the config's prices.
+    pub fn price(&mut self, llm: &model::config::LlmConfig) {
+        let tokens = self.by_model.iter().map(|(m, t)| (m.as_str(), t.prompt_tokens, t.completion_tokens));
+        match llm.cost(tokens) {
+            Some(Ok(cost)) => (self.cost, self.unpriced) = (Some(cost), vec![]),
+            Some(Err(unpriced)) => (self.cost, self.unpriced) = (None, unpriced),
+            None => (self.cost, self.unpriced) = (None, vec![]),
+        }
+    }
+}
+
+impl Report {
+    /// Prices every flow's model calls (head and baseline) with `llm.pricing`.
+    pub fn price(&mut self, llm: &model::config::LlmConfig) {
+        for flow in &mut self.flows {
+            for usage in [&mut flow.llm, &mut flow.baseline_llm].into_iter().flatten() {
+                usage.price(llm);
+            }
+        }
+    }
+}
+
 impl FlowReport {
     /// A flow before anything ran.
     pub fn new(path: String, reasons: Vec<String>) -> FlowReport {
@@ -101,6 +167,8 @@ impl FlowReport {
             not_run: None,
             changed_lines: vec![],
             prompt_diffs: vec![],
+            llm: None,
+            baseline_llm: None,
             scores: Scores::new(),
             parity: None,
         }

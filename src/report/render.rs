@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{Table, presets};
 
-use super::{FlowReport, ParityReport, Report};
+use super::{FlowReport, LlmUsage, ParityReport, Report};
 use crate::gate::{Check, GateResult, fmt};
 
 /// GitHub rejects comments over 65,536 characters; leave room for the marker.
@@ -37,6 +37,9 @@ pub fn console(report: &Report) -> String {
                 if r.passed { "pass".into() } else { format!("FAIL: {}", r.explanation) },
             ]);
         }
+        if let Some(llm) = &flow.llm {
+            let _ = writeln!(out, "  {}", llm_line(llm, flow.baseline_llm.as_ref()));
+        }
         if flow.verdict.results.is_empty() {
             let _ = writeln!(out, "  no gates configured; metrics: {}", metric_list(flow));
         } else {
@@ -57,6 +60,96 @@ pub fn console(report: &Report) -> String {
         report.baseline
     );
     out
+}
+
+/// `llm: 12 request(s), 0 cache hit(s), 0 answered 429; tokens: 1,234 (base 1,200); est. cost: 0.0012 (base 0.0011)`
+fn llm_line(llm: &LlmUsage, base: Option<&LlmUsage>) -> String {
+    let mut line = format!(
+        "llm: {} request(s), {} cache hit(s), {} answered 429/503; tokens: {}",
+        llm.requests,
+        llm.cache_hits,
+        llm.throttled,
+        thousands(llm.total_tokens)
+    );
+    if let Some(base) = base {
+        let _ = write!(line, " (base {})", thousands(base.total_tokens));
+    }
+    if let Some(cost) = llm.cost {
+        let _ = write!(line, "; est. cost: {}", money(cost));
+        if let Some(base) = base.and_then(|b| b.cost) {
+            let _ = write!(line, " (base {})", money(base));
+        }
+    } else if !llm.unpriced.is_empty() {
+        let _ = write!(line, "; no price in llm.pricing for {}", llm.unpriced.join(", "));
+    }
+    line
+}
+
+/// 1234567 → "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A cost in the pricing's currency: 4 decimals, more for tiny amounts.
+fn money(cost: f64) -> String {
+    if cost != 0.0 && cost.abs() < 0.0001 { format!("{cost:.2e}") } else { format!("{cost:.4}") }
+}
+
+/// The PR comment's model usage table: tokens and estimated cost per flow, head vs base.
+fn llm_table(report: &Report) -> String {
+    let mut md = String::new();
+    let flows: Vec<&FlowReport> = report.flows.iter().filter(|f| f.llm.is_some()).collect();
+    if flows.is_empty() {
+        return md;
+    }
+    let priced = flows.iter().any(|f| f.llm.as_ref().is_some_and(|l| l.cost.is_some()));
+    let _ = writeln!(
+        md,
+        "
+Model usage (tokens of every answer used, cached ones included):
+"
+    );
+    if priced {
+        let _ = writeln!(md, "| flow | calls | base tokens | head tokens | Δ | base est. cost | head est. cost |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    } else {
+        let _ = writeln!(md, "| flow | calls | base tokens | head tokens | Δ |");
+        let _ = writeln!(md, "|---|---|---|---|---|");
+    }
+    for flow in flows {
+        let Some(head) = &flow.llm else { continue };
+        let base = flow.baseline_llm.as_ref();
+        let delta = base.map_or(String::new(), |b| {
+            let d = head.total_tokens as i128 - b.total_tokens as i128;
+            match d {
+                0 => "0".into(),
+                d if d > 0 => format!("▲ +{}", thousands(d as u64)),
+                d => format!("▼ -{}", thousands(d.unsigned_abs() as u64)),
+            }
+        });
+        let _ = write!(
+            md,
+            "| {} | {} | {} | {} | {delta} |",
+            escape_md(&flow.path),
+            head.requests + head.cache_hits,
+            base.map_or("–".into(), |b| thousands(b.total_tokens)),
+            thousands(head.total_tokens),
+        );
+        if priced {
+            let cost = |u: Option<&LlmUsage>| u.and_then(|u| u.cost).map_or("–".into(), money);
+            let _ = write!(md, " {} | {} |", cost(base), cost(Some(head)));
+        }
+        let _ = writeln!(md);
+    }
+    md
 }
 
 fn metric_list(flow: &FlowReport) -> String {
@@ -131,6 +224,7 @@ pub fn markdown(report: &Report, marker: &str) -> String {
             let _ = writeln!(md, "| {} | run | | | | not run | ⏭️ |", escape_md(&flow.path));
         }
     }
+    md.push_str(&llm_table(report));
     for flow in &report.flows {
         sections.push((flow.path.clone(), flow_section(flow)));
     }
@@ -498,5 +592,81 @@ mod tests {
         let capped = cap(md, &[], "");
         assert!(capped.len() <= MARKDOWN_LIMIT, "{}", capped.len());
         assert!(capped.ends_with("the full report is in report.json.\n"));
+    }
+}
+
+#[cfg(test)]
+mod llm_tests {
+    use super::*;
+
+    fn usage(prompt: u64, completion: u64, cost: Option<f64>) -> LlmUsage {
+        let mut by_model = std::collections::BTreeMap::new();
+        by_model.insert(
+            "gpt-4o-mini".to_string(),
+            exec::llm::Tokens { prompt_tokens: prompt, completion_tokens: completion },
+        );
+        LlmUsage {
+            requests: 380,
+            cache_hits: 20,
+            throttled: 3,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            by_model,
+            cost,
+            unpriced: vec![],
+        }
+    }
+
+    fn report(priced: bool) -> Report {
+        let price = |p: u64, c: u64| priced.then(|| p as f64 / 1000.0 * 0.00015 + c as f64 / 1000.0 * 0.0006);
+        let triage = FlowReport {
+            lines: (0, 400),
+            llm: Some(usage(41_230, 2_400, price(41_230, 2_400))),
+            baseline_llm: Some(usage(38_000, 2_400, price(38_000, 2_400))),
+            ..FlowReport::new("flows/support-triage".into(), vec!["prompt changed".into()])
+        };
+        let new_flow = FlowReport {
+            llm: Some(usage(1_000, 50, price(1_000, 50))),
+            ..FlowReport::new("flows/new|flow".into(), vec!["new flow".into()])
+        };
+        let python = FlowReport::new("flows/python-only".into(), vec!["code changed".into()]);
+        Report { passed: true, baseline: "base-branch".into(), flows: vec![triage, new_flow, python], skipped: vec![] }
+    }
+
+    #[test]
+    fn the_comment_shows_tokens_and_cost_per_flow_head_vs_base() {
+        let md = markdown(&report(true), "<!-- flow-ci -->");
+        let table: String =
+            md.lines().skip_while(|l| !l.starts_with("Model usage")).take(6).collect::<Vec<_>>().join("\n");
+        insta::assert_snapshot!("llm_usage_priced", table);
+        let md = markdown(&report(false), "<!-- flow-ci -->");
+        let table: String =
+            md.lines().skip_while(|l| !l.starts_with("Model usage")).take(6).collect::<Vec<_>>().join("\n");
+        insta::assert_snapshot!("llm_usage_unpriced", table);
+        // Without model calls there is no table.
+        let none = Report { flows: vec![FlowReport::new("f".into(), vec![])], ..report(false) };
+        assert!(!markdown(&none, "m").contains("Model usage"));
+    }
+
+    #[test]
+    fn the_console_names_requests_throttling_tokens_and_cost() {
+        let text = console(&report(true));
+        assert!(
+            text.contains("  llm: 380 request(s), 20 cache hit(s), 3 answered 429/503; tokens: 43,630 (base 40,400); est. cost: 0.0076 (base 0.0071)"),
+            "{text}"
+        );
+        let mut unpriced = report(false);
+        unpriced.flows[0].llm.as_mut().unwrap().unpriced = vec!["gpt-4o-mini".into()];
+        assert!(console(&unpriced).contains("; no price in llm.pricing for gpt-4o-mini"));
+    }
+
+    #[test]
+    fn thousands_and_money() {
+        assert_eq!(
+            (thousands(0), thousands(999), thousands(1000), thousands(1234567)),
+            ("0".into(), "999".into(), "1,000".into(), "1,234,567".into())
+        );
+        assert_eq!((money(0.0), money(1.23456), money(0.00001)), ("0.0000".into(), "1.2346".into(), "1.00e-5".into()));
     }
 }

@@ -132,6 +132,15 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
         progress: progress.as_ref(),
     };
     let record = batch::run(&engine, &lines, &batch_opts, &mut writer, new_record(job))?;
+    if let Some(client) = started.llm().client {
+        for (deployment, stats) in client.limits() {
+            tracing::info!(
+                "llm limit of {deployment}: up to {} in flight, {} answered 429/503 (this flow-ci process so far)",
+                stats.peak,
+                stats.throttled
+            );
+        }
+    }
     match started.llm().fatal() {
         Some(e) => Err(JobError::Llm(e)),
         None => Ok(record),

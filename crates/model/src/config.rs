@@ -10,7 +10,8 @@ use crate::yaml::{Node as Yaml, Pos, Spanned};
 pub const CONFIG_FILE: &str = ".flow-ci.yaml";
 
 const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
-const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm"];
+const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm", "pricing"];
+const PRICE_KEYS: &[&str] = &["prompt", "completion"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates", "port", "parity"];
 const PORT_KEYS: &[&str] = &["workflow", "factory", "start"];
 const PARITY_KEYS: &[&str] = &["agreement", "metrics"];
@@ -144,7 +145,7 @@ pub struct Gate {
 }
 
 /// `llm:` settings; command-line flags win.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LlmConfig {
     /// `false` disables the response cache.
     pub cache: Option<bool>,
@@ -155,6 +156,35 @@ pub struct LlmConfig {
     pub rpm: Option<u64>,
     /// Tokens per minute each deployment allows (its quota).
     pub tpm: Option<u64>,
+    /// Prices per 1,000 tokens by deployment (Azure) or model (OpenAI).
+    pub pricing: Vec<Price>,
+}
+
+/// `llm.pricing.<deployment or model>`: prices per 1,000 tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Price {
+    pub name: String,
+    pub prompt: f64,
+    pub completion: f64,
+}
+
+impl LlmConfig {
+    /// The estimated cost of `tokens` (deployment or model → prompt and
+    /// completion tokens); `None` without prices or when one of them has no
+    /// price (the names without one are the `Err`).
+    pub fn cost<'a>(&self, tokens: impl IntoIterator<Item = (&'a str, u64, u64)>) -> Option<Result<f64, Vec<String>>> {
+        if self.pricing.is_empty() {
+            return None;
+        }
+        let (mut total, mut unpriced) = (0.0, vec![]);
+        for (name, prompt, completion) in tokens {
+            match self.pricing.iter().find(|p| p.name == name) {
+                Some(p) => total += prompt as f64 / 1000.0 * p.prompt + completion as f64 / 1000.0 * p.completion,
+                None => unpriced.push(name.to_string()),
+            }
+        }
+        Some(if unpriced.is_empty() { Ok(total) } else { Err(unpriced) })
+    }
 }
 
 /// A regression limit: absolute (`0.02`) or relative to the baseline (`"5%"`).
@@ -258,12 +288,41 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
         config.llm.cache = llm.get("cache").and_then(|v| d.bool(v, "`cache` of `llm`"));
         config.llm.concurrency = llm.get("concurrency").and_then(|v| positive_int(&mut d, v, "concurrency"));
         config.llm.rpm = llm.get("rpm").and_then(|v| positive_int(&mut d, v, "rpm")).map(|n| n as u64);
+        if let Some(node) = llm.get("pricing") {
+            config.llm.pricing = pricing(&mut d, node);
+        }
         config.llm.tpm = llm.get("tpm").and_then(|v| positive_int(&mut d, v, "tpm")).map(|n| n as u64);
     }
     if let Some(node) = fields.get("connections") {
         config.connections.add_config(file, node, d.diags);
     }
     Some(config)
+}
+
+/// `llm.pricing`: `{<deployment or model>: {prompt: USD, completion: USD}}` per 1,000 tokens.
+fn pricing(d: &mut Decoder<'_>, node: &Yaml) -> Vec<Price> {
+    let Some(entries) = d.map(node, "`pricing` of `llm`") else { return vec![] };
+    d.check_keys(entries, "`pricing` of `llm`", None);
+    let mut prices = vec![];
+    for (key, value) in entries {
+        let name = key.key_text();
+        let what = format!("`pricing.{name}` of `llm`");
+        let Some(fields) = d.fields(value, &what, PRICE_KEYS) else { continue };
+        let mut price = |k: &str| -> Option<f64> {
+            let node = d.require(fields, k, &what)?;
+            let n = d.number(node, &format!("`{k}` of {what}"))?;
+            if n.is_finite() && n >= 0.0 {
+                return Some(n);
+            }
+            d.error(Code::InvalidValue, node.pos, format!("`{k}` of {what} must be a price of at least 0, not {n}"))
+                .hint = Some("prices are per 1,000 tokens, e.g. `prompt: 0.00015`".into());
+            None
+        };
+        if let (Some(prompt), Some(completion)) = (price("prompt"), price("completion")) {
+            prices.push(Price { name, prompt, completion });
+        }
+    }
+    prices
 }
 
 /// A whole number ≥ 1 under `llm:`; anything else is an error at its position.
@@ -530,6 +589,24 @@ mod tests {
 
         let (_, diags) = load_str("llm:\n  rpms: 60\n");
         assert_eq!(diags[0].code.as_str(), "unknown-key");
+    }
+
+    #[test]
+    fn llm_pricing_is_per_thousand_tokens_by_deployment() {
+        let (config, diags) = load_str(
+            "llm:\n  pricing:\n    gpt-4o-mini: { prompt: 0.15, completion: 0.6 }\n    big: { prompt: 5, completion: 15 }\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let llm = config.unwrap().llm;
+        assert_eq!(llm.pricing.len(), 2);
+        let cost = llm.cost([("gpt-4o-mini", 2000, 1000), ("big", 1000, 0)]).unwrap().unwrap();
+        assert!((cost - (0.3 + 0.6 + 5.0)).abs() < 1e-9, "{cost}");
+        assert_eq!(llm.cost([("other", 1, 1)]), Some(Err(vec!["other".to_string()])));
+        assert_eq!(LlmConfig::default().cost([("gpt-4o-mini", 1, 1)]), None);
+
+        let (_, diags) = load_str("llm:\n  pricing:\n    gpt: { prompt: -1, completoin: 2 }\n");
+        let found: Vec<(u32, &str)> = diags.iter().map(|d| (d.pos.line, d.code.as_str())).collect();
+        assert_eq!(found, vec![(3, "missing-key"), (3, "invalid-value"), (3, "unknown-key")], "{diags:?}");
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct BaseData {
     pub outputs: Vec<Map<String, Json>>,
     #[serde(default)]
     pub scores: Scores,
+    /// The base runs' model calls (absent from baselines cached by earlier versions).
+    #[serde(default)]
+    pub llm: Option<crate::report::LlmUsage>,
 }
 
 /// Baselines by flow path.
@@ -96,7 +99,7 @@ pub(super) fn base_branch_metrics(
             return None;
         }
         let outputs = report.batch_run.as_deref().and_then(|b| store.outputs(b).ok()).unwrap_or_default();
-        let data = BaseData { metrics: report.metrics, outputs, scores: report.scores };
+        let data = BaseData { metrics: report.metrics, outputs, scores: report.scores, llm: report.llm };
         cache.put(key, &data);
         Some((flow.path.clone(), data))
     });

@@ -11,7 +11,7 @@ use super::diffs::{changed_lines, prompt_diffs};
 use super::plan::{BaselinePlan, Plan, PlannedFlow};
 use super::{CheckError, CheckRequest};
 use crate::gate::{self, Evidence};
-use crate::report::{AgreementReport, DifferingLine, FlowError, FlowReport, ParityReport, Report, Scores};
+use crate::report::{AgreementReport, DifferingLine, FlowError, FlowReport, LlmUsage, ParityReport, Report, Scores};
 use backend::{BackendError, Target};
 use exec::batch::Progress;
 use exec::job::{Job, JobError, JobOptions};
@@ -139,6 +139,7 @@ pub(super) fn run_flow(flow: &PlannedFlow, store: &Store, runner: &Runner<'_>) -
     report.metrics = side.metrics;
     report.scores = side.scores;
     report.errors = side.errors;
+    report.llm = side.llm;
     if let Some(port) = &flow.port {
         // A port runs in the python workers here, whatever the flow's backend.
         let local = Runner { target: Target::Local, ..runner.clone() };
@@ -166,6 +167,8 @@ struct Side {
     metrics: Map<String, Json>,
     scores: Scores,
     errors: Vec<FlowError>,
+    /// Model calls of these runs.
+    llm: Option<LlmUsage>,
 }
 
 fn run_side(
@@ -183,6 +186,7 @@ fn run_side(
         metrics: Map::new(),
         scores: Scores::new(),
         errors: vec![],
+        llm: None,
     };
     let (batch_what, eval_what) = match port {
         Some(p) => (format!("port {}", p.file.display()), "port evaluation"),
@@ -196,11 +200,13 @@ fn run_side(
         }
     };
     side.lines = (record.lines.failed, record.lines.total);
+    add_usage(&mut side.llm, &record);
     side.batch_run = Some(batch_name.to_string());
     for (i, eval) in flow.evaluations.iter().enumerate() {
         let eval_name = format!("{batch_name}-eval-{i}");
         match run_job(eval, &eval_name, Some(batch_name), None, store, runner) {
-            Ok(_) => {
+            Ok(record) => {
+                add_usage(&mut side.llm, &record);
                 side.metrics.extend(store.metrics(&eval_name).unwrap_or_default());
                 add_scores(&mut side.scores, &store.outputs(&eval_name).unwrap_or_default());
                 side.evaluation_runs.push(eval_name);
@@ -209,6 +215,13 @@ fn run_side(
         }
     }
     side
+}
+
+/// Counts a run's model calls in a side's.
+fn add_usage(usage: &mut Option<LlmUsage>, record: &RunRecord) {
+    if let Some(run) = &record.llm {
+        usage.get_or_insert_with(Default::default).add(run);
+    }
 }
 
 /// On a build without secrets, a flow whose runs stopped for a missing model
@@ -299,6 +312,7 @@ pub(super) fn judge(flow: &PlannedFlow, mut report: FlowReport, store: &Store, b
         return report;
     }
     report.baseline = base.map(|b| b.metrics.clone());
+    report.baseline_llm = base.and_then(|b| b.llm.clone());
     let paired = base.map(|b| paired_scores(&flow.gates, &report.scores, &b.scores)).unwrap_or_default();
     let evidence = Evidence {
         head_metrics: report.batch_run.is_some().then_some(&report.metrics),

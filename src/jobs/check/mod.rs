@@ -144,7 +144,10 @@ pub fn check(
         }
         None => Target::Local,
     };
-    let report = flows::execute(&plan, req, cancel, progress, &llm, target)?;
+    let mut report = flows::execute(&plan, req, cancel, progress, &llm, target)?;
+    if let Some(loaded) = &loaded {
+        report.price(&loaded.config.llm);
+    }
     if cancel.load(Ordering::SeqCst) {
         let _ = writeln!(err, "interrupted: runs were canceled; no reports written");
         return Ok(Outcome::Interrupted);

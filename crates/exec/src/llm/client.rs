@@ -44,6 +44,15 @@ pub struct Usage {
     throttled: AtomicU64,
     waited_ms: AtomicU64,
     peak_in_flight: AtomicU64,
+    /// Tokens by deployment (Azure) or model (OpenAI), for prices.
+    by_model: std::sync::Mutex<std::collections::BTreeMap<String, Tokens>>,
+}
+
+/// Prompt and completion tokens of one deployment or model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 /// What `run.json` records under `llm`.
@@ -67,6 +76,9 @@ pub struct UsageSummary {
     /// (other runs of the same flow-ci process included).
     #[serde(default)]
     pub peak_in_flight: u64,
+    /// Tokens by deployment (Azure) or model (OpenAI), cached answers included.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub by_model: std::collections::BTreeMap<String, Tokens>,
 }
 
 impl Usage {
@@ -82,12 +94,19 @@ impl Usage {
             throttled: get(&self.throttled),
             waited_ms: get(&self.waited_ms),
             peak_in_flight: get(&self.peak_in_flight),
+            by_model: self.by_model.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
-    fn add_tokens(&self, response: &Json) {
+    fn add_tokens(&self, model: &str, response: &Json) {
         let usage = response.get("usage");
         let n = |k: &str| usage.and_then(|u| u.get(k)).and_then(Json::as_u64).unwrap_or(0);
+        {
+            let mut by_model = self.by_model.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = by_model.entry(model.to_string()).or_default();
+            entry.prompt_tokens += n("prompt_tokens");
+            entry.completion_tokens += n("completion_tokens");
+        }
         self.prompt_tokens.fetch_add(n("prompt_tokens"), Ordering::Relaxed);
         self.completion_tokens.fetch_add(n("completion_tokens"), Ordering::Relaxed);
         self.total_tokens.fetch_add(n("total_tokens"), Ordering::Relaxed);
@@ -149,7 +168,7 @@ impl Client {
             match cache.get(&key) {
                 Lookup::Hit(response) => {
                     usage.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    usage.add_tokens(&response);
+                    usage.add_tokens(&req.model, &response);
                     return output(req, &response);
                 }
                 Lookup::Miss => {}
@@ -161,7 +180,7 @@ impl Client {
         let auth = self.auth(node, conn)?;
         usage.requests.fetch_add(1, Ordering::Relaxed);
         let response = self.send_with_retries(req, &auth, usage, deadline)?;
-        usage.add_tokens(&response);
+        usage.add_tokens(&req.model, &response);
         if let Some(cache) = &self.cache
             && let Err(e) = cache.put(&key, req, &response)
         {

@@ -326,6 +326,7 @@ pub fn estimate_tokens(body: &serde_json::Value) -> u64 {
 
 /// One deployment's controller behind a lock, for threads that block.
 struct Shared {
+    name: String,
     state: Mutex<Controller>,
     wake: Condvar,
 }
@@ -352,8 +353,21 @@ impl Permit {
     pub fn done(mut self, signal: Signal) {
         if let Some(ticket) = self.ticket.take() {
             let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let before = state.limit();
             state.release(Instant::now(), ticket, signal);
+            let after = state.limit();
             drop(state);
+            if signal.kind == Kind::Throttled {
+                let pause =
+                    signal.retry_after.map_or(String::new(), |d| format!(", sends paused {:.2}s", d.as_secs_f64()));
+                tracing::info!(
+                    "{} answered {}: limit {before} -> {after} in flight{pause}",
+                    self.shared.name,
+                    "429/503"
+                );
+            } else if after != before {
+                tracing::debug!("{}: limit {before} -> {after} in flight", self.shared.name);
+            }
             self.shared.wake.notify_all();
         }
     }
@@ -390,6 +404,7 @@ impl Limiter {
         map.entry(deployment.to_string())
             .or_insert_with(|| {
                 Arc::new(Shared {
+                    name: deployment.to_string(),
                     state: Mutex::new(Controller::new(self.max, self.budget, Instant::now())),
                     wake: Condvar::new(),
                 })

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::Value as Json;
 
-pub use client::{CallError, Client, Settings, Usage, UsageSummary};
+pub use client::{CallError, Client, Settings, Tokens, Usage, UsageSummary};
 pub use model::connection::{Connection, Connections, NotFound};
 use request::NodeCall;
 
