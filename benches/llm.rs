@@ -1,5 +1,6 @@
 //! LLM throughput against an endpoint whose limits flow-ci is not told: a
-//! one-LLM-node flow (fixtures/flows/support-triage) over ROWS rows against
+//! one-LLM-node flow (the triage node of fixtures/flows/support-triage
+//! alone) over ROWS rows against
 //! the loopback fake Azure OpenAI (tests/support/fake_llm.rs) answering after
 //! LATENCY ms and holding at most IN_FLIGHT requests (429 + retry-after-ms
 //! beyond). No `llm:` setting, no cache. The limit's time is
@@ -26,6 +27,9 @@ use serde_json::Value as Json;
 
 const KEY: &str = "bench-key";
 
+/// The triage node of fixtures/flows/support-triage, alone.
+const FLOW: &str = "inputs:\n  ticket:\n    type: string\n  chat_history:\n    type: list\n    default: []\noutputs:\n  answer:\n    type: string\n    reference: ${triage.output}\nnodes:\n- name: triage\n  type: llm\n  source:\n    type: code\n    path: triage.jinja2\n  inputs:\n    deployment_name: gpt-4o-mini\n    temperature: 0\n    max_tokens: 50\n    response_format:\n      type: json_object\n    ticket: ${inputs.ticket}\n    chat_history: ${inputs.chat_history}\n  connection: aoai\n  api: chat\n";
+
 fn main() {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let rows = args.first().copied().unwrap_or(400);
@@ -39,7 +43,11 @@ fn main() {
         fake.send_rate_limit_headers();
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows/support-triage");
+    let flow = dir.path().join("flow");
+    std::fs::create_dir_all(&flow).expect("flow dir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows/support-triage");
+    std::fs::copy(fixture.join("triage.jinja2"), flow.join("triage.jinja2")).expect("copy the prompt");
+    std::fs::write(flow.join("flow.dag.yaml"), FLOW).expect("write the flow");
     let data = dir.path().join("data.jsonl");
     let lines: String =
         (0..rows).map(|i| format!("{{\"ticket\": \"ticket {i}: I was charged twice for one order\"}}\n")).collect();
