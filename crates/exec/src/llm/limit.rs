@@ -231,7 +231,12 @@ impl Controller {
     pub fn release(&mut self, now: Instant, ticket: Ticket, signal: Signal) {
         let busy = self.in_flight;
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.header_cap = self.cap_from_headers(&signal);
+        // An answer without the headers lifts the cap, except a refusal
+        // (services send them on 200s; a 429 says nothing of what is left).
+        let cap = self.cap_from_headers(&signal);
+        if cap.is_some() || signal.kind == Kind::Healthy {
+            self.header_cap = cap;
+        }
         match signal.kind {
             Kind::Throttled => {
                 self.stats.throttled += 1;
@@ -240,16 +245,20 @@ impl Controller {
                     self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
                 }
                 // One decrease per congestion event: the answers of requests
-                // sent before the last decrease describe the old window.
+                // sent before the last decrease describe the old window, and
+                // only lower the limit to what they show does not fit.
+                let fits = (ticket.concurrency - 1) as f64;
                 if self.last_decrease.is_none_or(|d| ticket.sent > d) {
                     // The service refused the request that made `concurrency`
                     // in flight: fewer than that may fit (slow start overshoots
                     // by up to the whole window before the first 429 is back).
-                    let fits = (ticket.concurrency - 1) as f64;
                     self.limit = (self.limit * BACKOFF).min(fits).max(1.0);
                     self.ceiling = Some(ticket.concurrency);
                     self.slow_start = false;
                     self.last_decrease = Some(now);
+                } else {
+                    self.limit = self.limit.min(fits).max(1.0);
+                    self.ceiling = self.ceiling.map(|c| c.min(ticket.concurrency));
                 }
             }
             Kind::Healthy => {
@@ -543,7 +552,7 @@ mod tests {
                         } else {
                             self.refused += 1;
                         }
-                        if self.headers {
+                        if self.headers && held {
                             signal.remaining_requests = Some(capacity.saturating_sub(self.server) as u64);
                         }
                         self.ctl.release(self.t, ticket, signal);
@@ -673,6 +682,31 @@ mod tests {
         sim.headers = false;
         sim.run(1, 100, 1000, None);
         assert!(sim.ctl.limit() > 20);
+    }
+
+    #[test]
+    fn with_the_headers_only_the_first_overshoot_is_refused() {
+        // Starting at 16 against 8, before any answer said what is left.
+        let mut sim = Sim::new(64, Budget::default());
+        sim.headers = true;
+        let (done, refused) = sim.run(400, 80, 8, None);
+        assert_eq!((done, refused), (400, 8));
+        assert_eq!(sim.ctl.limit(), 8);
+    }
+
+    #[test]
+    fn the_429s_of_one_overshoot_lower_the_limit_to_what_fits() {
+        let mut sim = Sim::new(64, Budget::default());
+        let t0 = sim.at(0);
+        let mut tickets = sim.fill(t0, 1);
+        // Refused in the order the service answered: the 13th, then the 9th.
+        let ninth = tickets.remove(8);
+        let thirteenth = tickets.remove(11);
+        sim.ctl.release(sim.at(1), thirteenth, throttled(None));
+        assert_eq!(sim.ctl.limit(), 12);
+        sim.ctl.release(sim.at(2), ninth, throttled(None));
+        assert_eq!(sim.ctl.limit(), 8, "no second x0.8, but no more than fit");
+        assert_eq!(sim.ctl.ceiling, Some(9));
     }
 
     #[test]
