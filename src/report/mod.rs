@@ -98,6 +98,12 @@ pub struct LlmUsage {
     pub cache_hits: u64,
     /// Answers 429 / 503 (retried).
     pub throttled: u64,
+    /// The most requests in flight to one deployment while these runs sent.
+    #[serde(default)]
+    pub peak_in_flight: u64,
+    /// Time requests waited for the deployment's limit, summed over requests.
+    #[serde(default)]
+    pub waited_ms: u64,
     /// Tokens of every answer used, cached ones included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -119,6 +125,8 @@ impl LlmUsage {
         self.requests += run.requests;
         self.cache_hits += run.cache_hits;
         self.throttled += run.throttled;
+        self.peak_in_flight = self.peak_in_flight.max(run.peak_in_flight);
+        self.waited_ms += run.waited_ms;
         self.prompt_tokens += run.prompt_tokens;
         self.completion_tokens += run.completion_tokens;
         self.total_tokens += run.total_tokens;

@@ -65,10 +65,12 @@ pub fn console(report: &Report) -> String {
 /// `llm: 12 request(s), 0 cache hit(s), 0 answered 429; tokens: 1,234 (base 1,200); est. cost: 0.0012 (base 0.0011)`
 fn llm_line(llm: &LlmUsage, base: Option<&LlmUsage>) -> String {
     let mut line = format!(
-        "llm: {} request(s), {} cache hit(s), {} answered 429/503; tokens: {}",
+        "llm: {} request(s), {} cache hit(s), up to {} in flight, {} answered 429/503, {:.1}s waited for the limit; tokens: {}",
         llm.requests,
         llm.cache_hits,
+        llm.peak_in_flight,
         llm.throttled,
+        llm.waited_ms as f64 / 1000.0,
         thousands(llm.total_tokens)
     );
     if let Some(base) = base {
@@ -609,6 +611,8 @@ mod llm_tests {
             requests: 380,
             cache_hits: 20,
             throttled: 3,
+            peak_in_flight: 24,
+            waited_ms: 1500,
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt + completion,
@@ -653,7 +657,7 @@ mod llm_tests {
     fn the_console_names_requests_throttling_tokens_and_cost() {
         let text = console(&report(true));
         assert!(
-            text.contains("  llm: 380 request(s), 20 cache hit(s), 3 answered 429/503; tokens: 43,630 (base 40,400); est. cost: 0.0076 (base 0.0071)"),
+            text.contains("  llm: 380 request(s), 20 cache hit(s), up to 24 in flight, 3 answered 429/503, 1.5s waited for the limit; tokens: 43,630 (base 40,400); est. cost: 0.0076 (base 0.0071)"),
             "{text}"
         );
         let mut unpriced = report(false);
