@@ -135,9 +135,10 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
     if let Some(client) = started.llm().client {
         for (deployment, stats) in client.limits() {
             tracing::info!(
-                "llm limit of {deployment}: up to {} in flight, {} answered 429/503 (this flow-ci process so far)",
+                "llm limit of {deployment}: up to {} in flight, {} answered 429/503, sends paused {:.1}s by Retry-After (this flow-ci process so far)",
                 stats.peak,
-                stats.throttled
+                stats.throttled,
+                stats.paused.as_secs_f64()
             );
         }
     }

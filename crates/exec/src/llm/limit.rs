@@ -97,6 +97,8 @@ pub struct Stats {
     pub peak: usize,
     /// Answers 429 / 503.
     pub throttled: u64,
+    /// Wall time every send was paused by `Retry-After`.
+    pub paused: Duration,
 }
 
 /// A token bucket: `level` units, refilled at `rate` per second up to `capacity`.
@@ -242,7 +244,9 @@ impl Controller {
                 self.stats.throttled += 1;
                 if let Some(wait) = signal.retry_after {
                     let until = now + wait;
-                    self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+                    let from = self.paused_until.map_or(now, |p| p.max(now));
+                    self.stats.paused += until.saturating_duration_since(from);
+                    self.paused_until = Some(from.max(until));
                 }
                 // One decrease per congestion event: the answers of requests
                 // sent before the last decrease describe the old window, and
@@ -581,7 +585,7 @@ mod tests {
         assert_eq!(sim.ctl.limit(), 48);
         sim.run(200, 100, 1000, None);
         assert_eq!(sim.ctl.limit(), 64, "capped at the upper bound");
-        assert_eq!(sim.ctl.stats(), Stats { peak: 64, throttled: 0 });
+        assert_eq!(sim.ctl.stats(), Stats { peak: 64, throttled: 0, paused: Duration::ZERO });
     }
 
     #[test]
@@ -649,6 +653,7 @@ mod tests {
         assert_eq!(sim.ctl.try_acquire(sim.at(40), 1).unwrap_err(), Wait::Until(sim.at(2010)));
         assert!(sim.ctl.try_acquire(sim.at(2010), 1).is_ok());
         assert_eq!(sim.ctl.stats().throttled, 2);
+        assert_eq!(sim.ctl.stats().paused, Duration::from_secs(2), "the shorter pause is within the first");
         // Both 429s answered requests sent before the first decrease: one
         // decrease (12), then the healthy answers grew it by under one.
         assert!((12..=13).contains(&sim.ctl.limit()), "{}", sim.ctl.limit());
@@ -804,7 +809,7 @@ mod tests {
         drop(b);
         c.done(throttled(None));
         let stats = limiter.stats();
-        assert_eq!(stats[0].1, Stats { peak: 2, throttled: 0 });
-        assert_eq!(stats[1].1, Stats { peak: 1, throttled: 1 });
+        assert_eq!(stats[0].1, Stats { peak: 2, throttled: 0, paused: Duration::ZERO });
+        assert_eq!(stats[1].1, Stats { peak: 1, throttled: 1, paused: Duration::ZERO });
     }
 }
