@@ -137,6 +137,7 @@ fn help_texts_teach_with_examples() {
         vec!["detect", "--help"],
         vec!["check", "--help"],
         vec!["flow", "test", "--help"],
+        vec!["flow", "push", "--help"],
         vec!["run", "create", "--help"],
         vec!["run", "show", "--help"],
         vec!["run", "show-details", "--help"],

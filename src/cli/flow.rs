@@ -1,4 +1,5 @@
-//! `flow-ci flow test`: one line of a flow, like `pf flow test`.
+//! `flow-ci flow test`: one line of a flow, like `pf flow test`; `flow-ci
+//! flow push`: the flow into the Azure ML workspace, like `pfazure flow create`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,6 +10,8 @@ use serde_json::{Map, Value as Json};
 
 use super::exec_args::{ExecArgs, load_config};
 use super::failure::{report_job_error, report_prepare_error, report_run_error};
+use crate::jobs::push::{PushError, PushRequest};
+use backend::azureml::flows::PushSpec;
 use exec::line::Status;
 use exec::pool::{Pool, default_python};
 use exec::prepare::prepare;
@@ -24,6 +27,39 @@ pub struct FlowArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum FlowCommand {
     Test(TestArgs),
+    Push(PushArgs),
+}
+
+/// Import a flow into the Azure ML workspace as a flow the team can open and edit in the
+/// studio (like `pfazure flow create`), or refresh one pushed before (--update).
+///
+/// The flow is uploaded as runs upload it (additional_includes merged in, flow.dag.yaml
+/// rewritten as pfazure rewrites it) to the workspace's file share
+/// (`workspaceworkingdirectory`, under Users/<you>/promptflow/<folder>-<timestamp>) and
+/// registered with the flow service. --update NAME writes the flow over that flow's folder
+/// and updates its display name, description and tags. Prints the flow as JSON (name,
+/// type, display_name, path, flow_portal_url) and the studio URL. The workspace comes from
+/// `azureml:` in .flow-ci.yaml, else AZUREML_* variables, else an Azure ML config.json.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  flow-ci flow push --flow flows/support-router --set display_name='Support router' type=chat\n  flow-ci flow push --flow flows/support-router --update 0f3c9a52-8d1e-4b7a-9c61-2f5e8a7d4b10"
+)]
+pub struct PushArgs {
+    /// The flow folder (holding flow.dag.yaml)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub flow: PathBuf,
+
+    /// display_name=..., type=standard|chat|evaluation, description=..., tags.KEY=VALUE
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1.., value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+
+    /// Refresh this workspace flow (the name `flow push` printed, the id in its studio URL)
+    #[arg(long, value_name = "NAME")]
+    pub update: Option<String>,
+
+    /// The .flow-ci.yaml with `azureml:` [default: ./.flow-ci.yaml when there is one]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Run one line of a flow and print its outputs as JSON (like `pf flow test`).
@@ -71,6 +107,65 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 pub fn run(args: FlowArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match args.command {
         FlowCommand::Test(t) => test(t, out, err),
+        FlowCommand::Push(p) => push(p, out, err),
+    }
+}
+
+/// `--set` as pfazure takes it.
+fn push_spec(args: &PushArgs) -> Result<PushSpec, String> {
+    let mut spec = PushSpec { update: args.update.clone(), ..PushSpec::default() };
+    for (key, value) in &args.set {
+        match key.as_str() {
+            "display_name" => spec.display_name = Some(value.clone()),
+            "type" => {
+                backend::azureml::flows::service_type(value).map_err(|e| e.to_string())?;
+                spec.flow_type = Some(value.to_lowercase());
+            }
+            "description" => spec.description = Some(value.clone()),
+            k if k.starts_with("tags.") && k.len() > 5 => {
+                spec.tags.insert(k[5..].to_string(), Json::String(value.clone()));
+            }
+            other => {
+                return Err(format!("--set {other}: flow push sets display_name, type, description and tags.KEY"));
+            }
+        }
+    }
+    if spec.update.is_some() && spec.flow_type.is_some() {
+        return Err("--set type: a workspace flow's type cannot change on --update".into());
+    }
+    Ok(spec)
+}
+
+fn push(args: PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let spec = match push_spec(&args) {
+        Ok(s) => s,
+        Err(message) => {
+            let _ = writeln!(err, "error: {message}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let req = PushRequest { flow: args.flow.clone(), spec, config: args.config.clone() };
+    match crate::jobs::push::run(&req) {
+        Ok(flow) => {
+            let verb = if flow.created { "created" } else { "updated" };
+            let _ = writeln!(
+                err,
+                "flow push: {verb} `{}` ({}, {} file(s) in {})",
+                flow.display_name, flow.name, flow.files, flow.path
+            );
+            let _ = writeln!(err, "studio: {}", flow.studio_url);
+            let json = serde_json::json!({
+                "name": flow.name, "type": flow.flow_type, "display_name": flow.display_name,
+                "path": flow.path, "flow_portal_url": flow.studio_url,
+            });
+            print_json(&json, out, err)
+        }
+        Err(PushError::Config(diags)) => {
+            super::failure::print_diagnostics(&diags, err);
+            exit::INVALID_INPUT
+        }
+        Err(PushError::Flow(e)) => report_prepare_error(&e, err),
+        Err(PushError::Cloud(e)) => super::cloud::report(&e, err),
     }
 }
 

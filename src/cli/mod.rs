@@ -49,7 +49,7 @@ pub enum Command {
     Check(check::CheckArgs),
     Validate(validate::Args),
     Detect(detect::Args),
-    /// Run flows locally (like `pf flow test`)
+    /// Run flows locally (like `pf flow test`), push them to Azure ML (`pfazure flow create`)
     Flow(flow::FlowArgs),
     /// Serve a flow over HTTP (like `pf flow serve`)
     Serve(serve::ServeArgs),

@@ -40,6 +40,14 @@ pub const USER_IDENTITIES: [(&str, &str); 2] = [
         "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uai-other",
     ),
 ];
+/// The storage account of both datastores (Azurite's, for the blob one).
+const ACCOUNT: &str = "devstoreaccount1";
+/// The workspace's file share (the `workspaceworkingdirectory` datastore),
+/// where the studio keeps the flows it edits.
+pub const WORKING_DIRECTORY: &str = "workspaceworkingdirectory";
+pub const SHARE: &str = "code-391ff5ac-6576-460f-ba4d-7e03433c68b6";
+/// `properties.workspaceId`, the experiment id of flow calls.
+pub const WORKSPACE_ID: &str = "00000000-1111-2222-3333-444444444444";
 /// The GitHub OIDC token the fake's `/oidc` endpoint issues.
 pub const GITHUB_ID_TOKEN: &str = "github-id-token-from-fake";
 
@@ -123,6 +131,11 @@ struct State {
     resources: BTreeMap<String, Json>,
     /// Long-running operations: polls so far, and how they end.
     operations: Vec<(usize, &'static str)>,
+    /// The file share: its directories and files (path below the share).
+    share_dirs: std::collections::BTreeSet<String>,
+    share_files: BTreeMap<String, Vec<u8>>,
+    /// Workspace flows by id (`FlowDto`).
+    flows: BTreeMap<String, Json>,
 }
 
 /// The endpoint key `listKeys` hands out and scoring requires.
@@ -183,6 +196,21 @@ impl FakeAml {
         self.state.lock().unwrap().resources.get(path).cloned()
     }
 
+    /// A file in the workspace's file share, as text.
+    pub fn share_file(&self, path: &str) -> Option<String> {
+        self.state.lock().unwrap().share_files.get(path).map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// Every file in the share, by path.
+    pub fn share_paths(&self) -> Vec<String> {
+        self.state.lock().unwrap().share_files.keys().cloned().collect()
+    }
+
+    /// A workspace flow as the flow service stores it.
+    pub fn flow(&self, id: &str) -> Option<Json> {
+        self.state.lock().unwrap().flows.get(id).cloned()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -216,6 +244,7 @@ impl FakeAml {
             ("AZUREML_RESOURCE_GROUP", RESOURCE_GROUP.into()),
             ("AZUREML_WORKSPACE_NAME", WORKSPACE.into()),
             ("FLOW_CI_AZUREML_POLL_MS", "40".into()),
+            ("FLOW_CI_FILE_URL", format!("{}/files/{ACCOUNT}", self.url)),
         ]
     }
 }
@@ -231,6 +260,9 @@ fn respond(req: &Received, st: &mut State, script: &Script, url: &str) -> Outcom
     }
     if let Some(endpoint) = req.path.strip_prefix("/score/") {
         return score(req, endpoint, st, script);
+    }
+    if let Some(rest) = req.path.strip_prefix(&format!("/files/{ACCOUNT}/{SHARE}")) {
+        return file_share(req, rest, st, script);
     }
     // Azure's front ends answer a POST without a length 411 Length Required
     // (seanmonstar/reqwest#838, Azure/azure-sdk-for-rust#166).
@@ -367,7 +399,7 @@ fn arm(req: &Received, rest: &str, script: &Script, url: &str) -> Outcome {
                     "id": workspace_path(), "name": WORKSPACE, "location": "eastus", "kind": "Default",
                     "identity": {"type": "SystemAssigned,UserAssigned", "principalId": "p-ws", "tenantId": TENANT,
                         "userAssignedIdentities": identities},
-                    "properties": {"workspaceId": "00000000-1111-2222-3333-444444444444", "discoveryUrl": format!("{url}/discovery"),
+                    "properties": {"workspaceId": WORKSPACE_ID, "discoveryUrl": format!("{url}/discovery"),
                         "primaryUserAssignedIdentity": USER_IDENTITIES[0].1}
                 }),
             ))
@@ -398,6 +430,17 @@ fn arm(req: &Received, rest: &str, script: &Script, url: &str) -> Outcome {
                 Err((400, "listSecrets on an identity-based datastore (credentialsType None): it has no secret".into()))
             }
         },
+        // As ARM describes an Azure Files datastore (`AzureFileDatastore`).
+        ("GET", p) if p == format!("/datastores/{WORKING_DIRECTORY}") => Ok(Answer::json(
+            200,
+            json!({"name": WORKING_DIRECTORY, "properties": {
+                "datastoreType": "AzureFile", "accountName": ACCOUNT, "fileShareName": SHARE,
+                "endpoint": "core.windows.net", "protocol": "https",
+                "credentials": {"credentialsType": "AccountKey"}, "isDefault": false}}),
+        )),
+        ("POST", p) if p == format!("/datastores/{WORKING_DIRECTORY}/listSecrets") => {
+            Ok(Answer::json(200, json!({"secretsType": "AccountKey", "key": script.account_key})))
+        }
         _ => Err((404, format!("no ARM resource {rest}"))),
     }
 }
@@ -405,6 +448,8 @@ fn arm(req: &Received, rest: &str, script: &Script, url: &str) -> Outcome {
 fn runs(req: &Received, service: &str, rest: &str, st: &mut State, script: &Script) -> Outcome {
     match (req.method.as_str(), service, rest) {
         ("POST", "/flow/api", "/BulkRuns/submit") => submit(req, st, script),
+        ("POST", "/flow/api", "/Flows") => create_flow(req, st),
+        (_, "/flow/api", r) if r.starts_with("/Flows/") => flow_call(req, &r["/Flows/".len()..], st),
         ("POST", "/history/v1.0", "/rundata") => rundata(req, st, script),
         ("POST", "/metric/v2.0", r) if r.ends_with("/lastvalues") => {
             let id = r.trim_start_matches("/runs/").trim_end_matches("/lastvalues");
@@ -837,4 +882,220 @@ fn score(req: &Received, endpoint: &str, st: &State, script: &Script) -> Outcome
         return Ok(Answer::json(200, json!({"intent": 7})));
     }
     Ok(Answer::json(200, json!({"intent": "billing", "reply": "Billing will review your request."})))
+}
+
+/// Azure Files, the calls a flow push makes (Create Directory, Get
+/// Directory Properties, Create File, Put Range), Shared Key signed with the
+/// key `listSecrets` handed out. As the service: a directory or file needs
+/// its parent directory (404 ParentNotFound), a directory is created once
+/// (409 ResourceAlreadyExists), a range is written into a created file and
+/// within its length. (Azurite has no Files service, hence this one.)
+fn file_share(req: &Received, rest: &str, st: &mut State, script: &Script) -> Outcome {
+    verify_shared_key(req, &script.account_key)?;
+    if req.header("x-ms-version").is_none() {
+        return Err((400, "Azure Files requests need x-ms-version".into()));
+    }
+    let path = rest.trim_start_matches('/').to_string();
+    let parent = path.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_string());
+    let parent_exists = parent.is_empty() || st.share_dirs.contains(&parent);
+    let storage_error = |status: u16, code: &str| {
+        Ok(Answer::json(status, json!({"Code": code}))).map(|a: Answer| a.with_header("x-ms-error-code", code.into()))
+    };
+    let comp = req.param("comp");
+    match (req.method.as_str(), req.param("restype"), comp) {
+        ("PUT", Some("directory"), None) => {
+            if !parent_exists {
+                return storage_error(404, "ParentNotFound");
+            }
+            if !st.share_dirs.insert(path) {
+                return storage_error(409, "ResourceAlreadyExists");
+            }
+            Ok(Answer::json(201, Json::Null))
+        }
+        ("GET" | "HEAD", Some("directory"), None) => {
+            if st.share_dirs.contains(&path) {
+                Ok(Answer::json(200, Json::Null))
+            } else {
+                storage_error(404, "ResourceNotFound")
+            }
+        }
+        ("PUT", None, None) => {
+            if req.header("x-ms-type") != Some("file") {
+                return Err((400, format!("Create File of {path} without x-ms-type: file")));
+            }
+            let length: usize = req
+                .header("x-ms-content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or((400, format!("Create File of {path} without x-ms-content-length")))?;
+            if req.header("content-length").is_some_and(|v| v != "0") {
+                return Err((400, format!("Create File of {path} carries a body; content goes in Put Range")));
+            }
+            if !parent_exists {
+                return storage_error(404, "ParentNotFound");
+            }
+            st.share_files.insert(path, vec![0; length]);
+            Ok(Answer::json(201, Json::Null))
+        }
+        ("PUT", None, Some("range")) => {
+            let Some(file) = st.share_files.get_mut(&path) else { return storage_error(404, "ResourceNotFound") };
+            if req.header("x-ms-write") != Some("update") {
+                return Err((400, format!("Put Range of {path} without x-ms-write: update")));
+            }
+            let range = req.header("x-ms-range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-'));
+            let (start, end): (usize, usize) = range
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .ok_or((400, format!("Put Range of {path} without a valid x-ms-range")))?;
+            let bytes = req.text.as_bytes();
+            if end < start || end >= file.len() || bytes.len() != end - start + 1 || end - start >= 4 * 1024 * 1024 {
+                return storage_error(416, "InvalidRange");
+            }
+            file[start..=end].copy_from_slice(bytes);
+            Ok(Answer::json(201, Json::Null))
+        }
+        _ => Err((400, format!("no Azure Files call {} {path}?{}", req.method, req.query))),
+    }
+}
+
+/// Shared Key as the storage services check it ("Authorize with Shared
+/// Key": the verb, the standard headers, the `x-ms-` headers sorted, then
+/// `/{account}{path}` and the query parameters sorted), HMAC-SHA256 with the
+/// account key.
+fn verify_shared_key(req: &Received, key: &str) -> Result<(), (u16, String)> {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let header = |name: &str| req.header(name).unwrap_or_default().to_string();
+    let length = header("content-length");
+    let length = if length == "0" { String::new() } else { length };
+    let mut ms: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("x-ms-"))
+        .map(|(k, v)| (k.clone(), v.trim().to_string()))
+        .collect();
+    ms.sort();
+    let mut text = format!(
+        "{}\n{}\n{}\n{length}\n{}\n{}\n\n{}\n{}\n{}\n{}\n{}\n",
+        req.method,
+        header("content-encoding"),
+        header("content-language"),
+        header("content-md5"),
+        header("content-type"),
+        header("if-modified-since"),
+        header("if-match"),
+        header("if-none-match"),
+        header("if-unmodified-since"),
+        header("range"),
+    );
+    for (k, v) in ms {
+        text.push_str(&format!("{k}:{v}\n"));
+    }
+    text.push_str(&format!("/{ACCOUNT}{}", req.path));
+    let mut params: Vec<(String, String)> =
+        req.query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_lowercase(), decode(v))).collect();
+    params.sort();
+    for (k, v) in params {
+        text.push_str(&format!("\n{k}:{v}"));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&b64.decode(key).unwrap_or_default()).unwrap();
+    mac.update(text.as_bytes());
+    let expected = format!("SharedKey {ACCOUNT}:{}", b64.encode(mac.finalize().into_bytes()));
+    if req.header("authorization") != Some(expected.as_str()) {
+        return Err((403, format!("AuthenticationFailed: the Shared Key signature does not match (signed {text:?})")));
+    }
+    Ok(())
+}
+
+/// `POST /Flows` (`CreateFlowRequest`): the flow's definition must be a
+/// flow.dag.yaml in the file share whose folder holds what the DAG names:
+/// every node's source file (additional includes merged in), no
+/// `additional_includes` left, and the requirements named when there is a
+/// requirements.txt, or the studio's session cannot run it.
+fn create_flow(req: &Received, st: &mut State) -> Outcome {
+    let body = &req.body;
+    let text = |k: &str| body.get(k).and_then(Json::as_str).unwrap_or_default().to_string();
+    if text("flowName").is_empty() {
+        return Err((400, format!("a flow needs a flowName: {body}")));
+    }
+    let flow_type = text("flowType");
+    if !["default", "chat", "evaluation"].iter().any(|t| t.eq_ignore_ascii_case(&flow_type)) {
+        return Err((400, format!("flowType {flow_type:?} is not one of the service's FlowType values")));
+    }
+    let path = text("flowDefinitionFilePath");
+    check_shared_flow(&path, st)?;
+    let id = format!("{:08x}-0000-4000-8000-{:012x}", st.flows.len() + 1, st.flows.len() + 1);
+    // FlowType as the service's enum spells it.
+    let service_type = match flow_type.to_lowercase().as_str() {
+        "chat" => "Chat",
+        "evaluation" => "Evaluation",
+        _ => "Default",
+    };
+    let dto = json!({
+        "flowId": id, "flowName": text("flowName"), "description": body.get("description"),
+        "tags": body.get("tags").cloned().unwrap_or(json!({})), "flowType": service_type,
+        "experimentId": WORKSPACE_ID, "flowDefinitionFilePath": path,
+        "flowResourceId": format!("azureml://locations/eastus/workspaces/{WORKSPACE_ID}/flows/{id}"),
+        "isArchived": false,
+    });
+    st.flows.insert(id, dto.clone());
+    Ok(Answer::json(200, dto))
+}
+
+fn check_shared_flow(path: &str, st: &State) -> Result<(), (u16, String)> {
+    let folder = path
+        .strip_suffix("/flow.dag.yaml")
+        .filter(|f| f.starts_with("Users/"))
+        .ok_or((400, format!("flowDefinitionFilePath {path} is not a flow.dag.yaml under Users/")))?;
+    let text = st.share_files.get(path).ok_or((400, format!("{path} is not in the file share")))?;
+    let text = String::from_utf8_lossy(text);
+    let dag = model::yaml::parse(&text).ok().flatten().map(|n| n.to_json()).unwrap_or_default();
+    if dag.get("additional_includes").is_some() {
+        return Err((400, format!("{path}: additional_includes left in the shared flow")));
+    }
+    if st.share_files.contains_key(&format!("{folder}/requirements.txt"))
+        && dag.pointer("/environment/python_requirements_txt").is_none()
+    {
+        return Err((400, format!("{path}: requirements.txt shared but not named in the flow")));
+    }
+    for node in dag.get("nodes").and_then(Json::as_array).into_iter().flatten() {
+        if let Some(source) = node.pointer("/source/path").and_then(Json::as_str)
+            && !st.share_files.contains_key(&format!("{folder}/{source}"))
+        {
+            return Err((400, format!("{path}: node source {source} is not in the flow's folder")));
+        }
+    }
+    Ok(())
+}
+
+/// `GET` and `PUT` (`UpdateFlowRequest`) of `/Flows/{id}`: both need the
+/// workspace id as `experimentId` (promptflow-azure's `build_get_flow_request`
+/// and `build_update_flow_request` require it).
+fn flow_call(req: &Received, id: &str, st: &mut State) -> Outcome {
+    if req.param("experimentId") != Some(WORKSPACE_ID) {
+        return Err((
+            400,
+            format!("/Flows/{id} needs experimentId={WORKSPACE_ID}, got {:?}", req.param("experimentId")),
+        ));
+    }
+    if !st.flows.contains_key(id) {
+        return Ok(Answer::json(
+            404,
+            json!({"error": {"code": "UserError", "message": format!("Flow {id} not found"), "innerError": {"code": "FlowNotFound"}}}),
+        ));
+    }
+    match req.method.as_str() {
+        "GET" => Ok(Answer::json(200, st.flows[id].clone())),
+        "PUT" => {
+            let path = st.flows[id]["flowDefinitionFilePath"].as_str().unwrap_or_default().to_string();
+            check_shared_flow(&path, st)?;
+            let flow = st.flows.get_mut(id).unwrap();
+            for key in ["flowName", "description", "tags"] {
+                if let Some(value) = req.body.get(key) {
+                    flow[key] = value.clone();
+                }
+            }
+            Ok(Answer::json(200, flow.clone()))
+        }
+        other => Err((405, format!("{other} /Flows/{id}"))),
+    }
 }

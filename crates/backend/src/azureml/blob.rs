@@ -133,7 +133,7 @@ impl Container {
     }
 
     /// One signed request; answers other than 2xx are errors.
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,

@@ -94,6 +94,15 @@ impl Client {
         self.arm_tokens.token().map(drop).map_err(AzureMlError::Auth)
     }
 
+    /// The signed-in user's alias as promptflow-azure names it
+    /// (`_utils/general.py` `get_user_alias_from_credential`): the ARM
+    /// token's `upn` or `email` before the `@`, else its `oid` (a service
+    /// principal), else `unknown_user` as `FlowFileStorageClient` falls back.
+    pub fn user_alias(&self) -> Result<String, AzureMlError> {
+        let token = self.arm_tokens.token().map_err(AzureMlError::Auth)?;
+        Ok(alias_of(token.expose()).unwrap_or_else(|| "unknown_user".into()))
+    }
+
     pub fn get(&self, url: &str) -> Result<Json, AzureMlError> {
         self.send(reqwest::Method::GET, url, None, false).map(|r| r.body)
     }
@@ -204,6 +213,19 @@ impl Client {
     }
 }
 
+/// `upn`/`email` before the `@`, else `oid`, of a JWT's (unverified) claims.
+fn alias_of(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Json = serde_json::from_slice(&bytes).ok()?;
+    let text = |k: &str| claims.get(k).and_then(Json::as_str).filter(|v| !v.is_empty());
+    match text("upn").or_else(|| text("email")) {
+        Some(email) => email.split('@').next().map(str::to_string),
+        None => text("oid").map(str::to_string),
+    }
+}
+
 /// Methods whose requests carry a body (so a length, even when empty).
 fn method_has_body(method: &reqwest::Method) -> bool {
     [reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::PATCH].contains(method)
@@ -297,6 +319,19 @@ mod tests {
         assert!(!retryable(&Method::POST, 502, false));
         assert!(retryable(&Method::POST, 409, true));
         assert!(!retryable(&Method::POST, 404, false));
+    }
+
+    #[test]
+    fn the_alias_is_the_upn_before_the_at_else_the_oid() {
+        use base64::Engine as _;
+        let jwt = |claims: &str| {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!("{}.{}.sig", b64.encode(r#"{"alg":"RS256"}"#), b64.encode(claims))
+        };
+        assert_eq!(alias_of(&jwt(r#"{"upn":"ada@contoso.com","oid":"o-1"}"#)).as_deref(), Some("ada"));
+        assert_eq!(alias_of(&jwt(r#"{"email":"bo@contoso.com"}"#)).as_deref(), Some("bo"));
+        assert_eq!(alias_of(&jwt(r#"{"oid":"5f1e-sp"}"#)).as_deref(), Some("5f1e-sp"));
+        assert_eq!(alias_of("not-a-jwt"), None);
     }
 
     #[test]

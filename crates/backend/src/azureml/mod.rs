@@ -7,6 +7,8 @@
 
 pub mod blob;
 pub mod client;
+pub mod fileshare;
+pub mod flows;
 pub mod online;
 pub mod run;
 pub mod service;
