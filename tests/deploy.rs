@@ -224,3 +224,65 @@ fn model_versions_are_integers_and_an_unchanged_flow_reuses_its_version() {
     assert_eq!(report["model_version"], "2");
     assert_no_violations(&cloud.fake);
 }
+
+/// The model's datastore folder (`LocalUpload/{hash}/{flow}`).
+fn model_folder(cloud: &Cloud) -> String {
+    let registered = cloud.fake.resource(&model_path(cloud)).unwrap();
+    let uri = registered["properties"]["modelUri"].as_str().unwrap().to_string();
+    uri.split("/paths/").nth(1).unwrap().trim_end_matches('/').to_string()
+}
+
+#[test]
+fn deploy_run_registers_the_flow_a_cloud_run_ran_without_uploading_it_again() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-router/run.yml", "--name", "evaluated"]);
+    assert_eq!(code, Some(0), "{err}");
+    let submitted = cloud.fake.submitted()[0].clone();
+    let ran = submitted["flowDefinitionBlobPath"].as_str().unwrap().trim_end_matches("/flow.dag.yaml").to_string();
+    // Edited after the run: the deploy must not pick this up.
+    cloud.pr.edit("flows/support-router/billing.py", "def ", "# edited after the run\ndef ");
+
+    let (code, out, err) = run(cloud.flow_ci().args(["deploy", "--run", "evaluated"]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    assert_eq!(model_folder(&cloud), ran, "the model is the run's flow folder");
+    let model = cloud.fake.resource(&model_path(&cloud)).unwrap();
+    assert_eq!(model["properties"]["tags"]["flow-ci.run"], submitted["runId"]);
+    let uploaded: Vec<String> = cloud.container().list("LocalUpload/").unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        uploaded
+            .iter()
+            .filter(|n| n.ends_with("/flow.dag.yaml"))
+            .all(|n| n.starts_with(&ran) || !n.contains("support-router")),
+        "the edited flow was not uploaded: {uploaded:#?}"
+    );
+    assert!(err.contains("not uploaded again"), "{err}");
+}
+
+#[test]
+fn deploy_run_of_a_local_run_refuses_a_flow_changed_since() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, _, err) =
+        run(cloud.flow_ci().args(["run", "create", "--file", "flows/support-router/run.yml", "--name", "local"]));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(cloud.flow_ci().args(["deploy", "--run", "local"]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    let model = cloud.fake.resource(&model_path(&cloud)).unwrap();
+    assert_eq!(model["properties"]["tags"]["flow-ci.run"], "local");
+
+    cloud.pr.edit("flows/support-router/billing.py", "def ", "# edited after the run\ndef ");
+    let before = cloud.fake.calls().len();
+    let (code, _, err) = run(cloud.flow_ci().args(["deploy", "--run", "local"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("changed since run local") && err.contains("deploy what was evaluated"), "{err}");
+    assert_eq!(cloud.fake.calls().len(), before, "refused before signing in");
+
+    // A run of another flow is not this deploy's flow.
+    let (code, _, err) =
+        run(cloud.flow_ci().args(["run", "create", "--file", "flows/flaky-parser/run.yml", "--name", "other"]));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(cloud.flow_ci().args(["deploy", "--run", "other"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("but `deploy:` deploys"), "{err}");
+}

@@ -13,8 +13,9 @@ use crate::jobs::deploy::{self, DeployError, DeployJobError, DeployRequest};
 ///
 /// Reads `deploy:` from .flow-ci.yaml (`flow`, `endpoint`, `deployment`, `instance_type`,
 /// `instance_count`, `traffic`, `model`, `environment`) and the workspace from `azureml:`.
-/// The flow folder is uploaded and registered as a model whose version is its content hash
-/// (an unchanged flow is not registered again), the endpoint is created when missing, the
+/// The flow folder is uploaded and registered as a model (the next integer version, its
+/// content hash in a property: an unchanged flow is not registered again); with --run, the
+/// flow that run evaluated is registered instead. The endpoint is created when missing, the
 /// deployment is created or updated (waiting on Azure's long-running operations), and the
 /// first line of the flow's run data is scored on the new deployment. Its answer must have
 /// the outputs and types the local executor gives; then the deployment gets `traffic` percent
@@ -27,7 +28,7 @@ use crate::jobs::deploy::{self, DeployError, DeployJobError, DeployRequest};
 /// deploy.md in the report folder, and deploy.md in the job summary.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci deploy --dry-run                  # every ARM call it would make, with bodies; nothing sent\n  flow-ci deploy                            # register, deploy, smoke test, shift traffic\n  flow-ci deploy --config deploy/.flow-ci.yaml --timeout 30m"
+    after_help = "Examples:\n  flow-ci deploy --dry-run                  # every ARM call it would make, with bodies; nothing sent\n  flow-ci deploy                            # register, deploy, smoke test, shift traffic\n  flow-ci deploy --config deploy/.flow-ci.yaml --timeout 30m\n  flow-ci deploy --run support-router-nightly    # exactly the flow that run evaluated"
 )]
 pub struct DeployArgs {
     /// The .flow-ci.yaml with `deploy:` and `azureml:` [default: ./.flow-ci.yaml]
@@ -46,6 +47,16 @@ pub struct DeployArgs {
     #[arg(long, value_name = "DIR", default_value = ".flow-ci/report")]
     pub report_dir: PathBuf,
 
+    /// Deploy the flow this run evaluated: a cloud run's uploaded snapshot (not uploaded
+    /// again), or a local run's flow when the folder still has the content it ran (else exit 2);
+    /// an evaluation run stands for the run it evaluated
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
+
+    /// The run store --run reads [default: $FLOW_CI_RUNS_DIR, else .flow-ci/runs]
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+
     #[command(flatten)]
     pub cloud: CloudArgs,
 
@@ -63,6 +74,8 @@ pub fn run(args: DeployArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         line_timeout: Duration::from_secs(args.exec.line_timeout),
         llm: args.exec.llm_flags(),
         cloud_timeout: args.cloud.timeout,
+        run: args.run.clone(),
+        runs_dir: args.runs_dir.clone(),
     };
     match deploy::run(&req, out, err) {
         Ok(()) => model::exit::OK,

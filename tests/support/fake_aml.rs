@@ -784,6 +784,13 @@ fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -
         if body.pointer("/properties/properties/is-promptflow") != Some(&json!("true")) {
             return Err((400, "a flow model needs properties.is-promptflow".into()));
         }
+        // ARM takes any path; the deployment then finds no flow to serve.
+        let folder = uri.split("/paths/").nth(1).unwrap_or_default().trim_end_matches('/');
+        if let Some(container) = container(script)?
+            && container.metadata(&format!("{folder}/flow.dag.yaml")).map_err(|e| (500, e.to_string()))?.is_none()
+        {
+            return Err((400, format!("modelUri {uri}: no flow.dag.yaml in that datastore folder")));
+        }
         if st.resources.contains_key(rest) {
             return Err((409, "model versions are immutable".into()));
         }

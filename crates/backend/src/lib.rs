@@ -56,6 +56,18 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>, target: &Target<'_>)
     match target {
         Target::AzureMl(_) if job.port.is_some() => Err(BackendError::PortInCloud),
         Target::AzureMl(cloud) => Ok(azureml::run::run(cloud, job, store, opts.cancel, opts.force)?),
-        Target::Local => Ok(job::run(job, store, opts)?),
+        Target::Local => {
+            // The flow's content as a deploy would upload it, hashed before
+            // the run starts: `deploy --run` deploys this run's flow only
+            // while the folder still holds it.
+            let hash = azureml::run::flow_snapshot(&job.flow).ok().map(|(snapshot, _)| snapshot.hash);
+            let record = job::run(job, store, opts)?;
+            match hash {
+                Some(hash) => Ok(store
+                    .set_property(&job.name, azureml::run::FLOW_HASH_PROPERTY, serde_json::json!(hash))
+                    .map_err(JobError::Store)?),
+                None => Ok(record),
+            }
+        }
     }
 }

@@ -227,6 +227,16 @@ impl Store {
         }
     }
 
+    /// Sets one property of a stored run's record (its lines untouched),
+    /// under the run's lock.
+    pub fn set_property(&self, name: &str, key: &str, value: Json) -> Result<RunRecord, StoreError> {
+        let _lock = self.lock(name)?;
+        let mut record = self.load(name)?;
+        record.properties.insert(key.into(), value);
+        write_json_atomic(&self.dir(name)?.join(RUN_FILE), &record)?;
+        Ok(record)
+    }
+
     pub fn load(&self, name: &str) -> Result<RunRecord, StoreError> {
         let path = self.dir(name)?.join(RUN_FILE);
         if !path.is_file() {

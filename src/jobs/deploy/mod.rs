@@ -4,6 +4,7 @@
 //! deployment must answer with, signs in, rolls out, and leaves its outputs
 //! for the CI host and later steps.
 
+mod pin;
 mod rollout;
 
 use std::io::Write;
@@ -14,6 +15,7 @@ use exec::llm::setup::{LlmFlags, SetupError};
 use model::config::{self, Config};
 use model::diag::Diagnostic;
 
+pub use pin::{Pinned, pin};
 pub use rollout::{DeployError, Deployed, Spec, deploy, dry_run, run_locally, shape_difference, spec};
 
 pub struct DeployRequest {
@@ -27,6 +29,10 @@ pub struct DeployRequest {
     pub line_timeout: Duration,
     pub llm: LlmFlags,
     pub cloud_timeout: Option<Duration>,
+    /// `--run`: deploy the flow content this run evaluated.
+    pub run: Option<String>,
+    /// `--runs-dir`: the run store `--run` is read from.
+    pub runs_dir: Option<PathBuf>,
 }
 
 /// What stopped a deploy before it reached Azure.
@@ -48,8 +54,15 @@ pub fn run(req: &DeployRequest, out: &mut dyn Write, err: &mut dyn Write) -> Res
     let config = load_config(req.config.as_deref())?;
     let spec = spec(&config)?;
     let azureml = config.azureml_keys();
+    let pinned = match &req.run {
+        Some(name) => {
+            let store = exec::store::Store::new(exec::store::root(req.runs_dir.as_deref()));
+            Some(pin(&store, name, &spec.flow)?)
+        }
+        None => None,
+    };
     if req.dry_run {
-        return Ok(print_dry_run(&spec, &azureml, out, err)?);
+        return Ok(print_dry_run(&spec, &azureml, pinned.as_ref(), out, err)?);
     }
     if let Some(why) = failed_gates(&req.report_dir, req.ignore_gates) {
         return Err(DeployError::Gates(why).into());
@@ -57,7 +70,7 @@ pub fn run(req: &DeployRequest, out: &mut dyn Write, err: &mut dyn Write) -> Res
     let llm = exec::llm::setup::setup(Some(&config), &req.llm)?;
     let expected = run_locally(&spec, req.python.clone(), &llm, req.line_timeout)?;
     let session = super::cloud::connect(&azureml, req.cloud_timeout, false).map_err(DeployError::Cloud)?;
-    let deployed = deploy(&session, &spec, &expected, &super::cloud::provenance())?;
+    let deployed = deploy(&session, &spec, &expected, &super::cloud::provenance(), pinned.as_ref())?;
     if let Err(e) = write_outputs(&deployed, &req.report_dir, out) {
         let _ = writeln!(err, "warning: cannot write the deploy outputs: {e}");
     }
@@ -80,12 +93,13 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, DeployJobError> {
 fn print_dry_run(
     spec: &Spec,
     azureml: &[(String, String)],
+    pinned: Option<&Pinned>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), DeployError> {
     let workspace = backend::azureml::workspace::WorkspaceRef::resolve(azureml, &|k| std::env::var(k).ok())?;
     let arm = backend::azureml::client::Cloud::from_env().arm_url;
-    let calls = dry_run(spec, workspace, arm)?;
+    let calls = dry_run(spec, workspace, arm, pinned)?;
     let _ = writeln!(
         err,
         "dry run: {} → endpoint {} deployment {} ({} % of traffic once it passes)",

@@ -18,6 +18,8 @@ use backend::azureml::workspace::WorkspaceRef;
 use backend::azureml::{AzureMlError, Session};
 use model::config::Config;
 
+use super::pin::Pinned;
+
 /// `deploy:` with its defaults applied.
 #[derive(Clone, Debug, Serialize)]
 pub struct Spec {
@@ -138,13 +140,23 @@ impl Spec {
         arm_url: String,
         datastore: &str,
         location: &str,
-        snapshot: &backend::azureml::snapshot::Snapshot,
+        content: Content<'_>,
         provenance: &backend::azureml::Provenance,
     ) -> Target {
+        let Content { hash: content_hash, path: model_path, pinned } = content;
         let mut tags = Map::new();
         tags.insert("flow-ci.flow".into(), json!(Session::repo_path(&self.flow)));
         if let Some(commit) = &provenance.commit {
             tags.insert("flow-ci.commit".into(), json!(commit));
+        }
+        match pinned {
+            Some(Pinned::Cloud { id, .. }) => {
+                tags.insert("flow-ci.run".into(), json!(id));
+            }
+            Some(Pinned::Local { run, .. }) => {
+                tags.insert("flow-ci.run".into(), json!(run));
+            }
+            None => {}
         }
         Target {
             workspace,
@@ -152,8 +164,8 @@ impl Spec {
             model: self.model.clone(),
             // Resolved against the registry before the model is used.
             model_version: "{nextVersion}".into(),
-            content_hash: snapshot.hash.clone(),
-            model_path: snapshot.prefix(),
+            content_hash: content_hash.into(),
+            model_path: model_path.into(),
             datastore: datastore.into(),
             image: self.image.clone(),
             endpoint: self.endpoint.clone(),
@@ -165,6 +177,14 @@ impl Spec {
             location: location.into(),
         }
     }
+}
+
+/// What the model is registered from: the content hash and datastore
+/// folder of the flow, and the run it was pinned to.
+struct Content<'a> {
+    hash: &'a str,
+    path: &'a str,
+    pinned: Option<&'a Pinned>,
 }
 
 /// promptflow's model properties; chat flows also name their chat input and output.
@@ -187,10 +207,25 @@ fn model_properties(flow_dir: &Path) -> Map<String, Json> {
 }
 
 /// `--dry-run`: every call, computed offline (no sign-in, nothing sent).
-pub fn dry_run(spec: &Spec, workspace: WorkspaceRef, arm_url: String) -> Result<Vec<Call>, DeployError> {
+pub fn dry_run(
+    spec: &Spec,
+    workspace: WorkspaceRef,
+    arm_url: String,
+    pinned: Option<&Pinned>,
+) -> Result<Vec<Call>, DeployError> {
     let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
-    let target =
-        spec.target(workspace, arm_url, "<default datastore>", "<workspace location>", &snapshot, &Default::default());
+    let (datastore, hash, path) = match pinned {
+        Some(Pinned::Cloud { datastore, path, hash, .. }) => (datastore.clone(), hash.clone(), path.clone()),
+        _ => ("<default datastore>".into(), snapshot.hash.clone(), snapshot.prefix()),
+    };
+    let target = spec.target(
+        workspace,
+        arm_url,
+        &datastore,
+        "<workspace location>",
+        Content { hash: &hash, path: &path, pinned },
+        &Default::default(),
+    );
     let mut traffic = Map::new();
     traffic.insert(spec.deployment.clone(), json!(spec.traffic));
     Ok(target.plan(&traffic))
@@ -217,17 +252,41 @@ pub fn deploy(
     spec: &Spec,
     expected: &Map<String, Json>,
     provenance: &backend::azureml::Provenance,
+    pinned: Option<&Pinned>,
 ) -> Result<Deployed, DeployError> {
     let say = |text: &str| session.say(text);
     let client = session.client();
     let poll = session.settings.poll;
     let deadline = session.settings.deadline;
     let datastore = session.datastore()?;
-    let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
-    backend::azureml::snapshot::upload(&datastore.container, &snapshot).map_err(AzureMlError::from)?;
+    let (hash, path) = match pinned {
+        Some(Pinned::Cloud { run, id, datastore: store, path, hash }) => {
+            run_snapshot(session, &datastore, (run, id), store, path)?;
+            say(&format!("model: the flow run {id} ran ({store}/{path}), not uploaded again"));
+            (hash.clone(), path.clone())
+        }
+        _ => {
+            let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
+            if let Some(pinned) = pinned.filter(|p| p.hash() != snapshot.hash) {
+                return Err(DeployError::Config(format!(
+                    "{} changed during the deploy; run {} ran other content",
+                    spec.flow.display(),
+                    pinned.run()
+                )));
+            }
+            backend::azureml::snapshot::upload(&datastore.container, &snapshot).map_err(AzureMlError::from)?;
+            (snapshot.hash.clone(), snapshot.prefix())
+        }
+    };
     let ws = session.workspace();
-    let mut target =
-        spec.target(ws.reference.clone(), client.arm_url.clone(), &datastore.name, &ws.location, &snapshot, provenance);
+    let mut target = spec.target(
+        ws.reference.clone(),
+        client.arm_url.clone(),
+        &datastore.name,
+        &ws.location,
+        Content { hash: &hash, path: &path, pinned },
+        provenance,
+    );
     let model_registered = register_model(session, &mut target)?;
     if client.get_optional(&target.environment_url())?.is_none() {
         let reply = client.write(reqwest::Method::PUT, &target.environment_url(), &target.environment_body())?;
@@ -287,6 +346,37 @@ pub fn deploy(
             Err(DeployError::Smoke(why))
         }
     }
+}
+
+/// A cloud run's flow, before a model is registered from it: the run is
+/// still in the workspace and completed, and its flow folder is in the
+/// default datastore (the one models are registered from) with its DAG.
+fn run_snapshot(
+    session: &Session,
+    datastore: &backend::azureml::workspace::Datastore,
+    (run, id): (&str, &str),
+    store: &str,
+    path: &str,
+) -> Result<(), DeployError> {
+    let state = session.service().state(id)?;
+    match state {
+        Some(state) if state.status == "Completed" => {}
+        Some(state) => {
+            return Err(DeployError::Config(format!("run {run} ({id}) is {} in the workspace", state.status)));
+        }
+        None => return Err(DeployError::Config(format!("run {run} ({id}) is no longer in the workspace"))),
+    }
+    if store != datastore.name {
+        return Err(DeployError::Config(format!(
+            "run {run}'s flow is in datastore {store}, not the workspace's default {}",
+            datastore.name
+        )));
+    }
+    let dag = format!("{path}/{}", model::flow::FLOW_FILE);
+    if datastore.container.metadata(&dag).map_err(AzureMlError::from)?.is_none() {
+        return Err(DeployError::Config(format!("run {run}'s flow is no longer in the datastore ({dag} is missing)")));
+    }
+    Ok(())
 }
 
 /// Finds the model version holding this flow's content, or registers the

@@ -21,6 +21,17 @@ use exec::store::{LineCounts, RunRecord, RunStatus, RunWriter, Store};
 /// The run-store property holding a run's id in the workspace.
 pub const RUN_ID_PROPERTY: &str = "azureml.run_id";
 
+/// The run-store property holding the content hash of the flow a run ran
+/// (azure-ai-ml's hash of the snapshot as uploaded), local or cloud.
+pub const FLOW_HASH_PROPERTY: &str = "flow-ci.flow_hash";
+
+/// The run-store properties naming the datastore folder a cloud run's flow
+/// was submitted from (`flowDefinitionDataStoreName`, and
+/// `flowDefinitionBlobPath` without `/flow.dag.yaml`): content-addressed,
+/// so `deploy --run` registers the model from exactly what the run ran.
+pub const FLOW_DATASTORE_PROPERTY: &str = "azureml.flow_datastore";
+pub const FLOW_PATH_PROPERTY: &str = "azureml.flow_path";
+
 /// How long to wait for a cancelled run to say so.
 const CANCEL_WAIT: Duration = Duration::from_secs(60);
 
@@ -69,6 +80,11 @@ pub fn run(
     record.created_on = exec::line::now_iso();
     record.properties.insert(RUN_ID_PROPERTY.into(), json!(id));
     record.properties.insert("azureml.portal_url".into(), json!(service.portal_url(&id)));
+    record.properties.insert(FLOW_DATASTORE_PROPERTY.into(), json!(uploads.datastore));
+    record.properties.insert(FLOW_PATH_PROPERTY.into(), json!(uploads.flow_prefix));
+    if let Some(hash) = uploads.flow_prefix.strip_prefix("LocalUpload/").and_then(|p| p.split('/').next()) {
+        record.properties.insert(FLOW_HASH_PROPERTY.into(), json!(hash));
+    }
     writer.write_record(&record)?;
     follow(session, &id, cancel, &mut writer, record)
 }
