@@ -286,3 +286,32 @@ fn deploy_run_of_a_local_run_refuses_a_flow_changed_since() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("but `deploy:` deploys"), "{err}");
 }
+
+#[test]
+fn a_flow_with_requirements_is_served_from_an_image_built_with_them() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    std::fs::write(cloud.pr.dir.path().join("flows/support-router/requirements.txt"), "langdetect==1.0.9\n").unwrap();
+    let (code, out, err) = run(cloud.flow_ci().arg("deploy"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    let deployment = cloud.fake.resource(&format!("{ENDPOINT}/deployments/green")).unwrap();
+    let env_id = deployment["properties"]["environmentId"].as_str().unwrap();
+    let environment = cloud.fake.resource(env_id.strip_prefix(&fake_aml::workspace_path()).unwrap()).unwrap();
+    assert!(environment["properties"].get("image").is_none(), "{environment:#}");
+    let context = environment["properties"]["build"]["contextUri"].as_str().unwrap();
+    assert_eq!(environment["properties"]["build"]["dockerfilePath"], "Dockerfile");
+    let folder = context.split(&format!("/{}/", fake_aml::CONTAINER)).nth(1).unwrap();
+    let dockerfile = cloud.container().get_text(&format!("{folder}Dockerfile")).unwrap().unwrap();
+    assert!(dockerfile.contains("RUN pip install -r requirements.txt"), "{dockerfile}");
+    assert_eq!(
+        cloud.container().get_text(&format!("{folder}requirements.txt")).unwrap().as_deref(),
+        Some("langdetect==1.0.9\n")
+    );
+
+    // Named in deploy.environment: that environment, registered by the user, as is.
+    cloud.pr.edit(".flow-ci.yaml", "  traffic: 10", "  traffic: 10\n  environment: azureml:team-runtime:3");
+    let (code, out, _) = run(cloud.flow_ci().args(["deploy", "--dry-run"]));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("/environments/team-runtime/versions/3\""), "{out}");
+    assert!(!out.contains("/environments/flow-ci-promptflow-runtime"), "nothing registered: {out}");
+}

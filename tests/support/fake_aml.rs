@@ -797,8 +797,10 @@ fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -
         return put_model_version(rest, body, st);
     }
     if rest.starts_with("/environments/") {
-        if body.pointer("/properties/image").is_none() {
-            return Err((400, "an environment needs an image".into()));
+        match (body.pointer("/properties/image"), body.pointer("/properties/build")) {
+            (Some(_), None) => {}
+            (None, Some(build)) => build_context_exists(build, script)?,
+            _ => return Err((400, format!("an environment needs an image or a build, not both: {body}"))),
         }
         st.resources.insert(rest.into(), body.clone());
         return Ok(Answer::json(201, body.clone()));
@@ -814,9 +816,10 @@ fn put(req: &Received, rest: &str, st: &mut State, script: &Script, url: &str) -
             return Err((400, format!("deployment names model {model}, which is not registered")));
         }
         let env = body.pointer("/properties/environmentId").and_then(Json::as_str).unwrap_or_default();
-        if !st.resources.contains_key(env.strip_prefix(&workspace_path()).unwrap_or_default()) {
+        let Some(environment) = st.resources.get(env.strip_prefix(&workspace_path()).unwrap_or_default()) else {
             return Err((400, format!("deployment names environment {env}, which is not registered")));
-        }
+        };
+        requirements_installed(&st.resources[model_path], environment, script)?;
         if body.pointer("/properties/environmentVariables/PROMPTFLOW_RUN_MODE") != Some(&json!("serving"))
             || body.pointer("/sku/capacity").is_none()
         {
@@ -1105,4 +1108,56 @@ fn flow_call(req: &Received, id: &str, st: &mut State) -> Outcome {
         }
         other => Err((405, format!("{other} /Flows/{id}"))),
     }
+}
+
+/// An environment's build context as Azure ML's image build reads it: a
+/// blob folder URL with a trailing `/` (azure-ai-ml: "EMS requires it") in
+/// the datastore, holding the Dockerfile it names, FROM promptflow's
+/// runtime, and what that Dockerfile copies.
+fn build_context_exists(build: &Json, script: &Script) -> Result<(), (u16, String)> {
+    let uri = build.get("contextUri").and_then(Json::as_str).unwrap_or_default();
+    let dockerfile = build.get("dockerfilePath").and_then(Json::as_str).unwrap_or("Dockerfile");
+    if !uri.ends_with('/') {
+        return Err((400, format!("build.contextUri {uri} must end with /")));
+    }
+    let (Some(account_url), Some(container)) = (&script.blob_url, container(script)?) else { return Ok(()) };
+    let folder = uri
+        .strip_prefix(&format!("{account_url}/{CONTAINER}/"))
+        .ok_or((400, format!("build.contextUri {uri} is not in the workspace's datastore")))?;
+    let text = container
+        .get_text(&format!("{folder}{dockerfile}"))
+        .map_err(|e| (500, e.to_string()))?
+        .ok_or((400, format!("build context {uri} has no {dockerfile}")))?;
+    if !text.starts_with("FROM mcr.microsoft.com/azureml/promptflow/promptflow-runtime") {
+        return Err((400, format!("{dockerfile} does not start from promptflow's runtime image: {text}")));
+    }
+    for line in text.lines().filter_map(|l| l.strip_prefix("COPY ")) {
+        let source = line.split_whitespace().next().unwrap_or_default().trim_start_matches("./");
+        if container.metadata(&format!("{folder}{source}")).map_err(|e| (500, e.to_string()))?.is_none() {
+            return Err((400, format!("{dockerfile} copies {source}, which is not in the build context")));
+        }
+    }
+    Ok(())
+}
+
+/// A flow that names a requirements file needs them in its environment: an
+/// image built from a context that installs them (the bare runtime image
+/// lacks them, and the deployment's first request fails to import).
+fn requirements_installed(model: &Json, environment: &Json, script: &Script) -> Result<(), (u16, String)> {
+    let Some(container) = container(script)? else { return Ok(()) };
+    let uri = model.pointer("/properties/modelUri").and_then(Json::as_str).unwrap_or_default();
+    let folder = uri.split("/paths/").nth(1).unwrap_or_default().trim_end_matches('/');
+    let dag = container.get_text(&format!("{folder}/flow.dag.yaml")).map_err(|e| (500, e.to_string()))?;
+    let dag = dag.and_then(|t| model::yaml::parse(&t).ok().flatten()).map(|n| n.to_json()).unwrap_or_default();
+    let Some(file) = dag.pointer("/environment/python_requirements_txt").and_then(Json::as_str) else { return Ok(()) };
+    let wanted = container.get_text(&format!("{folder}/{file}")).map_err(|e| (500, e.to_string()))?.unwrap_or_default();
+    let Some(context) = environment.pointer("/properties/build/contextUri").and_then(Json::as_str) else {
+        return Err((400, format!("the flow needs {file} but its environment is a bare image: {environment}")));
+    };
+    let folder = context.split(&format!("/{CONTAINER}/")).nth(1).unwrap_or_default();
+    let built = container.get_text(&format!("{folder}requirements.txt")).map_err(|e| (500, e.to_string()))?;
+    if built.as_deref() != Some(wanted.as_str()) {
+        return Err((400, format!("the environment installs {built:?}, the flow needs {wanted:?}")));
+    }
+    Ok(())
 }

@@ -19,13 +19,16 @@ use backend::azureml::{AzureMlError, Session};
 use model::config::Config;
 
 use super::pin::Pinned;
+use backend::azureml::snapshot::Snapshot;
 
 /// `deploy:` with its defaults applied.
 #[derive(Clone, Debug, Serialize)]
 pub struct Spec {
     pub flow: PathBuf,
     pub model: String,
-    pub image: String,
+    /// `deploy.environment`: an image used as is, or `azureml:name:version`;
+    /// `None`: promptflow's runtime image, built with the flow's requirements when it has some.
+    pub environment: Option<String>,
     pub endpoint: String,
     pub deployment: String,
     pub instance_type: String,
@@ -95,7 +98,7 @@ pub fn spec(config: &Config) -> Result<Spec, DeployError> {
         .unwrap_or_else(|| flow_dir.join("run.yml"));
     Ok(Spec {
         model: get("model").unwrap_or_else(|| backend::azureml::submission::folder_name(&flow_dir)),
-        image: get("environment").unwrap_or_else(|| online::DEFAULT_IMAGE.into()),
+        environment: get("environment"),
         deployment: get("deployment").unwrap_or_else(|| "blue".into()),
         instance_type: get("instance_type").unwrap_or_else(|| "Standard_DS3_v2".into()),
         instance_count: number("instance_count", 1, 100)?,
@@ -143,7 +146,7 @@ impl Spec {
         content: Content<'_>,
         provenance: &backend::azureml::Provenance,
     ) -> Target {
-        let Content { hash: content_hash, path: model_path, pinned } = content;
+        let Content { hash: content_hash, path: model_path, pinned, .. } = content;
         let mut tags = Map::new();
         tags.insert("flow-ci.flow".into(), json!(Session::repo_path(&self.flow)));
         if let Some(commit) = &provenance.commit {
@@ -167,7 +170,7 @@ impl Spec {
             content_hash: content_hash.into(),
             model_path: model_path.into(),
             datastore: datastore.into(),
-            image: self.image.clone(),
+            environment: content.environment,
             endpoint: self.endpoint.clone(),
             deployment: self.deployment.clone(),
             instance_type: self.instance_type.clone(),
@@ -185,6 +188,47 @@ struct Content<'a> {
     hash: &'a str,
     path: &'a str,
     pinned: Option<&'a Pinned>,
+    environment: online::Environment,
+}
+
+/// `deploy.environment` as the deployment names it: `azureml:name:version`
+/// is an environment the user registered; anything else an image.
+fn named_environment(text: &str, workspace: &WorkspaceRef) -> Result<online::Environment, DeployError> {
+    let Some(asset) = text.strip_prefix("azureml:") else { return Ok(online::Environment::Image(text.into())) };
+    match asset.trim_start_matches('/').split_once(':') {
+        Some((name, version)) if !name.is_empty() && !version.is_empty() && !version.contains(':') => Ok(
+            online::Environment::Existing(format!("{}/environments/{name}/versions/{version}", workspace.arm_path())),
+        ),
+        _ => Err(DeployError::Config(format!(
+            "deploy.environment `{text}`: name an environment version as azureml:<name>:<version>, or give an image"
+        ))),
+    }
+}
+
+/// The requirements file a flow's DAG names (`environment.python_requirements_txt`;
+/// the uploaded DAG names requirements.txt when the folder has one), read by `read`.
+fn flow_requirements(
+    read: &dyn Fn(&str) -> Result<Option<String>, DeployError>,
+) -> Result<Option<String>, DeployError> {
+    let Some(dag) = read(model::flow::FLOW_FILE)? else { return Ok(None) };
+    let dag = model::yaml::parse(&dag).ok().flatten().map(|n| n.to_json()).unwrap_or_default();
+    match dag.pointer("/environment/python_requirements_txt").and_then(Json::as_str) {
+        Some(file) => read(file),
+        None => Ok(None),
+    }
+}
+
+/// The build context of a flow's environment: a `Dockerfile` from the
+/// runtime image that installs `requirements.txt`, and that file.
+fn build_context(requirements: &str) -> Result<(tempfile::TempDir, Snapshot), DeployError> {
+    let io = |e: std::io::Error| DeployError::Config(format!("cannot write the environment's build context: {e}"));
+    let dir = tempfile::tempdir().map_err(io)?;
+    let root = dir.path().join("environment");
+    std::fs::create_dir(&root).map_err(io)?;
+    std::fs::write(root.join("Dockerfile"), online::dockerfile(online::DEFAULT_IMAGE)).map_err(io)?;
+    std::fs::write(root.join("requirements.txt"), requirements).map_err(io)?;
+    let snapshot = Snapshot::of(&root).map_err(io)?.named("promptflow-environment");
+    Ok((dir, snapshot))
 }
 
 /// promptflow's model properties; chat flows also name their chat input and output.
@@ -218,12 +262,31 @@ pub fn dry_run(
         Some(Pinned::Cloud { datastore, path, hash, .. }) => (datastore.clone(), hash.clone(), path.clone()),
         _ => ("<default datastore>".into(), snapshot.hash.clone(), snapshot.prefix()),
     };
+    let environment = match &spec.environment {
+        Some(text) => named_environment(text, &workspace)?,
+        None => {
+            let read = |file: &str| Ok(std::fs::read_to_string(snapshot.root.join(file)).ok());
+            match flow_requirements(&read)? {
+                Some(requirements) => {
+                    let (_dir, context) = build_context(&requirements)?;
+                    online::Environment::Build {
+                        context_uri: format!(
+                            "https://<account>.blob.core.windows.net/<container>/{}/",
+                            context.prefix()
+                        ),
+                        hash: context.hash,
+                    }
+                }
+                None => online::Environment::Image(online::DEFAULT_IMAGE.into()),
+            }
+        }
+    };
     let target = spec.target(
         workspace,
         arm_url,
         &datastore,
         "<workspace location>",
-        Content { hash: &hash, path: &path, pinned },
+        Content { hash: &hash, path: &path, pinned, environment },
         &Default::default(),
     );
     let mut traffic = Map::new();
@@ -259,14 +322,25 @@ pub fn deploy(
     let poll = session.settings.poll;
     let deadline = session.settings.deadline;
     let datastore = session.datastore()?;
+    let mut requirements = None;
     let (hash, path) = match pinned {
         Some(Pinned::Cloud { run, id, datastore: store, path, hash }) => {
             run_snapshot(session, &datastore, (run, id), store, path)?;
             say(&format!("model: the flow run {id} ran ({store}/{path}), not uploaded again"));
+            if spec.environment.is_none() {
+                let read = |file: &str| {
+                    Ok(datastore.container.get_text(&format!("{path}/{file}")).map_err(AzureMlError::from)?)
+                };
+                requirements = flow_requirements(&read)?;
+            }
             (hash.clone(), path.clone())
         }
         _ => {
             let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
+            if spec.environment.is_none() {
+                let read = |file: &str| Ok(std::fs::read_to_string(snapshot.root.join(file)).ok());
+                requirements = flow_requirements(&read)?;
+            }
             if let Some(pinned) = pinned.filter(|p| p.hash() != snapshot.hash) {
                 return Err(DeployError::Config(format!(
                     "{} changed during the deploy; run {} ran other content",
@@ -279,16 +353,32 @@ pub fn deploy(
         }
     };
     let ws = session.workspace();
+    let environment = match (&spec.environment, requirements) {
+        (Some(text), _) => named_environment(text, &ws.reference)?,
+        (None, Some(requirements)) => {
+            // Uploaded like a flow (content-addressed): the same requirements
+            // reuse the same context and environment version.
+            let (_dir, context) = build_context(&requirements)?;
+            backend::azureml::snapshot::upload(&datastore.container, &context).map_err(AzureMlError::from)?;
+            let c = &datastore.container;
+            say("environment: promptflow's runtime image with the flow's requirements (built by Azure ML)");
+            online::Environment::Build {
+                context_uri: format!("{}/{}/{}/", c.account_url, c.name, context.prefix()),
+                hash: context.hash,
+            }
+        }
+        (None, None) => online::Environment::Image(online::DEFAULT_IMAGE.into()),
+    };
     let mut target = spec.target(
         ws.reference.clone(),
         client.arm_url.clone(),
         &datastore.name,
         &ws.location,
-        Content { hash: &hash, path: &path, pinned },
+        Content { hash: &hash, path: &path, pinned, environment },
         provenance,
     );
     let model_registered = register_model(session, &mut target)?;
-    if client.get_optional(&target.environment_url())?.is_none() {
+    if target.registers_environment() && client.get_optional(&target.environment_url())?.is_none() {
         let reply = client.write(reqwest::Method::PUT, &target.environment_url(), &target.environment_body())?;
         online::wait_for(client, &reply, "environment", poll, deadline, &say)?;
     }

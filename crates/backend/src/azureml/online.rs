@@ -19,6 +19,28 @@ pub const DEFAULT_IMAGE: &str = "mcr.microsoft.com/azureml/promptflow/promptflow
 /// The environment flow-ci registers that image as.
 pub const ENVIRONMENT: &str = "flow-ci-promptflow-runtime";
 
+/// The Dockerfile of a flow with requirements: the runtime image with them
+/// installed, as prompt flow's "Deploy a flow to online endpoint for
+/// real-time inference" doc builds its custom environment
+/// (`image_build_with_requirements/Dockerfile`).
+pub fn dockerfile(base: &str) -> String {
+    format!("FROM {base}\nCOPY ./requirements.txt .\nRUN pip install -r requirements.txt\n")
+}
+
+/// The environment a deployment serves the flow in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Environment {
+    /// An image used as is (registered as a version of [`ENVIRONMENT`]).
+    Image(String),
+    /// An image built by Azure ML from a context folder in the datastore:
+    /// `contextUri` is the folder's blob URL with a trailing `/` (azure-ai-ml
+    /// `_check_and_upload_env_build_context`: "EMS requires it"), holding a
+    /// `Dockerfile` (`BuildContext` → REST `build: {contextUri, dockerfilePath}`).
+    Build { context_uri: String, hash: String },
+    /// An environment version the user registered (`azureml:name:version`), by ARM id.
+    Existing(String),
+}
+
 /// The model property (and tag) holding the flow's content hash: how an
 /// unchanged flow finds the version it was registered as.
 pub const CONTENT_HASH: &str = "flow-ci.content-hash";
@@ -37,7 +59,7 @@ pub struct Target {
     /// `LocalUpload/{hash}/{flow}` in the datastore.
     pub model_path: String,
     pub datastore: String,
-    pub image: String,
+    pub environment: Environment,
     pub endpoint: String,
     pub deployment: String,
     pub instance_type: String,
@@ -72,9 +94,33 @@ impl Target {
         format!("{}/models/{}/versions/{}", self.workspace.arm_path(), self.model, self.model_version)
     }
 
+    /// An image's version is a digest of its name; a build's, of its context.
     pub fn environment_version(&self) -> String {
         use sha2::Digest;
-        base16ct::lower::encode_string(&sha2::Sha256::digest(self.image.as_bytes()))[..12].to_string()
+        match &self.environment {
+            Environment::Image(image) => {
+                base16ct::lower::encode_string(&sha2::Sha256::digest(image.as_bytes()))[..12].to_string()
+            }
+            Environment::Build { hash, .. } => format!("build-{}", &hash[..hash.len().min(12)]),
+            Environment::Existing(id) => id.rsplit('/').next().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// The environment's ARM id, as the deployment names it.
+    pub fn environment_id(&self) -> String {
+        match &self.environment {
+            Environment::Existing(id) => id.clone(),
+            _ => format!(
+                "{}/environments/{ENVIRONMENT}/versions/{}",
+                self.workspace.arm_path(),
+                self.environment_version()
+            ),
+        }
+    }
+
+    /// Whether flow-ci registers the environment (not one the user named).
+    pub fn registers_environment(&self) -> bool {
+        !matches!(self.environment, Environment::Existing(_))
     }
 
     pub fn model_url(&self) -> String {
@@ -118,11 +164,20 @@ impl Target {
 
     pub fn environment_body(&self) -> Json {
         let route = |path: &str| json!({"path": path, "port": 8080});
-        json!({"properties": {
-            "image": self.image, "osType": "Linux",
+        let mut properties = json!({
+            "osType": "Linux",
             "description": "promptflow's serving runtime",
             "inferenceConfig": {"livenessRoute": route("/health"), "readinessRoute": route("/health"), "scoringRoute": route("/score")},
-        }})
+        });
+        match &self.environment {
+            Environment::Image(image) => properties["image"] = json!(image),
+            Environment::Build { context_uri, .. } => {
+                properties["build"] = json!({"contextUri": context_uri, "dockerfilePath": "Dockerfile"});
+                properties["description"] = json!("promptflow's serving runtime with the flow's requirements");
+            }
+            Environment::Existing(_) => {}
+        }
+        json!({ "properties": properties })
     }
 
     pub fn endpoint_url(&self) -> String {
@@ -160,7 +215,7 @@ impl Target {
             "properties": {
                 "endpointComputeType": "Managed",
                 "model": self.model_id(),
-                "environmentId": format!("{}/environments/{ENVIRONMENT}/versions/{}", w.arm_path(), self.environment_version()),
+                "environmentId": self.environment_id(),
                 "instanceType": self.instance_type,
                 "environmentVariables": {"PROMPTFLOW_RUN_MODE": "serving", "PRT_CONFIG_OVERRIDE": overrides},
                 "requestSettings": {"requestTimeout": "PT5M"},
@@ -176,7 +231,7 @@ impl Target {
     /// Every call a deploy makes, in order (the dry run's listing).
     pub fn plan(&self, traffic: &Map<String, Json>) -> Vec<Call> {
         let call = |method, url: String, body: Option<Json>, why: &str| Call { method, url, body, why: why.into() };
-        vec![
+        let mut calls = vec![
             call(
                 "GET",
                 self.model_versions_url(),
@@ -215,7 +270,11 @@ impl Target {
                 "shift traffic, only when the smoke test passed (the whole endpoint); wait on Azure-AsyncOperation",
             ),
             call("GET", self.endpoint_url(), None, "the traffic the endpoint really has, for the report"),
-        ]
+        ];
+        if !self.registers_environment() {
+            calls.retain(|c| c.url != self.environment_url());
+        }
+        calls
     }
 }
 
