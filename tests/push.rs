@@ -89,3 +89,47 @@ fn an_unknown_flow_or_type_is_invalid_input() {
     assert!(cloud.fake.calls().iter().all(|c| !c.ends_with("/Flows")), "nothing created");
     assert_no_violations(&cloud.fake);
 }
+
+/// `azureml: push_flows: true`: check on the default branch pushes the flows
+/// it checked, updating the studio flow an earlier build pushed; a build of
+/// another branch pushes nothing.
+#[test]
+fn check_on_the_default_branch_keeps_the_studio_flows_current() {
+    // Six lines a run: none fails (the fake fails every seventh), so the gates pass.
+    let Some(cloud) = Cloud::start(Script { lines: 6, ..Script::default() }) else { return };
+    let dir = cloud.pr.dir.path();
+    support::repo::git(dir, &["switch", "--quiet", "main"]);
+    let config = std::fs::read_to_string(dir.join(".flow-ci.yaml")).unwrap();
+    std::fs::write(dir.join(".flow-ci.yaml"), format!("{config}azureml:\n  push_flows: true\n")).unwrap();
+    cloud.pr.commit();
+    let change = |marker: &str| {
+        cloud.pr.edit(&format!("{FLOW}/billing.py"), "def ", &format!("# {marker}\ndef "));
+        cloud.pr.commit();
+        let args = ["check", "--base", "HEAD~1", "--backend", "azureml", "--publish", "none"];
+        run(cloud.flow_ci().args(args))
+    };
+
+    let (code, out, err) = change("first merge");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    assert!(err.contains("push_flows: flows/support-router → studio flow"), "{err}");
+    assert!(err.contains("(created)"), "{err}");
+    let creates = || cloud.fake.calls().iter().filter(|c| c.ends_with("/Flows") && c.starts_with("POST")).count();
+    assert_eq!(creates(), 1, "only the changed flow");
+
+    let (code, _, err) = change("second merge");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("(updated)"), "{err}");
+    assert_eq!(creates(), 1, "the same studio flow, updated");
+    let shared: Vec<String> = cloud.fake.share_paths().into_iter().filter(|p| p.ends_with("/billing.py")).collect();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert!(cloud.fake.share_file(&shared[0]).unwrap().contains("second merge"));
+    assert_no_violations(&cloud.fake);
+
+    // A feature branch's build pushes nothing.
+    support::repo::git(dir, &["switch", "--quiet", "-c", "feature"]);
+    let (code, _, err) = change("on a branch");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("push_flows:"), "{err}");
+    assert!(!cloud.fake.share_file(&shared[0]).unwrap().contains("on a branch"));
+}

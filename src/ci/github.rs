@@ -27,6 +27,12 @@ pub fn context(env: Env<'_>) -> Context {
 /// Actions and workflows secure: preventing pwn requests").
 const PULL_REQUEST_TARGET: &str = "flow-ci does not run on `pull_request_target`: that trigger runs with a write token and the repository's secrets, and checking a pull request's flows means running its code (python nodes) with them. Use `on: pull_request` (a fork's pull request then gets no secrets; the report is in the job summary), and post the comment from a separate `workflow_run` job if you need it on forks";
 
+/// `repository.default_branch` of the event payload (push and pull request events carry it).
+pub fn default_branch(env: Env<'_>) -> Option<String> {
+    let payload = read_payload(&env("GITHUB_EVENT_PATH")?).ok()?;
+    payload.pointer("/repository/default_branch")?.as_str().map(str::to_string).filter(|b| !b.is_empty())
+}
+
 /// The event payload, or why it cannot be read.
 fn read_payload(path: &str) -> Result<Json, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the event payload {path}: {e}"))?;

@@ -73,6 +73,16 @@ impl Context {
     }
 }
 
+/// The repository's default branch, when the host says which it is
+/// (GitHub: the event payload's `repository.default_branch`; Azure Pipelines
+/// names none).
+pub fn default_branch(host: Host) -> Option<String> {
+    match host {
+        Host::GitHubActions => github::default_branch(&|k| std::env::var(k).ok().filter(|v| !v.is_empty())),
+        _ => None,
+    }
+}
+
 /// The base of a push build: the commit before it.
 const PREVIOUS_COMMIT: &str = "HEAD~1";
 

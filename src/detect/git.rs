@@ -105,6 +105,13 @@ impl Git {
         Err(GitError::UnknownRev { rev: rev.to_string(), shallow: self.is_shallow() })
     }
 
+    /// The branch `origin/HEAD` points at (the remote's default branch, as a clone records it).
+    pub fn remote_default_branch(&self) -> Option<String> {
+        let out = self.run(&["symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"]).ok()?;
+        let name = String::from_utf8_lossy(&out).trim().to_string();
+        name.strip_prefix("origin/").map(str::to_string).filter(|b| !b.is_empty())
+    }
+
     /// The checked-out branch; `None` on a detached HEAD.
     pub fn current_branch(&self) -> Option<String> {
         let out = self.run(&["symbolic-ref", "--quiet", "--short", "HEAD"]).ok()?;

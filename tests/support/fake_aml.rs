@@ -449,6 +449,12 @@ fn runs(req: &Received, service: &str, rest: &str, st: &mut State, script: &Scri
     match (req.method.as_str(), service, rest) {
         ("POST", "/flow/api", "/BulkRuns/submit") => submit(req, st, script),
         ("POST", "/flow/api", "/Flows") => create_flow(req, st),
+        ("GET", "/flow/api", "/Flows") => {
+            if req.param("experimentId") != Some(WORKSPACE_ID) {
+                return Err((400, format!("listing flows needs experimentId={WORKSPACE_ID}")));
+            }
+            Ok(Answer::json(200, Json::Array(st.flows.values().cloned().collect())))
+        }
         (_, "/flow/api", r) if r.starts_with("/Flows/") => flow_call(req, &r["/Flows/".len()..], st),
         ("POST", "/history/v1.0", "/rundata") => rundata(req, st, script),
         ("POST", "/metric/v2.0", r) if r.ends_with("/lastvalues") => {
@@ -1045,7 +1051,7 @@ fn create_flow(req: &Received, st: &mut State) -> Outcome {
         "tags": body.get("tags").cloned().unwrap_or(json!({})), "flowType": service_type,
         "experimentId": WORKSPACE_ID, "flowDefinitionFilePath": path,
         "flowResourceId": format!("azureml://locations/eastus/workspaces/{WORKSPACE_ID}/flows/{id}"),
-        "isArchived": false,
+        "isArchived": false, "createdDate": format!("2026-11-30T22:{:02}:00Z", st.flows.len()),
     });
     st.flows.insert(id, dto.clone());
     Ok(Answer::json(200, dto))

@@ -34,10 +34,25 @@ pub struct Config {
     pub baseline: Option<Spanned<Baseline>>,
     pub azureml: Vec<(Spanned<String>, Spanned<String>)>,
     pub deploy: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `azureml: push_flows:`: `check` on that branch pushes the flows it
+    /// checked to the workspace's studio (`flow-ci flow push`).
+    pub push_flows: Option<Spanned<PushFlows>>,
     /// `connections:` definitions (environment references resolved).
     pub connections: crate::connection::Connections,
     pub llm: LlmConfig,
 }
+
+/// Which builds push the flows they check to the studio.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushFlows {
+    /// `true`: builds of the repository's default branch.
+    DefaultBranch,
+    /// A branch name: builds of that branch.
+    Branch(String),
+}
+
+/// The `azureml:` key that is not part of the workspace's name.
+const PUSH_FLOWS: &str = "push_flows";
 
 /// Where runs execute (also the `--backend` values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,6 +281,7 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
         baseline: None,
         azureml: vec![],
         deploy: vec![],
+        push_flows: None,
         connections: crate::connection::Connections::from_env(),
         llm: LlmConfig::default(),
     };
@@ -277,7 +293,16 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
         }
     }
     if let Some(node) = fields.get("azureml") {
-        config.azureml = checked_string_map(&mut d, node, "`azureml`", AZUREML_KEYS);
+        let known: Vec<&str> = AZUREML_KEYS.iter().copied().chain([PUSH_FLOWS]).collect();
+        if let Some(entries) = d.map(node, "`azureml`") {
+            d.check_keys(entries, "`azureml`", Some(&known));
+            config.azureml = entries
+                .iter()
+                .filter(|(k, _)| AZUREML_KEYS.contains(&k.key_text().as_str()))
+                .filter_map(|(k, v)| Some((Spanned::new(k.key_text(), k.pos), d.text(v, "`azureml`")?)))
+                .collect();
+        }
+        config.push_flows = push_flows(&mut d, node);
     }
     if let Some(node) = fields.get("deploy") {
         config.deploy = checked_string_map(&mut d, node, "`deploy`", DEPLOY_KEYS);
@@ -334,6 +359,27 @@ fn positive_int(d: &mut Decoder<'_>, node: &Yaml, key: &str) -> Option<usize> {
     d.error(Code::InvalidValue, node.pos, format!("`{key}` of `llm` must be a whole number of at least 1, not {n}"))
         .hint = Some(format!("e.g. `{key}: {}`", if key == "tpm" { "30000" } else { "60" }));
     None
+}
+
+/// `push_flows: true` (the default branch) or a branch name; `false` is off.
+fn push_flows(d: &mut Decoder<'_>, azureml: &Yaml) -> Option<Spanned<PushFlows>> {
+    let entries = match &azureml.value {
+        crate::yaml::Value::Map(entries) => entries,
+        _ => return None,
+    };
+    let (_, node) = entries.iter().find(|(k, _)| k.key_text() == PUSH_FLOWS)?;
+    let value = match &node.value {
+        crate::yaml::Value::Bool(true) => PushFlows::DefaultBranch,
+        crate::yaml::Value::Bool(false) => return None,
+        crate::yaml::Value::Str(branch) if !branch.trim().is_empty() => PushFlows::Branch(branch.trim().to_string()),
+        _ => {
+            d.error(Code::InvalidValue, node.pos, "`push_flows` of `azureml` must be true, false or a branch name")
+                .hint =
+                Some("`push_flows: true` pushes the flows `check` runs on the default branch to the studio".into());
+            return None;
+        }
+    };
+    Some(Spanned::new(value, node.pos))
 }
 
 fn checked_string_map(
@@ -662,6 +708,24 @@ mod tests {
             ],
             "{diags:#?}"
         );
+    }
+
+    #[test]
+    fn push_flows_is_true_false_or_a_branch() {
+        let (config, diags) = load_str("azureml: { workspace: w, push_flows: true }\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let config = config.unwrap();
+        assert_eq!(config.push_flows.as_ref().unwrap().value, PushFlows::DefaultBranch);
+        assert_eq!(config.azureml_keys(), vec![("workspace".to_string(), "w".to_string())], "not a workspace key");
+        let (config, _) = load_str("azureml:\n  push_flows: release\n");
+        assert_eq!(config.unwrap().push_flows.unwrap().value, PushFlows::Branch("release".into()));
+        let (config, _) = load_str("azureml:\n  push_flows: false\n");
+        assert!(config.unwrap().push_flows.is_none());
+        let (_, diags) = load_str("azureml:\n  workspace: w\n  push_flows: [main]\n");
+        let found: Vec<_> = diags.iter().map(|d| (d.code.as_str(), d.pos.line, d.pos.col)).collect();
+        assert_eq!(found, vec![("invalid-value", 3, 15)]);
+        let (_, diags) = load_str("azureml:\n  push_flow: true\n");
+        assert!(diags[0].hint.as_deref().unwrap_or_default().contains("push_flows"), "{diags:?}");
     }
 
     #[test]

@@ -153,6 +153,13 @@ pub fn check(
         return Ok(Outcome::Interrupted);
     }
     publish_report(&report, &plan, publishing, out, err)?;
+    if let Some(push) = loaded.as_ref().and_then(|l| l.config.push_flows.as_ref())
+        && publishing.pull_request.is_none()
+        && req.without_secrets.is_none()
+    {
+        let flows: Vec<PathBuf> = plan.flows.iter().map(|f| f.dir.clone()).collect();
+        super::push::push_checked(&push.value, &flows, session.as_ref(), &plan.azureml, publishing.host, err);
+    }
     Ok(Outcome::Checked(report))
 }
 

@@ -25,6 +25,10 @@ use model::secret::Secret;
 /// `_constants/_flow.py` `DEFAULT_STORAGE`).
 pub const WORKING_DIRECTORY: &str = "workspaceworkingdirectory";
 
+/// The tag naming the repository folder a pushed flow came from (how
+/// `check`'s `push_flows` finds the studio flow to update).
+pub const FLOW_TAG: &str = "flow-ci.flow";
+
 /// promptflow-azure's `PROMPTFLOW_FILE_SHARE_DIR`.
 const FILE_SHARE_DIR: &str = "promptflow";
 
@@ -92,7 +96,7 @@ pub fn push(session: &Session, flow: &Path, spec: &PushSpec) -> Result<Workspace
             if let Some(d) = spec.description.clone().or_else(|| dag_text(&dag, "description")) {
                 body.insert("description".into(), json!(d));
             }
-            let tags = merged_tags(&dag, spec);
+            let tags = merged_tags(&dag, spec, flow);
             if !tags.is_empty() {
                 body.insert("tags".into(), Json::Object(tags));
             }
@@ -125,7 +129,7 @@ pub fn push(session: &Session, flow: &Path, spec: &PushSpec) -> Result<Workspace
             if let Some(d) = spec.description.clone().or_else(|| dag_text(&dag, "description")) {
                 body.insert("description".into(), json!(d));
             }
-            let tags = merged_tags(&dag, spec);
+            let tags = merged_tags(&dag, spec, flow);
             if !tags.is_empty() {
                 body.insert("tags".into(), Json::Object(tags));
             }
@@ -162,8 +166,27 @@ fn dag_text(dag: &Json, key: &str) -> Option<String> {
     dag.get(key).and_then(Json::as_str).map(str::to_string)
 }
 
-/// The DAG's tags (as pfazure takes them from the flow file), then `--set tags.k=v`.
-fn merged_tags(dag: &Json, spec: &PushSpec) -> Map<String, Json> {
+/// The id of the workspace flow tagged `key: value` (the newest when several
+/// are), from the flow service's list (`GET .../Flows?experimentId=...`,
+/// promptflow-azure's `build_list_flows_request`); archived flows are skipped.
+pub fn find_by_tag(session: &Session, key: &str, value: &str) -> Result<Option<String>, AzureMlError> {
+    let flows = Flows { session };
+    let url = flows.url(&format!("/Flows?experimentId={}", flows.experiment()));
+    let list = session.client().get(&url)?;
+    let mut found: Vec<&Json> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f.get("isArchived") != Some(&json!(true)))
+        .filter(|f| f.pointer(&format!("/tags/{}", key.replace('~', "~0").replace('/', "~1"))) == Some(&json!(value)))
+        .collect();
+    found.sort_by_key(|f| text(f, "createdDate"));
+    Ok(found.last().map(|f| text(f, "flowId")))
+}
+
+/// The DAG's tags (as pfazure takes them from the flow file), then `--set
+/// tags.k=v`, then where the flow lives in its repository (`flow-ci.flow`).
+fn merged_tags(dag: &Json, spec: &PushSpec, flow: &Path) -> Map<String, Json> {
     let mut tags: Map<String, Json> = dag
         .get("tags")
         .and_then(Json::as_object)
@@ -172,6 +195,7 @@ fn merged_tags(dag: &Json, spec: &PushSpec) -> Map<String, Json> {
         .map(|(k, v)| (k.clone(), json!(v.as_str().map_or_else(|| v.to_string(), str::to_string))))
         .collect();
     tags.extend(spec.tags.clone());
+    tags.insert(FLOW_TAG.into(), json!(Session::repo_path(flow)));
     tags
 }
 
