@@ -133,3 +133,17 @@ fn check_on_the_default_branch_keeps_the_studio_flows_current() {
     assert!(!err.contains("push_flows:"), "{err}");
     assert!(!cloud.fake.share_file(&shared[0]).unwrap().contains("on a branch"));
 }
+
+/// In a sovereign cloud (`AZUREML_CURRENT_CLOUD`) the studio link is that
+/// cloud's studio, on the Azure ML resource id as azure-ai-ml builds it.
+#[test]
+fn the_studio_url_is_the_clouds() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, out, err) =
+        run(cloud.flow_ci().env("AZUREML_CURRENT_CLOUD", "AzureUSGovernment").args(["flow", "push", "--flow", FLOW]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    let printed: Json = serde_json::from_str(&out).unwrap();
+    let url = printed["flow_portal_url"].as_str().unwrap();
+    assert!(url.starts_with("https://ml.azure.us/prompts/flow/"), "{url}");
+}

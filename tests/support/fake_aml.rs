@@ -335,9 +335,14 @@ fn token(req: &Received, script: &Script) -> Outcome {
             json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
         ));
     }
+    // The public cloud's resources, or a sovereign cloud's (AZUREML_CURRENT_CLOUD).
     let token = match field("scope") {
-        "https://management.azure.com/.default" => ARM_TOKEN.to_string(),
-        "https://ml.azure.com/.default" => ML_TOKEN.to_string(),
+        "https://management.azure.com/.default"
+        | "https://management.usgovcloudapi.net/.default"
+        | "https://management.chinacloudapi.cn/.default" => ARM_TOKEN.to_string(),
+        "https://ml.azure.com/.default" | "https://ml.azure.us/.default" | "https://ml.azure.cn/.default" => {
+            ML_TOKEN.to_string()
+        }
         "https://storage.azure.com/.default" => storage_token(),
         other => return Err((400, format!("unexpected scope {other}"))),
     };

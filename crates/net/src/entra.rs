@@ -9,8 +9,10 @@
 //! with `id-token: write`); an Azure Pipelines service connection's OIDC token
 //! (`AZURESUBSCRIPTION_*` with `SYSTEM_ACCESSTOKEN`); a managed identity (App
 //! Service / Azure ML endpoints, else IMDS); the Azure CLI. The authority is
-//! `AZURE_AUTHORITY_HOST` (sovereign clouds, loopback tests). Tokens are reused
-//! until five minutes before they expire.
+//! `AZURE_AUTHORITY_HOST` (loopback tests), else the one of the cloud
+//! `AZUREML_CURRENT_CLOUD` names (sovereign clouds), and so is the audience
+//! GitHub's ID token is asked for (`FLOW_CI_OIDC_AUDIENCE` sets it). Tokens
+//! are reused until five minutes before they expire.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -26,6 +28,19 @@ pub const COGNITIVE_SERVICES: &str = "https://cognitiveservices.azure.com";
 /// The audience Entra expects of GitHub's ID tokens (the default of azure/login).
 const GITHUB_OIDC_AUDIENCE: &str = "api://AzureADTokenExchange";
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// The sign-in authority and the token-exchange audience of the cloud named
+/// like `AZUREML_CURRENT_CLOUD` (azure-ai-ml `_azure_environments`:
+/// `ACTIVE_DIRECTORY_ENDPOINT` per cloud; the audiences of Microsoft Learn's
+/// "Configure an application to trust a managed identity": public
+/// `api://AzureADTokenExchange`, Fairfax `...USGov`, Mooncake `...China`).
+pub fn cloud_sign_in(cloud: Option<&str>) -> (&'static str, &'static str) {
+    match cloud.map(str::to_ascii_lowercase).as_deref() {
+        Some("azurechinacloud") => ("https://login.chinacloudapi.cn", "api://AzureADTokenExchangeChina"),
+        Some("azureusgovernment") => ("https://login.microsoftonline.us", "api://AzureADTokenExchangeUSGov"),
+        _ => (DEFAULT_AUTHORITY, GITHUB_OIDC_AUDIENCE),
+    }
+}
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The version azure-identity's `AzurePipelinesCredential` asks the OIDC endpoint for.
 const AZURE_PIPELINES_OIDC_API_VERSION: &str = "7.1";
@@ -245,7 +260,9 @@ impl TokenSource {
     }
 
     fn github_oidc_token(&self, url: &str, bearer: &str) -> Result<String, String> {
-        let url = with_query(url, &format!("audience={}", percent_encode(GITHUB_OIDC_AUDIENCE)));
+        let audience =
+            self.var("FLOW_CI_OIDC_AUDIENCE").unwrap_or_else(|| cloud_sign_in(self.var("AZUREML_CURRENT_CLOUD")).1);
+        let url = with_query(url, &format!("audience={}", percent_encode(audience)));
         let response = self
             .http
             .get(&url)
@@ -328,7 +345,10 @@ impl TokenSource {
         if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
             return Err(format!("{tenant:?} is not a tenant id (letters, digits, '-' and '.')"));
         }
-        let authority = self.var("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY).trim_end_matches('/');
+        let authority = self
+            .var("AZURE_AUTHORITY_HOST")
+            .unwrap_or_else(|| cloud_sign_in(self.var("AZUREML_CURRENT_CLOUD")).0)
+            .trim_end_matches('/');
         let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
         let scope = format!("{}/.default", self.resource);
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials"), ("scope", &scope)];
@@ -575,6 +595,46 @@ mod tests {
         for part in parts {
             assert!(request.contains(part) || lower.contains(&part.to_lowercase()), "{part} in {request}");
         }
+    }
+
+    #[test]
+    fn a_sovereign_cloud_signs_in_at_its_authority_with_its_audience() {
+        assert_eq!(
+            cloud_sign_in(Some("AzureUSGovernment")),
+            ("https://login.microsoftonline.us", "api://AzureADTokenExchangeUSGov")
+        );
+        assert_eq!(cloud_sign_in(Some("azurechinacloud")).1, "api://AzureADTokenExchangeChina");
+        assert_eq!(cloud_sign_in(None), (DEFAULT_AUTHORITY, GITHUB_OIDC_AUDIENCE));
+        let (url, seen) = serve(1, |_| (200, r#"{"value":"github-id-token"}"#.into()));
+        let tokens = source(
+            COGNITIVE_SERVICES,
+            &[
+                ("AZURE_TENANT_ID", "tenant-1"),
+                ("AZURE_CLIENT_ID", "client-1"),
+                ("AZUREML_CURRENT_CLOUD", "AzureUSGovernment"),
+                // The exchange itself stays on loopback (a closed port).
+                ("AZURE_AUTHORITY_HOST", "http://127.0.0.1:9"),
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", &format!("{url}/oidc?api-version=2.0")),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
+            ],
+        );
+        let _ = tokens.token();
+        let seen = seen.join().unwrap();
+        assert!(seen[0].contains("audience=api%3A%2F%2FAzureADTokenExchangeUSGov "), "{}", seen[0]);
+        let (url, seen) = serve(1, |_| (200, r#"{"value":"github-id-token"}"#.into()));
+        let tokens = source(
+            COGNITIVE_SERVICES,
+            &[
+                ("AZURE_TENANT_ID", "tenant-1"),
+                ("AZURE_CLIENT_ID", "client-1"),
+                ("AZURE_AUTHORITY_HOST", "http://127.0.0.1:9"),
+                ("FLOW_CI_OIDC_AUDIENCE", "api://custom-exchange"),
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", &format!("{url}/oidc?api-version=2.0")),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
+            ],
+        );
+        let _ = tokens.token();
+        assert!(seen.join().unwrap()[0].contains("audience=api%3A%2F%2Fcustom-exchange "));
     }
 
     #[test]

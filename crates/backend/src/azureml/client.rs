@@ -37,6 +37,9 @@ pub struct Client {
     arm_tokens: TokenSource,
     ml_tokens: TokenSource,
     pub arm_url: String,
+    /// The studio of the cloud (`https://ml.azure.com`, `.cn`, `.us`): azure-ai-ml
+    /// builds studio links on the Azure ML resource id (`studio_url_from_job_id`).
+    pub studio: String,
     /// Attempts per call, the first included.
     attempts: u32,
 }
@@ -79,6 +82,7 @@ impl Client {
             ml_tokens: TokenSource::from_env(http.clone(), &cloud.ml_resource),
             http,
             arm_url: cloud.arm_url,
+            studio: cloud.ml_resource.clone(),
             attempts: 5,
         })
     }

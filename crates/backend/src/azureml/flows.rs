@@ -204,13 +204,14 @@ fn text(json: &Json, key: &str) -> String {
 }
 
 /// What the service answered, with the studio page: the service's
-/// `studioPortalEndpoint` when it gives one, else the public studio's flow page.
+/// `studioPortalEndpoint` when it gives one, else the flow's page in the cloud's studio.
 fn described(session: &Session, dto: &Json, created: bool, files: usize) -> WorkspaceFlow {
     let name = text(dto, "flowId");
     let workspace = session.workspace();
     let studio_url = Some(text(dto, "studioPortalEndpoint")).filter(|u| !u.is_empty()).unwrap_or_else(|| {
         format!(
-            "https://ml.azure.com/prompts/flow/{}/{name}/details?wsid={}",
+            "{}/prompts/flow/{}/{name}/details?wsid={}",
+            session.client().studio,
             workspace.id,
             workspace.reference.arm_path()
         )

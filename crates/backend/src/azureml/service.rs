@@ -138,10 +138,11 @@ impl Service<'_> {
         self.client.post_empty(&self.flow_url(&format!("/BulkRuns/{id}/cancel"))).map(drop)
     }
 
-    /// The studio page of a run.
+    /// The studio page of a run, in the cloud's studio.
     pub fn portal_url(&self, id: &str) -> String {
         format!(
-            "https://ml.azure.com/prompts/flow/bulkrun/run/{id}/details?wsid={}",
+            "{}/prompts/flow/bulkrun/run/{id}/details?wsid={}",
+            self.client.studio,
             self.workspace.reference.arm_path()
         )
     }
