@@ -64,6 +64,11 @@ fn update_writes_the_flow_over_the_pushed_one_and_keeps_its_name() {
     assert!(!cloud.fake.share_file(&billing).unwrap().contains("refund desk"));
 
     cloud.pr.edit(&format!("{FLOW}/billing.py"), "def ", "# the refund desk answers\ndef ");
+    // A file the flow no longer has leaves the share; the studio's own state stays.
+    std::fs::remove_file(cloud.pr.dir.path().join(FLOW).join("data.jsonl")).unwrap();
+    let folder = path.trim_end_matches("/flow.dag.yaml");
+    let layout = format!("{folder}/.promptflow/flow.layout.json");
+    cloud.fake.put_share_file(&layout, "{}");
     let (code, out, err) = push(&cloud, &["--update", &name, "--set", "description=Routes support messages"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_no_violations(&cloud.fake);
@@ -73,6 +78,9 @@ fn update_writes_the_flow_over_the_pushed_one_and_keeps_its_name() {
     assert_eq!(flow["description"], "Routes support messages");
     assert_eq!(flow["flowDefinitionFilePath"], path.as_str(), "the same folder");
     assert!(cloud.fake.share_file(&billing).unwrap().contains("refund desk"), "the edit reached the share");
+    assert!(cloud.fake.share_file(&format!("{folder}/data.jsonl")).is_none(), "{:#?}", cloud.fake.share_paths());
+    assert!(cloud.fake.share_file(&layout).is_some(), "the studio's layout is kept");
+    assert!(err.contains("1 file(s) no longer in the flow removed"), "{err}");
     let put = format!("PUT /flow/api{}/Flows/{name}", fake_aml::workspace_path());
     assert_eq!(cloud.fake.calls().iter().filter(|c| **c == put).count(), 1);
 }
@@ -146,4 +154,24 @@ fn the_studio_url_is_the_clouds() {
     let printed: Json = serde_json::from_str(&out).unwrap();
     let url = printed["flow_portal_url"].as_str().unwrap();
     assert!(url.starts_with("https://ml.azure.us/prompts/flow/"), "{url}");
+}
+
+/// The fake's file share checks signatures as Azure Files does: a request
+/// signed with another key is refused (and recorded).
+#[test]
+fn the_file_share_refuses_a_wrong_signature() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let wrong = backend::azureml::blob::Credential::AccountKey(model::connection::Secret::new(
+        "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==".into(),
+    ));
+    let share = backend::azureml::blob::Container::new(
+        &format!("{}/files/devstoreaccount1", cloud.fake.url),
+        "devstoreaccount1",
+        fake_aml::SHARE,
+        wrong,
+    )
+    .unwrap();
+    let e = share.create_directory("Users").unwrap_err().to_string();
+    assert!(e.contains("403"), "{e}");
+    assert!(cloud.fake.violations().iter().any(|v| v.contains("Shared Key signature does not match")));
 }

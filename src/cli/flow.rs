@@ -37,7 +37,7 @@ pub enum FlowCommand {
 /// rewritten as pfazure rewrites it) to the workspace's file share
 /// (`workspaceworkingdirectory`, under Users/<you>/promptflow/<folder>-<timestamp>) and
 /// registered with the flow service. --update NAME writes the flow over that flow's folder
-/// and updates its display name, description and tags. Prints the flow as JSON (name,
+/// (removing files the flow no longer has) and updates its display name, description and tags. Prints the flow as JSON (name,
 /// type, display_name, path, flow_portal_url) and the studio URL. The workspace comes from
 /// `azureml:` in .flow-ci.yaml, else AZUREML_* variables, else an Azure ML config.json.
 #[derive(Debug, clap::Args)]
@@ -148,9 +148,14 @@ fn push(args: PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match crate::jobs::push::run(&req) {
         Ok(flow) => {
             let verb = if flow.created { "created" } else { "updated" };
+            let removed = if flow.removed > 0 {
+                format!(", {} file(s) no longer in the flow removed", flow.removed)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 err,
-                "flow push: {verb} `{}` ({}, {} file(s) in {})",
+                "flow push: {verb} `{}` ({}, {} file(s) in {}{removed})",
                 flow.display_name, flow.name, flow.files, flow.path
             );
             let _ = writeln!(err, "studio: {}", flow.studio_url);

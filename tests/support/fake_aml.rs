@@ -201,6 +201,16 @@ impl FakeAml {
         self.state.lock().unwrap().share_files.get(path).map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
+    /// Writes a file in the share as the studio would (its directories too).
+    pub fn put_share_file(&self, path: &str, text: &str) {
+        let mut st = self.state.lock().unwrap();
+        let parts: Vec<&str> = path.split('/').collect();
+        for n in 1..parts.len() {
+            st.share_dirs.insert(parts[..n].join("/"));
+        }
+        st.share_files.insert(path.into(), text.as_bytes().to_vec());
+    }
+
     /// Every file in the share, by path.
     pub fn share_paths(&self) -> Vec<String> {
         self.state.lock().unwrap().share_files.keys().cloned().collect()
@@ -932,6 +942,40 @@ fn file_share(req: &Received, rest: &str, st: &mut State, script: &Script) -> Ou
                 return storage_error(409, "ResourceAlreadyExists");
             }
             Ok(Answer::json(201, Json::Null))
+        }
+        ("GET", Some("directory"), Some("list")) => {
+            if !st.share_dirs.contains(&path) {
+                return storage_error(404, "ResourceNotFound");
+            }
+            // Direct children, two a page (the service pages by NextMarker).
+            let prefix = format!("{path}/");
+            let child = |p: &String| p.strip_prefix(&prefix).filter(|rest| !rest.contains('/')).map(str::to_string);
+            let mut entries: Vec<String> = st
+                .share_files
+                .keys()
+                .filter_map(child)
+                .map(|n| format!("<File><Name>{n}</Name><Properties /></File>"))
+                .chain(
+                    st.share_dirs.iter().filter_map(child).map(|n| format!("<Directory><Name>{n}</Name></Directory>")),
+                )
+                .collect();
+            entries.sort();
+            let start: usize = req.param("marker").and_then(|m| m.parse().ok()).unwrap_or(0);
+            let page: Vec<String> = entries.iter().skip(start).take(2).cloned().collect();
+            let next = if start + 2 < entries.len() { (start + 2).to_string() } else { String::new() };
+            Ok(Answer::xml(
+                200,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ShareName=\"{SHARE}\" DirectoryPath=\"{path}\"><Entries>{}</Entries><NextMarker>{next}</NextMarker></EnumerationResults>",
+                    page.concat()
+                ),
+            ))
+        }
+        ("DELETE", None, None) => {
+            if st.share_files.remove(&path).is_none() {
+                return storage_error(404, "ResourceNotFound");
+            }
+            Ok(Answer::json(202, Json::Null))
         }
         ("GET" | "HEAD", Some("directory"), None) => {
             if st.share_dirs.contains(&path) {

@@ -48,11 +48,19 @@ impl Answer {
         Answer { status, headers: vec![], body }
     }
 
+    /// An XML answer (storage services' listings): the text as is.
+    pub fn xml(status: u16, text: String) -> Answer {
+        Answer { status, headers: vec![(RAW_BODY.into(), "application/xml".into())], body: Json::String(text) }
+    }
+
     pub fn with_header(mut self, name: &str, value: String) -> Answer {
         self.headers.push((name.into(), value));
         self
     }
 }
+
+/// Marks an answer whose string body is sent as is, with this content type.
+const RAW_BODY: &str = "x-fake-raw-body";
 
 /// Starts a server on a loopback port; returns its base URL (`http://127.0.0.1:N`).
 pub fn serve(handler: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> String {
@@ -74,13 +82,18 @@ fn connection(stream: TcpStream, handler: &(dyn Fn(&Received) -> Answer + Send +
     // Keep-alive: serve requests until the client closes the connection.
     while let Some(req) = read_request(&mut reader) {
         let answer = handler(&req);
-        let text = answer.body.to_string();
+        let raw = answer.headers.iter().find(|(k, _)| k == RAW_BODY).map(|(_, v)| v.clone());
+        let text = match (&answer.body, &raw) {
+            (Json::String(s), Some(_)) => s.clone(),
+            _ => answer.body.to_string(),
+        };
         let mut head = format!(
-            "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
             answer.status,
+            raw.as_deref().unwrap_or("application/json"),
             text.len()
         );
-        for (k, v) in &answer.headers {
+        for (k, v) in answer.headers.iter().filter(|(k, _)| k != RAW_BODY) {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");

@@ -248,7 +248,7 @@ fn encode_path(path: &str) -> String {
     path.split('/').map(net::http::percent_encode).collect::<Vec<_>>().join("/")
 }
 
-fn unescape_xml(s: &str) -> String {
+pub(crate) fn unescape_xml(s: &str) -> String {
     s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 

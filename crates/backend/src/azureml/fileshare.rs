@@ -11,9 +11,10 @@
 //! `ShareDirectoryClient` (Create Directory `PUT ?restype=directory`, Create
 //! File `PUT` with `x-ms-type: file` and `x-ms-content-length`, Put Range
 //! `PUT ?comp=range` with `x-ms-range` and `x-ms-write: update`, ranges of at
-//! most 4 MiB).
+//! most 4 MiB; List Directories and Files `GET ?restype=directory&comp=list`,
+//! paged by `NextMarker`; Delete File `DELETE`).
 
-use super::blob::{BlobError, Container};
+use super::blob::{BlobError, Container, unescape_xml};
 
 /// The largest range one Put Range may write (Azure Files REST, "Put Range").
 const MAX_RANGE: usize = 4 * 1024 * 1024;
@@ -50,5 +51,39 @@ impl Container {
             self.request("PUT", path, &[("comp", "range")], &headers, chunk.to_vec())?;
         }
         Ok(())
+    }
+
+    /// The files and the subdirectories directly in the directory `path` (names only).
+    pub fn list_directory(&self, path: &str) -> Result<(Vec<String>, Vec<String>), BlobError> {
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        let mut marker = String::new();
+        loop {
+            let mut query = vec![("restype", "directory"), ("comp", "list")];
+            if !marker.is_empty() {
+                query.push(("marker", marker.as_str()));
+            }
+            let (_, body) = self.request("GET", path, &query, &[], Vec::new())?;
+            let names = |kind: &str| -> Vec<String> {
+                body.split(&format!("<{kind}>"))
+                    .skip(1)
+                    .filter_map(|e| e.split("<Name>").nth(1)?.split("</Name>").next().map(unescape_xml))
+                    .collect()
+            };
+            files.extend(names("File"));
+            dirs.extend(names("Directory"));
+            marker = body
+                .split("<NextMarker>")
+                .nth(1)
+                .and_then(|m| m.split("</NextMarker>").next())
+                .map(unescape_xml)
+                .unwrap_or_default();
+            if marker.is_empty() {
+                return Ok((files, dirs));
+            }
+        }
+    }
+
+    pub fn delete_file(&self, path: &str) -> Result<(), BlobError> {
+        self.request("DELETE", path, &[], &[], Vec::new()).map(drop)
     }
 }

@@ -65,6 +65,8 @@ pub struct WorkspaceFlow {
     pub created: bool,
     /// Files written to the share.
     pub files: usize,
+    /// Files of an earlier push removed from the share (`--update`).
+    pub removed: usize,
 }
 
 /// Creates (or with `spec.update`, refreshes) the workspace flow of `flow`.
@@ -90,6 +92,7 @@ pub fn push(session: &Session, flow: &Path, spec: &PushSpec) -> Result<Workspace
                 )));
             }
             let files = upload(&share, &snapshot, folder)?;
+            let removed = remove_stale(&share, &snapshot, folder, "")?;
             let mut body = Map::new();
             let display = spec.display_name.clone().unwrap_or_else(|| text(&existing, "flowName"));
             body.insert("flowName".into(), json!(display));
@@ -102,7 +105,7 @@ pub fn push(session: &Session, flow: &Path, spec: &PushSpec) -> Result<Workspace
             }
             service.update(id, &Json::Object(body))?;
             let updated = service.get(id)?;
-            Ok(described(session, &updated, false, files))
+            Ok(WorkspaceFlow { removed, ..described(session, &updated, false, files) })
         }
         None => {
             let alias = session.client().user_alias()?;
@@ -223,6 +226,7 @@ fn described(session: &Session, dto: &Json, created: bool, files: usize) -> Work
         studio_url,
         created,
         files,
+        removed: 0,
         name,
     }
 }
@@ -248,6 +252,35 @@ fn upload(share: &Container, snapshot: &super::snapshot::Snapshot, folder: &str)
         share.upload_file(&format!("{folder}/{rel}"), &bytes)?;
     }
     Ok(snapshot.files.len())
+}
+
+/// Folders of a studio flow that are the studio's and the runtime's own
+/// state (tool metadata, layout, caches), never the flow's: left alone.
+const STUDIO_STATE: &[&str] = &[".promptflow", "__pycache__", ".runs"];
+
+/// Deletes the files below `folder/rel` that the snapshot no longer has
+/// (a file deleted or renamed since the last push); returns how many.
+fn remove_stale(
+    share: &Container,
+    snapshot: &super::snapshot::Snapshot,
+    folder: &str,
+    rel: &str,
+) -> Result<usize, AzureMlError> {
+    let dir = if rel.is_empty() { folder.to_string() } else { format!("{folder}/{rel}") };
+    let (files, dirs) = share.list_directory(&dir)?;
+    let mut removed = 0;
+    for file in files {
+        let path = if rel.is_empty() { file.clone() } else { format!("{rel}/{file}") };
+        if !snapshot.files.iter().any(|(r, _)| *r == path) {
+            share.delete_file(&format!("{folder}/{path}"))?;
+            removed += 1;
+        }
+    }
+    for sub in dirs.iter().filter(|d| !STUDIO_STATE.contains(&d.as_str())) {
+        let path = if rel.is_empty() { sub.clone() } else { format!("{rel}/{sub}") };
+        removed += remove_stale(share, snapshot, folder, &path)?;
+    }
+    Ok(removed)
 }
 
 /// The `workspaceworkingdirectory` file share and its credentials
