@@ -315,3 +315,28 @@ fn a_flow_with_requirements_is_served_from_an_image_built_with_them() {
     assert!(out.contains("/environments/team-runtime/versions/3\""), "{out}");
     assert!(!out.contains("/environments/flow-ci-promptflow-runtime"), "nothing registered: {out}");
 }
+
+#[test]
+fn deploy_run_of_a_workspace_run_deploys_its_snapshot() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-router/run.yml", "--name", "elsewhere"]);
+    assert_eq!(code, Some(0), "{err}");
+    let submitted = cloud.fake.submitted()[0].clone();
+    let id = submitted["runId"].as_str().unwrap();
+    let ran = submitted["flowDefinitionBlobPath"].as_str().unwrap().trim_end_matches("/flow.dag.yaml").to_string();
+    cloud.pr.edit("flows/support-router/billing.py", "def ", "# edited after the run\ndef ");
+
+    // Not in this run store (pfazure submitted it, say): the workspace's snapshot.
+    let empty = tempfile::tempdir().unwrap();
+    let runs_dir = empty.path().to_str().unwrap();
+    let (code, out, err) = run(cloud.flow_ci().args(["deploy", "--run", id, "--runs-dir", runs_dir]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    assert_eq!(model_folder(&cloud), ran, "the snapshot is the run's content, so the run's folder");
+    assert!(err.contains("already in the datastore"), "{err}");
+    assert!(cloud.fake.calls().iter().any(|c| c.ends_with("/content/v2.0") || c.contains("/snapshots/sas")));
+
+    let (code, _, err) = run(cloud.flow_ci().args(["deploy", "--run", "no-such-run", "--runs-dir", runs_dir]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no such run in the run store or the workspace"), "{err}");
+}

@@ -49,7 +49,8 @@ pub struct DeployArgs {
 
     /// Deploy the flow this run evaluated: a cloud run's uploaded snapshot (not uploaded
     /// again), or a local run's flow when the folder still has the content it ran (else exit 2);
-    /// an evaluation run stands for the run it evaluated
+    /// an evaluation run stands for the run it evaluated; a name not in the run store is a
+    /// workspace run id, whose flow snapshot is deployed
     #[arg(long, value_name = "NAME")]
     pub run: Option<String>,
 

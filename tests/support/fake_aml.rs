@@ -136,6 +136,8 @@ struct State {
     share_files: BTreeMap<String, Vec<u8>>,
     /// Workspace flows by id (`FlowDto`).
     flows: BTreeMap<String, Json>,
+    /// The fake's own URL (the origin of snapshot SAS URLs).
+    base_url: String,
 }
 
 /// The endpoint key `listKeys` hands out and scoring requires.
@@ -185,6 +187,7 @@ impl FakeAml {
             }
         });
         *base.lock().unwrap() = url.clone();
+        state.lock().unwrap().base_url = url.clone();
         if let Some(endpoint) = state.lock().unwrap().resources.get_mut("/onlineEndpoints/support-router") {
             endpoint["properties"]["scoringUri"] = json!(format!("{url}/score/support-router"));
         }
@@ -271,6 +274,9 @@ fn respond(req: &Received, st: &mut State, script: &Script, url: &str) -> Outcom
     if let Some(endpoint) = req.path.strip_prefix("/score/") {
         return score(req, endpoint, st, script);
     }
+    if let Some(rest) = req.path.strip_prefix("/snapshot-files/") {
+        return snapshot_file(req, rest, st, script);
+    }
     if let Some(rest) = req.path.strip_prefix(&format!("/files/{ACCOUNT}/{SHARE}")) {
         return file_share(req, rest, st, script);
     }
@@ -299,7 +305,7 @@ fn respond(req: &Received, st: &mut State, script: &Script, url: &str) -> Outcom
         }
         return arm(req, rest, script, url);
     }
-    for service in ["/flow/api", "/history/v1.0", "/metric/v2.0"] {
+    for service in ["/flow/api", "/history/v1.0", "/metric/v2.0", "/content/v2.0"] {
         if let Some(rest) = req.path.strip_prefix(&format!("{service}{ws}")) {
             return runs(req, service, rest, st, script);
         }
@@ -464,6 +470,7 @@ fn runs(req: &Received, service: &str, rest: &str, st: &mut State, script: &Scri
     match (req.method.as_str(), service, rest) {
         ("POST", "/flow/api", "/BulkRuns/submit") => submit(req, st, script),
         ("POST", "/flow/api", "/Flows") => create_flow(req, st),
+        ("POST", "/content/v2.0", "/snapshots/sas") => snapshot_tree(req, st, script),
         ("GET", "/flow/api", "/Flows") => {
             if req.param("experimentId") != Some(WORKSPACE_ID) {
                 return Err((400, format!("listing flows needs experimentId={WORKSPACE_ID}")));
@@ -611,7 +618,8 @@ fn rundata(req: &Received, st: &mut State, script: &Script) -> Outcome {
     let status = status_of(run, script);
     run.polls += 1;
     let mut meta = json!({"runId": id, "status": status, "displayName": run.body["runDisplayName"],
-        "tags": run.body["tags"], "runType": "azureml.promptflow.FlowRun"});
+        "tags": run.body["tags"], "runType": "azureml.promptflow.FlowRun",
+        "properties": {"azureml.promptflow.snapshot_id": snapshot_id(id), "azureml.promptflow.definition_file_name": "flow.dag.yaml"}});
     if status == "Failed" {
         meta["error"] = json!({"error": {"code": "UserError", "message": "Flow run failed: the python node `fetch` raised ValueError"}});
     }
@@ -1215,4 +1223,59 @@ fn requirements_installed(model: &Json, environment: &Json, script: &Script) -> 
         return Err((400, format!("the environment installs {built:?}, the flow needs {wanted:?}")));
     }
     Ok(())
+}
+
+/// The snapshot the service took of a run's flow.
+fn snapshot_id(run: &str) -> String {
+    format!("snapshot-{run}")
+}
+
+/// The SAS a snapshot file URL carries (the content service's URLs are
+/// signed; a request without it is refused).
+const SNAPSHOT_SAS: &str = "sv=2021-08-06&sr=b&sig=fake-snapshot-sas";
+
+/// `POST content/v2.0{WS}/snapshots/sas`: the run's flow folder as a tree
+/// of `children`, each file with an `absoluteUrl` (served below).
+fn snapshot_tree(req: &Received, st: &State, script: &Script) -> Outcome {
+    let sid = req.body.get("snapshotOrAssetId").and_then(Json::as_str).unwrap_or_default();
+    let run = st.runs.iter().find(|(id, _)| snapshot_id(id) == sid).map(|(_, r)| r);
+    let Some(run) = run else {
+        return Ok(Answer::json(404, json!({"error": {"code": "NotFound", "message": "no snapshot"}})));
+    };
+    let folder = run.body["flowDefinitionBlobPath"].as_str().unwrap_or_default().trim_end_matches("flow.dag.yaml");
+    let container = container(script)?.ok_or((500, "snapshots need the datastore".to_string()))?;
+    let mut root = json!({"name": "", "absoluteUrl": null, "children": {}});
+    for (blob, _) in container.list(folder).map_err(|e| (500, e.to_string()))? {
+        let rel = blob.trim_start_matches(folder);
+        let mut node = &mut root;
+        let parts: Vec<&str> = rel.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let url =
+                (i + 1 == parts.len()).then(|| format!("{}/snapshot-files/{sid}/{rel}?{SNAPSHOT_SAS}", st.base_url));
+            node = node["children"]
+                .as_object_mut()
+                .unwrap()
+                .entry(part.to_string())
+                .or_insert_with(|| json!({"name": part, "absoluteUrl": url, "children": {}}));
+        }
+    }
+    Ok(Answer::json(200, root))
+}
+
+/// A snapshot file by its SAS URL: no bearer token, the signature instead.
+fn snapshot_file(req: &Received, rest: &str, st: &State, script: &Script) -> Outcome {
+    if req.query != SNAPSHOT_SAS || req.header("authorization").is_some() {
+        return Err((403, format!("a snapshot file is read with its SAS only: {:?}", req.header("authorization"))));
+    }
+    let (sid, rel) = rest.split_once('/').ok_or((404, "no snapshot file".to_string()))?;
+    let run = st
+        .runs
+        .iter()
+        .find(|(id, _)| snapshot_id(id) == sid)
+        .map(|(_, r)| r)
+        .ok_or((404, "no snapshot".to_string()))?;
+    let folder = run.body["flowDefinitionBlobPath"].as_str().unwrap_or_default().trim_end_matches("flow.dag.yaml");
+    let container = container(script)?.ok_or((500, "snapshots need the datastore".to_string()))?;
+    let text = container.get_text(&format!("{folder}{rel}")).map_err(|e| (500, e.to_string()))?;
+    text.map(|t| Answer::xml(200, t)).ok_or((404, format!("no snapshot file {rel}")))
 }

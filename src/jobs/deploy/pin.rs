@@ -21,28 +21,39 @@ pub enum Pinned {
     Cloud { run: String, id: String, datastore: String, path: String, hash: String },
     /// A local run whose flow folder still has the content it ran.
     Local { run: String, hash: String },
+    /// A run id of the workspace not in the run store (submitted by pfazure
+    /// or elsewhere): its flow snapshot is read from the service.
+    Workspace { id: String },
 }
 
 impl Pinned {
     pub fn run(&self) -> &str {
         match self {
             Pinned::Cloud { run, .. } | Pinned::Local { run, .. } => run,
+            Pinned::Workspace { id } => id,
         }
     }
 
-    pub fn hash(&self) -> &str {
+    /// The content hash known before signing in (a workspace run's is not).
+    pub fn hash(&self) -> Option<&str> {
         match self {
-            Pinned::Cloud { hash, .. } | Pinned::Local { hash, .. } => hash,
+            Pinned::Cloud { hash, .. } | Pinned::Local { hash, .. } => Some(hash),
+            Pinned::Workspace { .. } => None,
         }
     }
 }
 
 /// The run `name` of the store (an evaluation run stands for the run it
 /// evaluated), checked: completed, of the deploy's flow, and for a local
-/// run, the folder unchanged since.
+/// run, the folder unchanged since. A name the store does not know is taken
+/// as a run id in the workspace (as `pfazure run create --run` takes it).
 pub fn pin(store: &Store, name: &str, flow: &Path) -> Result<Pinned, DeployError> {
     let invalid = DeployError::Config;
-    let mut record = store.load(name).map_err(|e| invalid(format!("--run {name}: {e}")))?;
+    let mut record = match store.load(name) {
+        Ok(record) => record,
+        Err(exec::store::StoreError::NotFound { .. }) => return Ok(Pinned::Workspace { id: name.to_string() }),
+        Err(e) => return Err(invalid(format!("--run {name}: {e}"))),
+    };
     let flow = canonical(flow);
     if canonical(&record.flow) != flow
         && let Some(base) = record.run.clone()

@@ -156,7 +156,7 @@ impl Spec {
             Some(Pinned::Cloud { id, .. }) => {
                 tags.insert("flow-ci.run".into(), json!(id));
             }
-            Some(Pinned::Local { run, .. }) => {
+            Some(Pinned::Local { run, .. }) | Some(Pinned::Workspace { id: run }) => {
                 tags.insert("flow-ci.run".into(), json!(run));
             }
             None => {}
@@ -335,13 +335,29 @@ pub fn deploy(
             }
             (hash.clone(), path.clone())
         }
+        Some(Pinned::Workspace { id }) => {
+            let (_dir, snapshot) = workspace_snapshot(session, id, &spec.flow)?;
+            if spec.environment.is_none() {
+                let read = |file: &str| Ok(std::fs::read_to_string(snapshot.root.join(file)).ok());
+                requirements = flow_requirements(&read)?;
+            }
+            let written = backend::azureml::snapshot::upload(&datastore.container, &snapshot)
+                .map_err(AzureMlError::from)?
+                .written;
+            say(&format!(
+                "model: the flow snapshot of run {id} ({} file(s), {})",
+                snapshot.files.len(),
+                if written == 0 { "already in the datastore" } else { "copied to the datastore" }
+            ));
+            (snapshot.hash.clone(), snapshot.prefix())
+        }
         _ => {
             let (snapshot, _staged) = backend::azureml::run::flow_snapshot(&spec.flow)?;
             if spec.environment.is_none() {
                 let read = |file: &str| Ok(std::fs::read_to_string(snapshot.root.join(file)).ok());
                 requirements = flow_requirements(&read)?;
             }
-            if let Some(pinned) = pinned.filter(|p| p.hash() != snapshot.hash) {
+            if let Some(pinned) = pinned.filter(|p| p.hash().is_some_and(|h| h != snapshot.hash)) {
                 return Err(DeployError::Config(format!(
                     "{} changed during the deploy; run {} ran other content",
                     spec.flow.display(),
@@ -467,6 +483,44 @@ fn run_snapshot(
         return Err(DeployError::Config(format!("run {run}'s flow is no longer in the datastore ({dag} is missing)")));
     }
     Ok(())
+}
+
+/// The flow snapshot of a workspace run (run history's
+/// `azureml.promptflow.snapshot_id`, its files through the content
+/// service's SAS URLs, as `pfazure run download` reads them), written to a
+/// folder named like the deploy's flow; the run must be Completed.
+fn workspace_snapshot(session: &Session, id: &str, flow: &Path) -> Result<(tempfile::TempDir, Snapshot), DeployError> {
+    let service = session.service();
+    match service.state(id)? {
+        Some(state) if state.status == "Completed" => {}
+        Some(state) => return Err(DeployError::Config(format!("run {id} is {} in the workspace", state.status))),
+        None => {
+            return Err(DeployError::Config(format!("--run {id}: no such run in the run store or the workspace")));
+        }
+    }
+    let snapshot_id = service.snapshot_id(id)?.ok_or_else(|| {
+        DeployError::Config(format!("run {id} has no flow snapshot (azureml.promptflow.snapshot_id)"))
+    })?;
+    let files = service.snapshot_files(&snapshot_id)?;
+    if !files.iter().any(|(path, _)| path == model::flow::FLOW_FILE) {
+        return Err(DeployError::Config(format!("run {id}'s snapshot has no {}", model::flow::FLOW_FILE)));
+    }
+    let io = |e: std::io::Error| DeployError::Config(format!("cannot write run {id}'s snapshot: {e}"));
+    let dir = tempfile::tempdir().map_err(io)?;
+    let root = dir.path().join(backend::azureml::submission::folder_name(flow));
+    for (path, url) in &files {
+        // Only plain relative paths: a snapshot names files below its root.
+        if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+            return Err(DeployError::Config(format!("run {id}'s snapshot names `{path}`, not a path below it")));
+        }
+        let target = root.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&target, session.client().download(url)?).map_err(io)?;
+    }
+    let snapshot = Snapshot::of(&root).map_err(io)?;
+    Ok((dir, snapshot))
 }
 
 /// Finds the model version holding this flow's content, or registers the

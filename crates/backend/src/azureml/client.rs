@@ -107,6 +107,19 @@ impl Client {
         Ok(alias_of(token.expose()).unwrap_or_else(|| "unknown_user".into()))
     }
 
+    /// The bytes at a SAS URL (a snapshot file): no token is sent, the URL
+    /// carries its own authorization, and errors never show its query.
+    pub fn download(&self, url: &str) -> Result<Vec<u8>, AzureMlError> {
+        check_scheme(url)?;
+        let response = self.http.get(url).send().map_err(|e| http_error(url, &e.without_url()))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let (code, message) = service_error(&response.text().unwrap_or_default());
+            return Err(AzureMlError::Service { method: "GET".into(), url: path_of(url), status, code, message });
+        }
+        Ok(response.bytes().map_err(|e| http_error(url, &e.without_url()))?.to_vec())
+    }
+
     pub fn get(&self, url: &str) -> Result<Json, AzureMlError> {
         self.send(reqwest::Method::GET, url, None, false).map(|r| r.body)
     }

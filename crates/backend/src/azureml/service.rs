@@ -76,6 +76,33 @@ impl Service<'_> {
         }))
     }
 
+    /// A run's `azureml.promptflow.snapshot_id` (run history `rundata`
+    /// properties, as promptflow-azure's `AsyncRunDownloader` reads it), or
+    /// `None` for no such run.
+    pub fn snapshot_id(&self, id: &str) -> Result<Option<String>, AzureMlError> {
+        let url = self.workspace.service_url("history/v1.0", "/rundata");
+        let body = json!({"runId": id, "selectRunMetadata": true});
+        match self.client.post(&url, &body) {
+            Ok(answer) => Ok(answer
+                .pointer("/runMetadata/properties/azureml.promptflow.snapshot_id")
+                .and_then(Json::as_str)
+                .map(str::to_string)),
+            Err(AzureMlError::Service { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The files of a run's flow snapshot and a SAS URL to read each
+    /// (`POST content/v2.0{WS}/snapshots/sas`, a tree of `children` with
+    /// `absoluteUrl` leaves: promptflow-azure's `_get_flow_snapshot_urls`).
+    pub fn snapshot_files(&self, snapshot: &str) -> Result<Vec<(String, String)>, AzureMlError> {
+        let url = self.workspace.service_url("content/v2.0", "/snapshots/sas");
+        let tree = self.client.post(&url, &json!({ "snapshotOrAssetId": snapshot }))?;
+        let mut files = Vec::new();
+        walk_snapshot(&tree, "", &mut files);
+        Ok(files)
+    }
+
     /// The whole log so far (the service sends it as a JSON string).
     pub fn logs(&self, id: &str) -> Result<String, AzureMlError> {
         let answer = self.client.get(&self.flow_url(&format!("/BulkRuns/{id}/logContent")))?;
@@ -145,5 +172,16 @@ impl Service<'_> {
             self.client.studio,
             self.workspace.reference.arm_path()
         )
+    }
+}
+
+/// (path below the snapshot, SAS URL) of every file of a snapshot tree.
+fn walk_snapshot(node: &Json, path: &str, files: &mut Vec<(String, String)>) {
+    if let Some(url) = node.get("absoluteUrl").and_then(Json::as_str).filter(|u| !u.is_empty()) {
+        files.push((path.to_string(), url.to_string()));
+    }
+    for (name, child) in node.get("children").and_then(Json::as_object).into_iter().flatten() {
+        let child_path = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
+        walk_snapshot(child, &child_path, files);
     }
 }
