@@ -175,3 +175,19 @@ fn the_file_share_refuses_a_wrong_signature() {
     assert!(e.contains("403"), "{e}");
     assert!(cloud.fake.violations().iter().any(|v| v.contains("Shared Key signature does not match")));
 }
+
+/// A cloud known only from ARM's metadata (`ARM_CLOUD_METADATA_URL`, as
+/// azure-ai-ml reads it): its ARM, its login endpoint and its studio.
+#[test]
+fn a_cloud_from_arm_metadata_is_signed_in_to_and_linked() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let metadata = format!("{}/metadata/endpoints?api-version=2019-05-01", cloud.fake.url);
+    let mut cmd = cloud.flow_ci();
+    cmd.env_remove("AZURE_AUTHORITY_HOST").env_remove("FLOW_CI_ARM_URL").env("ARM_CLOUD_METADATA_URL", &metadata);
+    let (code, out, err) = run(cmd.args(["flow", "push", "--flow", FLOW]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    let printed: Json = serde_json::from_str(&out).unwrap();
+    assert!(printed["flow_portal_url"].as_str().unwrap().starts_with("https://ml.azure.us/"), "{out}");
+    assert!(cloud.fake.calls().iter().any(|c| c == "GET /metadata/endpoints"));
+}

@@ -266,7 +266,17 @@ type Outcome = Result<Answer, (u16, String)>;
 
 fn respond(req: &Received, st: &mut State, script: &Script, url: &str) -> Outcome {
     if req.path == format!("/{TENANT}/oauth2/v2.0/token") {
-        return token(req, script);
+        return token(req, script, url);
+    }
+    // ARM's cloud metadata (`GET /metadata/endpoints`), here for a cloud
+    // whose ARM and login endpoint are this fake, its portal in Fairfax.
+    if req.path == "/metadata/endpoints" {
+        return Ok(Answer::json(
+            200,
+            json!([{"name": "FakeCloud", "portal": "https://portal.azure.us", "resourceManager": format!("{url}/"),
+                "authentication": {"loginEndpoint": format!("{url}/"), "audiences": [format!("{url}/")]},
+                "suffixes": {"storage": "core.usgovcloudapi.net"}}]),
+        ));
     }
     if req.path == "/oidc" {
         return Ok(Answer::json(200, json!({ "value": GITHUB_ID_TOKEN })));
@@ -335,7 +345,7 @@ pub fn api_version(rest: &str) -> &'static str {
 }
 
 /// OAuth2 client credentials: a secret or a federated assertion.
-fn token(req: &Received, script: &Script) -> Outcome {
+fn token(req: &Received, script: &Script, url: &str) -> Outcome {
     let form: BTreeMap<String, String> =
         req.text.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), decode(v))).collect();
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
@@ -356,6 +366,8 @@ fn token(req: &Received, script: &Script) -> Outcome {
         "https://management.azure.com/.default"
         | "https://management.usgovcloudapi.net/.default"
         | "https://management.chinacloudapi.cn/.default" => ARM_TOKEN.to_string(),
+        // A cloud from ARM's metadata: its resourceManager is this fake.
+        scope if scope == format!("{url}/.default") => ARM_TOKEN.to_string(),
         "https://ml.azure.com/.default" | "https://ml.azure.us/.default" | "https://ml.azure.cn/.default" => {
             ML_TOKEN.to_string()
         }

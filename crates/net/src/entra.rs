@@ -129,6 +129,16 @@ impl TokenSource {
         TokenSource::new(http, resource, std::env::vars().collect(), &[az])
     }
 
+    /// As `from_env`, signing in at `authority` unless `AZURE_AUTHORITY_HOST`
+    /// names another (a cloud known from ARM's metadata).
+    pub fn from_env_at(http: reqwest::blocking::Client, resource: &str, authority: Option<&str>) -> TokenSource {
+        let mut source = TokenSource::from_env(http, resource);
+        if let Some(authority) = authority.filter(|a| !a.is_empty()) {
+            source.env.entry("AZURE_AUTHORITY_HOST".into()).or_insert_with(|| authority.to_string());
+        }
+        source
+    }
+
     fn new(http: reqwest::blocking::Client, resource: &str, env: BTreeMap<String, String>, az: &[&str]) -> TokenSource {
         TokenSource {
             resource: resource.trim_end_matches('/').to_string(),

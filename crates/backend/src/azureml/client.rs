@@ -16,6 +16,8 @@ pub struct Cloud {
     pub arm_url: String,
     pub arm_resource: String,
     pub ml_resource: String,
+    /// The sign-in authority a cloud from ARM's metadata names.
+    pub authority: Option<String>,
 }
 
 impl Cloud {
@@ -28,8 +30,67 @@ impl Cloud {
             _ => ("https://management.azure.com", "https://ml.azure.com"),
         };
         let arm_url = std::env::var("FLOW_CI_ARM_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| arm.into());
-        Cloud { arm_url: arm_url.trim_end_matches('/').into(), arm_resource: arm.into(), ml_resource: ml.into() }
+        Cloud {
+            arm_url: arm_url.trim_end_matches('/').into(),
+            arm_resource: arm.into(),
+            ml_resource: ml.into(),
+            authority: None,
+        }
     }
+
+    /// `from_env`; without `AZUREML_CURRENT_CLOUD` but with
+    /// `ARM_CLOUD_METADATA_URL`, the cloud ARM's metadata lists on that URL's
+    /// host, as azure-ai-ml finds it (`_get_default_cloud_name`,
+    /// `_get_clouds_by_metadata_url`): its ARM, its login endpoint, and
+    /// `https://ml.azure.{suffix of its portal}` as the Azure ML resource.
+    pub fn resolve() -> Result<Cloud, AzureMlError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (None, Some(url)) = (env("AZUREML_CURRENT_CLOUD"), env("ARM_CLOUD_METADATA_URL")) else {
+            return Ok(Cloud::from_env());
+        };
+        check_scheme(&url)?;
+        let failed = |message: String| AzureMlError::Http { url: path_of(&url), message };
+        let response = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .and_then(|c| c.get(&url).send())
+            .map_err(|e| failed(net::http::error_chain(&e)))?;
+        let metadata: Json = response.json().map_err(|e| failed(format!("not cloud metadata: {e}")))?;
+        let mut cloud = from_metadata(&metadata, &url).ok_or_else(|| {
+            AzureMlError::Config(format!(
+                "ARM_CLOUD_METADATA_URL ({}) lists no cloud whose resourceManager serves it",
+                path_of(&url)
+            ))
+        })?;
+        if let Some(arm) = env("FLOW_CI_ARM_URL") {
+            cloud.arm_url = arm.trim_end_matches('/').into();
+        }
+        Ok(cloud)
+    }
+}
+
+/// The cloud of ARM's metadata (`GET {ARM}/metadata/endpoints`, a list or
+/// one cloud) whose `resourceManager` the metadata URL is on.
+fn from_metadata(metadata: &Json, url: &str) -> Option<Cloud> {
+    let clouds = match metadata {
+        Json::Array(list) => list.iter().collect::<Vec<_>>(),
+        one => vec![one],
+    };
+    clouds.into_iter().find_map(|cloud| {
+        let arm = cloud.get("resourceManager")?.as_str()?;
+        if !url.contains(arm) && !url.contains(arm.trim_end_matches('/')) {
+            return None;
+        }
+        let portal = cloud.get("portal")?.as_str()?;
+        let suffix = portal.split('.').skip(2).collect::<Vec<_>>().join(".").replace('/', "");
+        let arm = arm.trim_end_matches('/').to_string();
+        Some(Cloud {
+            arm_url: arm.clone(),
+            arm_resource: arm,
+            ml_resource: format!("https://ml.azure.{suffix}"),
+            authority: cloud.pointer("/authentication/loginEndpoint")?.as_str().map(|a| a.trim_end_matches('/').into()),
+        })
+    })
 }
 
 pub struct Client {
@@ -78,8 +139,8 @@ impl Client {
             .build()
             .map_err(|e| AzureMlError::Http { url: cloud.arm_url.clone(), message: e.to_string() })?;
         Ok(Client {
-            arm_tokens: TokenSource::from_env(http.clone(), &cloud.arm_resource),
-            ml_tokens: TokenSource::from_env(http.clone(), &cloud.ml_resource),
+            arm_tokens: TokenSource::from_env_at(http.clone(), &cloud.arm_resource, cloud.authority.as_deref()),
+            ml_tokens: TokenSource::from_env_at(http.clone(), &cloud.ml_resource, cloud.authority.as_deref()),
             http,
             arm_url: cloud.arm_url,
             studio: cloud.ml_resource.clone(),
@@ -349,6 +410,23 @@ mod tests {
         assert_eq!(alias_of(&jwt(r#"{"email":"bo@contoso.com"}"#)).as_deref(), Some("bo"));
         assert_eq!(alias_of(&jwt(r#"{"oid":"5f1e-sp"}"#)).as_deref(), Some("5f1e-sp"));
         assert_eq!(alias_of("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn a_cloud_is_found_in_arms_metadata() {
+        let metadata = serde_json::json!([
+            {"name": "AzureCloud", "portal": "https://portal.azure.com", "resourceManager": "https://management.azure.com/",
+             "authentication": {"loginEndpoint": "https://login.microsoftonline.com/"}},
+            {"name": "AzureUSGovernment", "portal": "https://portal.azure.us", "resourceManager": "https://management.usgovcloudapi.net/",
+             "authentication": {"loginEndpoint": "https://login.microsoftonline.us/"}}
+        ]);
+        let cloud =
+            from_metadata(&metadata, "https://management.usgovcloudapi.net/metadata/endpoints?api-version=2019-05-01")
+                .unwrap();
+        assert_eq!(cloud.arm_url, "https://management.usgovcloudapi.net");
+        assert_eq!(cloud.ml_resource, "https://ml.azure.us");
+        assert_eq!(cloud.authority.as_deref(), Some("https://login.microsoftonline.us"));
+        assert!(from_metadata(&metadata, "https://example.net/metadata").is_none());
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl Session {
     /// credential stops everything before any upload.
     pub fn connect(config: &[(String, String)], settings: Settings) -> Result<Session, AzureMlError> {
         let reference = WorkspaceRef::resolve(config, &|k| std::env::var(k).ok())?;
-        let client = client::Client::new(client::Cloud::from_env())?;
+        let client = client::Client::new(client::Cloud::resolve()?)?;
         client.authenticate()?;
         let workspace = Workspace::open(&client, reference)?;
         (settings.say)(&format!(
