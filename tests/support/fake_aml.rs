@@ -943,8 +943,12 @@ fn score(req: &Received, endpoint: &str, st: &State, script: &Script) -> Outcome
 /// within its length. (Azurite has no Files service, hence this one.)
 fn file_share(req: &Received, rest: &str, st: &mut State, script: &Script) -> Outcome {
     verify_shared_key(req, &script.account_key)?;
-    if req.header("x-ms-version").is_none() {
-        return Err((400, "Azure Files requests need x-ms-version".into()));
+    let version = req.header("x-ms-version").ok_or((400, "Azure Files requests need x-ms-version".to_string()))?;
+    // Before 2021-06-08 creating a directory or file needs its SMB properties.
+    let creates = req.method == "PUT" && req.param("comp").is_none();
+    let smb = ["x-ms-file-attributes", "x-ms-file-creation-time", "x-ms-file-last-write-time", "x-ms-file-permission"];
+    if creates && version < "2021-06-08" && smb.iter().any(|h| req.header(h).is_none()) {
+        return Err((400, format!("version {version} needs {smb:?} to create {rest}")));
     }
     let path = rest.trim_start_matches('/').to_string();
     let parent = path.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_string());

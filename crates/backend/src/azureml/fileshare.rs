@@ -12,7 +12,11 @@
 //! File `PUT` with `x-ms-type: file` and `x-ms-content-length`, Put Range
 //! `PUT ?comp=range` with `x-ms-range` and `x-ms-write: update`, ranges of at
 //! most 4 MiB; List Directories and Files `GET ?restype=directory&comp=list`,
-//! paged by `NextMarker`; Delete File `DELETE`).
+//! paged by `NextMarker`; Delete File `DELETE`). Storage version 2021-08-06:
+//! from 2021-06-08 on, Create Directory and Create File need no SMB
+//! properties (`x-ms-file-attributes`, `-creation-time`, `-last-write-time`,
+//! `-permission` default to `inherit`/`now`; "Create Directory", Azure
+//! Files REST reference).
 
 use super::blob::{BlobError, Container, unescape_xml};
 
