@@ -46,7 +46,8 @@ impl Snapshot {
         let mut files = Vec::new();
         if path.is_dir() {
             let ignore = ignore_rules(path);
-            hash_dir(path, path, &ignore, &mut hasher, &mut files)?;
+            let mut open = vec![path.canonicalize()?];
+            hash_dir(path, path, &ignore, &mut hasher, &mut files, &mut open)?;
         } else {
             hasher.update(std::fs::read(path)?);
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -90,6 +91,7 @@ fn hash_dir(
     ignore: &ignore::gitignore::Gitignore,
     hasher: &mut sha2::Sha256,
     files: &mut Vec<(String, PathBuf)>,
+    open: &mut Vec<PathBuf>,
 ) -> std::io::Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     entries.sort_by_key(|p| p.to_string_lossy().to_lowercase());
@@ -102,9 +104,18 @@ fn hash_dir(
         {
             continue;
         }
+        // A link back to a folder being walked (`data/loop -> .`) would
+        // never end: it is left out, as a folder that cannot be copied.
+        let real = if is_dir { Some(path.canonicalize()?) } else { None };
+        if let Some(real) = real.as_ref().filter(|r| open.contains(r)) {
+            tracing::warn!("{} links back to {}; left out of the snapshot", path.display(), real.display());
+            continue;
+        }
         hasher.update(name.as_bytes());
-        if is_dir {
-            hash_dir(root, &path, ignore, hasher, files)?;
+        if let Some(real) = real {
+            open.push(real);
+            hash_dir(root, &path, ignore, hasher, files, open)?;
+            open.pop();
         } else if path.is_file() {
             hasher.update(std::fs::read(&path)?);
             let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
@@ -160,6 +171,19 @@ pub enum UploadError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_back_up_the_tree_ends_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data/inner")).unwrap();
+        std::fs::write(dir.path().join("data/a.jsonl"), "{}\n").unwrap();
+        std::os::unix::fs::symlink(".", dir.path().join("data/loop")).unwrap();
+        std::os::unix::fs::symlink("../..", dir.path().join("data/inner/up")).unwrap();
+        let snapshot = Snapshot::of(dir.path()).unwrap();
+        let names: Vec<&str> = snapshot.files.iter().map(|(rel, _)| rel.as_str()).collect();
+        assert_eq!(names, ["data/a.jsonl"]);
+    }
 
     /// Hashes computed by azure-ai-ml 1.35.2 itself
     /// (`_asset_utils.get_object_hash(path, get_ignore_file(path))`) on a
