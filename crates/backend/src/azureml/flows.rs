@@ -17,7 +17,7 @@ use std::path::Path;
 use serde_json::{Map, Value as Json, json};
 
 use super::blob::{Container, Credential};
-use super::client::{ARM_API_VERSION, check_scheme};
+use super::client::{DATASTORE_API_VERSION, check_scheme};
 use super::{AzureMlError, Session};
 use model::secret::Secret;
 
@@ -288,7 +288,7 @@ fn remove_stale(
 fn working_directory(session: &Session) -> Result<Container, AzureMlError> {
     let client = session.client();
     let ws = format!("{}{}/datastores/{WORKING_DIRECTORY}", client.arm_url, session.workspace().reference.arm_path());
-    let store = client.get(&format!("{ws}?api-version={ARM_API_VERSION}"))?;
+    let store = client.get(&format!("{ws}?api-version={DATASTORE_API_VERSION}"))?;
     let p = store.get("properties").unwrap_or(&Json::Null);
     let field = |k: &str| p.get(k).and_then(Json::as_str).unwrap_or_default().to_string();
     if field("datastoreType") != "AzureFile" {
@@ -298,7 +298,7 @@ fn working_directory(session: &Session) -> Result<Container, AzureMlError> {
         )));
     }
     let (account, share, endpoint) = (field("accountName"), field("fileShareName"), field("endpoint"));
-    let secrets = client.post_empty(&format!("{ws}/listSecrets?api-version={ARM_API_VERSION}"))?;
+    let secrets = client.post_empty(&format!("{ws}/listSecrets?api-version={DATASTORE_API_VERSION}"))?;
     let secret = |k: &str| {
         secrets.get(k).and_then(Json::as_str).map(|v| Secret::new(v.to_string())).ok_or_else(|| {
             AzureMlError::Config(format!("the `{WORKING_DIRECTORY}` datastore's listSecrets answer has no `{k}`"))
