@@ -88,8 +88,6 @@ pub fn prepare_port(port: &Port, inputs: &[String]) -> Prepared {
     let spanned = |s: &str| Spanned::new(s.to_string(), Pos::START);
     let dir = port.dir();
     let flow = Flow {
-        dir: dir.clone(),
-        file: port.file.clone(),
         inputs: inputs
             .iter()
             .map(|name| dag::FlowInput {
@@ -101,12 +99,7 @@ pub fn prepare_port(port: &Port, inputs: &[String]) -> Prepared {
                 is_chat_history: false,
             })
             .collect(),
-        outputs: vec![],
-        nodes: vec![],
-        node_variants: vec![],
-        additional_includes: vec![],
-        environment_variables: vec![],
-        python_requirements_txt: None,
+        ..Flow::empty(dir.clone(), port.file.clone())
     };
     let step = Step {
         name: WORKFLOW_STEP.to_string(),

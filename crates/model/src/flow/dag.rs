@@ -68,6 +68,24 @@ pub struct Flow {
     pub python_requirements_txt: Option<Spanned<String>>,
 }
 
+impl Flow {
+    /// A flow that declares nothing yet: what a `flow.dag.yaml` is read
+    /// into, and what a port is planned from.
+    pub fn empty(dir: PathBuf, file: PathBuf) -> Flow {
+        Flow {
+            dir,
+            file,
+            inputs: vec![],
+            outputs: vec![],
+            nodes: vec![],
+            node_variants: vec![],
+            additional_includes: vec![],
+            environment_variables: vec![],
+            python_requirements_txt: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct FlowInput {
     pub name: Spanned<String>,
@@ -206,17 +224,7 @@ pub fn decode(dir: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Flow> 
     let file = dir.join(FLOW_FILE);
     let mut d = Decoder::new(&file, diags);
     let fields = d.fields(root, "the flow", FLOW_KEYS)?;
-    let mut flow = Flow {
-        dir: dir.to_path_buf(),
-        file: file.clone(),
-        inputs: vec![],
-        outputs: vec![],
-        nodes: vec![],
-        node_variants: vec![],
-        additional_includes: vec![],
-        environment_variables: vec![],
-        python_requirements_txt: None,
-    };
+    let mut flow = Flow::empty(dir.to_path_buf(), file.clone());
     if let Some(inputs) = fields.get("inputs") {
         flow.inputs = named_entries(&mut d, inputs, "`inputs`", decode_input);
     }
