@@ -1,12 +1,14 @@
 //! Opt-in: a batch run and its evaluation in a real Azure ML workspace.
 //!
-//! Runs when `FLOW_CI_LIVE_AZUREML=1` and the workspace is named
-//! (`AZUREML_SUBSCRIPTION_ID`, `AZUREML_RESOURCE_GROUP`,
-//! `AZUREML_WORKSPACE_NAME`) and a credential is at hand (`az login`, or a
+//! Ignored by default, so a machine without a workspace never counts it as
+//! a pass: `cargo test --test azureml_live -- --ignored` with the workspace
+//! named (`AZUREML_SUBSCRIPTION_ID`, `AZUREML_RESOURCE_GROUP`,
+//! `AZUREML_WORKSPACE_NAME`) and a credential at hand (`az login`, or a
 //! service principal in `AZURE_TENANT_ID` / `AZURE_CLIENT_ID` /
-//! `AZURE_CLIENT_SECRET`). It submits web-classification over its 60 rows
-//! on serverless compute and its accuracy evaluation; serverless sessions
-//! can take several minutes to start. Otherwise it says it was skipped.
+//! `AZURE_CLIENT_SECRET`); without them it fails and says what is missing.
+//! It submits web-classification over its 60 rows on serverless compute and
+//! its accuracy evaluation; serverless sessions can take several minutes to
+//! start.
 
 use std::path::PathBuf;
 
@@ -16,15 +18,10 @@ use serde_json::Value as Json;
 const VARS: [&str; 3] = ["AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME"];
 
 #[test]
+#[ignore = "needs a real Azure ML workspace: run with --ignored and AZUREML_SUBSCRIPTION_ID, AZUREML_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME"]
 fn a_batch_run_and_its_evaluation_in_a_real_workspace() {
     let missing: Vec<&str> = VARS.iter().copied().filter(|v| std::env::var(v).map_or(true, |s| s.is_empty())).collect();
-    if std::env::var("FLOW_CI_LIVE_AZUREML").as_deref() != Ok("1") || !missing.is_empty() {
-        eprintln!(
-            "skipped: set FLOW_CI_LIVE_AZUREML=1 and {} (and sign in) to run against a real workspace",
-            VARS.join(", ")
-        );
-        return;
-    }
+    assert!(missing.is_empty(), "the live test needs {} (and a signed-in credential)", missing.join(", "));
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let runs = tempfile::tempdir().unwrap();
     let flow_ci = |args: &[&str]| {

@@ -15,12 +15,23 @@ pub fn percent_encode(text: &str) -> String {
 /// How long the service asks to wait: `retry-after-ms`, `x-ms-retry-after-ms`
 /// (Azure), or `Retry-After` in seconds; at most 10 minutes.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let header =
-        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
-    let secs = header("retry-after-ms")
-        .or_else(|| header("x-ms-retry-after-ms"))
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+/// [`retry_after`] as of `now`: `Retry-After` may also be an HTTP date
+/// (RFC 9110 §10.2.3), which is a wait until then.
+fn retry_after_at(headers: &reqwest::header::HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let number = |name: &str| text(name).and_then(|v| v.parse::<f64>().ok());
+    let date = || {
+        let at = httpdate::parse_http_date(text("retry-after")?).ok()?;
+        Some(at.duration_since(now).unwrap_or_default().as_secs_f64())
+    };
+    let secs = number("retry-after-ms")
+        .or_else(|| number("x-ms-retry-after-ms"))
         .map(|ms| ms / 1000.0)
-        .or_else(|| header("retry-after"))?;
+        .or_else(|| number("retry-after"))
+        .or_else(date)?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(600.0)))
 }
 
@@ -188,6 +199,15 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         h.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        // An HTTP date: the wait until then; a date passed is no wait.
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT".parse().unwrap());
+        assert_eq!(retry_after_at(&h, now), Some(Duration::from_secs(30)));
+        h.insert("retry-after", "Wed, 21 Oct 2015 07:27:00 GMT".parse().unwrap());
+        assert_eq!(retry_after_at(&h, now), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after_at(&h, now), None);
     }
 
     #[test]
