@@ -210,6 +210,14 @@ fn batch_and_evaluation_runs_fill_the_store() {
 
     let out = p.flow_ci().args(["run", "show-metrics", "--name", "eval"]).output().unwrap();
     assert_eq!(serde_json::from_slice::<Json>(&out.stdout).unwrap(), json!({"accuracy": 1.0}));
+    // Local runs: cancel says there is no service to ask (no sign-in), stream says its log is empty.
+    let out = p.flow_ci().args(["run", "cancel", "--name", "eval"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run eval ran locally (Completed); only Azure ML runs are canceled"), "{stderr}");
+    let out = p.flow_ci().args(["run", "stream", "--name", "eval"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run eval ran locally (Completed); its log is empty"));
     let out = p.flow_ci().args(["run", "list", "--format", "json"]).output().unwrap();
     let runs: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 2);

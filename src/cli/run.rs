@@ -296,6 +296,14 @@ fn stream(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
             Ok(logs) => logs,
             Err(e) => return store_error(&e, err),
         };
+        if logs.is_empty() {
+            let _ = writeln!(
+                err,
+                "run {} ran locally ({}); its log is empty: its python nodes printed nothing",
+                args.name,
+                record.status.as_str()
+            );
+        }
         return match out.write_all(logs.as_bytes()) {
             Ok(()) => exit::OK,
             Err(e) => super::output_failed(&e, err),
@@ -322,6 +330,19 @@ fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
         Err(e) => return report_run_job_error(&e, err),
     };
     let in_workspace = Config::backend_or(config.as_ref(), args.cloud.backend) == Backend::AzureMl;
+    // A local run has no service to ask: say so instead of signing in.
+    if !in_workspace
+        && let Ok(record) = store.load(&args.name)
+        && backend::azureml::run::cloud_id(&record).is_none()
+    {
+        let _ = writeln!(
+            err,
+            "error: run {} ran locally ({}); only Azure ML runs are canceled with `run cancel` (a local run stops with Ctrl-C in the terminal running it)",
+            args.name,
+            record.status.as_str()
+        );
+        return exit::INVALID_INPUT;
+    }
     let session = match connect(config.as_ref(), false, err) {
         Ok(s) => s,
         Err(code) => return code,
