@@ -17,6 +17,11 @@ use model::secret::Secret;
 /// Entra token needs 2017-11-09 or later ("Authorize with Microsoft Entra
 /// ID", <https://learn.microsoft.com/rest/api/storageservices/authorize-with-azure-active-directory>).
 const VERSION: &str = "2021-08-06";
+/// A 2xx answer: its headers (lower-cased names) and its body.
+pub(crate) type Answer = (Vec<(String, String)>, String);
+
+/// Tries of one blob call (azure-core's `RetryPolicy` makes 1 + 3).
+const ATTEMPTS: u32 = 4;
 
 /// The resource of storage tokens (scope `https://storage.azure.com/.default`,
 /// azure-storage-blob's `STORAGE_OAUTH_SCOPE`), the same in every cloud.
@@ -132,7 +137,12 @@ impl Container {
             .collect())
     }
 
-    /// One signed request; answers other than 2xx are errors.
+    /// One signed request, retried on the answers azure-core's
+    /// `RetryPolicy` retries (408, 429, 500, 502, 503, 504; storage says
+    /// ServerBusy and OperationTimedOut with them) and on a connection that
+    /// fails, honouring `Retry-After`, else backing off exponentially: every
+    /// blob call flow-ci makes is idempotent (a PUT writes the same bytes
+    /// again). Answers other than 2xx are errors.
     pub(crate) fn request(
         &self,
         method: &str,
@@ -140,7 +150,36 @@ impl Container {
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<(Vec<(String, String)>, String), BlobError> {
+    ) -> Result<Answer, BlobError> {
+        let mut attempt = 1;
+        loop {
+            let (error, wait) = match self.request_once(method, path, query, headers, body.clone()) {
+                Ok(done) => return Ok(done),
+                Err(failed) => failed,
+            };
+            let retryable = matches!(
+                error,
+                BlobError::Http { .. } | BlobError::Status { status: 408 | 429 | 500 | 502 | 503 | 504, .. }
+            );
+            if !retryable || attempt >= ATTEMPTS {
+                return Err(error);
+            }
+            let wait = wait.unwrap_or_else(|| Duration::from_millis(500 << (attempt - 1))).min(Duration::from_secs(60));
+            tracing::info!("{error}; retrying in {:.1}s", wait.as_secs_f64());
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+
+    fn request_once(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer, (BlobError, Option<Duration>)> {
+        let fail = |e: BlobError| (e, None);
         let resource = if path.is_empty() { self.name.clone() } else { format!("{}/{}", self.name, encode_path(path)) };
         let mut url = format!("{}/{resource}", self.account_url);
         let mut pairs: Vec<String> =
@@ -162,10 +201,13 @@ impl Container {
                     url.split("://").nth(1).and_then(|rest| rest.find('/').map(|i| &rest[i..])).unwrap_or("/");
                 let url_path = url_path.split('?').next().unwrap_or("/");
                 let to_sign = string_to_sign(method, &length, &all, &self.account, url_path, query);
-                all.push(("authorization".into(), format!("SharedKey {}:{}", self.account, sign(key, &to_sign)?)));
+                all.push((
+                    "authorization".into(),
+                    format!("SharedKey {}:{}", self.account, sign(key, &to_sign).map_err(fail)?),
+                ));
             }
             Credential::Bearer(tokens) => {
-                let token = tokens.token().map_err(BlobError::Auth)?;
+                let token = tokens.token().map_err(|e| fail(BlobError::Auth(e)))?;
                 all.push(("authorization".into(), format!("Bearer {}", token.expose())));
             }
             Credential::Sas(_) => {}
@@ -180,9 +222,11 @@ impl Container {
         }
         // The URL of a SAS request carries the token: never show it.
         let shown = url.split('?').next().unwrap_or_default().to_string();
-        let resp =
-            req.send().map_err(|e| BlobError::Http { url: shown.clone(), message: e.without_url().to_string() })?;
+        let resp = req
+            .send()
+            .map_err(|e| fail(BlobError::Http { url: shown.clone(), message: e.without_url().to_string() }))?;
         let status = resp.status().as_u16();
+        let wait = net::http::retry_after(resp.headers());
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
@@ -192,7 +236,8 @@ impl Container {
         if !(200..300).contains(&status) {
             let code = text.split("<Code>").nth(1).and_then(|s| s.split("</Code>").next()).unwrap_or("");
             let message = headers.iter().find(|(k, _)| k == "x-ms-error-code").map_or(code, |(_, v)| v.as_str());
-            return Err(BlobError::Status { method: method.into(), url: shown, status, message: message.to_string() });
+            let error = BlobError::Status { method: method.into(), url: shown, status, message: message.to_string() };
+            return Err((error, wait));
         }
         Ok((headers, text))
     }
@@ -255,6 +300,56 @@ pub(crate) fn unescape_xml(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback blob service answering `answers` in turn (one connection
+    /// each); returns its URL and the number of requests it saw.
+    fn storage(answers: Vec<&'static str>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/devstoreaccount1", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((stream, _)) = listener.accept() else { return };
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = reader.get_mut().write_all(answer.as_bytes());
+            }
+        });
+        (url, seen)
+    }
+
+    const BUSY: &str = "HTTP/1.1 503 Server Busy\r\nRetry-After: 0\r\nx-ms-error-code: ServerBusy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const CREATED: &str = "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const DENIED: &str = "HTTP/1.1 403 Forbidden\r\nx-ms-error-code: AuthorizationFailure\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+    #[test]
+    fn a_busy_answer_is_retried_and_a_refusal_is_not() {
+        let key = || Credential::Sas(Secret::new("sv=2021-08-06&sig=x".into()));
+        let (url, seen) = storage(vec![BUSY, BUSY, CREATED]);
+        let container = Container::new(&url, "devstoreaccount1", "c", key()).unwrap();
+        container.put("a.txt", b"hello".to_vec()).unwrap();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        let (url, seen) = storage(vec![DENIED, CREATED]);
+        let container = Container::new(&url, "devstoreaccount1", "c", key()).unwrap();
+        let err = container.put("a.txt", b"hello".to_vec()).unwrap_err();
+        assert!(matches!(err, BlobError::Status { status: 403, .. }), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     /// The example of Microsoft's "Authorize with Shared Key" page, signed
     /// with the emulator's published key.
