@@ -61,12 +61,7 @@ fn a_port_runs_like_a_flow_and_is_evaluated_like_one() {
         let (code, out) = run(&p, &args);
         assert_eq!(code, Some(0), "{out}");
     }
-    let metrics = |name: &str| -> Json {
-        serde_json::from_str(
-            &std::fs::read_to_string(p.path().join(format!(".flow-ci/runs/{name}/metrics.json"))).unwrap(),
-        )
-        .unwrap()
-    };
+    let metrics = |name: &str| p.read_json(&format!(".flow-ci/runs/{name}/metrics.json"));
     assert_eq!(metrics("port-eval"), metrics("flow-eval"));
     assert!(metrics("port-eval")["accuracy"].as_f64().is_some(), "{}", metrics("port-eval"));
 
@@ -106,8 +101,7 @@ fn a_port_runs_like_a_flow_and_is_evaluated_like_one() {
     p.write(".flow-ci.yaml", &config);
     let (code, out) = run(&p, &["check", "--all"]);
     assert_eq!(code, Some(0), "{out}");
-    let report: Json =
-        serde_json::from_str(&std::fs::read_to_string(p.path().join(".flow-ci/report/report.json")).unwrap()).unwrap();
+    let report = p.read_json(".flow-ci/report/report.json");
     let flow = &report["flows"][0];
     let parity: Vec<&Json> = flow["verdict"]["results"]
         .as_array()
@@ -131,8 +125,7 @@ fn a_port_runs_like_a_flow_and_is_evaluated_like_one() {
     );
     let (code, out) = run(&p, &["check", "--all"]);
     assert_eq!(code, Some(1), "{out}");
-    let report: Json =
-        serde_json::from_str(&std::fs::read_to_string(p.path().join(".flow-ci/report/report.json")).unwrap()).unwrap();
+    let report = p.read_json(".flow-ci/report/report.json");
     let agreement = &report["flows"][0]["parity"]["agreement"];
     assert_eq!(agreement["differing_lines"], serde_json::json!([16, 17, 18, 20, 21, 22, 57, 58]), "{agreement:#}");
     assert_eq!(agreement["sample"][0], serde_json::json!({"line_number": 16, "flow": "Academic", "port": "None"}));
