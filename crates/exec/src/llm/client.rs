@@ -100,16 +100,20 @@ impl Usage {
 
     fn add_tokens(&self, model: &str, response: &Json) {
         let usage = response.get("usage");
-        let n = |k: &str| usage.and_then(|u| u.get(k)).and_then(Json::as_u64).unwrap_or(0);
+        let n = |k: &str| usage.and_then(|u| u.get(k)).and_then(Json::as_u64);
+        // Chat and completions count `prompt_tokens` / `completion_tokens`;
+        // the Responses API (Agent Framework's default) `input_tokens` / `output_tokens`.
+        let prompt = n("prompt_tokens").or_else(|| n("input_tokens")).unwrap_or(0);
+        let completion = n("completion_tokens").or_else(|| n("output_tokens")).unwrap_or(0);
         {
             let mut by_model = self.by_model.lock().unwrap_or_else(|e| e.into_inner());
             let entry = by_model.entry(model.to_string()).or_default();
-            entry.prompt_tokens += n("prompt_tokens");
-            entry.completion_tokens += n("completion_tokens");
+            entry.prompt_tokens += prompt;
+            entry.completion_tokens += completion;
         }
-        self.prompt_tokens.fetch_add(n("prompt_tokens"), Ordering::Relaxed);
-        self.completion_tokens.fetch_add(n("completion_tokens"), Ordering::Relaxed);
-        self.total_tokens.fetch_add(n("total_tokens"), Ordering::Relaxed);
+        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
+        self.completion_tokens.fetch_add(completion, Ordering::Relaxed);
+        self.total_tokens.fetch_add(n("total_tokens").unwrap_or(prompt + completion), Ordering::Relaxed);
     }
 }
 
@@ -187,6 +191,92 @@ impl Client {
             tracing::warn!("{e}");
         }
         output(req, &response)
+    }
+
+    /// One request of python code that calls the model itself, through the
+    /// model proxy: the same cache, deployment limit, key and usage counts
+    /// as `llm` nodes. One attempt: a 429 goes back to the caller with its
+    /// `Retry-After` (the SDK retries), after pausing the deployment here.
+    pub fn forward(&self, fwd: &Forward<'_>, usage: &Usage, deadline: Instant) -> Result<Forwarded, CallError> {
+        let provider = match fwd.conn.kind {
+            model::connection::Kind::AzureOpenAI => Provider::AzureOpenAI,
+            _ => Provider::OpenAI,
+        };
+        let request = fwd.json.as_ref().map(|body| Request {
+            provider,
+            api: super::request::Api::Chat,
+            url: fwd.url.clone(),
+            model: fwd.model.clone(),
+            body: body.clone(),
+            returns_message: false,
+        });
+        // Streamed answers are passed through, never cached.
+        let streamed = fwd.json.as_ref().is_some_and(|b| b.get("stream") == Some(&Json::Bool(true)));
+        let cacheable = (fwd.method == "POST" && !streamed).then_some(request.as_ref()).flatten();
+        let key = cacheable.map(Cache::key);
+        if let (Some(cache), Some(key), Some(req)) = (&self.cache, &key, cacheable) {
+            match cache.get(key) {
+                Lookup::Hit(response) => {
+                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    usage.add_tokens(&req.model, &response);
+                    let body = serde_json::to_vec(&response).unwrap_or_default();
+                    let headers = vec![("content-type".to_string(), "application/json".to_string())];
+                    return Ok(Forwarded { status: 200, headers, body: ForwardedBody::Bytes(body) });
+                }
+                Lookup::Miss => {}
+                Lookup::Corrupt(why) => {
+                    tracing::warn!("ignoring a corrupt LLM cache entry ({why}); it will be rewritten")
+                }
+            }
+        }
+        let auth = self.auth(fwd.caller, fwd.conn)?;
+        usage.requests.fetch_add(1, Ordering::Relaxed);
+        let cost = fwd.json.as_ref().map_or(1, limit::estimate_tokens);
+        let permit = self
+            .limiter
+            .acquire(&format!("{} {}", fwd.url.split('?').next().unwrap_or(&fwd.url), fwd.model), cost, deadline)
+            .map_err(|_| CallError::Failed {
+                kind: "ExceedMaxRetryTimes",
+                message: format!("the line's timeout passed waiting for a free slot of {}", fwd.model),
+            })?;
+        usage.waited_ms.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
+        usage.peak_in_flight.fetch_max(permit.in_flight as u64, Ordering::Relaxed);
+        let method = reqwest::Method::from_bytes(fwd.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut builder = authorize(self.http.request(method, &fwd.url), &auth).body(fwd.body.to_vec());
+        if let Some(ct) = fwd.content_type {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        let response = match builder.send() {
+            Ok(r) => r,
+            Err(e) => {
+                permit.done(Signal { kind: limit::Kind::Other, ..Signal::default() });
+                let message = scrub_text(format!("cannot reach {}: {}", fwd.url, error_chain(&e)), &auth);
+                return Err(CallError::Failed { kind: "APIConnectionError", message });
+            }
+        };
+        let status = response.status().as_u16();
+        let signal = signal(status, response.headers());
+        permit.done(signal);
+        if signal.kind == limit::Kind::Throttled {
+            usage.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        let headers = passed_headers(response.headers());
+        if streamed && (200..300).contains(&status) {
+            return Ok(Forwarded { status, headers, body: ForwardedBody::Stream(Box::new(response)) });
+        }
+        let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
+        if (200..300).contains(&status)
+            && let Some(req) = cacheable
+            && let Ok(answer) = serde_json::from_slice::<Json>(&body)
+        {
+            usage.add_tokens(&req.model, &answer);
+            if let (Some(cache), Some(key)) = (&self.cache, &key)
+                && let Err(e) = cache.put(key, req, &answer)
+            {
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(Forwarded { status, headers, body: ForwardedBody::Bytes(body) })
     }
 
     /// What each deployment's limit saw so far, by endpoint + deployment.
@@ -274,18 +364,7 @@ impl Client {
 
     /// One attempt: the answer, and what it says about the deployment's load.
     fn send(&self, req: &Request, auth: &Auth) -> (Result<Json, Failure>, Signal) {
-        let mut builder = self.http.post(&req.url).json(&req.body);
-        builder = match auth {
-            Auth::ApiKey(key) => builder.header("api-key", key.expose()),
-            Auth::Bearer(token) => builder.bearer_auth(token.expose()),
-            Auth::OpenAI { key, organization } => {
-                let b = builder.bearer_auth(key.expose());
-                match organization {
-                    Some(org) => b.header("OpenAI-Organization", org),
-                    None => b,
-                }
-            }
-        };
+        let mut builder = authorize(self.http.post(&req.url).json(&req.body), auth);
         if req.provider == Provider::AzureOpenAI {
             builder = builder.header("ms-azure-ai-promptflow-called-from", "aoai-tool");
         }
@@ -307,21 +386,8 @@ impl Client {
             }
         };
         let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let remaining = |name: &str| {
-            response.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let signal = Signal {
-            kind: match status {
-                200..300 => limit::Kind::Healthy,
-                429 | 503 => limit::Kind::Throttled,
-                _ => limit::Kind::Other,
-            },
-            retry_after,
-            // Azure OpenAI and OpenAI send these on every answer.
-            remaining_requests: remaining("x-ratelimit-remaining-requests"),
-            remaining_tokens: remaining("x-ratelimit-remaining-tokens"),
-        };
+        let signal = signal(status, response.headers());
+        let retry_after = signal.retry_after;
         let text = response.text().unwrap_or_default();
         if (200..300).contains(&status) {
             let parsed = serde_json::from_str(&text).map_err(|e| Failure {
@@ -343,6 +409,80 @@ impl Client {
             ),
         };
         (Err(failure), signal)
+    }
+}
+
+/// What the model proxy sends for a worker.
+pub struct Forward<'r> {
+    /// Who asks, for errors (`port workflow.py`).
+    pub caller: &'r str,
+    pub conn: &'r Connection,
+    pub method: &'r str,
+    /// The provider's URL, built from the connection's endpoint only.
+    pub url: String,
+    /// Deployment (Azure) or model: the limit it counts against.
+    pub model: String,
+    pub body: &'r [u8],
+    /// `body` when it is JSON: the cache key and the token estimate.
+    pub json: Option<Json>,
+    pub content_type: Option<&'r str>,
+}
+
+/// The provider's answer (or the cached one) for the proxy to pass on.
+pub struct Forwarded {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ForwardedBody,
+}
+
+pub enum ForwardedBody {
+    Bytes(Vec<u8>),
+    /// A streamed answer (server-sent events), copied as it arrives.
+    Stream(Box<reqwest::blocking::Response>),
+}
+
+/// The answer headers an SDK acts on: the body's type, when to retry
+/// (`Retry-After`, Azure's `retry-after-ms`) and the quota left.
+fn passed_headers(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            matches!(n, "content-type" | "retry-after" | "retry-after-ms" | "x-request-id" | "apim-request-id")
+                || n.starts_with("x-ratelimit-")
+        })
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+        .collect()
+}
+
+fn authorize(builder: reqwest::blocking::RequestBuilder, auth: &Auth) -> reqwest::blocking::RequestBuilder {
+    match auth {
+        Auth::ApiKey(key) => builder.header("api-key", key.expose()),
+        Auth::Bearer(token) => builder.bearer_auth(token.expose()),
+        Auth::OpenAI { key, organization } => {
+            let b = builder.bearer_auth(key.expose());
+            match organization {
+                Some(org) => b.header("OpenAI-Organization", org),
+                None => b,
+            }
+        }
+    }
+}
+
+/// What an answer says about the deployment's load.
+fn signal(status: u16, headers: &reqwest::header::HeaderMap) -> Signal {
+    let remaining =
+        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    Signal {
+        kind: match status {
+            200..300 => limit::Kind::Healthy,
+            429 | 503 => limit::Kind::Throttled,
+            _ => limit::Kind::Other,
+        },
+        retry_after: retry_after(headers),
+        // Azure OpenAI and OpenAI send these on every answer.
+        remaining_requests: remaining("x-ratelimit-remaining-requests"),
+        remaining_tokens: remaining("x-ratelimit-remaining-tokens"),
     }
 }
 
@@ -368,13 +508,15 @@ struct Failure {
 
 /// A server may echo what it was sent; keys never reach messages.
 fn scrub(mut f: Failure, auth: &Auth) -> Failure {
+    f.message = scrub_text(f.message, auth);
+    f
+}
+
+fn scrub_text(text: String, auth: &Auth) -> String {
     let secret = match auth {
         Auth::ApiKey(k) | Auth::Bearer(k) | Auth::OpenAI { key: k, .. } => k.expose(),
     };
-    if !secret.is_empty() {
-        f.message = f.message.replace(secret, "***");
-    }
-    f
+    if secret.is_empty() { text } else { text.replace(secret, "***") }
 }
 
 /// promptflow-tools' backoff: 3 s, 4 s, 6 s, 10 s, ... capped at 60 s.

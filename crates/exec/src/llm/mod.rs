@@ -5,6 +5,7 @@ pub mod cache;
 pub mod chat;
 pub mod client;
 pub mod limit;
+pub mod proxy;
 pub mod request;
 pub mod setup;
 
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use serde_json::Value as Json;
 
-pub use client::{CallError, Client, Settings, Tokens, Usage, UsageSummary};
+pub use client::{CallError, Client, Forward, Forwarded, ForwardedBody, Settings, Tokens, Usage, UsageSummary};
 pub use model::connection::{Connection, Connections, NotFound};
 use request::NodeCall;
 
