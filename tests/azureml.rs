@@ -138,6 +138,24 @@ fn an_auth_failure_exits_3_and_says_what_to_fix() {
 }
 
 #[test]
+fn a_client_secret_is_never_sent_to_an_http_authority() {
+    let Some(cloud) = Cloud::start(Script::default()) else { return };
+    let mut cmd = cloud.flow_ci();
+    // Plain http off loopback: azure-identity refuses such an authority too.
+    cmd.env("AZURE_AUTHORITY_HOST", "http://login.example.com");
+    let (code, _, err) =
+        run(cmd.args(["run", "create", "--backend", "azureml", "--file", "flows/support-triage/run.yml"]));
+    assert_eq!(code, Some(2), "a setting to fix is invalid input: {err}");
+    assert!(
+        err.contains("AZURE_AUTHORITY_HOST `http://login.example.com` does not use https")
+            && err.contains("https://login.microsoftonline.com"),
+        "{err}"
+    );
+    assert!(!err.contains(fake_aml::CLIENT_SECRET), "{err}");
+    assert!(cloud.fake.calls().is_empty(), "nothing was sent: {:?}", cloud.fake.calls());
+}
+
+#[test]
 fn github_oidc_signs_in_without_a_secret() {
     let Some(cloud) = Cloud::start(Script::default()) else { return };
     let mut cmd = cloud.flow_ci();

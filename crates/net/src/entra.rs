@@ -11,8 +11,11 @@
 //! Service / Azure ML endpoints, else IMDS); the Azure CLI. The authority is
 //! `AZURE_AUTHORITY_HOST` (loopback tests), else the one of the cloud
 //! `AZUREML_CURRENT_CLOUD` names (sovereign clouds), and so is the audience
-//! GitHub's ID token is asked for (`FLOW_CI_OIDC_AUDIENCE` sets it). Tokens
-//! are reused until five minutes before they expire.
+//! GitHub's ID token is asked for (`FLOW_CI_OIDC_AUDIENCE` sets it); a
+//! credential goes only to an `https://` authority (or one on loopback).
+//! Token endpoints are retried on 408/429/5xx and failed connections,
+//! honouring `Retry-After`; IMDS as Microsoft's IMDS retry guidance says
+//! ([`IMDS_RETRY`]). Tokens are reused until five minutes before they expire.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
 
-use crate::http::percent_encode;
+use crate::http::{percent_encode, retry_after, transport_error};
+use crate::retry::{Policy, Resend, Verdict, transient};
 use model::secret::Secret;
 
 /// The resource of Azure OpenAI tokens.
@@ -50,6 +54,20 @@ const IMDS_AUTHORITY: &str = "http://169.254.169.254";
 const MANAGED_IDENTITY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// IMDS may take seconds to issue a first token; it must still not hang forever.
 const MANAGED_IDENTITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// IMDS's retries. Microsoft Learn, "Use managed identities on a VM to
+/// acquire an access token", Retry guidance
+/// (<https://learn.microsoft.com/entra/identity/managed-identities-azure-resources/how-to-use-vm-token#retry-guidance>):
+/// retry 404, 429 and 5xx with exponential backoff; 410 means IMDS is being
+/// updated and is back within 70 seconds. MSAL's IMDS retry specification
+/// (AzureAD/microsoft-authentication-library-for-dotnet,
+/// `docs/imds_retry_based_on_errors.md`) makes that 3 retries from 1 s
+/// (1 s, 2 s, 4 s) for 404/408/429/5xx and a retry every 10 s, 7 of them,
+/// for 410: up to 8 tries in all.
+const IMDS_RETRY: Policy = Policy { attempts: 8, backoff: Duration::from_secs(1), max_wait: Duration::from_secs(10) };
+/// Tries of IMDS for an answer other than 410 (1 + 3 retries).
+const IMDS_ATTEMPTS_NOT_410: u32 = 4;
+/// The wait between tries while IMDS answers 410.
+const IMDS_UPDATING_WAIT: Duration = Duration::from_secs(10);
 
 /// One way of getting a token, in the order tried.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,6 +113,32 @@ enum Miss {
     /// that a broken service principal does not silently become someone's
     /// `az login`.
     Failed(String),
+    /// Set up in a way flow-ci will not use (a credential for an `http://`
+    /// authority): the chain stops, and the input is what is wrong.
+    Refused(String),
+}
+
+/// Why no token was had: the chain's message, and whether it is the
+/// user's settings that are wrong (exit 2) rather than a credential or a
+/// service failing.
+#[derive(Debug, Clone)]
+pub struct TokenError {
+    pub message: String,
+    pub invalid_input: bool,
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+impl From<String> for TokenError {
+    fn from(message: String) -> TokenError {
+        TokenError { message, invalid_input: false }
+    }
 }
 
 type Attempt = Result<(Secret, Duration), Miss>;
@@ -118,6 +162,11 @@ pub struct TokenSource {
     /// in tests, which must not run the real `az`).
     az: Vec<String>,
     cached: Mutex<Option<(Secret, Instant)>>,
+    /// Retries of the token endpoint, the OIDC token services and the
+    /// App Service style managed identity endpoints.
+    retry: Policy,
+    /// Retries of IMDS ([`IMDS_RETRY`]).
+    imds_retry: Policy,
 }
 
 impl TokenSource {
@@ -146,11 +195,13 @@ impl TokenSource {
             http,
             az: az.iter().map(|a| a.to_string()).collect(),
             cached: Mutex::new(None),
+            retry: Policy::AZURE,
+            imds_retry: IMDS_RETRY,
         }
     }
 
     /// A bearer token for the resource.
-    pub fn token(&self) -> Result<Secret, String> {
+    pub fn token(&self) -> Result<Secret, TokenError> {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((token, until)) = cached.as_ref()
             && Instant::now() < *until
@@ -177,7 +228,7 @@ impl TokenSource {
     }
 
     /// Walks the chain; the error names every credential tried and why it gave nothing.
-    fn fetch(&self) -> Result<(Secret, Duration), String> {
+    fn fetch(&self) -> Result<(Secret, Duration), TokenError> {
         let mut tried = Vec::new();
         let chain = CHAIN.into_iter().filter(|c| *c != Credential::OpenAiToken || self.resource == COGNITIVE_SERVICES);
         for credential in chain {
@@ -198,11 +249,17 @@ impl TokenSource {
                         "{name} failed for {} (later credentials are not tried, so that no other identity is used by accident; fix it, or unset its variables to use another):\n{}",
                         self.resource,
                         tried.join("\n")
-                    ));
+                    )
+                    .into());
+                }
+                Err(Miss::Refused(why)) => {
+                    tracing::debug!("Entra ID token for {}: {name} refused: {why}", self.resource);
+                    let message = format!("{name} for {}: {why}", self.resource);
+                    return Err(TokenError { message, invalid_input: true });
                 }
             }
         }
-        Err(format!("no credential gave a token for {}:\n{}\n{}", self.resource, tried.join("\n"), self.fix()))
+        Err(format!("no credential gave a token for {}:\n{}\n{}", self.resource, tried.join("\n"), self.fix()).into())
     }
 
     /// What to set up, for the error when every credential was unavailable.
@@ -230,7 +287,7 @@ impl TokenSource {
             Credential::ClientSecret => {
                 let [tenant, client, secret] =
                     self.require(["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"])?;
-                self.token_request(tenant, &[("client_id", client), ("client_secret", secret)]).map_err(Miss::Failed)
+                self.token_request(tenant, &[("client_id", client), ("client_secret", secret)])
             }
             Credential::FederatedTokenFile => self.federated_token_file(),
             Credential::GitHubOidc => self.github_oidc(),
@@ -273,12 +330,10 @@ impl TokenSource {
         let audience =
             self.var("FLOW_CI_OIDC_AUDIENCE").unwrap_or_else(|| cloud_sign_in(self.var("AZUREML_CURRENT_CLOUD")).1);
         let url = with_query(url, &format!("audience={}", percent_encode(audience)));
-        let response = self
-            .http
-            .get(&url)
-            .bearer_auth(bearer)
-            .send()
-            .map_err(|e| format!("ID token request failed: {}", transport_error(e)))?;
+        let request = self.http.get(&url).bearer_auth(bearer).build();
+        let response = request
+            .and_then(|request| crate::retry::send(&self.http, request, &self.retry, Resend::Always, transient_answer))
+            .map_err(|e| format!("ID token request failed: {}", transport_error(&e)))?;
         let status = response.status();
         let json: Option<Json> = response.text().ok().and_then(|text| serde_json::from_str(&text).ok());
         match json.as_ref().and_then(|json| json.get("value")?.as_str()) {
@@ -318,7 +373,7 @@ impl TokenSource {
             uri.trim_end_matches('/'),
             percent_encode(connection)
         );
-        let response = self
+        let request = self
             .http
             .post(&url)
             .bearer_auth(access_token)
@@ -326,8 +381,10 @@ impl TokenSource {
             // A rejected token then gets 401, not a 203 sign-in page.
             .header("X-TFS-FedAuthRedirect", "Suppress")
             .body("")
-            .send()
-            .map_err(|e| format!("OIDC token request failed: {}; {FIX}", transport_error(e)))?;
+            .build();
+        let response = request
+            .and_then(|request| crate::retry::send(&self.http, request, &self.retry, Resend::Always, transient_answer))
+            .map_err(|e| format!("OIDC token request failed: {}; {FIX}", transport_error(&e)))?;
         let status = response.status();
         let json: Option<Json> = response.text().ok().and_then(|text| serde_json::from_str(&text).ok());
         let field = |key: &str| json.as_ref().and_then(|json| json.get(key)?.as_str());
@@ -346,19 +403,45 @@ impl TokenSource {
             tenant,
             &[("client_id", client), ("client_assertion_type", JWT_BEARER), ("client_assertion", assertion.trim())],
         )
-        .map_err(Miss::Failed)
     }
 
-    /// OAuth2 client credentials against `{authority}/{tenant}/oauth2/v2.0/token`.
-    fn token_request(&self, tenant: &str, credentials: &[(&str, &str)]) -> Result<(Secret, Duration), String> {
-        // The tenant goes into the URL's path (azure-identity checks it the same way).
-        if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-            return Err(format!("{tenant:?} is not a tenant id (letters, digits, '-' and '.')"));
-        }
+    /// The authority token requests go to: `AZURE_AUTHORITY_HOST`, else the
+    /// cloud's. A credential (a client secret, a federated token) goes only
+    /// to an `https://` authority, as azure-identity's `authority_host`
+    /// check refuses any other scheme ("authority host doesn't use HTTPS
+    /// scheme"); `http://` is allowed on loopback only, where tests run
+    /// their fake authority and nothing crosses a network.
+    fn authority(&self) -> Result<String, Miss> {
         let authority = self
             .var("AZURE_AUTHORITY_HOST")
             .unwrap_or_else(|| cloud_sign_in(self.var("AZUREML_CURRENT_CLOUD")).0)
-            .trim_end_matches('/');
+            .trim_end_matches('/')
+            .to_string();
+        let url = reqwest::Url::parse(&authority).map_err(|e| {
+            Miss::Refused(format!(
+                "AZURE_AUTHORITY_HOST `{authority}` is not a URL ({e}): set it to the sign-in authority, e.g. https://login.microsoftonline.com, or unset it"
+            ))
+        })?;
+        match url.scheme() {
+            "https" => Ok(authority),
+            "http" if is_loopback(&url) => Ok(authority),
+            _ => Err(Miss::Refused(format!(
+                "AZURE_AUTHORITY_HOST `{authority}` does not use https: flow-ci sends a client secret or federated token only to an https:// authority (http is allowed on loopback only), as azure-identity refuses one; set it to https://..., e.g. https://login.microsoftonline.com, or unset it"
+            ))),
+        }
+    }
+
+    /// OAuth2 client credentials against `{authority}/{tenant}/oauth2/v2.0/token`,
+    /// retried on 408/429/5xx and on failed connections, honouring
+    /// `Retry-After` (Entra ID's throttling answers 429 with it: "Throttling
+    /// and service limits" of the Microsoft identity platform): asking
+    /// for a token again is harmless.
+    fn token_request(&self, tenant: &str, credentials: &[(&str, &str)]) -> Attempt {
+        let authority = self.authority()?;
+        // The tenant goes into the URL's path (azure-identity checks it the same way).
+        if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(Miss::Failed(format!("{tenant:?} is not a tenant id (letters, digits, '-' and '.')")));
+        }
         let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
         let scope = format!("{}/.default", self.resource);
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials"), ("scope", &scope)];
@@ -368,20 +451,26 @@ impl TokenSource {
             .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let response = self
+        let request = self
             .http
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
-            .send()
-            .map_err(|e| format!("token request to {url} failed: {}", transport_error(e)))?;
+            .build()
+            .map_err(|e| Miss::Failed(format!("token request to {url}: {}", transport_error(&e))))?;
+        let response = crate::retry::send(&self.http, request, &self.retry, Resend::Always, transient_answer)
+            .map_err(|e| Miss::Failed(format!("token request to {url} failed: {}", transport_error(&e))))?;
         let status = response.status();
-        let json: Json = response.json().map_err(|e| format!("token response from {url} is not JSON: {e}"))?;
+        let json: Json =
+            response.json().map_err(|e| Miss::Failed(format!("token response from {url} is not JSON: {e}")))?;
         if !status.is_success() {
             let why = json.get("error_description").or_else(|| json.get("error")).and_then(Json::as_str).unwrap_or("");
-            return Err(format!("token request to {url} failed with {status}: {why}"));
+            return Err(Miss::Failed(format!("token request to {url} failed with {status}: {why}")));
         }
-        let token = json.get("access_token").and_then(Json::as_str).ok_or("the token response has no access_token")?;
+        let token = json
+            .get("access_token")
+            .and_then(Json::as_str)
+            .ok_or_else(|| Miss::Failed("the token response has no access_token".into()))?;
         Ok((Secret::new(token.to_string()), lifetime(&json, 3600)))
     }
 
@@ -410,13 +499,20 @@ impl TokenSource {
             let url = self.managed_identity_url(endpoint, "2019-08-01", client_id.map(|id| ("client_id", id)));
             // `Metadata` is for Azure Automation's variant (as MSAL sends it).
             let request = http.get(url).header("X-IDENTITY-HEADER", header).header("Metadata", "true");
-            return managed_identity_token(request).map_err(|why| format!("IDENTITY_ENDPOINT {endpoint}: {why}"));
+            return managed_identity_token(&http, request, &self.retry, Resend::Always, transient_answer)
+                .map_err(|why| format!("IDENTITY_ENDPOINT {endpoint}: {why}"));
         }
         if let (Some(endpoint), Some(secret)) = (self.var("MSI_ENDPOINT"), self.var("MSI_SECRET")) {
             // The 2017 API (Azure ML's) names the user-assigned id `clientid`.
             let url = self.managed_identity_url(endpoint, "2017-09-01", client_id.map(|id| ("clientid", id)));
-            return managed_identity_token(http.get(url).header("secret", secret))
-                .map_err(|why| format!("MSI_ENDPOINT {endpoint}: {why}"));
+            return managed_identity_token(
+                &http,
+                http.get(url).header("secret", secret),
+                &self.retry,
+                Resend::Always,
+                transient_answer,
+            )
+            .map_err(|why| format!("MSI_ENDPOINT {endpoint}: {why}"));
         }
         self.imds(&http, client_id)
     }
@@ -427,7 +523,10 @@ impl TokenSource {
         let host = self.var("AZURE_POD_IDENTITY_AUTHORITY_HOST").unwrap_or(IMDS_AUTHORITY).trim_end_matches('/');
         let endpoint = format!("{host}/metadata/identity/oauth2/token");
         let url = self.managed_identity_url(&endpoint, "2018-02-01", client_id.map(|id| ("client_id", id)));
-        managed_identity_token(http.get(url).header("Metadata", "true")).map_err(|why| {
+        // No connection is no IMDS (not an Azure host): the chain moves on at
+        // once, as azure-identity's IMDS probe does.
+        let request = http.get(url).header("Metadata", "true");
+        managed_identity_token(http, request, &self.imds_retry, Resend::Never, imds_answer).map_err(|why| {
             let hint = match client_id {
                 Some(id) => format!(" (is the identity with client id {id} assigned to this machine?)"),
                 None => " (no IMDS, or no managed identity assigned to this machine)".into(),
@@ -471,8 +570,17 @@ impl TokenSource {
 /// A managed identity endpoint's token: `access_token`, living `expires_in`
 /// (IMDS) or until `expires_on` (App Service, Azure ML). Errors carry the
 /// endpoint's own description, never the body (it may hold a token).
-fn managed_identity_token(request: reqwest::blocking::RequestBuilder) -> Result<(Secret, Duration), String> {
-    let response = request.send().map_err(transport_error)?;
+fn managed_identity_token(
+    http: &reqwest::blocking::Client,
+    request: reqwest::blocking::RequestBuilder,
+    policy: &Policy,
+    resend: Resend,
+    verdict: fn(&reqwest::blocking::Response, u32) -> Verdict,
+) -> Result<(Secret, Duration), String> {
+    let response = request
+        .build()
+        .and_then(|request| crate::retry::send(http, request, policy, resend, verdict))
+        .map_err(|e| transport_error(&e))?;
     let status = response.status();
     let json: Json = response.json().map_err(|_| format!("answered {status}, not with JSON"))?;
     if status.is_success()
@@ -482,6 +590,35 @@ fn managed_identity_token(request: reqwest::blocking::RequestBuilder) -> Result<
     }
     let why = ["error_description", "message", "error"].iter().find_map(|key| json.get(key)?.as_str());
     Err(format!("answered {status}: {}", why.unwrap_or("no access_token")))
+}
+
+/// Token endpoints: azure-core's transient answers, retried after their
+/// `Retry-After`.
+fn transient_answer(response: &reqwest::blocking::Response, _attempt: u32) -> Verdict {
+    match transient(response.status().as_u16()) {
+        true => Verdict::Retry(retry_after(response.headers())),
+        false => Verdict::Keep,
+    }
+}
+
+/// IMDS ([`IMDS_RETRY`]): 410 every 10 s (or when it says) for up to 70 s;
+/// 404, 408, 429 and 5xx with exponential backoff, 3 retries.
+fn imds_answer(response: &reqwest::blocking::Response, attempt: u32) -> Verdict {
+    imds_status(response.status().as_u16(), retry_after(response.headers()), attempt)
+}
+
+fn imds_status(status: u16, asked: Option<Duration>, attempt: u32) -> Verdict {
+    match status {
+        410 => Verdict::Retry(Some(asked.unwrap_or(IMDS_UPDATING_WAIT))),
+        404 | 408 | 429 | 500..=599 if attempt < IMDS_ATTEMPTS_NOT_410 => Verdict::Retry(asked),
+        _ => Verdict::Keep,
+    }
+}
+
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How long a token lives: `expires_in`, else `expires_on` (epoch seconds)
@@ -496,20 +633,6 @@ fn lifetime(json: &Json, default_secs: u64) -> Duration {
 fn with_query(url: &str, query: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}{query}")
-}
-
-/// A transport error by its cause ("Connection refused"), without the URL
-/// (which may carry a query a user would rather not see in logs).
-fn transport_error(e: reqwest::Error) -> String {
-    let cause = std::iter::successors(std::error::Error::source(&e), |c| c.source()).last();
-    let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
-    if e.is_timeout() {
-        format!("timed out{cause}")
-    } else if e.is_connect() {
-        format!("cannot connect{cause}")
-    } else {
-        format!("{}{cause}", e.without_url())
-    }
 }
 
 #[cfg(test)]
@@ -529,7 +652,12 @@ mod tests {
         let mut env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.entry("AZURE_POD_IDENTITY_AUTHORITY_HOST".into()).or_insert_with(closed_port);
         let http = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
-        TokenSource::new(http, resource, env, az)
+        let mut source = TokenSource::new(http, resource, env, az);
+        // The real policies' tries, without their waits.
+        source.retry.backoff = Duration::ZERO;
+        source.retry.max_wait = Duration::ZERO;
+        source.imds_retry.max_wait = Duration::ZERO;
+        source
     }
 
     /// A loopback URL nothing listens on.
@@ -555,20 +683,20 @@ mod tests {
 
     #[test]
     fn an_explicit_openai_token_is_not_used_for_other_resources() {
-        let error = source(ARM, &[("AZURE_OPENAI_AD_TOKEN", "tok")]).token().unwrap_err();
+        let error = source(ARM, &[("AZURE_OPENAI_AD_TOKEN", "tok")]).token().unwrap_err().message;
         assert!(!error.contains("AZURE_OPENAI_AD_TOKEN"), "{error}");
     }
 
     /// Answers loopback HTTP requests in turn with `answer(request line +
     /// headers + body)` (a status and a JSON body); returns the base URL and
     /// the requests seen.
-    fn serve(n: usize, answer: fn(&str) -> (u16, String)) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    fn serve(n: usize, answer: fn(usize, &str) -> (u16, String)) -> (String, std::thread::JoinHandle<Vec<String>>) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let handle = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            for _ in 0..n {
+            for i in 0..n {
                 let (mut stream, _) = listener.accept().unwrap();
                 let mut buf = vec![0; 65536];
                 let mut text = String::new();
@@ -587,7 +715,7 @@ mod tests {
                         break;
                     }
                 }
-                let (status, body) = answer(&text);
+                let (status, body) = answer(i, &text);
                 let reply = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
@@ -615,7 +743,7 @@ mod tests {
         );
         assert_eq!(cloud_sign_in(Some("azurechinacloud")).1, "api://AzureADTokenExchangeChina");
         assert_eq!(cloud_sign_in(None), (DEFAULT_AUTHORITY, GITHUB_OIDC_AUDIENCE));
-        let (url, seen) = serve(1, |_| (200, r#"{"value":"github-id-token"}"#.into()));
+        let (url, seen) = serve(1, |_, _| (200, r#"{"value":"github-id-token"}"#.into()));
         let tokens = source(
             COGNITIVE_SERVICES,
             &[
@@ -631,7 +759,7 @@ mod tests {
         let _ = tokens.token();
         let seen = seen.join().unwrap();
         assert!(seen[0].contains("audience=api%3A%2F%2FAzureADTokenExchangeUSGov "), "{}", seen[0]);
-        let (url, seen) = serve(1, |_| (200, r#"{"value":"github-id-token"}"#.into()));
+        let (url, seen) = serve(1, |_, _| (200, r#"{"value":"github-id-token"}"#.into()));
         let tokens = source(
             COGNITIVE_SERVICES,
             &[
@@ -649,7 +777,7 @@ mod tests {
 
     #[test]
     fn github_oidc_is_exchanged_for_an_entra_token() {
-        let (url, seen) = serve(2, |req| {
+        let (url, seen) = serve(2, |_, req| {
             if req.starts_with("GET /oidc") {
                 (200, r#"{"value":"github-id-token"}"#.into())
             } else {
@@ -704,7 +832,7 @@ mod tests {
 
     #[test]
     fn azure_pipelines_oidc_is_exchanged_for_an_entra_token() {
-        let (url, seen) = serve(2, |req| {
+        let (url, seen) = serve(2, |_, req| {
             if req.starts_with("POST /oidc") {
                 (200, r#"{"oidcToken":"pipelines-id-token"}"#.into())
             } else {
@@ -739,9 +867,9 @@ mod tests {
 
     #[test]
     fn azure_pipelines_oidc_errors_say_what_to_fix_and_stop_the_chain() {
-        let (url, seen) = serve(1, |_| (401, r#"{"message":"TF400813: not authorized"}"#.into()));
+        let (url, seen) = serve(1, |_, _| (401, r#"{"message":"TF400813: not authorized"}"#.into()));
         let env = azure_pipelines_env(&url);
-        let error = source(ARM, &borrowed(&env)).token().unwrap_err();
+        let error = source(ARM, &borrowed(&env)).token().unwrap_err().message;
         seen.join().unwrap();
         assert_has(
             &error,
@@ -761,13 +889,13 @@ mod tests {
     fn azure_pipelines_without_the_access_token_says_to_map_it() {
         let env = azure_pipelines_env("http://127.0.0.1:9");
         let env: Vec<_> = borrowed(&env).into_iter().filter(|(k, _)| *k != "SYSTEM_ACCESSTOKEN").collect();
-        let error = source(ARM, &env).token().unwrap_err();
+        let error = source(ARM, &env).token().unwrap_err().message;
         assert_has(&error, &["Azure Pipelines OIDC: SYSTEM_ACCESSTOKEN not set: map it", "Azure CLI:"]);
     }
 
     #[test]
     fn a_failing_client_secret_stops_the_chain_without_showing_the_secret() {
-        let (url, seen) = serve(1, |_| {
+        let (url, seen) = serve(1, |_, _| {
             (401, r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret."}"#.into())
         });
         let env = [
@@ -776,7 +904,7 @@ mod tests {
             ("AZURE_CLIENT_SECRET", "very-secret-value"),
             ("AZURE_AUTHORITY_HOST", url.as_str()),
         ];
-        let error = source(ARM, &env).token().unwrap_err();
+        let error = source(ARM, &env).token().unwrap_err().message;
         assert_has(&seen.join().unwrap()[0], &["client_secret=very-secret-value"]);
         assert_has(&error, &["client secret failed", "401", "AADSTS7000215"]);
         assert!(!error.contains("very-secret-value"), "{error}");
@@ -785,7 +913,7 @@ mod tests {
 
     #[test]
     fn app_service_managed_identity() {
-        let (url, seen) = serve(1, |_| {
+        let (url, seen) = serve(1, |_, _| {
             let expires_on = now() + 7200;
             (200, format!(r#"{{"access_token":"mi-token","expires_on":"{expires_on}","token_type":"Bearer"}}"#))
         });
@@ -813,7 +941,7 @@ mod tests {
 
     #[test]
     fn legacy_msi_endpoint_managed_identity() {
-        let (url, seen) = serve(1, |_| (200, r#"{"access_token":"aml-token","expires_on":4102444800}"#.into()));
+        let (url, seen) = serve(1, |_, _| (200, r#"{"access_token":"aml-token","expires_on":4102444800}"#.into()));
         let env = [
             ("MSI_ENDPOINT", &*format!("{url}/MSI/auth")),
             ("MSI_SECRET", "msi-secret-value"),
@@ -833,7 +961,7 @@ mod tests {
 
     #[test]
     fn imds_at_the_pod_identity_host() {
-        let (url, seen) = serve(1, |_| (200, r#"{"access_token":"imds-token","expires_in":"86399"}"#.into()));
+        let (url, seen) = serve(1, |_, _| (200, r#"{"access_token":"imds-token","expires_in":"86399"}"#.into()));
         let source = source("https://ml.azure.com/", &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", &*format!("{url}/"))]);
         assert_eq!(source.token().unwrap().expose(), "imds-token");
         let seen = seen.join().unwrap();
@@ -850,9 +978,9 @@ mod tests {
     #[test]
     fn imds_without_an_identity_falls_through() {
         let (url, seen) =
-            serve(1, |_| (400, r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into()));
+            serve(1, |_, _| (400, r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into()));
         let env = [("AZURE_POD_IDENTITY_AUTHORITY_HOST", url.as_str()), ("AZURE_CLIENT_ID", "user-assigned-3")];
-        let error = source(ARM, &env).token().unwrap_err();
+        let error = source(ARM, &env).token().unwrap_err().message;
         assert_has(&seen.join().unwrap()[0], &["&client_id=user-assigned-3 "]);
         assert_has(
             &error,
@@ -863,7 +991,7 @@ mod tests {
     #[test]
     fn every_credential_tried_is_named_when_all_fail() {
         let started = Instant::now();
-        let error = source(COGNITIVE_SERVICES, &[]).token().unwrap_err();
+        let error = source(COGNITIVE_SERVICES, &[]).token().unwrap_err().message;
         // A closed port refuses at once: unreachable IMDS costs nothing.
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         assert_has(
@@ -889,7 +1017,7 @@ mod tests {
     #[test]
     fn github_actions_without_id_token_permission_says_so() {
         let env = [("GITHUB_ACTIONS", "true"), ("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")];
-        let error = source(ARM, &env).token().unwrap_err();
+        let error = source(ARM, &env).token().unwrap_err().message;
         assert_has(
             &error,
             &[
@@ -933,7 +1061,139 @@ mod tests {
     #[test]
     fn tenant_ids_cannot_change_the_token_url() {
         let env = [("AZURE_TENANT_ID", "../x?y"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s")];
-        let error = source(ARM, &env).token().unwrap_err();
+        let error = source(ARM, &env).token().unwrap_err().message;
         assert_has(&error, &["client secret failed", "is not a tenant id"]);
+    }
+
+    const SECRET_ENV: [(&str, &str); 3] =
+        [("AZURE_TENANT_ID", "tenant-1"), ("AZURE_CLIENT_ID", "client-1"), ("AZURE_CLIENT_SECRET", "s3cret-value")];
+
+    fn with_authority<'a>(env: &[(&'a str, &'a str)], authority: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut env = env.to_vec();
+        env.push(("AZURE_AUTHORITY_HOST", authority));
+        env
+    }
+
+    #[test]
+    fn a_busy_token_endpoint_is_asked_again() {
+        // 503, 429 (throttled, with Retry-After), then the token.
+        let (url, seen) = serve(3, |i, _| match i {
+            0 => (503, r#"{"error":"temporarily_unavailable","error_description":"AADSTS90033"}"#.into()),
+            1 => (429, r#"{"error":"too_many_requests"}"#.into()),
+            _ => (200, r#"{"access_token":"entra-token","expires_in":3599}"#.into()),
+        });
+        let env = with_authority(&SECRET_ENV, &url);
+        assert_eq!(source(ARM, &env).token().unwrap().expose(), "entra-token");
+        let seen = seen.join().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|r| r.starts_with("POST /tenant-1/oauth2/v2.0/token ")), "{seen:?}");
+    }
+
+    #[test]
+    fn a_refused_token_request_is_not_asked_again() {
+        // One answer only: a retry would find nobody listening and say so
+        // instead of AADSTS70011.
+        let (url, seen) = serve(1, |_, _| {
+            (400, r#"{"error":"invalid_scope","error_description":"AADSTS70011: The provided value for scope is not valid."}"#.into())
+        });
+        let env = with_authority(&SECRET_ENV, &url);
+        let error = source(ARM, &env).token().unwrap_err();
+        assert_eq!(seen.join().unwrap().len(), 1);
+        assert_has(&error.message, &["client secret failed", "400", "AADSTS70011"]);
+        assert!(!error.invalid_input, "a service's refusal is a failure, not bad input");
+    }
+
+    #[test]
+    fn github_oidc_is_asked_again_when_the_runner_service_fails() {
+        let (url, seen) = serve(3, |i, req| match (i, req.starts_with("GET /oidc")) {
+            (0, _) => (502, r#"{"message":"bad gateway"}"#.into()),
+            (_, true) => (200, r#"{"value":"github-id-token"}"#.into()),
+            _ => (200, r#"{"access_token":"entra-token","expires_in":3599}"#.into()),
+        });
+        let oidc = format!("{url}/oidc?api-version=2.0");
+        let env = [
+            ("AZURE_TENANT_ID", "tenant-1"),
+            ("AZURE_CLIENT_ID", "client-1"),
+            ("AZURE_AUTHORITY_HOST", url.as_str()),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", oidc.as_str()),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
+        ];
+        assert_eq!(source(ARM, &env).token().unwrap().expose(), "entra-token");
+        let seen = seen.join().unwrap();
+        assert!(seen[0].starts_with("GET /oidc") && seen[1].starts_with("GET /oidc"), "{seen:?}");
+        assert!(seen[2].starts_with("POST /tenant-1/oauth2/v2.0/token "), "{}", seen[2]);
+    }
+
+    #[test]
+    fn imds_updating_or_busy_is_asked_again() {
+        // 410 (being updated), 404 (updating), 500, then the token.
+        let (url, seen) = serve(4, |i, _| match i {
+            0 => (410, r#"{"error":"gone"}"#.into()),
+            1 => (404, r#"{"error":"not_found"}"#.into()),
+            2 => (500, r#"{"error":"unknown_error"}"#.into()),
+            _ => (200, r#"{"access_token":"imds-token","expires_in":"86399"}"#.into()),
+        });
+        let source = source(ARM, &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", url.as_str())]);
+        assert_eq!(source.token().unwrap().expose(), "imds-token");
+        let seen = seen.join().unwrap();
+        assert!(seen.iter().all(|r| r.starts_with("GET /metadata/identity/oauth2/token?")), "{seen:?}");
+    }
+
+    #[test]
+    fn imds_retries_of_one_kind_are_bounded() {
+        // 500 four times: 1 + 3 retries, then the chain goes on to the CLI.
+        let (url, seen) = serve(4, |_, _| (500, r#"{"error":"unknown_error"}"#.into()));
+        let error = source(ARM, &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", url.as_str())]).token().unwrap_err();
+        assert_eq!(seen.join().unwrap().len(), 4);
+        assert_has(&error.message, &["managed identity: IMDS at", "500", "Azure CLI: "]);
+        // 410 is retried up to 8 tries (70 s of 10 s waits).
+        let answers: Vec<Verdict> = (1..=8).map(|attempt| imds_verdict(410, attempt)).collect();
+        assert!(
+            answers.iter().all(|v| matches!(v, Verdict::Retry(Some(w)) if *w == IMDS_UPDATING_WAIT)),
+            "{answers:?}"
+        );
+        assert_eq!(IMDS_RETRY.attempts, 8);
+        assert_eq!(imds_verdict(503, 4), Verdict::Keep);
+        assert_eq!(imds_verdict(400, 1), Verdict::Keep);
+    }
+
+    fn imds_verdict(status: u16, attempt: u32) -> Verdict {
+        imds_status(status, None, attempt)
+    }
+
+    #[test]
+    fn a_client_secret_never_goes_to_an_http_authority() {
+        for authority in ["http://login.example.com", "http://10.0.0.1:8080", "ftp://login.example.com"] {
+            let env = with_authority(&SECRET_ENV, authority);
+            let error = source(ARM, &env).token().unwrap_err();
+            assert!(error.invalid_input, "{authority}: {}", error.message);
+            assert_has(
+                &error.message,
+                &[
+                    "client secret for https://management.azure.com",
+                    "does not use https",
+                    "https://login.microsoftonline.com",
+                ],
+            );
+            assert!(!error.message.contains("s3cret-value"), "{}", error.message);
+        }
+        // A federated token neither; nothing is sent.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "federated-jwt").unwrap();
+        let env = [
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN_FILE", file.to_str().unwrap()),
+            ("AZURE_AUTHORITY_HOST", "http://login.example.com/"),
+        ];
+        let error = source(ARM, &env).token().unwrap_err();
+        assert!(error.invalid_input && error.message.contains("federated token file for"), "{}", error.message);
+        // Loopback (tests' fake authorities) is allowed, by name or address.
+        for host in ["localhost", "127.0.0.1", "[::1]"] {
+            let url = reqwest::Url::parse(&format!("http://{host}:9/")).unwrap();
+            assert!(is_loopback(&url), "{host}");
+        }
+        assert!(!is_loopback(&reqwest::Url::parse("http://localhost.example.com/").unwrap()));
     }
 }

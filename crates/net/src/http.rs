@@ -47,6 +47,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A transport error by its cause ("cannot connect: Connection refused"),
+/// without the URL (its query may carry a SAS token or a user's input).
+pub fn transport_error(e: &reqwest::Error) -> String {
+    let causes = std::iter::successors(std::error::Error::source(e), |c| c.source());
+    let cause = causes.last().map(|c| format!(": {c}")).unwrap_or_default();
+    if e.is_timeout() {
+        format!("timed out{cause}")
+    } else if e.is_connect() {
+        format!("cannot connect{cause}")
+    } else if e.is_decode() || e.is_body() {
+        format!("the answer could not be read{cause}")
+    } else {
+        format!("the request failed{cause}")
+    }
+}
+
 /// A redirect policy that follows redirects (at most 10, reqwest's default)
 /// only within the origin (scheme, host, port) of the first request, and
 /// fails on one that leaves it.

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 
 use model::secret::Secret;
+use net::retry::{Next, Policy};
 
 /// The storage API version sent with every request. A request with an
 /// Entra token needs 2017-11-09 or later ("Authorize with Microsoft Entra
@@ -20,8 +21,9 @@ const VERSION: &str = "2021-08-06";
 /// A 2xx answer: its headers (lower-cased names) and its body.
 pub(crate) type Answer = (Vec<(String, String)>, String);
 
-/// Tries of one blob call (azure-core's `RetryPolicy` makes 1 + 3).
-const ATTEMPTS: u32 = 4;
+/// Retries of one blob call: azure-core's `RetryPolicy` makes 1 + 3 tries,
+/// backing off from 0.5 s here (the waits of a long upload add up).
+const RETRY: Policy = Policy { attempts: 4, backoff: Duration::from_millis(500), max_wait: Duration::from_secs(60) };
 
 /// The resource of storage tokens (scope `https://storage.azure.com/.default`,
 /// azure-storage-blob's `STORAGE_OAUTH_SCOPE`), the same in every cloud.
@@ -151,24 +153,11 @@ impl Container {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Answer, BlobError> {
-        let mut attempt = 1;
-        loop {
-            let (error, wait) = match self.request_once(method, path, query, headers, body.clone()) {
-                Ok(done) => return Ok(done),
-                Err(failed) => failed,
-            };
-            let retryable = matches!(
-                error,
-                BlobError::Http { .. } | BlobError::Status { status: 408 | 429 | 500 | 502 | 503 | 504, .. }
-            );
-            if !retryable || attempt >= ATTEMPTS {
-                return Err(error);
-            }
-            let wait = wait.unwrap_or_else(|| Duration::from_millis(500 << (attempt - 1))).min(Duration::from_secs(60));
-            tracing::info!("{error}; retrying in {:.1}s", wait.as_secs_f64());
-            std::thread::sleep(wait);
-            attempt += 1;
-        }
+        RETRY.run(|_| match self.request_once(method, path, query, headers, body.clone()) {
+            Ok(done) => Ok(done),
+            Err((error, wait)) if retryable(&error) => Err(Next::Retry(error, wait)),
+            Err((error, _)) => Err(Next::Stop(error)),
+        })
     }
 
     fn request_once(
@@ -207,7 +196,7 @@ impl Container {
                 ));
             }
             Credential::Bearer(tokens) => {
-                let token = tokens.token().map_err(|e| fail(BlobError::Auth(e)))?;
+                let token = tokens.token().map_err(|e| fail(BlobError::Auth(e.message)))?;
                 all.push(("authorization".into(), format!("Bearer {}", token.expose())));
             }
             Credential::Sas(_) => {}
@@ -240,6 +229,15 @@ impl Container {
             return Err((error, wait));
         }
         Ok((headers, text))
+    }
+}
+
+/// A failed connection, or an answer azure-core retries.
+fn retryable(error: &BlobError) -> bool {
+    match error {
+        BlobError::Http { .. } => true,
+        BlobError::Status { status, .. } => net::retry::transient(*status),
+        BlobError::BadKey | BlobError::Auth(_) => false,
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 use super::AzureMlError;
 use net::entra::TokenSource;
 use net::http::retry_after;
+use net::retry::{Next, Policy};
 
 /// ARM and the Azure ML resource (whose token goes in `aml-user-token`).
 pub struct Cloud {
@@ -93,6 +94,10 @@ fn from_metadata(metadata: &Json, url: &str) -> Option<Cloud> {
     })
 }
 
+/// ARM and Azure ML calls: 5 tries, backing off from 0.8 s (azure-core's
+/// factor) up to 2 minutes between tries (ARM's long throttling waits).
+const RETRY: Policy = Policy { attempts: 5, backoff: Duration::from_millis(800), max_wait: Duration::from_secs(120) };
+
 pub struct Client {
     http: reqwest::blocking::Client,
     arm_tokens: TokenSource,
@@ -101,8 +106,8 @@ pub struct Client {
     /// The studio of the cloud (`https://ml.azure.com`, `.cn`, `.us`): azure-ai-ml
     /// builds studio links on the Azure ML resource id (`studio_url_from_job_id`).
     pub studio: String,
-    /// Attempts per call, the first included.
-    attempts: u32,
+    /// How calls are retried.
+    retry: Policy,
 }
 
 /// The ARM API version of calls azure-ai-ml names no version for below (GA).
@@ -144,7 +149,7 @@ impl Client {
             http,
             arm_url: cloud.arm_url,
             studio: cloud.ml_resource.clone(),
-            attempts: 5,
+            retry: RETRY,
         })
     }
 
@@ -156,7 +161,7 @@ impl Client {
 
     /// A token now, so a credential problem is reported before anything else.
     pub fn authenticate(&self) -> Result<(), AzureMlError> {
-        self.arm_tokens.token().map(drop).map_err(AzureMlError::Auth)
+        self.arm_tokens.token().map(drop).map_err(AzureMlError::from_token)
     }
 
     /// The signed-in user's alias as promptflow-azure names it
@@ -164,7 +169,7 @@ impl Client {
     /// token's `upn` or `email` before the `@`, else its `oid` (a service
     /// principal), else `unknown_user` as `FlowFileStorageClient` falls back.
     pub fn user_alias(&self) -> Result<String, AzureMlError> {
-        let token = self.arm_tokens.token().map_err(AzureMlError::Auth)?;
+        let token = self.arm_tokens.token().map_err(AzureMlError::from_token)?;
         Ok(alias_of(token.expose()).unwrap_or_else(|| "unknown_user".into()))
     }
 
@@ -228,17 +233,15 @@ impl Client {
         body: Option<&Json>,
         user_token: bool,
     ) -> Result<Reply, AzureMlError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let response = self.request(method.clone(), url, body, user_token)?;
+        self.retry.run(|_| {
+            let response = self.request(method.clone(), url, body, user_token).map_err(Next::Stop)?;
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
                 let headers = response.headers();
                 let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let (async_operation, location) = (header("azure-asyncoperation"), header("location"));
                 let retry_after = retry_after(headers);
-                let text = response.text().map_err(|e| http_error(url, &e))?;
+                let text = response.text().map_err(|e| Next::Stop(http_error(url, &e)))?;
                 let body: Json = if text.trim().is_empty() {
                     Json::Null
                 } else {
@@ -248,16 +251,13 @@ impl Client {
             }
             let wait = retry_after(response.headers());
             let text = response.text().unwrap_or_default();
-            if attempt < self.attempts && retryable(&method, status, wait.is_some()) {
-                let wait =
-                    wait.unwrap_or_else(|| Duration::from_millis(800 << (attempt - 1))).min(Duration::from_secs(120));
-                tracing::info!("{method} {} answered {status}; retrying in {:.1}s", path_of(url), wait.as_secs_f64());
-                std::thread::sleep(wait);
-                continue;
-            }
             let (code, message) = service_error(&text);
-            return Err(AzureMlError::Service { method: method.to_string(), url: path_of(url), status, code, message });
-        }
+            let error = AzureMlError::Service { method: method.to_string(), url: path_of(url), status, code, message };
+            match retryable(&method, status, wait.is_some()) {
+                true => Err(Next::Retry(error, wait)),
+                false => Err(Next::Stop(error)),
+            }
+        })
     }
 
     fn request(
@@ -267,14 +267,14 @@ impl Client {
         body: Option<&Json>,
         user_token: bool,
     ) -> Result<reqwest::blocking::Response, AzureMlError> {
-        let token = self.arm_tokens.token().map_err(AzureMlError::Auth)?;
+        let token = self.arm_tokens.token().map_err(AzureMlError::from_token)?;
         let mut request = self
             .http
             .request(method.clone(), url)
             .bearer_auth(token.expose())
             .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
         if user_token {
-            let ml = self.ml_tokens.token().map_err(AzureMlError::Auth)?;
+            let ml = self.ml_tokens.token().map_err(AzureMlError::from_token)?;
             request = request.header("aml-user-token", ml.expose());
         }
         match body {

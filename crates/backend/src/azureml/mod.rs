@@ -52,6 +52,15 @@ pub enum AzureMlError {
 }
 
 impl AzureMlError {
+    /// No token: settings flow-ci refuses (a credential for an `http://`
+    /// authority) are invalid input, anything else a sign-in failure.
+    pub fn from_token(e: net::entra::TokenError) -> AzureMlError {
+        match e.invalid_input {
+            true => AzureMlError::Config(format!("cannot get an Azure token: {}", e.message)),
+            false => AzureMlError::Auth(e.message),
+        }
+    }
+
     /// A workspace that cannot be named is invalid input (2); everything the
     /// service or the network did is an execution failure (3).
     pub fn exit_code(&self) -> u8 {
