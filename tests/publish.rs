@@ -139,6 +139,54 @@ fn an_error_answer_echoing_the_token_does_not_log_it() {
 }
 
 #[test]
+fn a_busy_or_rate_limited_github_is_asked_again() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    improve(&pr);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let spent: &[(&str, &str)] = &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &now)];
+    // GET /user: busy, then a spent primary rate limit, reset now; the third try is answered.
+    github.fail_next(&[(503, &[("retry-after", "0")]), (403, spent)]);
+    let event = pr.pull_request_event("pull_request.json");
+    let (code, stdout, stderr) = github_check(&pr, &github, &event, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("comment: created https://github.com/"), "{stderr}");
+    assert_eq!(github.comments().len(), 1);
+    let list = "GET /repos/octo-org/prompt-flows/issues/42/comments";
+    let post = "POST /repos/octo-org/prompt-flows/issues/42/comments";
+    assert_eq!(github.calls(), ["GET /user", "GET /user", "GET /user", list, post]);
+    assert_eq!(github.violations(), Vec::<String>::new());
+
+    // Creating a comment is retried where GitHub says it took nothing (a rate limit).
+    github.fail_next(&[(429, &[("retry-after", "0")])]);
+    let (code, _, stderr) = github_check(&pr, &github, &event, &["--comment-mode", "new"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("comment: created"), "{stderr}");
+    assert_eq!(github.calls()[5..], [post, post]);
+    assert_eq!(github.comments().len(), 2);
+}
+
+#[test]
+fn refusals_and_failed_creations_are_not_asked_again() {
+    let (pr, github) = (Pr::new(), FakeGitHub::start());
+    improve(&pr);
+    let event = pr.pull_request_event("pull_request.json");
+    let post = "POST /repos/octo-org/prompt-flows/issues/42/comments";
+    // 401: the token is wrong; asking again changes nothing.
+    github.fail_next(&[(401, &[])]);
+    let (code, _, stderr) = github_check(&pr, &github, &event, &["--comment-mode", "new"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("comment: not posted: the token may not comment"), "{stderr}");
+    assert_eq!(github.calls(), [post]);
+    // 500 on a POST: the comment may exist, so it is not posted twice.
+    github.fail_next(&[(500, &[])]);
+    let (code, _, stderr) = github_check(&pr, &github, &event, &["--comment-mode", "new"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("warning: comment not posted: POST ") && stderr.contains("answered 500"), "{stderr}");
+    assert_eq!(github.calls(), [post, post]);
+    assert!(github.comments().is_empty());
+}
+
+#[test]
 fn a_next_page_on_another_origin_gets_no_token() {
     let (pr, github, elsewhere) = (Pr::new(), FakeGitHub::start(), FakeGitHub::start());
     github.seed(120, None, MARKER);
@@ -395,4 +443,27 @@ fn only_flow_cis_own_comment_is_edited_and_an_unchanged_one_is_left_alone() {
     assert!(stderr.contains("comment: unchanged"), "{stderr}");
     assert!(!github.calls().iter().any(|c| c.starts_with("PATCH")), "{:?}", github.calls());
     assert!(github.violations().is_empty(), "{:?}", github.violations());
+}
+
+#[test]
+fn a_throttled_azure_devops_is_asked_again_after_retry_after() {
+    let (pr, ado) = (Pr::new(), FakeAzureDevOps::start());
+    git(pr.dir.path(), &["update-ref", "refs/remotes/origin/main", "main"]);
+    // Azure DevOps' throttling (429) and a busy front end (503), each with Retry-After.
+    ado.fail_next(&[(429, &[("retry-after", "0")]), (503, &[("retry-after", "0")])]);
+    let (code, stdout, stderr) = azure_check(&pr, &ado);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("comment: created thread 1"), "{stderr}");
+    let base =
+        "/contoso/Prompt%20Flows/_apis/git/repositories/d2b7c1a4-5e6f-4a8b-9c0d-1e2f3a4b5c6d/pullRequests/17/threads";
+    let get = format!("GET {base}");
+    assert_eq!(ado.calls(), [get.clone(), get.clone(), get, format!("POST {base}")]);
+    assert_eq!(ado.threads().len(), 1);
+    // A refusal is final.
+    ado.fail_next(&[(401, &[])]);
+    let (code, _, stderr) = azure_check(&pr, &ado);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("comment: not posted: the token may not comment"), "{stderr}");
+    assert_eq!(ado.calls().len(), 5);
+    assert_eq!(ado.violations(), Vec::<String>::new());
 }

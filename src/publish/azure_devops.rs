@@ -2,6 +2,8 @@
 //! comment carries the marker is updated and its status follows the
 //! verdict (`active` while a gate fails, `fixed` once the PR passes).
 
+use net::retry::Verdict;
+use reqwest::header::HeaderMap;
 use serde_json::{Value as Json, json};
 
 use super::{Comment, Http, Mode, Outcome, PublishError};
@@ -32,6 +34,19 @@ pub fn publish(http: &Http, threads_url: &str, comment: &Comment<'_>, mode: Mode
     });
     let (answer, _) = http.send("POST", &format!("{threads_url}?{API_VERSION}"), &[], Some(&body))?;
     Ok(Outcome::Created(format!("thread {} ({status})", answer["id"].as_u64().unwrap_or_default())))
+}
+
+/// Whether to try a call again: Azure DevOps answers a throttled request
+/// 429 (or 503) with `Retry-After` ("Rate and usage limits",
+/// <https://learn.microsoft.com/azure/devops/integrate/concepts/rate-limits#api-client-experience>);
+/// 500/502/504 are retried for reads and updates, not for a POST (the
+/// thread may exist).
+pub(super) fn verdict(status: u16, headers: &HeaderMap, post: bool) -> Verdict {
+    match status {
+        429 | 503 => Verdict::Retry(net::http::retry_after(headers)),
+        500 | 502 | 504 if !post => Verdict::Retry(net::http::retry_after(headers)),
+        _ => Verdict::Keep,
+    }
 }
 
 /// (thread id, first comment id, thread status) of flow-ci's thread.

@@ -1,6 +1,10 @@
 //! GitHub's REST API for issue comments (a PR is an issue):
 //! list (paginated by `Link: <...>; rel="next"`), update (PATCH), create.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use net::retry::Verdict;
+use reqwest::header::HeaderMap;
 use serde_json::{Value as Json, json};
 
 use super::{Comment, Http, Mode, Outcome, PublishError};
@@ -100,6 +104,39 @@ fn next_page(link: &str) -> Option<String> {
     })
 }
 
+/// Whether to try a call again, as GitHub's "Rate limits for the REST API"
+/// (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit>)
+/// says: a rate limit answers 403 or 429; wait `retry-after` seconds if
+/// given, else until `x-ratelimit-reset` (UTC epoch seconds) when
+/// `x-ratelimit-remaining` is 0, else at least a minute. A 403 without
+/// those headers is a permission (a fork's token), never retried. A wait
+/// past [`super::RETRY`]'s longest (a spent hourly limit) gives up at once.
+/// 500/502/503/504 are retried too (octokit's retry plugin does), a POST
+/// only on 503 (GitHub did not take it; after 500/502/504 the comment may
+/// exist).
+pub(super) fn verdict(status: u16, headers: &HeaderMap, post: bool) -> Verdict {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let limited = status == 429
+        || (status == 403 && (header("retry-after").is_some() || header("x-ratelimit-remaining") == Some("0")));
+    if limited {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let reset = || {
+            let at: u64 = header("x-ratelimit-reset")?.parse().ok()?;
+            (header("x-ratelimit-remaining") == Some("0")).then(|| Duration::from_secs(at.saturating_sub(now)))
+        };
+        let wait = net::http::retry_after(headers).or_else(reset).unwrap_or(Duration::from_secs(60));
+        return match wait <= super::RETRY.max_wait {
+            true => Verdict::Retry(Some(wait)),
+            false => Verdict::Keep,
+        };
+    }
+    match status {
+        503 => Verdict::Retry(net::http::retry_after(headers)),
+        500 | 502 | 504 if !post => Verdict::Retry(net::http::retry_after(headers)),
+        _ => Verdict::Keep,
+    }
+}
+
 fn html_url(answer: &Json) -> String {
     answer["html_url"].as_str().unwrap_or_default().to_string()
 }
@@ -117,6 +154,37 @@ mod tests {
             Some("https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2")
         );
         assert_eq!(next_page("<https://x/?page=1>; rel=\"prev\""), None);
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (reqwest::header::HeaderName::from_static(k), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn rate_limits_are_waited_out_and_permissions_are_not() {
+        let none = HeaderMap::new();
+        // A secondary rate limit with retry-after, on any method.
+        let after = headers(&[("retry-after", "7".into())]);
+        assert_eq!(verdict(403, &after, true), Verdict::Retry(Some(Duration::from_secs(7))));
+        assert_eq!(verdict(429, &after, false), Verdict::Retry(Some(Duration::from_secs(7))));
+        // A spent limit: until the reset, if that is soon.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let soon = headers(&[("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", (now + 20).to_string())]);
+        assert!(matches!(verdict(403, &soon, false), Verdict::Retry(Some(w)) if (18..=20).contains(&w.as_secs())));
+        let late = headers(&[("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", (now + 3000).to_string())]);
+        assert_eq!(verdict(403, &late, false), Verdict::Keep, "an hour's wait is not waited");
+        // 429 without a hint: a minute.
+        assert_eq!(verdict(429, &none, true), Verdict::Retry(Some(Duration::from_secs(60))));
+        // A 403 that is a permission, and other refusals: final.
+        let left = headers(&[("x-ratelimit-remaining", "4999".into())]);
+        assert_eq!(verdict(403, &left, false), Verdict::Keep);
+        for status in [400, 401, 404, 422] {
+            assert_eq!(verdict(status, &none, false), Verdict::Keep, "{status}");
+        }
+        // Server errors: reads and updates again; a POST only when GitHub did not take it.
+        assert_eq!(verdict(502, &none, false), Verdict::Retry(None));
+        assert_eq!(verdict(502, &none, true), Verdict::Keep);
+        assert_eq!(verdict(503, &none, true), Verdict::Retry(None));
     }
 
     #[test]

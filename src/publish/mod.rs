@@ -11,6 +11,7 @@ use std::io::Write;
 
 use crate::ci::{Host, PullRequest, action};
 use model::secret::Secret;
+use net::retry::{Policy, Resend, Verdict};
 
 /// How the comment is posted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -139,7 +140,11 @@ pub fn publish(
         let why = if pr.is_fork() { "this pull request comes from a fork, which gets no token; " } else { "" };
         return Ok(Outcome::Skipped(format!("{why}no token for {forge}")));
     };
-    let http = Http::new(token)?;
+    let verdict = match pr {
+        PullRequest::GitHub { .. } => github::verdict,
+        PullRequest::AzureDevOps { .. } => azure_devops::verdict,
+    };
+    let http = Http::new(token, verdict)?;
     let result = match pr {
         PullRequest::GitHub { api, repository, number, .. } => {
             github::publish(&http, api, repository, *number, comment, mode)
@@ -173,6 +178,18 @@ pub fn publish(
 /// How much of an error answer's message is kept.
 const MESSAGE_MAX: usize = 200;
 
+/// Retries of a forge call: 1 + 2 tries, backing off from 1 s; a wait the
+/// forge asks for may be a minute (GitHub's secondary rate limits), not
+/// more: a longer one gives up, since the comment is not worth holding the
+/// job for (the report is in the job summary either way).
+const RETRY: Policy = Policy { attempts: 3, backoff: Duration::from_secs(1), max_wait: Duration::from_secs(60) };
+
+/// What a forge's answer says about trying again: given the status, the
+/// headers and whether the request creates something (a POST, which must
+/// not run twice, so it is retried only where the forge says it did
+/// nothing).
+type ForgeVerdict = fn(u16, &reqwest::header::HeaderMap, bool) -> Verdict;
+
 /// A blocking HTTP client with the token; answers other than 2xx are errors.
 ///
 /// Redirects keep reqwest's default policy: the token goes in
@@ -181,19 +198,23 @@ const MESSAGE_MAX: usize = 200;
 struct Http {
     client: reqwest::blocking::Client,
     token: String,
+    verdict: ForgeVerdict,
 }
 
 impl Http {
-    fn new(token: &Secret) -> Result<Http, PublishError> {
+    fn new(token: &Secret, verdict: ForgeVerdict) -> Result<Http, PublishError> {
         let client = reqwest::blocking::Client::builder()
             .user_agent(concat!("flow-ci/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| PublishError::Http { url: String::new(), message: e.to_string() })?;
-        Ok(Http { client, token: token.expose().to_string() })
+        Ok(Http { client, token: token.expose().to_string(), verdict })
     }
 
-    /// Sends a request; returns the JSON answer and the `Link` header.
+    /// Sends a request, retried as [`RETRY`] and the forge's verdict say
+    /// (a connection that cannot be made is tried again too; any other
+    /// transport failure only when the request is not a POST); returns the
+    /// JSON answer and the `Link` header.
     fn send(
         &self,
         method: &'static str,
@@ -210,8 +231,15 @@ impl Http {
             req = req.json(body);
         }
         tracing::debug!("{method} {url}");
-        let resp =
-            req.send().map_err(|e| PublishError::Http { url: url.into(), message: e.without_url().to_string() })?;
+        let failed = |e: reqwest::Error| PublishError::Http { url: url.into(), message: e.without_url().to_string() };
+        let post = method == "POST";
+        let resend = if post { Resend::IfNotSent } else { Resend::Always };
+        let verdict = self.verdict;
+        let request = req.build().map_err(failed)?;
+        let resp = net::retry::send(&self.client, request, &RETRY, resend, |r, _| {
+            verdict(r.status().as_u16(), r.headers(), post)
+        })
+        .map_err(failed)?;
         let status = resp.status().as_u16();
         let link = resp.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_string);
         let text = resp.text().unwrap_or_default();
@@ -238,7 +266,7 @@ mod tests {
 
     #[test]
     fn error_messages_never_carry_the_token() {
-        let http = Http::new(&Secret::new("ghs_s3cr3t_value".into())).unwrap();
+        let http = Http::new(&Secret::new("ghs_s3cr3t_value".into()), github::verdict).unwrap();
         let echoed = r#"{"message": "denied for Authorization: Bearer ghs_s3cr3t_value"}"#;
         assert_eq!(http.message(echoed), "denied for Authorization: Bearer ***");
         let raw = format!("<html>token=ghs_s3cr3t_value {}</html>", "x".repeat(500));

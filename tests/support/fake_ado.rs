@@ -35,6 +35,8 @@ struct State {
     threads: Vec<Thread>,
     received: Vec<Received>,
     violations: Vec<String>,
+    /// Answers given, in turn, to the next requests before any is handled.
+    failures: std::collections::VecDeque<Answer>,
 }
 
 pub struct FakeAzureDevOps {
@@ -50,6 +52,9 @@ impl FakeAzureDevOps {
         let url = serve(move |req| {
             let mut st = shared.lock().unwrap();
             st.received.push(req.clone());
+            if let Some(failure) = st.failures.pop_front() {
+                return failure;
+            }
             match respond(req, &mut st) {
                 Ok(answer) => answer,
                 Err((status, problem)) => {
@@ -59,6 +64,20 @@ impl FakeAzureDevOps {
             }
         });
         FakeAzureDevOps { collection: format!("{url}/{ORGANIZATION}/"), state }
+    }
+
+    /// The next requests are answered `status` with `headers`, one each,
+    /// before any is handled (a throttled or busy Azure DevOps).
+    pub fn fail_next(&self, answers: &[(u16, &[(&str, &str)])]) {
+        let mut st = self.state.lock().unwrap();
+        for (status, headers) in answers {
+            let body = json!({ "message": format!("fake {status}"), "typeKey": "FakeFailure" });
+            let mut answer = Answer::json(*status, body);
+            for (k, v) in headers.iter() {
+                answer = answer.with_header(k, v.to_string());
+            }
+            st.failures.push_back(answer);
+        }
     }
 
     /// A reviewer's thread, so flow-ci must pick its own.

@@ -38,6 +38,9 @@ struct State {
     echo_token: bool,
     /// The origin that `Link: rel="next"` names instead of this server's.
     next_origin: Option<String>,
+    /// Answers given, in turn, to the next requests before any is handled
+    /// (a busy or rate-limited GitHub).
+    failures: std::collections::VecDeque<Answer>,
 }
 
 pub struct FakeGitHub {
@@ -65,6 +68,9 @@ impl FakeGitHub {
             let mut st = shared.lock().unwrap();
             st.received.push(req.clone());
             let api = base_in.lock().unwrap().clone();
+            if let Some(failure) = st.failures.pop_front() {
+                return failure;
+            }
             match respond(req, &mut st, prefix, &api) {
                 Ok(answer) => answer,
                 Err((status, problem)) => {
@@ -105,6 +111,26 @@ impl FakeGitHub {
     /// Answers every request 502 with its `Authorization` header in the body.
     pub fn echo_token(&self) {
         self.state.lock().unwrap().echo_token = true;
+    }
+
+    /// The next requests are answered `status` with `headers` (and GitHub's
+    /// message for it), one each, before any is handled.
+    pub fn fail_next(&self, answers: &[(u16, &[(&str, &str)])]) {
+        let mut st = self.state.lock().unwrap();
+        for (status, headers) in answers {
+            let message = match status {
+                403 | 429 => {
+                    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+                }
+                401 => "Bad credentials",
+                _ => "Server Error",
+            };
+            let mut answer = Answer::json(*status, json!({ "message": message }));
+            for (k, v) in headers.iter() {
+                answer = answer.with_header(k, v.to_string());
+            }
+            st.failures.push_back(answer);
+        }
     }
 
     /// `Link: rel="next"` names `origin` (another server) for the next page.
