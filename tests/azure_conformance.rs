@@ -1,6 +1,8 @@
 //! Conformance with Microsoft's own Azure clients: every request flow-ci
 //! sends to the loopback Azure (tests/support/fake_aml.rs records them)
-//! during `run create`, a cancelled run and `deploy` is built again, for the
+//! during `run create`, a cancelled run, `deploy` (with the image, with an
+//! environment built from the flow's requirements, and `--run` of a stored
+//! or a workspace-only run) and `flow push` (create, `--update`) is built again, for the
 //! same inputs, by promptflow-azure's and azure-ai-ml's request builders
 //! (tests/conformance/azure/builders.py, which cites each one), and the two
 //! must agree: method, path, query (api-version included), and every body
@@ -47,14 +49,23 @@ fn python(var: &str, venv: &str) -> Option<PathBuf> {
 }
 
 /// Which client operation a recorded request is, or `None` for the calls
-/// no builder makes (Entra's token endpoint, the GitHub OIDC token, and the
+/// no builder makes (Entra's token endpoint, the GitHub OIDC token, the
 /// long-running operations ARM names in `Azure-AsyncOperation`, which
-/// azure-mgmt-core's ARMPolling follows as given).
+/// azure-mgmt-core's ARMPolling follows as given, and the storage calls:
+/// the file share `flow push` writes (`/files/`, azure-storage-file-share's
+/// REST, which promptflow-azure drives through that SDK) and the snapshot
+/// files read by the SAS URLs the content service hands out).
 fn operation(req: &Received) -> Option<&'static str> {
     let ws = fake_aml::workspace_path();
     let path = req.path.as_str();
     if path.contains("/oauth2/") || path == "/oidc" || path.contains("/operations/") {
         return None;
+    }
+    if path.starts_with("/files/") || path.starts_with("/snapshot-files/") {
+        return None;
+    }
+    if path == format!("/content/v2.0{ws}/snapshots/sas") {
+        return Some("content.snapshots_sas");
     }
     if path.starts_with("/score/") {
         return Some("score");
@@ -66,6 +77,10 @@ fn operation(req: &Received) -> Option<&'static str> {
             ("POST", r) if r.ends_with("/cancel") => "bulk_runs.cancel",
             ("GET", r) if r.ends_with("/childRuns") => "bulk_runs.child_runs",
             ("GET", r) if r.ends_with("/logContent") => "bulk_runs.log_content",
+            ("POST", "/Flows") => "flows.create",
+            ("GET", "/Flows") => "flows.list",
+            ("GET", r) if r.starts_with("/Flows/") => "flows.get",
+            ("PUT", r) if r.starts_with("/Flows/") => "flows.update",
             _ => panic!("no builder is known for {method} {path}: add it to tests/conformance/azure/builders.py"),
         });
     }
@@ -99,7 +114,11 @@ fn operation(req: &Received) -> Option<&'static str> {
 
 /// promptflow-azure's operations (run services); the rest are azure-ai-ml's.
 fn is_promptflow(op: &str) -> bool {
-    op.starts_with("bulk_runs.") || op.starts_with("metric.") || op.starts_with("history.")
+    op.starts_with("bulk_runs.")
+        || op.starts_with("metric.")
+        || op.starts_with("history.")
+        || op.starts_with("flows.")
+        || op.starts_with("content.")
 }
 
 fn query_map(query: &str) -> Map<String, Json> {
@@ -229,6 +248,38 @@ fn scenarios() -> Option<Vec<Received>> {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_no_violations(&cloud.fake);
     received.extend(cloud.fake.received());
+
+    // `flow push` (the studio's flows API), then `--update` of that flow.
+    let cloud = Cloud::start(Script::default())?;
+    let push = || {
+        let mut cmd = cloud.flow_ci();
+        cmd.args(["flow", "push", "--flow", "flows/support-router"]);
+        cmd
+    };
+    let (code, out, err) = run(push().args(["--set", "display_name=Router", "type=chat", "tags.team=support"]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let name = serde_json::from_str::<Json>(&out).unwrap()["name"].as_str().unwrap().to_string();
+    let (code, out, err) = run(push().args(["--update", &name, "--set", "description=Routes tickets"]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    received.extend(cloud.fake.received());
+
+    // `deploy --run` of a run in the store and of one only the workspace
+    // knows, of a flow with requirements: its environment is built from
+    // them (a `build:` context).
+    let cloud = Cloud::start(Script::default())?;
+    std::fs::write(cloud.pr.dir.path().join("flows/support-router/requirements.txt"), "langdetect==1.0.9\n").unwrap();
+    let (code, _, err) = cloud.run_create(&["--file", "flows/support-router/run.yml", "--name", "evaluated"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(cloud.flow_ci().args(["deploy", "--run", "evaluated"]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let id = cloud.fake.submitted().last().unwrap()["runId"].as_str().unwrap().to_string();
+    let empty = tempfile::tempdir().unwrap();
+    let runs_dir = empty.path().to_str().unwrap();
+    let (code, out, err) = run(cloud.flow_ci().args(["deploy", "--run", &id, "--runs-dir", runs_dir]));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_no_violations(&cloud.fake);
+    received.extend(cloud.fake.received());
     Some(received)
 }
 
@@ -286,6 +337,10 @@ fn every_azure_request_is_the_one_microsofts_clients_build() {
         "online_endpoints.list_keys",
         "online_deployments.create_or_update",
         "score",
+        "flows.create",
+        "flows.get",
+        "flows.update",
+        "content.snapshots_sas",
     ] {
         assert!(ops.contains(op), "{op} was not compared: {ops:?}");
     }
@@ -293,4 +348,19 @@ fn every_azure_request_is_the_one_microsofts_clients_build() {
     // bodies of support-router: one creating it, one with the traffic).
     let endpoint_puts = sent.iter().filter(|s| s["op"] == "online_endpoints.create_or_update").count();
     assert!(endpoint_puts >= 3, "create, traffic on a new endpoint, traffic on an existing one: {endpoint_puts}");
+    // The environment built from the flow's requirements (a `build:`
+    // context, azure-ai-ml's BuildContext) was compared beside the image one.
+    let environments: Vec<&Json> =
+        sent.iter().filter(|s| s["op"] == "environment_versions.create_or_update").copied().collect();
+    assert!(
+        environments.iter().any(|e| e["body"]["properties"]["build"]["contextUri"].is_string()),
+        "{environments:#?}"
+    );
+    assert!(environments.iter().any(|e| e["body"]["properties"]["image"].is_string()), "{environments:#?}");
+    // `deploy --run` registered the run's flow (tagged with the run).
+    assert!(
+        sent.iter().any(|s| s["op"] == "model_versions.create_or_update"
+            && s["body"]["properties"]["tags"]["flow-ci.run"].is_string()),
+        "deploy --run's model was compared"
+    );
 }

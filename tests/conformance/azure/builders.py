@@ -21,6 +21,14 @@ Sources (promptflow-azure 1.18.5, azure-ai-ml 1.35.2; see scripts/test):
   build_submit_bulk_run_request, build_cancel_flow_run_request,
   build_get_flow_child_runs_request, build_get_flow_run_log_content_request;
   the body model is models.SubmitBulkRunRequest (msrest).
+- promptflow/azure/_restclient/flow/operations/_flows_operations.py
+  (`pfazure flow create` / update, FlowOperations): build_create_flow_request
+  (body models.CreateFlowRequest), build_update_flow_request
+  (models.UpdateFlowRequest), build_get_flow_request, build_list_flows_request.
+- promptflow/azure/operations/_async_run_downloader.py:
+  AsyncRunDownloader._get_flow_snapshot_urls (`POST content/v2.0{WS}/snapshots/sas`,
+  the run's flow snapshot as `pfazure run download` reads it) posts with
+  httpx: called with the client captured.
 - promptflow/azure/operations/_run_operations.py:
   RunOperations._get_metrics_from_metric_service (lastvalues) and
   _get_run_from_run_history (rundata) post with `requests` (no builder):
@@ -77,7 +85,16 @@ def path_params(builder, path, problems):
         for p in inspect.signature(builder).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY) and p.default is p.empty
     ]
-    template, _ = parse_url(builder(**{n: marker(n) for n in names}).url)
+    args = {n: marker(n) for n in names}
+    # Keyword arguments a builder pops without a default (promptflow's
+    # build_get_flow_request: experiment_id) are required too.
+    for _ in range(5):
+        try:
+            built = builder(**args)
+            break
+        except KeyError as missing:
+            args[missing.args[0]] = "x"
+    template, _ = parse_url(built.url)
     pattern = template
     for n in names:
         pattern = pattern.replace(marker(n), f"(?P<{n}>[^/]+)")
@@ -140,6 +157,83 @@ def msrest_check(model_cls, body, problems, where="body"):
         if key not in known:
             problems.append(f"{where}.{key} is no field of {model_cls.__name__}")
     return Serializer(client_models).body(obj, model_cls.__name__)
+
+
+def pf_flows_call(op, recorded, problems):
+    """The studio's flows API (`pfazure flow create`, FlowOperations)."""
+    pf_builders()
+    from promptflow.azure._restclient.flow.models import CreateFlowRequest, UpdateFlowRequest
+    from promptflow.azure._restclient.flow.operations import _flows_operations as ops
+
+    builder, body_model = {
+        "flows.create": (ops.build_create_flow_request, CreateFlowRequest),
+        "flows.update": (ops.build_update_flow_request, UpdateFlowRequest),
+        "flows.get": (ops.build_get_flow_request, None),
+        "flows.list": (ops.build_list_flows_request, None),
+    }[op]
+    params = path_params(builder, recorded["path"], problems)
+    if params is None:
+        return None
+    known = {
+        "experimentId": ("experiment_id", "str"),
+        "ownedOnly": ("owned_only", "bool"),
+        "flowType": ("flow_type", "str"),
+        "listViewType": ("list_view_type", "str"),
+    }
+    kwargs = typed_query(recorded["query"], known, problems)
+    if body_model is not None:
+        # FlowsOperations.create_flow / update_flow: _serialize.body(body, model), json=_json.
+        kwargs["json"] = msrest_check(body_model, recorded["body"], problems)
+        kwargs["content_type"] = "application/json"
+    return builder(**params, **kwargs)
+
+
+def pf_snapshot_call(recorded, problems):
+    """AsyncRunDownloader._get_flow_snapshot_urls with its httpx client captured."""
+    pf_builders()
+    import asyncio
+
+    from promptflow.azure.operations._async_run_downloader import AsyncRunDownloader
+    from promptflow.azure.operations._run_operations import RunOperations
+
+    path = recorded["path"]
+    prefix, ws = path.split("/content/v2.0", 1)
+    ws = ws.removesuffix("/snapshots/sas")
+
+    class Offline(RunOperations):
+        _run_history_endpoint_url = "http://service" + prefix + "/history/v1.0" + ws
+
+        def __init__(self):
+            pass
+
+        def _get_headers(self):
+            return {"Authorization": "Bearer token", "Content-Type": "application/json"}
+
+    captured = {}
+
+    class Response:
+        status_code = 200
+
+        def json(self):
+            return {"name": "", "children": {}}
+
+    class Client:
+        async def post(self, url, headers=None, json=None):
+            captured.update(url=url, body=json)
+            return Response()
+
+    downloader = object.__new__(AsyncRunDownloader)
+    downloader.run_ops = Offline()
+    snapshot = (recorded["body"] or {}).get("snapshotOrAssetId")
+    try:
+        asyncio.run(downloader._get_flow_snapshot_urls(Client(), snapshot))
+    except Exception:  # parsing the (empty) answer is not what is compared
+        pass
+    if "url" not in captured:
+        problems.append("promptflow made no request")
+        return None
+    got_path, query = parse_url(captured["url"])
+    return {"method": "POST", "path": got_path, "query": query, "body": captured["body"], "exact": True}
 
 
 def pf_flow_call(op, recorded, problems):
@@ -437,6 +531,10 @@ def expected(recorded, problems):
     op = recorded["op"]
     if op.startswith("bulk_runs."):
         return pf_flow_call(op, recorded, problems)
+    if op.startswith("flows."):
+        return pf_flows_call(op, recorded, problems)
+    if op == "content.snapshots_sas":
+        return pf_snapshot_call(recorded, problems)
     if op in ("metric.lastvalues", "history.rundata"):
         return pf_requests_call(op, recorded, problems)
     if op == "score":

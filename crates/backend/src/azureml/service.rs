@@ -81,7 +81,8 @@ impl Service<'_> {
     /// `None` for no such run.
     pub fn snapshot_id(&self, id: &str) -> Result<Option<String>, AzureMlError> {
         let url = self.workspace.service_url("history/v1.0", "/rundata");
-        let body = json!({"runId": id, "selectRunMetadata": true});
+        // The payload `pfazure run download` posts (`_get_run_data_from_run_history`).
+        let body = json!({"runId": id, "selectRunMetadata": true, "selectRunDefinition": true, "selectJobSpecification": true});
         match self.client.post(&url, &body) {
             Ok(answer) => Ok(answer
                 .pointer("/runMetadata/properties/azureml.promptflow.snapshot_id")
