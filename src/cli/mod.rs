@@ -13,6 +13,7 @@ mod flow;
 mod progress;
 mod run;
 mod run_view;
+mod schema;
 mod serve;
 mod validate;
 
@@ -59,6 +60,7 @@ pub enum Command {
     Run(run::RunArgs),
     /// Register a flow and deploy it to an Azure ML online endpoint (smoke test, then traffic)
     Deploy(deploy::DeployArgs),
+    Schema(schema::Args),
 }
 
 /// How results are written.
@@ -139,6 +141,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Serve(args) => serve::run(args, out, err),
         Command::Action(args) => action::run(args, out, err),
         Command::Run(args) => run::run(args, out, err),
+        Command::Schema(args) => schema::run(args, out, err),
     }
 }
 

@@ -7,9 +7,11 @@ use crate::decode::{Decoder, Fields};
 use crate::diag::{Code, Diagnostics};
 use crate::yaml::{Node as Yaml, Pos, Spanned};
 
+pub mod schema;
+
 pub const CONFIG_FILE: &str = ".flow-ci.yaml";
 
-const TOP_KEYS: &[&str] = &["backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
+const TOP_KEYS: &[&str] = &["$schema", "backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
 const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm", "pricing"];
 const PRICE_KEYS: &[&str] = &["prompt", "completion"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates", "port", "parity"];
@@ -285,6 +287,8 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
         connections: crate::connection::Connections::from_env(),
         llm: LlmConfig::default(),
     };
+    // `$schema:` is for editors (config::schema); only its type is checked.
+    let _ = fields.get("$schema").and_then(|s| d.string(s, "`$schema`"));
     config.backend = fields.get("backend").and_then(|b| backend(&mut d, b));
     config.baseline = fields.get("baseline").and_then(|b| baseline(&mut d, b));
     if let Some(flows) = fields.get("flows") {

@@ -25,7 +25,7 @@ pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// Keys a connection definition may have (promptflow's connection YAML schema,
 /// plus `file:` in `.flow-ci.yaml`).
-const CONNECTION_KEYS: &[&str] = &[
+pub(crate) const CONNECTION_KEYS: &[&str] = &[
     "$schema",
     "name",
     "type",
