@@ -15,6 +15,7 @@ mod run;
 mod run_view;
 mod schema;
 mod serve;
+mod shell;
 mod validate;
 
 use std::io::Write;
@@ -61,6 +62,8 @@ pub enum Command {
     /// Register a flow and deploy it to an Azure ML online endpoint (smoke test, then traffic)
     Deploy(deploy::DeployArgs),
     Schema(schema::Args),
+    Completions(shell::CompletionsArgs),
+    Man(shell::ManArgs),
 }
 
 /// How results are written.
@@ -142,6 +145,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Action(args) => action::run(args, out, err),
         Command::Run(args) => run::run(args, out, err),
         Command::Schema(args) => schema::run(args, out, err),
+        Command::Completions(args) => shell::completions(args, out, err),
+        Command::Man(args) => shell::man(args, out, err),
     }
 }
 
