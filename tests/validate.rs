@@ -157,3 +157,47 @@ fn help_texts_teach_with_examples() {
         );
     }
 }
+
+/// Diagnostics show the source line, a caret under the span and the hint:
+/// colored as on a terminal (`CLICOLOR_FORCE=1` stands in for one), plain
+/// under `NO_COLOR` (which wins) and when piped. The annotation a CI host
+/// reads stays one line per finding.
+#[test]
+fn snippet_diagnostics_in_color_under_no_color_and_in_ci() {
+    let case = "fixtures/invalid/config-unknown-key";
+    let run = |envs: &[(&str, &str)]| {
+        let mut cmd = flow_ci();
+        cmd.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE").env_remove("CLICOLOR").env("TERM", "xterm-256color");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(["validate", case]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let colored = run(&[("CLICOLOR_FORCE", "1")]);
+    assert!(colored.contains("\x1b[1;91merror\x1b[0m"), "{colored:?}");
+    insta::assert_snapshot!("snippet_colored", redact(&colored));
+    let no_color = run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!no_color.contains('\x1b'), "{no_color:?}");
+    insta::assert_snapshot!("snippet_no_color", redact(&no_color));
+    assert_eq!(run(&[]), no_color, "piped: no colors");
+
+    // In GitHub Actions: the same snippets, and one `::error` line each.
+    let in_ci = run(&[("GITHUB_ACTIONS", "true")]);
+    let annotations: Vec<&str> = in_ci.lines().filter(|l| l.starts_with("::error")).collect();
+    assert_eq!(annotations.len(), 3, "{in_ci}");
+    assert!(annotations.iter().all(|a| a.contains("%0Ahint: ") && !a.contains(" | ")), "{annotations:#?}");
+    assert!(in_ci.contains("4 |     gate:\n  |     ^^^^\n"), "{in_ci}");
+
+    // stderr (a command that stops on an invalid flow) follows the same rules.
+    let out = flow_ci()
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .env("TERM", "xterm-256color")
+        .args(["flow", "test", "--flow", "fixtures/invalid/duplicate-key"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\x1b[1;91merror\x1b[0m") && stderr.contains("text:"), "{stderr:?}");
+}

@@ -99,10 +99,12 @@ pub fn store_error(e: &StoreError, err: &mut dyn Write) -> u8 {
     e.exit_code()
 }
 
-/// Diagnostics as `file:line:col: error: message [code]` with hints.
+/// Diagnostics as `file:line:col: error: message [code]`, each with its
+/// source line, a caret under the span and the hint (colored on a terminal).
 pub fn print_diagnostics<'a>(diags: impl IntoIterator<Item = &'a model::diag::Diagnostic>, err: &mut dyn Write) {
     let base = std::env::current_dir().unwrap_or_default();
+    let mut human = model::diag::HumanRenderer::new(super::colors(true));
     for d in diags {
-        let _ = err.write_all(model::diag::render_human(d, &base).as_bytes());
+        let _ = err.write_all(human.render(d, &base).as_bytes());
     }
 }

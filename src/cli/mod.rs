@@ -150,6 +150,18 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
+/// Whether text for people gets colors on the process's stdout or stderr:
+/// on a terminal, unless `NO_COLOR` is set; `CLICOLOR_FORCE=1` gives colors
+/// when piped too (anstream's rules, as clap's `--help` follows them).
+fn colors(stderr: bool) -> bool {
+    let choice = if stderr {
+        anstream::AutoStream::choice(&std::io::stderr())
+    } else {
+        anstream::AutoStream::choice(&std::io::stdout())
+    };
+    choice != anstream::ColorChoice::Never
+}
+
 /// A closed stdout (`flow-ci ... | head`) is not an error worth a message;
 /// anything else is reported.
 fn output_failed(e: &std::io::Error, err: &mut dyn Write) -> u8 {

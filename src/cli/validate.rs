@@ -15,7 +15,8 @@ use model::exit;
 /// unknown keys, bad `${...}` references, dependency cycles, missing or out-of-repo
 /// source files, Jinja syntax errors, python files without one @tool, aggregation
 /// misuse, and run files whose flow, data or data columns are missing. Each finding
-/// is `path:line:col: error: message [code]` with a hint.
+/// is `path:line:col: error: message [code]`, then the source line with a caret
+/// under the span and a hint (colored on a terminal; NO_COLOR=1 turns colors off).
 ///
 /// Exits 2 when any error is found, 0 otherwise (warnings do not fail unless --strict).
 #[derive(Debug, clap::Args)]
@@ -63,12 +64,13 @@ fn write_text(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let host = Host::detect();
+    let mut human = diag::HumanRenderer::new(super::colors(false));
     for d in &outcome.diagnostics {
         match format {
             Format::Github => out.write_all(crate::ci::log::render_github(d, base).as_bytes())?,
             Format::Azure => out.write_all(crate::ci::log::render_azure(d, base).as_bytes())?,
             _ => {
-                out.write_all(diag::render_human(d, base).as_bytes())?;
+                out.write_all(human.render(d, base).as_bytes())?;
                 match host {
                     Host::GitHubActions => {
                         out.write_all(crate::ci::log::render_github(d, &annotation_base(base)).as_bytes())?
