@@ -11,9 +11,12 @@
 //! (JSON has none), `min` above `max` in one gate, and everything that looks
 //! outside the file (flow folders, run files, workflow files, connections).
 //!
-//! Editors find the schema through `$schema:` in the file or a
-//! `# yaml-language-server: $schema=<SCHEMA_URL>` comment (VS Code's YAML
-//! extension); draft-07, the draft every JSON Schema editor support reads.
+//! Editors find the schema through a `# yaml-language-server:
+//! $schema=<SCHEMA_URL>` comment or a top-level `$schema:` key: Red Hat's
+//! yaml-language-server (VS Code's YAML extension) reads both (its
+//! `getDollarSchema` takes `doc.root.properties['$schema']` when it is a
+//! string, else the modeline). Draft-07: its README says it "supports JSON
+//! Schema 7 and below".
 //!
 //! [`Config`]: super::Config
 
