@@ -116,6 +116,26 @@ proptest! {
         let _ = model::data::load(&path);
     }
 
+    /// Every diagnostic of any file, and any position on any line, shows
+    /// with its source line (plain and colored) without a panic.
+    #[test]
+    fn diagnostics_render_with_their_source_line(text in prop_oneof![yamlish(), "[\\PC\n\t]{0,200}"], line in 1u32..40, col in 1u32..80) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".flow-ci.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let mut diags = Diagnostics::default();
+        config::load(&file, &mut diags);
+        let mut found = diags.into_sorted();
+        found.push(model::diag::Diagnostic::error(model::diag::Code::InvalidValue, &file, model::yaml::Pos::new(line, col), "m").with_hint("h"));
+        for color in [false, true] {
+            let mut human = model::diag::HumanRenderer::new(color);
+            for d in &found {
+                let shown = human.render(d, dir.path());
+                prop_assert!(shown.contains(&format!(".flow-ci.yaml:{}:{}:", d.pos.line, d.pos.col)), "{}", shown);
+            }
+        }
+    }
+
     #[test]
     fn references_never_panic(text in reference_text()) {
         let json = serde_json::Value::String(text.clone());
