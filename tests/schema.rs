@@ -303,3 +303,30 @@ fn a_typo_is_the_same_error_from_the_schema_and_validate() {
     std::fs::write(&config, text).unwrap();
     assert_eq!(validate_shape_errors(&config), ["3:5 unknown-key \"unknown key `gatse` in a `flows` entry\""]);
 }
+
+/// The `.flow-ci.yaml` examples in README.md (the YAML blocks whose keys
+/// are all config keys) are valid for both.
+#[test]
+fn the_readme_config_examples_are_valid_for_both() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let schema = committed_schema();
+    let top: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let validator = validator();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (i, block) in readme.split("```yaml\n").skip(1).filter_map(|b| b.split("```").next()).enumerate() {
+        let Ok(Some(root)) = model::yaml::parse(block) else { continue };
+        let Some(entries) = root.as_map() else { continue };
+        if entries.is_empty() || !entries.iter().all(|(k, _)| top.contains(&k.key_text().as_str())) {
+            continue;
+        }
+        let case = dir.path().join(format!("block-{i}"));
+        std::fs::create_dir_all(&case).unwrap();
+        let config = case.join(".flow-ci.yaml");
+        std::fs::write(&config, block).unwrap();
+        assert_eq!(schema_errors(&validator, block), Vec::<String>::new(), "README block:\n{block}");
+        assert_eq!(validate_shape_errors(&config), Vec::<String>::new(), "README block:\n{block}");
+        checked += 1;
+    }
+    assert!(checked >= 4, "README's config examples: found {checked}");
+}
