@@ -202,6 +202,7 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         line_timeout: Duration::from_secs(args.exec.line_timeout),
         cancel: &cancel,
         llm: &setup,
+        proxied: false,
     };
     let started = match start(&prepared, options) {
         Ok(started) => started,

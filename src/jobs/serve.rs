@@ -173,6 +173,7 @@ pub fn serve(
             line_timeout: opts.line_timeout,
             cancel: &cancel,
             llm: setup,
+            proxied: false,
         },
     )?;
     let engine = started.engine();

@@ -249,6 +249,14 @@ impl Validator {
                     .with_hint("paths in .flow-ci.yaml are relative to its folder"),
             );
         }
+        if let Some(name) = &port.connection
+            && let Err(e) = config.connections.get(&name.value, &port.workflow.value)
+        {
+            self.diags.push(
+                Diagnostic::error(Code::ConnectionUndefined, &config.file, name.pos, e.to_string())
+                    .with_hint("define it under `connections:` (type azure_open_ai or open_ai)"),
+            );
+        }
     }
 
     /// `baseline: file:PATH` must name a file inside the repository (it is

@@ -186,6 +186,9 @@ fn check(req: &Received, key: &str) -> Option<String> {
     if req.method != "POST" {
         return Some(format!("method {} is not POST", req.method));
     }
+    if req.path == "/openai/v1/responses" {
+        return check_responses(req, key);
+    }
     let azure = req.path.starts_with("/openai/deployments/");
     if azure {
         let deployment = req.path.trim_start_matches("/openai/deployments/");
@@ -231,22 +234,75 @@ fn check(req: &Received, key: &str) -> Option<String> {
     None
 }
 
-/// A deterministic model: a ticket classifier when asked for a category,
-/// otherwise an echo of the last user message.
+/// Azure OpenAI's v1 Responses API (`POST {endpoint}/openai/v1/responses`),
+/// which Agent Framework's `OpenAIChatClient` calls: an `api-key`, an
+/// `api-version` of `preview` or `v1` (or none), a `model` and an `input`.
+fn check_responses(req: &Received, key: &str) -> Option<String> {
+    if !matches!(req.param("api-version"), None | Some("preview" | "v1")) {
+        return Some(format!("query `{}`: the v1 API takes api-version=preview or v1", req.query));
+    }
+    if req.header("api-key") != Some(key) {
+        return Some("auth: missing or wrong api-key header".into());
+    }
+    if req.body.get("model").and_then(Json::as_str).is_none_or(str::is_empty) {
+        return Some("body: no model".into());
+    }
+    match req.body.get("input") {
+        Some(Json::String(_)) => None,
+        Some(Json::Array(items)) if items.iter().all(|i| i.get("role").is_some() && i.get("content").is_some()) => None,
+        other => Some(format!("body: malformed input {other:?}")),
+    }
+}
+
+/// The text of a chat message's or a Responses input item's content
+/// (a string, or parts with `text`).
+fn content_text(content: &Json) -> String {
+    match content {
+        Json::String(s) => s.clone(),
+        Json::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(""),
+        _ => String::new(),
+    }
+}
+
+/// The system and last user text of a chat or Responses request.
+fn prompt(req: &Received) -> (String, String) {
+    let items = req.body.get("messages").or_else(|| req.body.get("input").filter(|i| i.is_array()));
+    let items = items.and_then(Json::as_array).cloned().unwrap_or_default();
+    let text = |role: &str| items.iter().rev().find(|m| m["role"] == role).map(|m| content_text(&m["content"]));
+    let system = req.body["instructions"].as_str().map(str::to_string).or_else(|| text("system")).unwrap_or_default();
+    let user = req.body["input"].as_str().map(str::to_string).or_else(|| text("user")).unwrap_or_default();
+    (system, user)
+}
+
+/// A deterministic model: promptflow's web-classification prompts (a
+/// summary, a URL category), a ticket classifier when asked for a
+/// category, otherwise an echo of the last user message.
 fn answer(req: &Received) -> Json {
-    let messages = req.body["messages"].as_array().cloned().unwrap_or_default();
-    let text = |role: &str| {
-        messages.iter().rev().find(|m| m["role"] == role).and_then(|m| m["content"].as_str()).unwrap_or("").to_string()
-    };
-    let (system, user) = (text("system"), text("user"));
-    let content = if system.to_lowercase().contains("category") {
+    let (system, user) = prompt(req);
+    let lower = system.to_lowercase();
+    let content = if lower.contains("classify a given url") {
+        web_category(&user)
+    } else if lower.contains("summarize") {
+        summarize(&user)
+    } else if lower.contains("category") {
         json!({"category": classify(&user)}).to_string()
     } else {
         format!("echo: {user}")
     };
-    let prompt_tokens =
-        messages.iter().map(|m| m["content"].as_str().map_or(1, |c| c.split_whitespace().count())).sum::<usize>();
+    let prompt_tokens = system.split_whitespace().count() + user.split_whitespace().count();
     let completion_tokens = content.split_whitespace().count();
+    if req.path == "/openai/v1/responses" {
+        return json!({
+            "id": "resp_fake",
+            "object": "response",
+            "created_at": 1_700_000_000,
+            "status": "completed",
+            "model": req.body["model"],
+            "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": content, "annotations": []}]}],
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+        });
+    }
     json!({
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -254,6 +310,35 @@ fn answer(req: &Received) -> Json {
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
     })
+}
+
+/// web-classification's summary: the first 30 words of the page text
+/// (the prompt's `Text: …` up to `Summary:`).
+fn summarize(user: &str) -> String {
+    let text = user.split_once("Text:").map_or(user, |(_, t)| t);
+    let text = text.rsplit_once("Summary:").map_or(text, |(t, _)| t);
+    text.split_whitespace().take(30).collect::<Vec<_>>().join(" ")
+}
+
+/// web-classification's answer: a category from the words of the last
+/// `Text content:` (the page summary; the few-shot examples come before
+/// it), as the JSON the flow's convert_to_dict and the port parse.
+fn web_category(user: &str) -> String {
+    let text = user.rsplit_once("Text content:").map_or("", |(_, t)| t).to_lowercase();
+    let signals: [(&str, &[&str]); 6] = [
+        ("Movie", &["film", "movie", "trailer", "starring"]),
+        ("App", &["install", "download", "app "]),
+        ("Academic", &["abstract", "university", "research", "paper"]),
+        ("Channel", &["subscribe", "subscribers", "channel"]),
+        ("Profile", &["followers", "profile"]),
+        ("PDF", &["pdf", "printable"]),
+    ];
+    // The signal that appears first in the text wins.
+    let found = signals
+        .iter()
+        .filter_map(|(category, words)| words.iter().filter_map(|w| text.find(w)).min().map(|at| (at, *category)))
+        .min();
+    json!({"category": found.map_or("None", |(_, c)| c), "evidence": "Both"}).to_string()
 }
 
 pub fn classify(text: &str) -> &'static str {

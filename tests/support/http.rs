@@ -53,6 +53,11 @@ impl Answer {
         Answer { status, headers: vec![(RAW_BODY.into(), "application/xml".into())], body: Json::String(text) }
     }
 
+    /// A web page: the text as is, as `text/html`.
+    pub fn html(status: u16, text: String) -> Answer {
+        Answer { status, headers: vec![(RAW_BODY.into(), "text/html; charset=utf-8".into())], body: Json::String(text) }
+    }
+
     pub fn with_header(mut self, name: &str, value: String) -> Answer {
         self.headers.push((name.into(), value));
         self

@@ -15,6 +15,7 @@ use super::line::RunError;
 use super::pool::{PoolError, Python};
 use super::prepare::{PrepareError, prepare};
 use super::start::{StartOptions, start};
+use crate::llm::proxy::{Context as ProxyContext, Proxy};
 use crate::llm::{CallError, LlmSetup};
 use crate::store::{LineCounts, RunRecord, RunStatus, Store, StoreError};
 use model::data::DataError;
@@ -79,6 +80,9 @@ pub enum JobError {
     Llm(CallError),
     #[error("{0}")]
     Client(String),
+    /// The port's model connection cannot be proxied (undefined, wrong type, no endpoint).
+    #[error("{0}")]
+    Proxy(String),
 }
 
 impl JobError {
@@ -111,15 +115,20 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
     let data = job.data.as_deref().map(model::data::load).transpose()?;
     let base = job.base.as_deref().map(|name| load_base(store, name)).transpose()?;
     let lines = batch::map_inputs(&prepared, &job.mapping, data.as_ref(), base.as_ref())?;
+    let proxy = model_proxy(job, opts)?;
+    let mut env = environment(&prepared.flow, job.run_file.as_ref());
+    // The proxy's variables come last: they win over the run file's.
+    env.extend(proxy.iter().flat_map(Proxy::env));
     let started = start(
         &prepared,
         StartOptions {
             python: opts.python.clone(),
             workers: opts.workers,
-            env: environment(&prepared.flow, job.run_file.as_ref()),
+            env,
             line_timeout: opts.line_timeout,
             cancel: opts.cancel,
             llm: opts.llm,
+            proxied: proxy.is_some(),
         },
     )?;
     let engine = started.engine();
@@ -131,7 +140,29 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
         cancel: opts.cancel,
         progress: progress.as_ref(),
     };
-    let record = batch::run(&engine, &lines, &batch_opts, &mut writer, new_record(job))?;
+    let fatal = |e: CallError| started.llm().record_fatal(e);
+    let stop = AtomicBool::new(false);
+    let context = started.llm().client.map(|client| ProxyContext {
+        client,
+        usage: &started.llm().usage,
+        timeout: opts.line_timeout,
+        fatal: &fatal,
+    });
+    let record = std::thread::scope(|scope| {
+        let _serving = proxy.as_ref().zip(context.as_ref()).map(|(p, ctx)| p.serve(scope, &stop, ctx));
+        batch::run(&engine, &lines, &batch_opts, &mut writer, new_record(job))
+    })?;
+    if let Some(proxy) = &proxy {
+        let refused = proxy.refusals();
+        if !refused.is_empty() {
+            tracing::warn!(
+                "the model proxy of `{}` refused {} request(s); the first: {}",
+                job.name,
+                refused.len(),
+                refused[0]
+            );
+        }
+    }
     if let Some(client) = started.llm().client {
         for (deployment, stats) in client.limits() {
             tracing::info!(
@@ -146,6 +177,19 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
         Some(e) => Err(JobError::Llm(e)),
         None => Ok(record),
     }
+}
+
+/// The model proxy of a port that names its connection: bound before the
+/// workers start, so their environment can point at it.
+fn model_proxy(job: &Job, opts: &JobOptions<'_>) -> Result<Option<Proxy>, JobError> {
+    let Some((port, name)) = job.port.as_ref().and_then(|p| p.connection.as_deref().map(|c| (p, c))) else {
+        return Ok(None);
+    };
+    let caller = format!("port {}", port.file.display());
+    let conn = opts.llm.connections.get(name, &caller).map_err(|e| JobError::Proxy(e.to_string()))?;
+    let proxy = Proxy::bind(conn, &caller).map_err(|e| JobError::Proxy(e.to_string()))?;
+    tracing::info!("the port's model calls go through flow-ci's model proxy to connection `{}`", proxy.connection());
+    Ok(Some(proxy))
 }
 
 /// Lines run at once: the worker count, raised to the LLM concurrency's

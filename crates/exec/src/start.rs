@@ -26,6 +26,9 @@ pub struct StartOptions<'a> {
     pub line_timeout: Duration,
     pub cancel: &'a AtomicBool,
     pub llm: &'a LlmSetup,
+    /// The workers' model calls come through the model proxy: the run
+    /// needs the LLM client even without `llm` nodes.
+    pub proxied: bool,
 }
 
 /// A flow ready to run lines.
@@ -66,7 +69,8 @@ pub fn start<'a>(prepared: &'a Prepared, opts: StartOptions<'a>) -> Result<Start
     if !opts.llm.cache_enabled() {
         require_keys(&bindings)?;
     }
-    let client = if bindings.llm.is_empty() { None } else { Some(opts.llm.client().map_err(JobError::Client)?) };
+    let needs_client = !bindings.llm.is_empty() || opts.proxied;
+    let client = if needs_client { Some(opts.llm.client().map_err(JobError::Client)?) } else { None };
     let llm = LlmRun::new(client, bindings);
     Ok(Started { prepared, pool, llm, line_timeout: opts.line_timeout, cancel: opts.cancel })
 }

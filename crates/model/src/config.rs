@@ -15,7 +15,7 @@ const TOP_KEYS: &[&str] = &["$schema", "backend", "flows", "baseline", "azureml"
 const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm", "pricing"];
 const PRICE_KEYS: &[&str] = &["prompt", "completion"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates", "port", "parity"];
-const PORT_KEYS: &[&str] = &["workflow", "factory", "start"];
+const PORT_KEYS: &[&str] = &["workflow", "factory", "start", "connection"];
 const PARITY_KEYS: &[&str] = &["agreement", "metrics"];
 const AGREEMENT_KEYS: &[&str] = &["output", "min", "compare"];
 const EVALUATION_KEYS: &[&str] = &["run"];
@@ -114,6 +114,9 @@ pub struct PortEntry {
     pub workflow: Spanned<String>,
     pub factory: Option<Spanned<String>>,
     pub start: Option<Spanned<String>>,
+    /// The connection the workflow's OpenAI SDK calls go to, through
+    /// flow-ci's model proxy (cached, paced, metered, key kept from it).
+    pub connection: Option<Spanned<String>>,
 }
 
 /// `parity:` of a flow: the port against the flow on the same commit.
@@ -486,7 +489,8 @@ fn port_entry(d: &mut Decoder<'_>, node: &Yaml) -> Option<PortEntry> {
     };
     let factory = identifier("factory");
     let start = identifier("start");
-    Some(PortEntry { workflow, factory, start })
+    let connection = fields.get("connection").and_then(|v| d.string(v, "`connection` of `port`"));
+    Some(PortEntry { workflow, factory, start, connection })
 }
 
 fn parity(d: &mut Decoder<'_>, node: &Yaml) -> Option<Parity> {

@@ -215,6 +215,7 @@ fn configured_flows(config: &Config) -> Vec<PlannedFlow> {
                     file: config.resolve(&p.workflow.value),
                     factory: p.factory.as_ref().map(|f| f.value.clone()),
                     start: p.start.as_ref().map(|s| s.value.clone()),
+                    connection: p.connection.as_ref().map(|c| c.value.clone()),
                 }),
                 parity: entry.parity.clone(),
                 dir,

@@ -637,6 +637,7 @@ pub fn run_locally(
         line_timeout,
         cancel: &cancel,
         llm,
+        proxied: false,
     };
     let started = start(&prepared, options).map_err(|e| local(e.to_string()))?;
     let engine = started.engine();

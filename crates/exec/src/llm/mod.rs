@@ -57,11 +57,16 @@ impl<'a> LlmRun<'a> {
             Ok(output) => Ok(output),
             Err(e @ CallError::MissingKey { .. }) => {
                 let message = e.to_string();
-                self.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                self.record_fatal(e);
                 Err(("MissingConnectionKey".into(), message))
             }
             Err(CallError::Failed { kind, message }) => Err((kind.to_string(), message)),
         }
+    }
+
+    /// Records an error that must stop the run (the first one wins).
+    pub fn record_fatal(&self, e: CallError) {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
     }
 
     /// The error that made the run stop, if any.

@@ -360,6 +360,9 @@ struct Port {
     factory: Option<Identifier>,
     /// The class of the start executor, when the workflow has several.
     start: Option<Identifier>,
+    /// The connection (of `connections:`) the workflow's OpenAI / Azure OpenAI SDK calls go to,
+    /// through flow-ci's model proxy: cached, paced and metered like `llm` nodes, the key kept from the workflow.
+    connection: Option<String>,
 }
 
 /// A Python identifier (ASCII).

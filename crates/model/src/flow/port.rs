@@ -21,6 +21,9 @@ pub struct Port {
     /// inputs as the start message. `None`: one input is the message
     /// itself, several are a dict.
     pub start: Option<String>,
+    /// The connection whose endpoint the workflow's OpenAI SDK calls reach
+    /// through flow-ci's model proxy; `None`: they go where its environment says.
+    pub connection: Option<String>,
 }
 
 impl Port {
@@ -57,7 +60,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Port, PortError> {
     if !path.is_file() {
         return Err(PortError::Missing(path));
     }
-    Ok(Port { file: path, factory, start: None })
+    Ok(Port { file: path, factory, start: None, connection: None })
 }
 
 /// `name` when it is a Python identifier (ASCII, as module attributes in

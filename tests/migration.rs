@@ -1,0 +1,186 @@
+//! The migration gate on promptflow's own pair: `web-classification` and
+//! its Microsoft Agent Framework port `web-classification-maf`, with the
+//! evaluation flow they share (`eval-classification-accuracy`), vendored
+//! unchanged from microsoft/promptflow at 6e76ef49 (MIT, see
+//! tests/vendor/promptflow). Both sides fetch their pages from a loopback
+//! web server and ask a loopback model that speaks chat completions (the
+//! flow's `open_ai_connection`) and Azure OpenAI's v1 Responses API (what
+//! agent-framework-openai 1.17's `OpenAIChatClient` sends); the port's calls
+//! reach it through flow-ci's model proxy. Agent Framework is pinned in
+//! `FLOW_CI_MAF_PYTHON` (scripts/test builds it).
+
+mod support;
+
+use serde_json::Value as Json;
+use support::fake_llm::FakeLlm;
+use support::fs::copy_tree;
+use support::http::{Answer, serve};
+use support::project::Project;
+
+const KEY: &str = "sk-migration-test-key-4711";
+const FLOW: &str = "examples/flows/standard/web-classification";
+const PORT: &str = "examples/flows/standard/web-classification-maf/workflow.py";
+
+/// The pages the data points at: path, text, the category it is.
+/// Channel and Movie name their category late in the text, so a port that
+/// reads only the first 40 characters of the summary loses them.
+const PAGES: &[(&str, &str, &str)] = &[
+    (
+        "/watch?v=kYqRtjDBci8",
+        "Lo-fi beats to relax and study to, streamed all day. Subscribe to the channel for a new mix every week.",
+        "Channel",
+    ),
+    (
+        "/abs/2307.04767",
+        "Abstract: we study retrieval for code generation; research from a university lab, with a paper and code.",
+        "Academic",
+    ),
+    (
+        "/store/apps/details?id=com.twitter.android",
+        "Install the app to join the conversation. Download it free on your phone.",
+        "App",
+    ),
+    (
+        "/title/tt0111161",
+        "A banker is sent to prison for life in 1947. The 1994 drama film is starring Tim Robbins.",
+        "Movie",
+    ),
+    ("/in/ada-lovelace", "Ada Lovelace, profile: mathematician and writer. 2,400 followers.", "Profile"),
+    ("/docs/manual", "Printable PDF manual of the dishwasher, twelve pages.", "PDF"),
+    ("/blog/tomatoes", "Tomatoes need sun, water and patience; here is how we grow ours.", "None"),
+];
+
+fn maf_python() -> String {
+    std::env::var("FLOW_CI_MAF_PYTHON")
+        .expect("FLOW_CI_MAF_PYTHON names a python with Agent Framework pinned (scripts/test builds target/maf-venv)")
+}
+
+/// promptflow's pair and a config that gates the port on parity.
+fn project(model: &str) -> Project {
+    let p = Project::new();
+    let vendor = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vendor/promptflow");
+    copy_tree(&vendor, p.path(), &[]);
+    let site = serve(|req| {
+        let target = if req.query.is_empty() { req.path.clone() } else { format!("{}?{}", req.path, req.query) };
+        match PAGES.iter().find(|(path, ..)| *path == target) {
+            Some((_, text, _)) => Answer::html(200, format!("<html><body><p>{text}</p></body></html>")),
+            None => Answer::html(404, "not found".into()),
+        }
+    });
+    // The data: promptflow's columns, pages on the loopback site.
+    let data: String = PAGES
+        .iter()
+        .map(|(path, _, answer)| {
+            serde_json::json!({"url": format!("{site}{path}"), "answer": answer, "evidence": "Both"}).to_string() + "\n"
+        })
+        .collect();
+    p.write(&format!("{FLOW}/data.jsonl"), &data);
+    p.write(
+        ".flow-ci.yaml",
+        &format!(
+            "backend: local\nflows:\n  - path: {FLOW}\n    run: {FLOW}/run.yml\n    evaluations:\n      - run: {FLOW}/run_evaluation.yml\n    gates:\n      accuracy: {{ min: 0.8 }}\n    port:\n      workflow: {PORT}\n      connection: aoai\n    parity:\n      agreement: {{ output: category, min: 0.95 }}\n      metrics:\n        accuracy: {{ max_drop: 0.0 }}\nconnections:\n  open_ai_connection:\n    type: open_ai\n    api_key: ${{env:MIGRATION_MODEL_KEY}}\n    base_url: {model}/v1\n  aoai:\n    type: azure_open_ai\n    api_base: {model}\n    api_key: ${{env:MIGRATION_MODEL_KEY}}\n"
+        ),
+    );
+    p
+}
+
+fn check(p: &Project) -> (Option<i32>, String) {
+    let out = p
+        .flow_ci()
+        .args(["check", "--all"])
+        .env("FLOW_CI_PYTHON", maf_python())
+        .env("MIGRATION_MODEL_KEY", KEY)
+        // The port reads its deployment as promptflow's example says (.env.example).
+        .env("AZURE_OPENAI_DEPLOYMENT", "gpt-35-turbo")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+/// Requests the model got from the flow (chat completions) and the port (responses).
+fn sides(model: &FakeLlm) -> (usize, usize) {
+    let received = model.received();
+    let port = received.iter().filter(|r| r.path == "/openai/v1/responses").count();
+    (received.len() - port, port)
+}
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle)) {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+fn run_llm(p: &Project, name: &str) -> Json {
+    p.read_json(&format!(".flow-ci/runs/{name}/run.json"))["llm"].clone()
+}
+
+#[test]
+fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_gate() {
+    let model = FakeLlm::start(KEY);
+    let p = project(&model.url);
+    let lines = PAGES.len();
+
+    // First run: both sides ask the model, twice per line (summary, category).
+    let started = std::time::Instant::now();
+    let (code, out) = check(&p);
+    let first = started.elapsed();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(model.violations(), Vec::<String>::new(), "the model refused requests\n{out}");
+    assert_eq!(sides(&model), (2 * lines, 2 * lines), "{out}");
+    let report = p.read_json(".flow-ci/report/report.json");
+    let flow = &report["flows"][0];
+    assert_eq!(flow["metrics"]["accuracy"], 1.0, "{flow:#}");
+    assert_eq!(flow["parity"]["metrics"]["accuracy"], 1.0, "the same evaluation over the port's outputs\n{flow:#}");
+    assert_eq!(flow["parity"]["agreement"]["agreed"], lines, "{flow:#}");
+    let md = std::fs::read_to_string(p.path().join(".flow-ci/report/report.md")).unwrap();
+    assert!(md.contains("**Migration parity**"), "{md}");
+    assert!(md.contains(&format!("Agreement on `category`: {lines} of {lines} lines.")), "{md}");
+    let port_run = flow["parity"]["batch_run"].as_str().expect("the port's batch run").to_string();
+    let port_llm = run_llm(&p, &port_run);
+    assert_eq!(port_llm["requests"], 2 * lines, "the port's calls are counted like llm nodes': {port_llm:#}");
+    assert!(port_llm["prompt_tokens"].as_u64().unwrap() > 0, "{port_llm:#}");
+
+    // The key never reaches the output, the run store or the cache.
+    assert!(!out.contains(KEY), "{out}");
+    assert_eq!(files_holding(&p.path().join(".flow-ci"), KEY), Vec::<String>::new());
+
+    // Second run: every answer of either side comes from the cache.
+    let started = std::time::Instant::now();
+    let (code, out) = check(&p);
+    let cached = started.elapsed();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(sides(&model), (2 * lines, 2 * lines), "no new request from either side\n{out}");
+    let port_llm = run_llm(&p, &port_run);
+    assert_eq!((port_llm["requests"].as_u64(), port_llm["cache_hits"].as_u64()), (Some(0), Some(2 * lines as u64)));
+    eprintln!("check, both sides, {lines} lines: first run {first:.1?}, cached run {cached:.1?}");
+
+    // The port reads only the start of the summary: Channel and Movie become None.
+    let port = std::fs::read_to_string(p.path().join(PORT)).unwrap();
+    assert!(port.contains("f\"Text content: {summary}.\\nOUTPUT:\""), "the vendored prompt changed");
+    p.write(
+        PORT,
+        &port.replace("f\"Text content: {summary}.\\nOUTPUT:\"", "f\"Text content: {summary[:40]}.\\nOUTPUT:\""),
+    );
+    let (code, out) = check(&p);
+    assert_eq!(code, Some(1), "{out}");
+    let report = p.read_json(".flow-ci/report/report.json");
+    let agreement = &report["flows"][0]["parity"]["agreement"];
+    assert_eq!(agreement["differing_lines"], serde_json::json!([0, 3]), "{agreement:#}");
+    assert_eq!(agreement["sample"][0], serde_json::json!({"line_number": 0, "flow": "Channel", "port": "None"}));
+    assert!(
+        out.contains(&format!("the port and the flow agree on `category` in {} of {lines} lines", lines - 2)),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(p.path().join(".flow-ci/report/report.md")).unwrap();
+    assert!(md.contains("Lines that differ: 0, 3."), "{md}");
+    assert_eq!(model.violations(), Vec::<String>::new());
+}
