@@ -136,6 +136,7 @@ fn help_texts_teach_with_examples() {
         vec!["validate", "--help"],
         vec!["detect", "--help"],
         vec!["check", "--help"],
+        vec!["init", "--help"],
         vec!["flow", "test", "--help"],
         vec!["flow", "push", "--help"],
         vec!["run", "create", "--help"],

@@ -184,7 +184,7 @@ fn errors_exit(report: &crate::report::Report) -> u8 {
     if errors().any(|e| e.invalid_input) { exit::INVALID_INPUT } else { exit::FAILURE }
 }
 
-fn report_error(e: &CheckError, err: &mut dyn Write) -> u8 {
+pub(super) fn report_error(e: &CheckError, err: &mut dyn Write) -> u8 {
     match e {
         CheckError::Invalid(diags) => {
             super::failure::print_diagnostics(diags, err);

@@ -10,6 +10,7 @@ mod detect;
 mod exec_args;
 mod failure;
 mod flow;
+mod init;
 mod progress;
 mod run;
 mod run_view;
@@ -30,7 +31,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "flow-ci", version, propagate_version = true, max_term_width = 100)]
 #[command(
-    after_help = "Examples:\n  flow-ci validate                     check every flow, run file and config below .\n  flow-ci detect --base origin/main    list flows changed since the merge base with main\n\nExit codes: 0 ok · 1 gate failed · 2 invalid input · 3 execution failure · 130 interrupted"
+    after_help = "Examples:\n  flow-ci init --github                write .flow-ci.yaml and a PR workflow for the flows here\n  flow-ci validate                     check every flow, run file and config below .\n  flow-ci detect --base origin/main    list flows changed since the merge base with main\n\nExit codes: 0 ok · 1 gate failed · 2 invalid input · 3 execution failure · 130 interrupted"
 )]
 pub struct Cli {
     /// Run as if flow-ci was started in DIR
@@ -49,6 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// The PR job: run changed flows and evaluations, gate on metrics, write reports
     Check(check::CheckArgs),
+    /// Write a .flow-ci.yaml for the flows here, with gates proposed from their metrics
+    Init(init::InitArgs),
     Validate(validate::Args),
     Detect(detect::Args),
     /// Run flows locally (like `pf flow test`), push them to Azure ML (`pfazure flow create`)
@@ -138,6 +141,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match cli.command {
         Command::Check(args) => check::run(args, out, err),
         Command::Deploy(args) => deploy::run(args, out, err),
+        Command::Init(args) => init::run(args, out, err),
         Command::Validate(args) => validate::run(args, out, err),
         Command::Detect(args) => detect::run(args, out, err),
         Command::Flow(args) => flow::run(args, out, err),

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod cloud;
 pub mod deploy;
+pub mod init;
 pub mod push;
 pub mod run;
 pub mod serve;

@@ -23,7 +23,7 @@ use model::config::Backend;
 use model::diag::Diagnostic;
 
 pub use baseline::{BaseData, baseline_document};
-pub use plan::{BaselinePlan, Plan, PlannedFlow};
+pub use plan::{BaselinePlan, Plan, PlannedFlow, conventional_flows};
 
 /// Options of one `check`.
 pub struct CheckRequest {
@@ -161,6 +161,18 @@ pub fn check(
         super::push::push_checked(&push.value, &flows, session.as_ref(), &plan.azureml, publishing.host, err);
     }
     Ok(Outcome::Checked(report))
+}
+
+/// Runs `plan`'s flows once on this machine with no baseline and no
+/// reports: what `init` measures its proposed gates on.
+pub fn measure(
+    plan: &Plan,
+    req: &CheckRequest,
+    cancel: &AtomicBool,
+    progress: ProgressFn<'_>,
+    llm: &exec::llm::LlmSetup,
+) -> Result<Report, CheckError> {
+    flows::execute(plan, req, cancel, progress, llm, Target::Local)
 }
 
 /// Writes the report files, prints the console report, then tells the CI

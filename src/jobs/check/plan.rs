@@ -228,7 +228,7 @@ fn configured_flows(config: &Config) -> Vec<PlannedFlow> {
 /// Without `.flow-ci.yaml`: every flow folder below here whose `run.yml` is
 /// a batch run, with the evaluation run files that evaluate it: those whose
 /// `run:` names the batch run (its `name:`), or that read the same data.
-fn conventional_flows() -> Vec<PlannedFlow> {
+pub fn conventional_flows() -> Vec<PlannedFlow> {
     let mut diags = Diagnostics::default();
     let runs: Vec<RunFile> = crate::jobs::validate::run_files(Path::new("."))
         .iter()
