@@ -237,6 +237,12 @@ fn check_runs_every_flow_in_the_workspace_and_gates_the_results() {
     let triage = flows.iter().find(|f| f["path"] == "flows/support-triage").unwrap();
     assert_eq!(triage["metrics"]["accuracy"], 0.9, "{triage:#}");
     assert_eq!(triage["lines"], json!([1, 12]));
+    // Each flow links its cloud runs' studio pages, batch run first; the comment links the batch run.
+    let studio = triage["studio_runs"].as_array().unwrap();
+    assert_eq!(studio.len(), 2, "{triage:#}");
+    assert!(studio[0]["url"].as_str().unwrap().contains("/prompts/flow/bulkrun/run/"), "{triage:#}");
+    let md = cloud.pr.read(".flow-ci/report/report.md");
+    assert!(md.contains(&format!("| [flows/support-triage]({}) |", studio[0]["url"].as_str().unwrap())), "{md}");
     let flaky = flows.iter().find(|f| f["path"] == "flows/flaky-parser").unwrap();
     assert!(flaky["errors"].as_array().unwrap().is_empty(), "{flaky:#}");
     // failed_lines max_ratio 0.0 fails where a line failed: exit 1, not 3.

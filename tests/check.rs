@@ -5,6 +5,11 @@
 mod support;
 use support::repo::Pr;
 
+/// The commits a report names differ in every throwaway repository.
+fn commit_filters() -> Vec<(&'static str, &'static str)> {
+    vec![(r"`[0-9a-f]{12}`", "`[commit]`")]
+}
+
 #[test]
 fn an_improved_prompt_passes_and_shows_the_rise() {
     let pr = Pr::new();
@@ -18,7 +23,7 @@ fn an_improved_prompt_passes_and_shows_the_rise() {
     let (code, stdout, stderr) = pr.check(&["--base", "main"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let md = pr.read(".flow-ci/report/report.md");
-    insta::assert_snapshot!("improved_report_md", md);
+    insta::with_settings!({ filters => commit_filters() }, { insta::assert_snapshot!("improved_report_md", md) });
     assert!(md.contains("▲ +0.0167"), "{md}");
     assert!(stdout.contains("PASSED"), "{stdout}");
 }
@@ -30,7 +35,7 @@ fn a_regression_beyond_max_drop_fails_with_an_explanation() {
     let (code, stdout, stderr) = pr.check(&["--base", "main"]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     let md = pr.read(".flow-ci/report/report.md");
-    insta::assert_snapshot!("regressed_report_md", md);
+    insta::with_settings!({ filters => commit_filters() }, { insta::assert_snapshot!("regressed_report_md", md) });
     assert!(md.contains("❌"), "{md}");
     let junit = pr.read(".flow-ci/report/junit.xml");
     insta::assert_snapshot!("regressed_junit_xml", junit);

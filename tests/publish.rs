@@ -25,6 +25,8 @@ fn github_check(pr: &Pr, github: &FakeGitHub, event: &Path, extra: &[&str]) -> (
         .env("GITHUB_REPOSITORY", fake_github::REPOSITORY)
         .env("GITHUB_API_URL", &github.api)
         .env("GITHUB_TOKEN", fake_github::TOKEN)
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_RUN_ID", "1658821493")
         .env("GITHUB_STEP_SUMMARY", d.join("summary.md"))
         .env("GITHUB_OUTPUT", d.join("output.txt")))
 }
@@ -59,6 +61,18 @@ fn the_first_run_creates_the_comment_and_the_next_updates_it() {
     assert!(comments[0].body.starts_with(MARKER) && comments[0].body.contains("▲ +0.0167"), "{}", comments[0].body);
     let body = github.received().last().unwrap().body.clone();
     assert_eq!(body["body"].as_str(), Some(pr.read(".flow-ci/report/report.md").as_str()), "the comment is report.md");
+    // It links the run that wrote it, names the commits, and draws the change (GitHub renders Mermaid).
+    let comment = &comments[0].body;
+    assert!(
+        comment.contains("[CI run](https://github.com/octo-org/prompt-flows/actions/runs/1658821493)"),
+        "{comment}"
+    );
+    let (head, base) = (pr.rev("HEAD"), pr.rev("main"));
+    assert!(
+        comment.contains(&format!("Compared the working tree at `{}` with base `{}`", &head[..12], &base[..12])),
+        "{comment}"
+    );
+    assert!(comment.contains("```mermaid\nxychart-beta\n    title \"flows/web-classification\""), "{comment}");
 
     // Another push to the PR: the same comment is updated, none is added.
     pr.edit("flows/web-classification/classify_prompt.jinja2", "OUTPUT:", "Answer:").commit();
@@ -351,6 +365,7 @@ fn azure_check(pr: &Pr, ado: &FakeAzureDevOps) -> (Option<i32>, String, String) 
         .env("BUILD_SOURCEVERSION", pr.rev("HEAD"))
         .env("SYSTEM_COLLECTIONURI", &ado.collection)
         .env("SYSTEM_TEAMPROJECT", fake_ado::PROJECT)
+        .env("BUILD_BUILDID", "4821")
         .env("SYSTEM_PULLREQUEST_PULLREQUESTID", fake_ado::PR.to_string())
         .env("SYSTEM_PULLREQUEST_TARGETBRANCH", "refs/heads/main")
         .env("SYSTEM_PULLREQUEST_ISFORK", "False")
@@ -375,6 +390,11 @@ fn azure_devops_gets_one_thread_that_is_resolved_when_the_pr_passes() {
     assert_eq!(threads.len(), 2);
     assert_eq!(threads[1].status, "active", "a failing PR keeps the thread active");
     assert!(threads[1].comments[0].1.starts_with(MARKER));
+    // The build is linked; Azure DevOps comments get the chart as text, not Mermaid.
+    let comment = &threads[1].comments[0].1;
+    let build = format!("{}/Prompt%20Flows/_build/results?buildId=4821", ado.collection.trim_end_matches('/'));
+    assert!(comment.contains(&format!("[CI run]({build})")), "{comment}");
+    assert!(comment.contains("Metric changes against the baseline") && !comment.contains("mermaid"), "{comment}");
 
     // The author fixes the regression: the same thread is updated and resolved.
     git(pr.dir.path(), &["revert", "--no-edit", "HEAD"]);

@@ -40,6 +40,26 @@ fn threads_api(env: Env<'_>, id: u64) -> Option<PullRequest> {
     })
 }
 
+/// `$(System.CollectionUri)$(System.TeamProject)/_build/results?buildId=$(Build.BuildId)`:
+/// the build's results page. Predefined variables (Microsoft Learn, "Use
+/// predefined variables": System.CollectionUri "The URI of the Azure DevOps
+/// organization or collection", e.g. `https://dev.azure.com/fabrikamfiber/`,
+/// System.TeamProject "The name of the project", Build.BuildId "The ID of
+/// the record for the completed build"); the project name may hold spaces.
+pub fn run_url(env: Env<'_>) -> Option<String> {
+    let collection = env("SYSTEM_COLLECTIONURI").or_else(|| env("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI"))?;
+    let project = env("SYSTEM_TEAMPROJECT")?;
+    let build = env("BUILD_BUILDID")?;
+    if !(super::github::is_web_origin(&collection) && build.chars().all(|c| c.is_ascii_digit())) {
+        return None;
+    }
+    Some(format!(
+        "{}/{}/_build/results?buildId={build}",
+        collection.trim_end_matches('/'),
+        net::http::percent_encode(&project)
+    ))
+}
+
 /// Builds triggered by a push (`IndividualCI`, `BatchedCI`).
 fn is_ci_build(env: Env<'_>) -> bool {
     env("BUILD_REASON").is_some_and(|r| r.ends_with("CI"))
@@ -49,6 +69,22 @@ fn is_ci_build(env: Env<'_>) -> bool {
 mod tests {
     use super::*;
     use crate::ci::Host;
+
+    #[test]
+    fn the_build_results_page_is_linked_with_the_project_name_encoded() {
+        let vars = [
+            ("SYSTEM_COLLECTIONURI", "https://dev.azure.com/contoso/"),
+            ("SYSTEM_TEAMPROJECT", "Platform Team"),
+            ("BUILD_BUILDID", "4821"),
+        ];
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        assert_eq!(
+            crate::ci::run_url_from(Host::AzurePipelines, &env).as_deref(),
+            Some("https://dev.azure.com/contoso/Platform%20Team/_build/results?buildId=4821")
+        );
+        let odd = |k: &str| if k == "BUILD_BUILDID" { Some("1) [x](y".to_string()) } else { env(k) };
+        assert_eq!(crate::ci::run_url_from(Host::AzurePipelines, &odd), None);
+    }
 
     /// A variable set as an agent exports it (`NAME=value` lines).
     fn context_of(file: &str) -> Context {

@@ -81,6 +81,33 @@ fn match_event(event: &str, payload: &Json, env: Env<'_>) -> Context {
     }
 }
 
+/// `$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID`: the
+/// run's page. The three are default variables of every job (GitHub docs,
+/// "Variables reference", Default environment variables: GITHUB_SERVER_URL
+/// "The URL of the GitHub server", GITHUB_REPOSITORY "The owner and
+/// repository name", GITHUB_RUN_ID "A unique number for each workflow run").
+pub fn run_url(env: Env<'_>) -> Option<String> {
+    let server = env("GITHUB_SERVER_URL")?;
+    let repository = env("GITHUB_REPOSITORY")?;
+    let run = env("GITHUB_RUN_ID")?;
+    // Only what these variables can hold goes into a link.
+    let (owner, name) = repository.split_once('/')?;
+    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !(plain(owner) && plain(name) && run.chars().all(|c| c.is_ascii_digit()) && is_web_origin(&server)) {
+        return None;
+    }
+    Some(format!("{}/{owner}/{name}/actions/runs/{run}", server.trim_end_matches('/')))
+}
+
+/// An `http(s)://host[:port]` with nothing that could break out of a link.
+pub(super) fn is_web_origin(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let r = r.trim_end_matches('/');
+        !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || "-.:/_~%".contains(c))
+    })
+}
+
 fn api(env: Env<'_>) -> String {
     env("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API.into()).trim_end_matches('/').to_string()
 }
@@ -104,6 +131,29 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         format!("{}/tests/events/github/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn the_run_page_is_linked_on_github_and_on_enterprise_servers() {
+        let with = |server: &'static str, repo: &'static str| {
+            move |k: &str| match k {
+                "GITHUB_SERVER_URL" => Some(server.to_string()),
+                "GITHUB_REPOSITORY" => Some(repo.to_string()),
+                "GITHUB_RUN_ID" => Some("1658821493".to_string()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            crate::ci::run_url_from(Host::GitHubActions, &with("https://github.com", "octo/flows")).as_deref(),
+            Some("https://github.com/octo/flows/actions/runs/1658821493")
+        );
+        assert_eq!(
+            crate::ci::run_url_from(Host::GitHubActions, &with("https://ghes.example.com/", "o/r")).as_deref(),
+            Some("https://ghes.example.com/o/r/actions/runs/1658821493")
+        );
+        // Nothing that could break out of a Markdown link.
+        assert_eq!(crate::ci::run_url_from(Host::GitHubActions, &with("javascript:alert(1)", "o/r")), None);
+        assert_eq!(crate::ci::run_url_from(Host::GitHubActions, &with("https://github.com", "o/r)[x](y")), None);
     }
 
     fn context_of(event: &str, payload: &str, extra: &[(&str, &str)]) -> Context {

@@ -83,6 +83,20 @@ pub fn default_branch(host: Host) -> Option<String> {
     }
 }
 
+/// The web page of the CI run this process is part of, when the host says
+/// where it is: the comment links the run that produced it.
+pub fn run_url(host: Host) -> Option<String> {
+    run_url_from(host, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+pub fn run_url_from(host: Host, env: Env<'_>) -> Option<String> {
+    match host {
+        Host::GitHubActions => github::run_url(env),
+        Host::AzurePipelines => azure::run_url(env),
+        Host::Local => None,
+    }
+}
+
 /// The base of a push build: the commit before it.
 const PREVIOUS_COMMIT: &str = "HEAD~1";
 

@@ -4,6 +4,7 @@
 //! `junit.xml` and `report.json`. The report knows no forge: publishing is
 //! `publish`'s job.
 
+mod comment;
 mod render;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,8 @@ use serde_json::{Map, Value as Json};
 
 use crate::gate::Verdict;
 
-pub use render::{MARKDOWN_LIMIT, console, escape_md, escape_xml, junit, markdown};
+pub use comment::{Charts, CommentContext, Compared, RunLink, attach_studio_links};
+pub use render::{MARKDOWN_LIMIT, console, escape_md, escape_xml, junit, markdown, markdown_with};
 
 /// The verdict of one check: every planned flow, and the flows skipped.
 #[derive(Clone, Debug, Serialize)]
@@ -54,6 +56,10 @@ pub struct FlowReport {
     /// `verdict`, named `parity: ...`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parity: Option<ParityReport>,
+    /// The studio pages of the flow's runs that ran on Azure ML (batch
+    /// run first, then its evaluations).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub studio_runs: Vec<RunLink>,
 }
 
 /// The port side of a flow: its runs, metrics and how far it agrees with the flow.
@@ -179,6 +185,7 @@ impl FlowReport {
             baseline_llm: None,
             scores: Scores::new(),
             parity: None,
+            studio_runs: vec![],
         }
     }
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{Table, presets};
 
+use super::comment::{self, CommentContext};
 use super::{FlowReport, LlmUsage, ParityReport, Report};
 use crate::gate::{Check, GateResult, fmt};
 
@@ -181,8 +182,15 @@ fn change(head: f64, base: f64) -> String {
     }
 }
 
-/// `report.md`: headline, metric diff table, then per-flow details.
+/// `report.md` with nothing said about where it came from (no CI run, no
+/// commits) and charts as text.
 pub fn markdown(report: &Report, marker: &str) -> String {
+    markdown_with(report, marker, &CommentContext::default())
+}
+
+/// `report.md`: headline, what was compared and the CI run, metric diff
+/// table, model usage, the chart of metric changes, then per-flow details.
+pub fn markdown_with(report: &Report, marker: &str, ctx: &CommentContext) -> String {
     let mut md = String::new();
     let mut sections = Vec::new();
     let _ = writeln!(md, "{marker}");
@@ -203,14 +211,17 @@ pub fn markdown(report: &Report, marker: &str) -> String {
         report.flows.len(),
         escape_md(&report.baseline)
     );
+    md.push_str(&comment::provenance(ctx));
     let _ = writeln!(md, "| flow | metric | base | head | Δ | gate | |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for flow in &report.flows {
+        // The first row links the flow's studio run, the rest name it.
+        let mut flow_cell = comment::flow_cell(flow);
         for r in &flow.verdict.results {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} |",
-                escape_md(&flow.path),
+                std::mem::replace(&mut flow_cell, escape_md(&flow.path)),
                 escape_md(&r.metric),
                 r.base.map(fmt).unwrap_or_else(|| "–".into()),
                 r.head.map(fmt).unwrap_or_else(|| "–".into()),
@@ -220,13 +231,19 @@ pub fn markdown(report: &Report, marker: &str) -> String {
             );
         }
         if !flow.errors.is_empty() {
-            let _ = writeln!(md, "| {} | run | | | | runs completed | ❌ |", escape_md(&flow.path));
+            let _ = writeln!(md, "| {flow_cell} | run | | | | runs completed | ❌ |");
         }
         if flow.not_run.is_some() {
-            let _ = writeln!(md, "| {} | run | | | | not run | ⏭️ |", escape_md(&flow.path));
+            let _ = writeln!(md, "| {flow_cell} | run | | | | not run | ⏭️ |");
         }
     }
     md.push_str(&llm_table(report));
+    // The chart is a section of its own: under the limit it is dropped
+    // whole, never cut inside its code block.
+    let chart = comment::chart_section(report, ctx.charts);
+    if !chart.is_empty() {
+        sections.push(("the metric chart".to_string(), chart));
+    }
     for flow in &report.flows {
         sections.push((flow.path.clone(), flow_section(flow)));
     }
@@ -255,6 +272,7 @@ fn flow_section(flow: &FlowReport) -> String {
     let icon = flow_icon(flow);
     let _ = writeln!(md, "\n<details><summary>{icon} {}</summary>\n", escape_md(&flow.path));
     let _ = writeln!(md, "Selected because: {}.\n", escape_md(&flow.reasons.join(", ")));
+    md.push_str(&comment::studio_line(flow));
     let (failed, total) = flow.lines;
     match &flow.not_run {
         Some(why) => {
@@ -443,7 +461,7 @@ pub fn escape_md(text: &str) -> String {
 }
 
 /// Inside backticks only the backtick itself (and newlines) need care.
-fn escape_code(text: &str) -> String {
+pub(super) fn escape_code(text: &str) -> String {
     text.replace('`', "'").replace(['\n', '\r'], " ")
 }
 

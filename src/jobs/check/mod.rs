@@ -145,6 +145,10 @@ pub fn check(
         None => Target::Local,
     };
     let mut report = flows::execute(&plan, req, cancel, progress, &llm, target)?;
+    let store = exec::store::Store::new(req.runs_dir.clone());
+    report::attach_studio_links(&mut report, |run| {
+        store.load(run).ok()?.properties.get(PORTAL_URL)?.as_str().map(str::to_string)
+    });
     if let Some(loaded) = &loaded {
         report.price(&loaded.config.llm);
     }
@@ -152,7 +156,8 @@ pub fn check(
         let _ = writeln!(err, "interrupted: runs were canceled; no reports written");
         return Ok(Outcome::Interrupted);
     }
-    publish_report(&report, &plan, publishing, out, err)?;
+    let context = comment_context(req, &plan, publishing);
+    publish_report(&report, &plan, publishing, &context, out, err)?;
     if let Some(push) = loaded.as_ref().and_then(|l| l.config.push_flows.as_ref())
         && publishing.pull_request.is_none()
         && req.without_secrets.is_none()
@@ -161,6 +166,34 @@ pub fn check(
         super::push::push_checked(&push.value, &flows, session.as_ref(), &plan.azureml, publishing.host, err);
     }
     Ok(Outcome::Checked(report))
+}
+
+/// The run record property holding a cloud run's studio page (written by
+/// the Azure ML backend).
+const PORTAL_URL: &str = "azureml.portal_url";
+
+/// What the comment says about its origin: the CI run, the commits the
+/// baseline and head ran at, and whether the forge draws Mermaid (GitHub
+/// does; Azure DevOps pull request comments do not).
+fn comment_context(req: &CheckRequest, plan: &Plan, publishing: &Publishing) -> report::CommentContext {
+    let github = publishing.forge == Some(Host::GitHubActions) || publishing.host == Host::GitHubActions;
+    let compared = match (&plan.baseline, &req.base) {
+        (BaselinePlan::BaseBranch, Some(base)) => compared(base, req.head.as_deref()),
+        _ => None,
+    };
+    report::CommentContext {
+        ci_run: crate::ci::run_url(publishing.host),
+        compared,
+        charts: if github { report::Charts::Mermaid } else { report::Charts::Text },
+    }
+}
+
+/// The merge base and head commits, resolved as the baseline resolves them.
+fn compared(base: &str, head: Option<&str>) -> Option<report::Compared> {
+    let git = crate::detect::git::Git::open(Path::new(".")).ok()?;
+    let head_sha = git.resolve(head.unwrap_or("HEAD")).ok()?;
+    let base_sha = git.merge_base(&git.resolve(base).ok()?, &head_sha).ok()?;
+    Some(report::Compared { base: base_sha, base_ref: base.to_string(), head: head_sha, working_tree: head.is_none() })
 }
 
 /// Runs `plan`'s flows once on this machine with no baseline and no
@@ -181,12 +214,13 @@ fn publish_report(
     report: &Report,
     plan: &Plan,
     publishing: &Publishing,
+    context: &report::CommentContext,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CheckError> {
     let config_id = config_id(plan);
     let marker = publish::marker(config_id.as_deref());
-    let markdown = report::markdown(report, &marker);
+    let markdown = report::markdown_with(report, &marker, context);
     write_reports(report, &markdown, publishing)
         .map_err(|source| CheckError::Reports { dir: publishing.report_dir.clone(), source })?;
     out.write_all(report::console(report).as_bytes()).map_err(CheckError::Output)?;
