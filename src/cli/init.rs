@@ -132,7 +132,7 @@ pub fn run(args: InitArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             let _ = writeln!(err, "error: {e}");
             exit::FAILURE
         }
-        Err(InitError::Unvalid { path, diagnostics }) => {
+        Err(InitError::WrittenInvalid { path, diagnostics }) => {
             super::failure::print_diagnostics(&diagnostics, err);
             let _ =
                 writeln!(err, "error: the written {} does not validate; this is a bug in flow-ci init", path.display());

@@ -176,6 +176,8 @@ const PORTAL_URL: &str = "azureml.portal_url";
 /// baseline and head ran at, and whether the forge draws Mermaid (GitHub
 /// does; Azure DevOps pull request comments do not).
 fn comment_context(req: &CheckRequest, plan: &Plan, publishing: &Publishing) -> report::CommentContext {
+    // GitHub renders Mermaid in comments and in job summaries (changelog
+    // 2022-05-09, "Supercharging GitHub Actions with job summaries").
     let github = publishing.forge == Some(Host::GitHubActions) || publishing.host == Host::GitHubActions;
     let compared = match (&plan.baseline, &req.base) {
         (BaselinePlan::BaseBranch, Some(base)) => compared(base, req.head.as_deref()),

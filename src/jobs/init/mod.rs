@@ -61,7 +61,7 @@ pub enum InitError {
     Write { path: PathBuf, source: std::io::Error },
     /// The config `init` wrote does not validate: a bug in `init`.
     #[error("the written {} does not validate", path.display())]
-    Unvalid { path: PathBuf, diagnostics: Vec<Diagnostic> },
+    WrittenInvalid { path: PathBuf, diagnostics: Vec<Diagnostic> },
 }
 
 fn list(paths: &[PathBuf]) -> String {
@@ -239,15 +239,15 @@ fn write(path: &Path, text: &str, files: &mut Vec<PathBuf>) -> Result<(), InitEr
 
 /// The config just written must pass `validate` (as `check` will read it).
 fn check_written(path: &Path) -> Result<(), InitError> {
-    let unvalid = |diagnostics| InitError::Unvalid { path: path.to_path_buf(), diagnostics };
+    let invalid = |diagnostics| InitError::WrittenInvalid { path: path.to_path_buf(), diagnostics };
     let loaded = match config::read(Some(path)) {
         Ok(Some(loaded)) => loaded,
-        Ok(None) => return Err(unvalid(vec![])),
-        Err(diags) => return Err(unvalid(diags)),
+        Ok(None) => return Err(invalid(vec![])),
+        Err(diags) => return Err(invalid(diags)),
     };
     let outcome = crate::jobs::validate::validate_loaded(&loaded.config, &loaded.diagnostics);
     if outcome.has_errors() {
-        return Err(unvalid(outcome.diagnostics));
+        return Err(invalid(outcome.diagnostics));
     }
     Ok(())
 }
