@@ -178,6 +178,42 @@ pub fn parity(gates: &[Gate], evidence: &Evidence<'_>, agreement: Option<Agreeme
     results
 }
 
+/// The judge's 1–5 scores of the port's answers against the flow's.
+#[derive(Clone, Copy, Debug)]
+pub struct Judged {
+    pub min: f64,
+    /// `None`: no line could be judged.
+    pub mean: Option<f64>,
+    pub judged: usize,
+    pub total: usize,
+}
+
+/// `parity: similarity`: the mean judged score at least `min` (the
+/// migration guide's parity_check.py fails below 3.5). A line the judge
+/// could not score does not count; no scored line at all fails.
+pub fn similarity(j: Judged) -> GateResult {
+    let passed = j.mean.is_some_and(|m| m + EPSILON >= j.min);
+    let explanation = match j.mean {
+        Some(mean) => format!(
+            "the judge scored the port's answers {mean:.2} of 5 on average against the flow's, over {} of {} lines{}",
+            j.judged,
+            j.total,
+            if passed { String::new() } else { format!(", below {}", j.min) }
+        ),
+        None => format!("the judge scored none of {} lines (see the parity section)", j.total),
+    };
+    GateResult {
+        metric: parity_name("similarity"),
+        check: Check::Min,
+        head: j.mean,
+        base: None,
+        limit: format!(">= {}", j.min),
+        passed,
+        explanation,
+        interval: None,
+    }
+}
+
 /// Whether two outputs agree: `Exact` compares JSON values as Python
 /// would (1 == 1.0); `Normalized` first trims and case-folds strings and
 /// parses strings that hold JSON objects or lists (labels, and a model's

@@ -78,7 +78,7 @@ fn project(model: &str) -> Project {
     p.write(
         ".flow-ci.yaml",
         &format!(
-            "backend: local\nflows:\n  - path: {FLOW}\n    run: {FLOW}/run.yml\n    evaluations:\n      - run: {FLOW}/run_evaluation.yml\n    gates:\n      accuracy: {{ min: 0.8 }}\n    port:\n      workflow: {PORT}\n      connection: aoai\n    parity:\n      agreement: {{ output: category, min: 0.95 }}\n      metrics:\n        accuracy: {{ max_drop: 0.0 }}\nconnections:\n  open_ai_connection:\n    type: open_ai\n    api_key: ${{env:MIGRATION_MODEL_KEY}}\n    base_url: {model}/v1\n  aoai:\n    type: azure_open_ai\n    api_base: {model}\n    api_key: ${{env:MIGRATION_MODEL_KEY}}\n"
+            "backend: local\nflows:\n  - path: {FLOW}\n    run: {FLOW}/run.yml\n    evaluations:\n      - run: {FLOW}/run_evaluation.yml\n    gates:\n      accuracy: {{ min: 0.8 }}\n    port:\n      workflow: {PORT}\n      connection: aoai\n    parity:\n      agreement: {{ output: category, min: 0.95 }}\n      metrics:\n        accuracy: {{ max_drop: 0.0 }}\n      similarity: {{ connection: aoai, deployment: gpt-4o, output: category, min: 3.5 }}\nconnections:\n  open_ai_connection:\n    type: open_ai\n    api_key: ${{env:MIGRATION_MODEL_KEY}}\n    base_url: {model}/v1\n  aoai:\n    type: azure_open_ai\n    api_base: {model}\n    api_key: ${{env:MIGRATION_MODEL_KEY}}\n    api_version: \"2024-02-01\"\n"
         ),
     );
     p
@@ -98,11 +98,18 @@ fn check(p: &Project) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// Requests the model got from the flow (chat completions) and the port (responses).
-fn sides(model: &FakeLlm) -> (usize, usize) {
+/// Requests the model got from the flow (chat completions), the port
+/// (Responses API) and the similarity judge (an Azure deployment).
+fn sides(model: &FakeLlm) -> (usize, usize, usize) {
     let received = model.received();
-    let port = received.iter().filter(|r| r.path == "/openai/v1/responses").count();
-    (received.len() - port, port)
+    let count = |path: &str| received.iter().filter(|r| r.path == path).count();
+    let counts = (
+        count("/v1/chat/completions"),
+        count("/openai/v1/responses"),
+        count("/openai/deployments/gpt-4o/chat/completions"),
+    );
+    assert_eq!(counts.0 + counts.1 + counts.2, received.len(), "no other request");
+    counts
 }
 
 /// Every file under `dir` that holds `needle`.
@@ -135,7 +142,7 @@ fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_g
     let first = started.elapsed();
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(model.violations(), Vec::<String>::new(), "the model refused requests\n{out}");
-    assert_eq!(sides(&model), (2 * lines, 2 * lines), "{out}");
+    assert_eq!(sides(&model), (2 * lines, 2 * lines, lines), "{out}");
     let report = p.read_json(".flow-ci/report/report.json");
     let flow = &report["flows"][0];
     assert_eq!(flow["metrics"]["accuracy"], 1.0, "{flow:#}");
@@ -144,6 +151,16 @@ fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_g
     let md = std::fs::read_to_string(p.path().join(".flow-ci/report/report.md")).unwrap();
     assert!(md.contains("**Migration parity**"), "{md}");
     assert!(md.contains(&format!("Agreement on `category`: {lines} of {lines} lines.")), "{md}");
+    let similarity = &flow["parity"]["similarity"];
+    assert_eq!(
+        (similarity["mean"].as_f64(), similarity["judged"].as_u64()),
+        (Some(5.0), Some(lines as u64)),
+        "{similarity:#}"
+    );
+    assert!(
+        md.contains(&format!("Judged similarity of `category` (1–5): mean 5.00 of 5 over {lines} of {lines} lines.")),
+        "{md}"
+    );
     let port_run = flow["parity"]["batch_run"].as_str().expect("the port's batch run").to_string();
     let port_llm = run_llm(&p, &port_run);
     assert_eq!(port_llm["requests"], 2 * lines, "the port's calls are counted like llm nodes': {port_llm:#}");
@@ -158,7 +175,7 @@ fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_g
     let (code, out) = check(&p);
     let cached = started.elapsed();
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(sides(&model), (2 * lines, 2 * lines), "no new request from either side\n{out}");
+    assert_eq!(sides(&model), (2 * lines, 2 * lines, lines), "no new request from either side or the judge\n{out}");
     let port_llm = run_llm(&p, &port_run);
     assert_eq!((port_llm["requests"].as_u64(), port_llm["cache_hits"].as_u64()), (Some(0), Some(2 * lines as u64)));
     eprintln!("check, both sides, {lines} lines: first run {first:.1?}, cached run {cached:.1?}");
@@ -182,5 +199,13 @@ fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_g
     );
     let md = std::fs::read_to_string(p.path().join(".flow-ci/report/report.md")).unwrap();
     assert!(md.contains("Lines that differ: 0, 3."), "{md}");
+    // The judge gives those two lines 1 of 5: the mean stays above 3.5.
+    let similarity = &report["flows"][0]["parity"]["similarity"];
+    assert_eq!(similarity["lowest"][0], serde_json::json!([0, 1.0]), "{similarity:#}");
+    assert_eq!(similarity["lowest"][1], serde_json::json!([3, 1.0]), "{similarity:#}");
+    assert!(md.contains("Lowest: line 0: 1, line 3: 1."), "{md}");
+    let results = report["flows"][0]["verdict"]["results"].as_array().unwrap();
+    let judged = results.iter().find(|r| r["metric"] == "parity: similarity").expect("the similarity gate");
+    assert_eq!(judged["passed"], true, "{judged:#}");
     assert_eq!(model.violations(), Vec::<String>::new());
 }

@@ -73,8 +73,30 @@ pub struct ParityReport {
     pub lines: (usize, usize),
     pub metrics: Map<String, Json>,
     pub agreement: Option<AgreementReport>,
+    /// The judge's 1–5 scores of the port's answers against the flow's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<SimilarityReport>,
     #[serde(skip)]
     pub scores: Scores,
+}
+
+/// A model's 1–5 judgement of how similar the port's outputs are to the flow's.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SimilarityReport {
+    /// The output judged; `None`: every output, as JSON.
+    pub output: Option<String>,
+    /// The mean score of the judged lines (`None`: none could be judged).
+    pub mean: Option<f64>,
+    /// Lines judged, and lines of the flow's run.
+    pub judged: usize,
+    pub total: usize,
+    /// Lines with their score, lowest first (at most ten).
+    pub lowest: Vec<(u64, f64)>,
+    /// Why lines could not be judged (a side failed the line, the judge's answer had no score).
+    pub unjudged: Vec<String>,
+    /// Requests sent to the judge, and answers from the cache.
+    pub requests: u64,
+    pub cache_hits: u64,
 }
 
 /// Line agreement on one output: how many lines, and a sample of those that differ.

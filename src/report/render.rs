@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use comfy_table::{Table, presets};
 
 use super::comment::{self, CommentContext};
-use super::{FlowReport, LlmUsage, ParityReport, Report};
+use super::{FlowReport, LlmUsage, ParityReport, Report, SimilarityReport};
 use crate::gate::{Check, GateResult, fmt};
 
 /// GitHub rejects comments over 65,536 characters; leave room for the marker.
@@ -345,6 +345,9 @@ fn parity_section(flow: &FlowReport, parity: &ParityReport, md: &mut String) {
             );
         }
     }
+    if let Some(sim) = &parity.similarity {
+        similarity_lines(sim, md);
+    }
     let Some(a) = &parity.agreement else { return };
     let _ = writeln!(md, "\nAgreement on `{}`: {} of {} lines.", escape_code(&a.output), a.agreed, a.total);
     if a.sample.is_empty() {
@@ -357,6 +360,17 @@ fn parity_section(flow: &FlowReport, parity: &ParityReport, md: &mut String) {
     for d in &a.sample {
         let value = |v: &serde_json::Value| cell(&serde_json::Map::from_iter([(a.output.clone(), v.clone())]));
         let _ = writeln!(md, "| {} | {} | {} |", d.line_number, value(&d.flow), value(&d.port));
+    }
+}
+
+/// The judged similarity: the mean, and the lowest lines.
+fn similarity_lines(sim: &SimilarityReport, md: &mut String) {
+    let what = sim.output.as_deref().map_or("the outputs".to_string(), |o| format!("`{}`", escape_code(o)));
+    let mean = sim.mean.map_or("no line could be judged".to_string(), |m| format!("mean {m:.2} of 5"));
+    let _ = writeln!(md, "\nJudged similarity of {what} (1–5): {mean} over {} of {} lines.", sim.judged, sim.total);
+    let low: Vec<String> = sim.lowest.iter().filter(|(_, s)| *s < 5.0).map(|(l, s)| format!("line {l}: {s}")).collect();
+    if !low.is_empty() {
+        let _ = writeln!(md, "Lowest: {}.", shorten_lines(&low.join(", "), CELL_CHARS, "all in report.json"));
     }
 }
 

@@ -280,7 +280,9 @@ fn prompt(req: &Received) -> (String, String) {
 fn answer(req: &Received) -> Json {
     let (system, user) = prompt(req);
     let lower = system.to_lowercase();
-    let content = if lower.contains("classify a given url") {
+    let content = if lower.contains("evaluation metric") {
+        judge(&user)
+    } else if lower.contains("classify a given url") {
         web_category(&user)
     } else if lower.contains("summarize") {
         summarize(&user)
@@ -310,6 +312,16 @@ fn answer(req: &Received) -> Json {
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
     })
+}
+
+/// azure-ai-evaluation's similarity judge (the migration guide's parity
+/// check): 5 when the predicted answer is the correct one, else 1, as the
+/// JSON object its prompt asks for.
+fn judge(user: &str) -> String {
+    let field = |label: &str| user.rsplit_once(label).map(|(_, t)| t.lines().next().unwrap_or("").trim().to_string());
+    let same = field("correct answer:") == field("predicted answer:");
+    json!({"reason": if same { "the same answer" } else { "a different answer" }, "score": if same { 5 } else { 1 }, "status": "completed"})
+        .to_string()
 }
 
 /// web-classification's summary: the first 30 words of the page text

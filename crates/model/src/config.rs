@@ -16,7 +16,8 @@ const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm", "pricing"];
 const PRICE_KEYS: &[&str] = &["prompt", "completion"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates", "port", "parity"];
 const PORT_KEYS: &[&str] = &["workflow", "factory", "start", "connection"];
-const PARITY_KEYS: &[&str] = &["agreement", "metrics"];
+const PARITY_KEYS: &[&str] = &["agreement", "metrics", "similarity"];
+const SIMILARITY_KEYS: &[&str] = &["connection", "deployment", "output", "min"];
 const AGREEMENT_KEYS: &[&str] = &["output", "min", "compare"];
 const EVALUATION_KEYS: &[&str] = &["run"];
 const GATE_KEYS: &[&str] = &["min", "max", "max_drop", "max_rise", "significance", "per_line"];
@@ -127,6 +128,24 @@ pub struct Parity {
     /// Metric limits, the flow's value as the baseline (`max_drop` is how
     /// far the port may fall below the flow; `min`/`max` bound the port).
     pub metrics: Vec<Gate>,
+    /// A model's 1–5 judgement of how similar the port's answers are to the flow's.
+    pub similarity: Option<Similarity>,
+    pub pos: Pos,
+}
+
+/// `similarity:` of `parity`: the migration guide's phase-3 check
+/// (azure-ai-evaluation's SimilarityEvaluator, 1–5, mean at least 3.5 in
+/// its `parity_check.py`) asked of a configured connection, cached.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Similarity {
+    /// The judge's connection (`connections:`).
+    pub connection: Spanned<String>,
+    /// The Azure deployment or OpenAI model that judges.
+    pub deployment: Spanned<String>,
+    /// The output compared; `None`: every output, as JSON.
+    pub output: Option<Spanned<String>>,
+    /// The least mean score (1–5).
+    pub min: f64,
     pub pos: Pos,
 }
 
@@ -497,12 +516,27 @@ fn parity(d: &mut Decoder<'_>, node: &Yaml) -> Option<Parity> {
     let fields = d.fields(node, "`parity`", PARITY_KEYS)?;
     let agreement = fields.get("agreement").and_then(|a| agreement(d, a));
     let metrics = fields.get("metrics").map(|g| gates(d, g)).unwrap_or_default();
-    if !fields.has("agreement") && !fields.has("metrics") {
+    let similarity = fields.get("similarity").and_then(|a| similarity(d, a));
+    if !fields.has("agreement") && !fields.has("metrics") && !fields.has("similarity") {
         d.error(Code::Gate, node.pos, "`parity` sets no limit").hint = Some(
             "set `agreement: { output: NAME, min: 0.95 }` and/or `metrics: { accuracy: { max_drop: 0.02 } }`".into(),
         );
     }
-    Some(Parity { agreement, metrics, pos: node.pos })
+    Some(Parity { agreement, metrics, similarity, pos: node.pos })
+}
+
+fn similarity(d: &mut Decoder<'_>, node: &Yaml) -> Option<Similarity> {
+    let what = "`similarity` of `parity`";
+    let fields = d.fields(node, what, SIMILARITY_KEYS)?;
+    let mut text = |key: &str| d.require(fields, key, what).and_then(|v| d.string(v, &format!("`{key}` of {what}")));
+    let (connection, deployment) = (text("connection"), text("deployment"));
+    let output = fields.get("output").and_then(|o| d.string(o, &format!("`output` of {what}")));
+    let min = d.require(fields, "min", what).and_then(|m| d.number(m, &format!("`min` of {what}")))?;
+    if !(1.0..=5.0).contains(&min) {
+        d.error(Code::Gate, fields.key_pos("min"), format!("`min` of {what} must be between 1 and 5, found {min}"))
+            .hint = Some("it is the least mean score on the 1–5 scale; the migration guide uses 3.5".into());
+    }
+    Some(Similarity { connection: connection?, deployment: deployment?, output, min, pos: node.pos })
 }
 
 fn agreement(d: &mut Decoder<'_>, node: &Yaml) -> Option<Agreement> {

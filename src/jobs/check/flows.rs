@@ -145,7 +145,14 @@ pub(super) fn run_flow(flow: &PlannedFlow, store: &Store, runner: &Runner<'_>) -
         let local = Runner { target: Target::Local, ..runner.clone() };
         let side = run_side(flow, run_path, &format!("{batch_name}-port"), Some(port), store, &local);
         report.errors.extend(side.errors);
+        let judged = flow.parity.as_ref().and_then(|p| p.similarity.as_ref()).zip(report.batch_run.as_deref());
+        let similarity = judged.map(|(limit, flow_run)| {
+            let port_run = side.batch_run.as_deref();
+            let (llm, timeout) = (runner.opts.llm, runner.opts.line_timeout);
+            super::similarity::judge(limit, store, flow_run, port_run, report.lines.1, llm, timeout)
+        });
         report.parity = Some(ParityReport {
+            similarity,
             workflow: port.file.display().to_string(),
             batch_run: side.batch_run,
             evaluation_runs: side.evaluation_runs,
@@ -351,6 +358,10 @@ fn judge_parity(flow: &PlannedFlow, report: &mut FlowReport, store: &Store) {
     });
     let results = gate::parity(&limits.metrics, &evidence, count);
     report.verdict.results.extend(results);
+    if let (Some(limit), Some(judged)) = (&limits.similarity, &port.similarity) {
+        let judged = gate::Judged { min: limit.min, mean: judged.mean, judged: judged.judged, total: judged.total };
+        report.verdict.results.push(gate::similarity(judged));
+    }
 }
 
 /// Lines shown with both values when the two sides disagree.

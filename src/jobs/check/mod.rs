@@ -6,6 +6,7 @@ mod baseline;
 mod diffs;
 mod flows;
 mod plan;
+mod similarity;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -389,6 +389,24 @@ struct Parity {
     /// far the port may fall below the flow).
     #[schemars(transform = or_null)]
     metrics: Option<Gates>,
+    /// A model's judgement, 1 to 5, of how similar the port's answers are to the flow's
+    /// (the migration guide's phase-3 check), cached like llm nodes.
+    similarity: Option<Similarity>,
+}
+
+/// A judged similarity of the port's outputs to the flow's.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Similarity {
+    /// The judge's connection (of `connections:`).
+    connection: String,
+    /// The Azure OpenAI deployment or OpenAI model that judges.
+    deployment: String,
+    /// The output compared [default: every output, as JSON].
+    output: Option<String>,
+    /// The least mean score (the migration guide's parity_check.py uses 3.5).
+    #[schemars(range(min = 1.0, max = 5.0))]
+    min: f64,
 }
 
 /// Line-by-line agreement of one output.
@@ -668,6 +686,7 @@ mod tests {
             ("Port", super::super::PORT_KEYS),
             ("Parity", super::super::PARITY_KEYS),
             ("Agreement", super::super::AGREEMENT_KEYS),
+            ("Similarity", super::super::SIMILARITY_KEYS),
             ("/properties/llm", super::super::LLM_KEYS),
             ("Price", super::super::PRICE_KEYS),
             ("/properties/azureml", &azureml),
