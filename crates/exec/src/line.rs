@@ -3,6 +3,7 @@
 //! dependency order with independent ones in parallel, `activate` and bypass
 //! rules, property access into node outputs, and flow outputs.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant, SystemTime};
@@ -560,14 +561,17 @@ impl Engine<'_> {
     pub fn preload(&self) -> Result<Vec<(String, String)>, RunError> {
         let mut connection_params = Vec::new();
         for step in &self.prepared.steps {
-            let (file, workflow) = match &step.kind {
-                StepKind::Python { file } => (file, None),
+            let loaded = match &step.kind {
+                StepKind::Python { file } => {
+                    self.pool.call(&load_request(step, file, &self.prepared.working_dir), self.line_timeout)
+                }
                 StepKind::Workflow { file, factory, start } => {
-                    (file, Some(WorkflowCall { factory: factory.clone(), start: start.clone() }))
+                    let workflow = WorkflowCall { factory: factory.clone(), start: start.clone() };
+                    self.pool.preload(file, &self.prepared.working_dir, Some(&workflow), self.line_timeout)
                 }
                 _ => continue,
             };
-            match self.pool.preload(file, &self.prepared.working_dir, workflow.as_ref(), self.line_timeout) {
+            match loaded {
                 Ok(Ok(out)) => {
                     let params = out.output.get("connection_params").and_then(Json::as_array);
                     for param in params.into_iter().flatten().filter_map(Json::as_str) {
@@ -632,6 +636,40 @@ impl Engine<'_> {
             Some(e) => Err(e),
             None => Ok(record),
         }
+    }
+}
+
+/// Loading a python node: its literal inputs with their values and the
+/// others as their reference text, so the worker can build a class tool
+/// (`__init__` takes literal inputs only) and name a reference given to it.
+fn load_request(step: &Step, file: &Path, working_dir: &Path) -> CallRequest {
+    let mut kwargs = Map::new();
+    let mut literals = Vec::new();
+    for (name, assignment) in &step.inputs {
+        let value = match assignment {
+            Assignment::Literal(v) => {
+                literals.push(name.clone());
+                v.clone()
+            }
+            // promptflow's InputAssignment.serialize (contracts/flow.py) writes flow inputs as `${flow.x}`.
+            Assignment::FlowInput(input) => Json::String(format!("${{flow.{input}}}")),
+            Assignment::Node { node, section, property } if property.is_empty() => {
+                Json::String(format!("${{{node}.{section}}}"))
+            }
+            Assignment::Node { node, section, property } => Json::String(format!("${{{node}.{section}.{property}}}")),
+        };
+        kwargs.insert(name.clone(), value);
+    }
+    CallRequest {
+        op: "load",
+        file: file.to_path_buf(),
+        working_dir: working_dir.to_path_buf(),
+        kwargs,
+        literals,
+        bypassed: vec![],
+        aggregation: step.aggregation,
+        connections: Map::new(),
+        workflow: None,
     }
 }
 

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import traceback
+import types
 
 PROTOCOL = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
 os.dup2(2, 1)
@@ -44,20 +45,45 @@ def install_promptflow():
         return "shim"
 
 
-MODULES = {}
+# The directory flow-ci started the worker in: request paths are relative to
+# it, and node code runs in the flow's working directory (see `enter`).
+BASE_DIR = os.getcwd()
+
+
+def resolve(path):
+    return os.path.normpath(os.path.join(BASE_DIR, path))
+
+
+def enter(working_dir):
+    """The working directory and sys.path promptflow gives a node: the flow
+    folder (its snapshot when it has additional_includes) is the current
+    directory (flow_executor.py, FlowExecutor.create and exec_line run under
+    `_change_working_dir(working_dir)`) and is first on sys.path
+    (contracts/flow.py, Flow._update_working_dir inserts it at 0)."""
+    working_dir = resolve(working_dir)
+    if working_dir not in sys.path:
+        sys.path.insert(0, working_dir)
+    if os.getcwd() != working_dir:
+        os.chdir(working_dir)
+
+
+PF_MAIN_MODULE_NAME = "__pf_main__"  # promptflow/_constants.py
 
 
 def is_tool(obj):
-    return inspect.isfunction(obj) and hasattr(obj, "__tool")
+    """promptflow/_core/tool_meta_generator.py, is_tool: a plain function with `__tool`."""
+    return isinstance(obj, types.FunctionType) and hasattr(obj, "__tool")
+
+
+FILES = {}
 
 
 def import_file(path, working_dir):
-    """The module of a node's (or a port's) file, imported once per worker."""
-    key = os.path.abspath(path)
+    """A port's module, imported once per worker."""
+    key = resolve(path)
     if key in FILES:
         return FILES[key]
-    if working_dir not in sys.path:
-        sys.path.insert(0, working_dir)
+    enter(working_dir)
     name = "flow_ci_tool_%d_%s" % (len(FILES), os.path.splitext(os.path.basename(path))[0])
     spec = importlib.util.spec_from_file_location(name, key)
     module = importlib.util.module_from_spec(spec)
@@ -67,23 +93,90 @@ def import_file(path, working_dir):
     return module
 
 
-FILES = {}
+def import_node_file(path, working_dir):
+    """A node's module as promptflow loads it (tool_meta_generator.py,
+    load_python_module_from_file): named `__pf_main__`, from its resolved
+    path (so `__file__` is absolute), not entered in sys.modules. Once per
+    worker, as promptflow resolves each tool once per process."""
+    key = resolve(path)
+    if key in FILES:
+        return FILES[key]
+    enter(working_dir)
+    spec = importlib.util.spec_from_file_location(PF_MAIN_MODULE_NAME, os.path.realpath(key))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    FILES[key] = module
+    return module
+
+
+class Tool:
+    """A node's tool: a function, or a `@tool` method of a ToolProvider
+    subclass whose `__init__` parameters are given by literal node inputs."""
+
+    def __init__(self, func, cls=None):
+        self.func = func
+        self.cls = cls
+        self.init_params = {}
+        if cls is not None:
+            self.init_params = {
+                k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"
+            }
+        self.instances = {}
+        # tool_meta_generator.py, _parse_tool_from_function: the tool's name
+        # is @tool(name=...) or the function's qualified name.
+        self.name = getattr(func, "__name", None) or func.__qualname__
+
+    def params(self):
+        """Every input the node may give: the method's and `__init__`'s."""
+        params = dict(inspect.signature(self.func).parameters)
+        if self.cls is not None:
+            params.pop("self", None)
+        return {**self.init_params, **params}
+
+
+def tool_provider_class():
+    try:
+        from promptflow.core import ToolProvider
+
+        return ToolProvider
+    except ImportError:
+        return None
+
+
+def collect_tools(module):
+    """tool_meta_generator.py, collect_tool_function_in_module: functions
+    decorated with @tool defined in the module, and @tool methods of the
+    ToolProvider subclasses it defines; exactly one."""
+    functions = [Tool(f) for _, f in inspect.getmembers(module) if is_tool(f) and f.__module__ == module.__name__]
+    methods = []
+    provider = tool_provider_class()
+    for _, cls in inspect.getmembers(module):
+        if isinstance(cls, type) and provider is not None and issubclass(cls, provider) and cls.__module__ == module.__name__:
+            methods.extend(Tool(m, cls) for _, m in inspect.getmembers(cls) if is_tool(m))
+    tools = functions + methods
+    if not tools:
+        raise ToolLoadError(
+            "No tool found in the python script. Please make sure you have one and only one tool definition in your script."
+        )
+    if len(tools) > 1:
+        raise ToolLoadError(
+            "Expected 1 but collected %d tools: %s. Please make sure you have one and only one tool definition in your script."
+            % (len(tools), ", ".join(t.func.__name__ for t in tools))
+        )
+    return tools[0]
+
+
+MODULES = {}
 
 
 def load_tool(path, working_dir):
-    key = os.path.abspath(path)
+    key = resolve(path)
     if key in MODULES:
+        enter(working_dir)
         return MODULES[key]
-    module = import_file(path, working_dir)
-    tools = [f for _, f in inspect.getmembers(module) if is_tool(f) and f.__module__ == module.__name__]
-    if len(tools) != 1:
-        raise ToolLoadError(
-            "No tool found in the python script. Please make sure you have one and only one tool definition in your script."
-            if not tools
-            else "Expected 1 but collected %d tools: %s." % (len(tools), ", ".join(f.__name__ for f in tools))
-        )
-    MODULES[key] = tools[0]
-    return tools[0]
+    tool = collect_tools(import_node_file(path, working_dir))
+    MODULES[key] = tool
+    return tool
 
 
 DEFAULT_FACTORY = "create_workflow"
@@ -151,6 +244,19 @@ class ToolLoadError(Exception):
     pass
 
 
+# promptflow's names for why a node's tool cannot be resolved (executor/_errors.py).
+class InputTypeMismatch(ToolLoadError):
+    pass
+
+
+class MissingRequiredInputs(ToolLoadError):
+    pass
+
+
+class NodeInputValidationError(ToolLoadError):
+    pass
+
+
 def value_type(annotation):
     """promptflow's ValueType for a parameter annotation (first of a Union)."""
     origin = getattr(annotation, "__origin__", None)
@@ -198,9 +304,8 @@ def connection_class_name(annotation):
     return name if name.endswith("Connection") else None
 
 
-def connection_params(func):
-    params = inspect.signature(func).parameters
-    return [name for name, p in params.items() if connection_class_name(p.annotation)]
+def connection_params(tool):
+    return [name for name, p in tool.params().items() if connection_class_name(p.annotation)]
 
 
 def make_connection(annotation, spec):
@@ -220,8 +325,7 @@ def make_connection(annotation, spec):
     return conn
 
 
-def build_kwargs(func, req):
-    params = inspect.signature(func).parameters
+def build_kwargs(params, req):
     kwargs = {}
     connections = req.get("connections") or {}
     for key, value in req.get("kwargs", {}).items():
@@ -244,6 +348,80 @@ def build_kwargs(func, req):
     return kwargs
 
 
+def init_kwargs(tool, req, kwargs):
+    """The `__init__` arguments of a class tool, taken out of `kwargs`, as
+    tools_manager.py, BuiltinsManager._load_tool_from_module takes them:
+    node inputs named like `__init__` parameters, which must be literals
+    (InputTypeMismatch), every required one given (MissingRequiredInputs).
+    The rest of the inputs go to the `@tool` method (_tool_resolver.py,
+    _remove_init_args)."""
+    given = {}
+    literals = req.get("literals", ())
+    for key in list(kwargs):
+        if key not in tool.init_params:
+            continue
+        value = kwargs.pop(key)
+        if key not in literals:
+            # At load, a reference input's value is its text, e.g. `${inputs.x}`.
+            raise InputTypeMismatch(
+                "Invalid input for '%s': Initialization input '%s' requires a literal value, but %s was received."
+                % (tool.name, key, value)
+            )
+        given[key] = value
+    required = [k for k, p in tool.init_params.items() if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    missing = [k for k in required if k not in given]
+    if missing:
+        raise MissingRequiredInputs("Required inputs %s are not provided for tool '%s'." % (missing, tool.name))
+    return given
+
+
+def bound_tool(tool, req, kwargs):
+    """The callable for a node: the function, or the method of the class
+    built once per worker and set of `__init__` arguments (promptflow builds
+    it once when it resolves the node)."""
+    if tool.cls is None:
+        return tool.func
+    init = init_kwargs(tool, req, kwargs)
+    key = repr(sorted((k, repr(v)) for k, v in init.items()))
+    if key not in tool.instances:
+        try:
+            tool.instances[key] = tool.cls(**init)
+        except Exception as exc:
+            raise ToolLoadError(
+                "Failed to load package tool '%s': (%s) %s" % (tool.name, type(exc).__name__, exc)
+            ) from exc
+    return getattr(tool.instances[key], tool.func.__name__)
+
+
+def preload(req):
+    """Imports a node's file and finds its tool; a class tool is checked and
+    built now (as promptflow builds it before the first line) unless an
+    `__init__` parameter is a connection, which only calls bind."""
+    tool = load_tool(req["file"], req["working_dir"])
+    params = tool.params()
+    # _tool_resolver.py, _convert_literal_input_types: literal inputs are
+    # converted to their parameter's type when the node is resolved.
+    literals = {k: v for k, v in req.get("kwargs", {}).items() if k in req.get("literals", ())}
+    for key, value in literals.items():
+        param = params.get(key)
+        vtype = value_type(param.annotation) if param is not None else None
+        if vtype and value is not None and value != "":
+            try:
+                parse_literal(value, vtype)
+            except Exception:  # noqa: BLE001 - any parse failure
+                raise NodeInputValidationError(
+                    "Input '%s' of value '%s' is not type %s." % (key, value, vtype)
+                ) from None
+    if tool.cls is not None:
+        kwargs = {k: v for k, v in req.get("kwargs", {}).items() if k in tool.init_params}
+        if not any(connection_class_name(params[k].annotation) for k in tool.init_params):
+            bound_tool(tool, req, build_kwargs(params, dict(req, kwargs=kwargs)))
+        else:
+            init_kwargs(tool, req, kwargs)
+    output = {"name": tool.func.__name__, "connection_params": connection_params(tool)}
+    return {"ok": True, "output": output, "metrics": {}}
+
+
 def to_json(value):
     if inspect.isgenerator(value) or isinstance(value, (map, filter)):
         return "".join(str(item) for item in value)
@@ -260,8 +438,9 @@ def encode(value):
 
 def call(req):
     global METRICS
-    func = load_tool(req["file"], req["working_dir"])
-    kwargs = build_kwargs(func, req)
+    tool = load_tool(req["file"], req["working_dir"])
+    kwargs = build_kwargs(tool.params(), req)
+    func = bound_tool(tool, req, kwargs)
     METRICS = {} if req.get("aggregation") else None
     try:
         if inspect.iscoroutinefunction(func):
@@ -280,14 +459,21 @@ RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 def error_response(exc, phase):
     """The exception with a traceback of user frames only (no worker or shim)."""
     tb = traceback.TracebackException.from_exception(exc)
-    tb.stack = traceback.StackSummary.from_list(
-        [f for f in tb.stack if not (f.filename or "").startswith((RUNTIME_DIR, "<frozen"))]
-    )
+    chained = tb
+    while chained is not None:  # the causes too: a class tool's failing __init__
+        chained.stack = traceback.StackSummary.from_list(
+            [f for f in chained.stack if not (f.filename or "").startswith((RUNTIME_DIR, "<frozen"))]
+        )
+        chained = chained.__cause__ or chained.__context__
     where = None
     if isinstance(exc, SyntaxError) and exc.filename:
         where = [exc.filename, exc.lineno or 1]
-    elif tb.stack:
-        where = [tb.stack[-1].filename, tb.stack[-1].lineno]
+    else:
+        located = tb
+        while located is not None and not located.stack:
+            located = located.__cause__ or located.__context__
+        if located is not None:
+            where = [located.stack[-1].filename, located.stack[-1].lineno]
     return {
         "ok": False,
         "error": {
@@ -313,15 +499,13 @@ def main():
             if req.get("workflow") is not None:
                 resp = load_workflow(req) if req.get("op") == "load" else run_workflow(req)
             elif req.get("op") == "load":
-                func = load_tool(req["file"], req["working_dir"])
-                output = {"name": func.__name__, "connection_params": connection_params(func)}
-                resp = {"ok": True, "output": output, "metrics": {}}
+                resp = preload(req)
             else:
                 resp = call(req)
         except ToolLoadError as exc:
             resp = error_response(exc, "load")
         except (SyntaxError, ImportError) as exc:
-            resp = error_response(exc, "load" if os.path.abspath(req["file"]) not in FILES else "call")
+            resp = error_response(exc, "load" if resolve(req["file"]) not in FILES else "call")
         except BaseException as exc:  # noqa: BLE001 - every failure belongs to the line
             if isinstance(exc, KeyboardInterrupt):
                 raise

@@ -313,6 +313,8 @@ impl Checker<'_> {
         let facts = python::scan(&text);
         let who = format!("node `{}`", node.name.value);
         match facts.tools.len() {
+            // The worker imports the file before any line runs and reports what promptflow would.
+            0 if facts.dynamic_tool => {}
             0 => self.error(
                 Code::PythonNoTool,
                 pos,

@@ -20,12 +20,18 @@ pub struct PythonFacts {
     pub tools: Vec<ToolDef>,
     /// 1-based line of the first `log_metric(` call, if any.
     pub log_metric_line: Option<u32>,
+    /// `tool` is used in a way a line scan cannot follow (`tool(f)`,
+    /// `import tool as t`, `t = tool`): only importing the file, as
+    /// promptflow does, tells which functions are tools.
+    pub dynamic_tool: bool,
 }
 
 pub fn scan(source: &str) -> PythonFacts {
     let mut facts = PythonFacts::default();
     let mut in_string: Option<&str> = None;
     let mut pending_tool = false;
+    // Open brackets of a decorator that spans lines: `@tool(\n name="x",\n)`.
+    let mut open_brackets = 0usize;
     for (index, raw) in source.lines().enumerate() {
         let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let code = strip_strings(raw, &mut in_string);
@@ -36,8 +42,16 @@ pub fn scan(source: &str) -> PythonFacts {
         if facts.log_metric_line.is_none() && calls_log_metric(line) {
             facts.log_metric_line = Some(line_no);
         }
+        if open_brackets > 0 {
+            open_brackets = bracket_balance(line, open_brackets);
+            continue;
+        }
+        if !line.starts_with('@') && uses_tool_dynamically(line) {
+            facts.dynamic_tool = true;
+        }
         if let Some(decorator) = line.strip_prefix('@') {
             pending_tool |= is_tool_decorator(decorator);
+            open_brackets = bracket_balance(decorator, 0);
             continue;
         }
         if pending_tool && let Some(name) = def_name(line) {
@@ -46,6 +60,26 @@ pub fn scan(source: &str) -> PythonFacts {
         pending_tool = false;
     }
     facts
+}
+
+/// A line other than a decorator naming `tool`: an import that renames it,
+/// or any other use (calls, assignments).
+fn uses_tool_dynamically(line: &str) -> bool {
+    let words: Vec<&str> = line.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+    let Some(at) = words.iter().position(|w| *w == "tool") else { return false };
+    if words.first().is_some_and(|w| *w == "from" || *w == "import") {
+        return words.get(at + 1) == Some(&"as");
+    }
+    true
+}
+
+/// Brackets still open after `line` (strings and comments already removed).
+fn bracket_balance(line: &str, open: usize) -> usize {
+    line.chars().fold(open, |depth, c| match c {
+        '(' | '[' | '{' => depth + 1,
+        ')' | ']' | '}' => depth.saturating_sub(1),
+        _ => depth,
+    })
 }
 
 fn is_tool_decorator(decorator: &str) -> bool {
@@ -126,6 +160,8 @@ fn find_closing(s: &str, quote: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Not;
+
     use super::*;
 
     fn tool_names(src: &str) -> Vec<String> {
@@ -146,6 +182,25 @@ mod tests {
         assert!(tool_names("\"\"\"\n@tool\ndef f():\n\"\"\"\ndef g(): pass\n").is_empty());
         assert!(tool_names("# @tool\ndef f(): pass\n").is_empty());
         assert!(tool_names("@toolkit\ndef f(): pass\n").is_empty());
+    }
+
+    #[test]
+    fn decorators_spanning_lines_are_one_decorator() {
+        // promptflow's python_tool_deployment_name test flow writes its `@tool(input_settings={...})` this way.
+        let src = "@tool(\n    name=\"where\",\n    input_settings={\n        \"a\": InputSetting(x=[1, 2]),\n    },\n)\ndef where(text: str):\n    pass\n";
+        assert_eq!(scan(src).tools, vec![ToolDef { name: "where".into(), line: 7 }]);
+        let class_tool = "class Greeter(ToolProvider):\n    @tool(\n        name='greet'\n    )\n    def greet(self, who):\n        pass\n";
+        assert_eq!(tool_names(class_tool), vec!["greet"]);
+        assert!(tool_names("@other(\n  tool=1,\n)\ndef f(): pass\n").is_empty());
+    }
+
+    #[test]
+    fn tools_made_without_a_decorator_line_are_left_to_the_import() {
+        assert!(scan("from promptflow.core import tool\n@tool\ndef f(): pass\n").dynamic_tool.not());
+        assert!(scan("from promptflow.core import tool as pf_tool\n@pf_tool\ndef f(): pass\n").dynamic_tool);
+        assert!(scan("from promptflow.core import tool\ndef f(): pass\nf = tool(f)\n").dynamic_tool);
+        assert!(scan("import promptflow\nmy_tool = promptflow.tool\n").dynamic_tool);
+        assert!(scan("# tool(f)\ns = 'tool(f)'\n").dynamic_tool.not());
     }
 
     #[test]

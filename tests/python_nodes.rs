@@ -1,0 +1,241 @@
+//! Python nodes load as promptflow loads them: the same flows in
+//! `tests/flows/python-nodes` run through `pf` (the oracle, FLOW_CI_PF) and
+//! flow-ci, in both worker modes (with promptflow installed in the worker's
+//! interpreter, and through flow-ci's stand-in when `python3` lacks it), must
+//! give the same outputs, and refuse the same class tools before any line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Std, Output};
+
+use assert_cmd::Command;
+use serde_json::{Map, Value as Json};
+
+mod support;
+use support::fs::copy_tree;
+
+/// `pf` from FLOW_CI_PF, else the venv scripts/test creates.
+fn pf() -> PathBuf {
+    let candidate = std::env::var_os("FLOW_CI_PF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pf-venv/bin/pf"));
+    assert!(
+        candidate.exists(),
+        "promptflow is the oracle but {} does not exist: run scripts/test (it installs promptflow into target/pf-venv) or set FLOW_CI_PF",
+        candidate.display()
+    );
+    candidate
+}
+
+/// The interpreters flow-ci's workers run in: the oracle's (promptflow
+/// installed) and the default `python3`, where the stand-in serves when
+/// promptflow is not importable.
+fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
+    [("promptflow installed", Some(pf().parent().unwrap().join("python"))), ("default python3", None)]
+}
+
+/// A scratch copy of the flows (pf writes into flow folders) and a private
+/// promptflow home.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/flows/python-nodes");
+        copy_tree(&flows, &dir.path().join("flows"), &[]);
+        std::fs::create_dir_all(dir.path().join("home/.promptflow")).unwrap();
+        std::fs::write(
+            dir.path().join("home/.promptflow/pf.yaml"),
+            "telemetry:\n  enabled: 'false'\ntrace:\n  destination: none\n",
+        )
+        .unwrap();
+        Workspace { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn pf_output(&self, args: &[&str]) -> Output {
+        Std::new(pf())
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .env("PF_DISABLE_TRACING", "true")
+            .env("PF_WORKER_COUNT", "2")
+            .env("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+            .output()
+            .unwrap()
+    }
+
+    fn pf(&self, args: &[&str]) -> String {
+        let out = self.pf_output(args);
+        assert!(
+            out.status.success(),
+            "pf {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn flow_ci(&self, python: Option<&Path>, args: &[&str]) -> Output {
+        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
+        cmd.current_dir(self.path())
+            .env("FLOW_CI_RUNS_DIR", self.path().join("flow-ci-runs"))
+            .env_remove("VIRTUAL_ENV");
+        match python {
+            Some(python) => cmd.env("FLOW_CI_PYTHON", python),
+            None => cmd.env_remove("FLOW_CI_PYTHON"),
+        };
+        cmd.args(args).output().unwrap()
+    }
+
+    fn flow_ci_ok(&self, mode: &str, python: Option<&Path>, args: &[&str]) -> String {
+        let out = self.flow_ci(python, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "flow-ci {args:?} ({mode}):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `pf flow test` prints logs, then the outputs as an indented JSON object.
+fn last_json_object(text: &str) -> Json {
+    let start = text.rfind("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
+}
+
+fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn flow_tests_match_pf() {
+    let ws = Workspace::new();
+    let cases: [(&str, &[&str]); 4] = [
+        ("flows/node-env", &[]),
+        ("flows/node-env", &["text=ada"]),
+        ("flows/script_tool_with_init", &[]),
+        ("flows/flow_with_sys_inject", &["text=hi"]),
+    ];
+    for (flow, inputs) in cases {
+        let mut args = vec!["flow", "test", "--flow", flow];
+        if !inputs.is_empty() {
+            args.push("--inputs");
+            args.extend(inputs);
+        }
+        let expected = last_json_object(&ws.pf(&args));
+        for (mode, python) in worker_pythons() {
+            let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
+            assert_eq!(ours, expected, "{flow} {inputs:?} ({mode}): flow-ci (left) differs from pf (right)");
+        }
+    }
+    // The oracle saw what this flow is about, so the comparison means something.
+    let env = last_json_object(&ws.pf(&["flow", "test", "--flow", "flows/node-env"]));
+    assert_eq!(env["where"]["name"], "__pf_main__");
+    assert_eq!(env["where"]["cwd_is_flow_folder"], true);
+    assert_eq!(env["greeting"], "HELLO HELLO world!");
+}
+
+/// `--node` on a flow with additional_includes: the node reads an included
+/// file relative to its working directory and imports an included module.
+#[test]
+fn single_node_tests_match_pf() {
+    let ws = Workspace::new();
+    let args = ["flow", "test", "--flow", "flows/node-env", "--node", "where", "--inputs", "text=ada"];
+    let expected = last_json_object(&ws.pf(&args));
+    assert_eq!(expected["greeting"], "HELLO", "the oracle read the included file");
+    // pf prints a string output as it is; flow-ci prints JSON.
+    let greet = ["flow", "test", "--flow", "flows/node-env", "--node", "greet", "--inputs", "who=ada"];
+    let expected_greeting = ws.pf(&greet).lines().last().unwrap_or_default().to_string();
+    assert_eq!(expected_greeting, "HELLO HELLO ada!");
+    for (mode, python) in worker_pythons() {
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
+        assert_eq!(ours, expected, "--node where ({mode})");
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &greet)).unwrap();
+        assert_eq!(ours, Json::String(expected_greeting.clone()), "--node greet ({mode})");
+    }
+}
+
+#[test]
+fn batch_runs_match_pf() {
+    let ws = Workspace::new();
+    ws.pf(&["run", "create", "--file", "flows/node-env/run.yml", "--name", "node_env"]);
+    let expected = read_jsonl(&ws.path().join("home/.promptflow/.runs/node_env/flow_outputs/output.jsonl"));
+    assert_eq!(expected.len(), 3);
+    for (i, (mode, python)) in worker_pythons().into_iter().enumerate() {
+        let name = format!("node_env_{i}");
+        ws.flow_ci_ok(mode, python.as_deref(), &["run", "create", "--file", "flows/node-env/run.yml", "--name", &name]);
+        let ours = read_jsonl(&ws.path().join("flow-ci-runs").join(&name).join("output.jsonl"));
+        assert_eq!(ours, expected, "node-env batch ({mode}): flow-ci (left) differs from pf (right)");
+    }
+}
+
+/// Class tools promptflow refuses when it resolves the node: both refuse
+/// before any line runs, with promptflow's error kind and message.
+#[test]
+fn class_tools_promptflow_refuses_are_refused_before_any_line() {
+    let ws = Workspace::new();
+    let cases = [
+        (
+            "init-reference",
+            "(InputTypeMismatch) Invalid input for 'Greeter.greet': Initialization input 'greeting' requires a literal value, but ${flow.text} was received.",
+        ),
+        (
+            "init-missing",
+            "(MissingRequiredInputs) Required inputs ['greeting'] are not provided for tool 'Greeter.greet'.",
+        ),
+        (
+            "init-raises",
+            "(ToolLoadError) Failed to load package tool 'Greeter.greet': (RuntimeError) no greeting today",
+        ),
+        ("literal-type", "(NodeInputValidationError) Input 'times'"),
+    ];
+    for (case, message) in cases {
+        let flow = format!("flows/load-errors/{case}");
+        let args = ["flow", "test", "--flow", flow.as_str()];
+        let out = ws.pf_output(&args);
+        let pf_text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{case}: the oracle refuses it");
+        assert!(
+            pf_text.contains(&format!("Tool load failed in 'greet': {message}")),
+            "{case}: the oracle's message changed:\n{pf_text}"
+        );
+        assert!(!pf_text.contains("Executing node greet"), "{case}: the oracle ran no node");
+        for (mode, python) in worker_pythons() {
+            let ours = ws.flow_ci(python.as_deref(), &args);
+            let stderr = String::from_utf8_lossy(&ours.stderr);
+            assert_eq!(ours.status.code(), Some(2), "{case} ({mode}): {stderr}");
+            assert!(stderr.contains(&format!("Failed in 'greet': {message}")), "{case} ({mode}):\n{stderr}");
+            assert!(ours.stdout.is_empty(), "{case} ({mode}): no outputs");
+        }
+    }
+}
+
+/// `validate` no longer rejects what promptflow's import finds: the
+/// multi-line `@tool(...)` decorator and class tools.
+#[test]
+fn validate_accepts_the_flows_promptflow_runs() {
+    let ws = Workspace::new();
+    for flow in ["flows/node-env", "flows/script_tool_with_init", "flows/flow_with_sys_inject"] {
+        let out = ws.flow_ci(None, &["validate", flow]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flow}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
