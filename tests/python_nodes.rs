@@ -239,3 +239,43 @@ fn validate_accepts_the_flows_promptflow_runs() {
         );
     }
 }
+
+/// Nodes returning generators and async generators: a flow output that is
+/// one is its items joined, in `flow test` and in batch runs, as pf gives.
+#[test]
+fn generator_outputs_are_joined_as_pf_joins_them() {
+    let ws = Workspace::new();
+    let cases: [(&str, &[&str]); 5] = [
+        ("flows/generators", &["text=a b c"]),
+        ("flows/generators", &["text=déjà vu ✓"]),
+        ("flows/async_generator_tools", &["count=3"]),
+        ("flows/generator_nodes", &["text=hello world"]),
+        ("flows/chat_flow_with_python_node_streaming_output", &["question=how are you", "chat_history=[]"]),
+    ];
+    for (flow, inputs) in cases {
+        let mut args = vec!["flow", "test", "--flow", flow, "--inputs"];
+        args.extend(inputs);
+        let expected = last_json_object(&ws.pf(&args));
+        for (mode, python) in worker_pythons() {
+            let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
+            assert_eq!(ours, expected, "{flow} {inputs:?} ({mode}): flow-ci (left) differs from pf (right)");
+        }
+    }
+    let expected =
+        last_json_object(&ws.pf(&["flow", "test", "--flow", "flows/async_generator_tools", "--inputs", "count=2"]));
+    assert_eq!(expected["answer"], "Echo - 0Echo - 1", "the oracle joins an async generator");
+
+    ws.pf(&["run", "create", "--file", "flows/generators/run.yml", "--name", "generators"]);
+    let expected = read_jsonl(&ws.path().join("home/.promptflow/.runs/generators/flow_outputs/output.jsonl"));
+    assert_eq!(expected.len(), 3);
+    for (i, (mode, python)) in worker_pythons().into_iter().enumerate() {
+        let name = format!("generators_{i}");
+        ws.flow_ci_ok(
+            mode,
+            python.as_deref(),
+            &["run", "create", "--file", "flows/generators/run.yml", "--name", &name],
+        );
+        let ours = read_jsonl(&ws.path().join("flow-ci-runs").join(&name).join("output.jsonl"));
+        assert_eq!(ours, expected, "generators batch ({mode}): flow-ci (left) differs from pf (right)");
+    }
+}

@@ -5,6 +5,7 @@ the original stdout. User code's prints go to stderr (fd 1 is redirected), so
 they can never corrupt the protocol. Modules are imported once per worker.
 """
 import asyncio
+import collections.abc
 import dataclasses
 import importlib.util
 import inspect
@@ -422,8 +423,22 @@ def preload(req):
     return {"ok": True, "output": output, "metrics": {}}
 
 
+def join_async(iterator):
+    async def collect():
+        return "".join([str(item) async for item in iterator])
+
+    return asyncio.run(collect())
+
+
 def to_json(value):
-    if inspect.isgenerator(value) or isinstance(value, (map, filter)):
+    """A node's output as JSON. Iterators (generators, async generators) are
+    joined as promptflow joins a flow output that is one
+    (flow_executor.py, _stringify_generator_output and
+    _stringify_generator_output_async: "".join(str(item) ...)), wherever they
+    sit in the output, and consumed once."""
+    if isinstance(value, collections.abc.AsyncIterator):
+        return join_async(value)
+    if isinstance(value, collections.abc.Iterator):
         return "".join(str(item) for item in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
@@ -433,7 +448,11 @@ def to_json(value):
 
 
 def encode(value):
-    return json.dumps(value, ensure_ascii=False, default=lambda o: to_json(o) if to_json(o) is not o else str(o))
+    def default(obj):
+        converted = to_json(obj)  # once: a second call would find a generator empty
+        return str(obj) if converted is obj else converted
+
+    return json.dumps(value, ensure_ascii=False, default=default)
 
 
 def call(req):
