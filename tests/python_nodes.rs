@@ -279,3 +279,128 @@ fn generator_outputs_are_joined_as_pf_joins_them() {
         assert_eq!(ours, expected, "generators batch ({mode}): flow-ci (left) differs from pf (right)");
     }
 }
+
+/// A server this test started, killed when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn wait_healthy(self, client: &reqwest::blocking::Client) -> Served {
+        for _ in 0..240 {
+            if client.get(format!("{}/health", self.url)).send().is_ok_and(|r| r.status().is_success()) {
+                return self;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        panic!("{} never answered /health", self.url);
+    }
+
+    /// Status, content type (without parameters) and body of a scoring call.
+    fn score(&self, client: &reqwest::blocking::Client, accept: Option<&str>, body: &str) -> (u16, String, String) {
+        let mut request = client.post(format!("{}/score", self.url)).body(body.to_string());
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        (status, content_type, response.text().unwrap())
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `serve` answers as `pf flow serve` does: a flow output that is a
+/// generator comes as server-sent events when Accept names
+/// text/event-stream, joined JSON otherwise; two such outputs are refused;
+/// an Accept neither can serve is 406.
+#[test]
+fn serve_streams_generator_outputs_as_pf_serve_does() {
+    let ws = Workspace::new();
+    let client = reqwest::blocking::Client::new();
+    let cases: [(&str, &str, &[Option<&str>]); 4] = [
+        (
+            "flows/generator_nodes",
+            r#"{"text": "hello big world"}"#,
+            &[
+                Some("text/event-stream"),
+                Some("text/event-stream, application/json"),
+                Some("application/json"),
+                Some("text/plain"),
+                None,
+            ],
+        ),
+        (
+            "flows/chat_flow_with_python_node_streaming_output",
+            r#"{"question": "déjà ✓", "chat_history": []}"#,
+            &[Some("text/event-stream"), Some("*/*")],
+        ),
+        ("flows/generators", r#"{"text": "a b"}"#, &[Some("text/event-stream"), Some("application/json")]),
+        ("flows/script_tool_with_init", r#"{"input": "there"}"#, &[Some("text/event-stream"), Some("text/*")]),
+    ];
+    for (flow, body, accepts) in cases {
+        let port = free_port();
+        let pf_server = Served {
+            child: Std::new(pf())
+                .args(["flow", "serve", "--source", flow, "--port", &port.to_string(), "--skip-open-browser"])
+                .current_dir(ws.path())
+                .env("HOME", ws.path().join("home"))
+                .env("PF_DISABLE_TRACING", "true")
+                .env("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+            url: format!("http://127.0.0.1:{port}"),
+        }
+        .wait_healthy(&client);
+        for (mode, python) in worker_pythons() {
+            let port = free_port();
+            let mut cmd = Std::new(env!("CARGO_BIN_EXE_flow-ci"));
+            cmd.args(["serve", "--flow", flow, "--port", &port.to_string(), "--workers", "1"])
+                .current_dir(ws.path())
+                .env_remove("VIRTUAL_ENV")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            match &python {
+                Some(python) => cmd.env("FLOW_CI_PYTHON", python),
+                None => cmd.env_remove("FLOW_CI_PYTHON"),
+            };
+            let ours =
+                Served { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") }.wait_healthy(&client);
+            for accept in accepts {
+                let (status, content_type, text) = pf_server.score(&client, *accept, body);
+                let (our_status, our_type, our_text) = ours.score(&client, *accept, body);
+                let what = format!("{flow} Accept {accept:?} ({mode})");
+                assert_eq!((our_status, our_type.as_str()), (status, content_type.as_str()), "{what}: {our_text}");
+                if content_type == "text/event-stream" {
+                    assert!(text.starts_with("data: {"), "{what}: the oracle streamed: {text}");
+                    assert_eq!(our_text, text, "{what}: events differ (left flow-ci, right pf)");
+                } else {
+                    let expected: Json = serde_json::from_str(&text).unwrap();
+                    let got: Json = serde_json::from_str(&our_text).unwrap();
+                    assert_eq!(got, expected, "{what}: bodies differ (left flow-ci, right pf)");
+                }
+            }
+        }
+    }
+}

@@ -284,7 +284,7 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
     (status, axum::Json(json!({ "error": { "code": code, "message": message } }))).into_response()
 }
 
-async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn score(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let inputs = match request_inputs(&state.flow, &body) {
         Ok(inputs) => inputs,
         Err(message) => return error(StatusCode::BAD_REQUEST, "UserError", message),
@@ -301,7 +301,7 @@ async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "SystemError", "the line was dropped".into());
     };
     match (line.status, line.error) {
-        (Status::Completed, _) => axum::Json(Json::Object(line.outputs)).into_response(),
+        (Status::Completed, _) => respond(&headers, line.outputs, line.streams),
         (_, Some(e)) if is_input_error(&e.kind) => error(StatusCode::BAD_REQUEST, "UserError", e.message),
         (_, Some(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.kind, e.message),
         (_, None) => error(
@@ -310,6 +310,51 @@ async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             "Flow execution failed without error message.".into(),
         ),
     }
+}
+
+/// promptflow's ResponseCreator.create_response (core/_serving/response_creator.py):
+/// a client that lists `text/event-stream` in Accept gets a flow output that
+/// is a generator as server-sent events, one `data: {"<output>": item}` per
+/// item after one event with the other outputs; else JSON, with generators
+/// joined, when Accept allows it (no Accept is `*/*`); else 406.
+fn respond(headers: &axum::http::HeaderMap, outputs: Map<String, Json>, streams: Vec<(String, Vec<Json>)>) -> Response {
+    let accepted: Vec<String> = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        Some(text) if !text.trim().is_empty() => text
+            .split(',')
+            .map(|t| t.split(';').next().unwrap_or_default().trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        _ => vec!["*/*".to_string()],
+    };
+    // promptflow keeps generators only when the stream is asked for by name (v1/utils.py, streaming_response_required).
+    let streaming = accepted.iter().any(|t| t == "text/event-stream");
+    let accepts_json = accepted.iter().any(|t| matches!(t.as_str(), "application/json" | "application/*" | "*/*"));
+    let mut streams = if streaming { streams } else { vec![] };
+    if streams.len() > 1 {
+        return error(StatusCode::BAD_REQUEST, "UserError", "Multiple stream output fields not supported.".into());
+    }
+    let Some((field, items)) = streams.pop() else {
+        if accepts_json {
+            return axum::Json(Json::Object(outputs)).into_response();
+        }
+        let message = format!(
+            "Media type {} in Accept header is not acceptable. Supported media type(s) - application/json",
+            accepted.join(",")
+        );
+        return error(StatusCode::NOT_ACCEPTABLE, "UserError", message);
+    };
+    let mut rest = outputs;
+    rest.shift_remove(&field);
+    // ResponseCreator.generate and format_event: `data: {json.dumps(...)}` and a blank line.
+    let mut body = String::new();
+    if !rest.is_empty() {
+        body.push_str(&format!("data: {}\n\n", model::value::python_json_dumps(&Json::Object(rest))));
+    }
+    for item in items {
+        let event = Json::Object(Map::from_iter([(field.clone(), item)]));
+        body.push_str(&format!("data: {}\n\n", model::value::python_json_dumps(&event)));
+    }
+    ([(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")], body).into_response()
 }
 
 /// 503 with `Retry-After`: every line thread is busy and the queue is full.

@@ -84,7 +84,13 @@ pub struct NodeRun {
     /// A prompt node's output as promptflow's `PromptResult` with escaped roles.
     #[serde(skip)]
     pub escaped: Option<Escaped>,
+    /// The generators a python node returned (see `pool::CallOutput::streams`).
+    #[serde(skip)]
+    pub streams: Streams,
 }
+
+/// Generators in a node's output: their key path and their items.
+pub type Streams = Vec<(Vec<String>, Vec<Json>)>;
 
 /// The result of one line.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -99,6 +105,12 @@ pub struct LineRun {
     pub error: Option<RunError>,
     pub start_time: String,
     pub duration_ms: u64,
+    /// Flow outputs that are a node's generator, with its items: promptflow
+    /// keeps such an output a generator when `serve` is asked for a stream
+    /// (flow_executor.py, exec_line with allow_generator_output) and joins
+    /// it otherwise, as `outputs` has it.
+    #[serde(skip)]
+    pub streams: Vec<(String, Vec<Json>)>,
 }
 
 impl LineRun {
@@ -157,6 +169,7 @@ impl Engine<'_> {
             state.inputs = inputs;
             self.run_nodes(&mut state, started)
         });
+        let streams = if result.is_ok() { self.flow_output_streams(&state) } else { vec![] };
         let (status, error, outputs) = match result {
             Ok(()) => match self.flow_outputs(&state) {
                 Ok(outputs) => (Status::Completed, None, outputs),
@@ -174,6 +187,7 @@ impl Engine<'_> {
             error,
             start_time,
             duration_ms: millis(started.elapsed()),
+            streams,
         }
     }
 
@@ -274,6 +288,7 @@ impl Engine<'_> {
                         error: None,
                         duration_ms: 0,
                         escaped: None,
+                        streams: vec![],
                     });
                     bypassed_any = true;
                 } else {
@@ -363,13 +378,13 @@ impl Engine<'_> {
     fn run_step_with_metrics(&self, i: usize, call: Invocation, deadline: Instant) -> (NodeRun, Map<String, Json>) {
         let step = &self.prepared.steps[i];
         let started = Instant::now();
-        let (status, output, error, metrics, escaped) = match self.invoke(step, call, deadline) {
-            Ok(done) => (Status::Completed, done.output, None, done.metrics, done.escaped),
-            Err(e) if e.kind == "Canceled" => (Status::Canceled, Json::Null, Some(e), Map::new(), None),
-            Err(e) => (Status::Failed, Json::Null, Some(e), Map::new(), None),
+        let (status, output, error, metrics, escaped, streams) = match self.invoke(step, call, deadline) {
+            Ok(done) => (Status::Completed, done.output, None, done.metrics, done.escaped, done.streams),
+            Err(e) if e.kind == "Canceled" => (Status::Canceled, Json::Null, Some(e), Map::new(), None, vec![]),
+            Err(e) => (Status::Failed, Json::Null, Some(e), Map::new(), None, vec![]),
         };
         let duration_ms = millis(started.elapsed());
-        (NodeRun { node: step.name.clone(), status, output, error, duration_ms, escaped }, metrics)
+        (NodeRun { node: step.name.clone(), status, output, error, duration_ms, escaped, streams }, metrics)
     }
 
     fn invoke(&self, step: &Step, call: Invocation, deadline: Instant) -> Result<Invoked, RunError> {
@@ -397,7 +412,9 @@ impl Engine<'_> {
                     workflow: None,
                 };
                 match self.pool.call(&req, budget) {
-                    Ok(Ok(out)) => Ok(Invoked { output: out.output, metrics: out.metrics, escaped: None }),
+                    Ok(Ok(out)) => {
+                        Ok(Invoked { output: out.output, metrics: out.metrics, escaped: None, streams: out.streams })
+                    }
                     Ok(Err(py)) => Err(RunError::from_python(&step.name, py)),
                     Err(e) => Err(RunError::new("SystemError", e.to_string())),
                 }
@@ -415,7 +432,9 @@ impl Engine<'_> {
                     workflow: Some(WorkflowCall { factory: factory.clone(), start: start.clone() }),
                 };
                 match self.pool.call(&req, budget) {
-                    Ok(Ok(out)) => Ok(Invoked { output: out.output, metrics: Map::new(), escaped: None }),
+                    Ok(Ok(out)) => {
+                        Ok(Invoked { output: out.output, metrics: Map::new(), escaped: None, streams: vec![] })
+                    }
                     Ok(Err(py)) => Err(RunError::from_python(&step.name, py)),
                     Err(e) => Err(RunError::new("SystemError", e.to_string())),
                 }
@@ -433,7 +452,7 @@ impl Engine<'_> {
                 let escaped =
                     crate::llm::request::escape_prompt_result(template, &vars, &inputs_to_escape, &prompt_results)
                         .map_err(render_error)?;
-                Ok(Invoked { output: Json::String(text), metrics: Map::new(), escaped })
+                Ok(Invoked { output: Json::String(text), metrics: Map::new(), escaped, streams: vec![] })
             }
             StepKind::Llm { template, api, .. } => {
                 let llm = self.llm.ok_or_else(|| node_error("SystemError", "LLM calls are not set up".into()))?;
@@ -453,7 +472,7 @@ impl Engine<'_> {
                     prompt_results: call.prompt_results,
                 };
                 let output = llm.call(&node_call, deadline).map_err(|(kind, message)| node_error(&kind, message))?;
-                Ok(Invoked { output, metrics: Map::new(), escaped: None })
+                Ok(Invoked { output, metrics: Map::new(), escaped: None, streams: vec![] })
             }
         }
     }
@@ -495,6 +514,34 @@ impl Engine<'_> {
             outputs.insert(output.name.value.clone(), value);
         }
         Ok(outputs)
+    }
+
+    /// The flow outputs that name a generator a node returned: `${n.output}`
+    /// when the output is one, `${n.output.key}` when it sits under `key`.
+    fn flow_output_streams(&self, state: &LineState) -> Vec<(String, Vec<Json>)> {
+        let mut streams = Vec::new();
+        for output in &self.prepared.flow.outputs {
+            let Some(Assignment::Node { node, section, property }) = output.reference.as_ref().map(|r| &r.value) else {
+                continue;
+            };
+            let Some(record) = self.prepared.step_index(node).and_then(|i| state.records[i].as_ref()) else {
+                continue;
+            };
+            if section != "output" || record.streams.is_empty() {
+                continue;
+            }
+            let path: Option<Vec<String>> = property_path(property)
+                .into_iter()
+                .map(|step| match step {
+                    PathStep::Key(k) => Some(k),
+                    PathStep::Index(_) => None,
+                })
+                .collect();
+            if let Some((_, items)) = path.and_then(|p| record.streams.iter().find(|(at, _)| *at == p)) {
+                streams.push((output.name.value.clone(), items.clone()));
+            }
+        }
+        streams
     }
 
     /// Runs aggregation nodes once over the completed lines.
@@ -690,6 +737,7 @@ struct Invoked {
     output: Json,
     metrics: Map<String, Json>,
     escaped: Option<Escaped>,
+    streams: Streams,
 }
 
 /// Prompt tool arguments. Literals keep their YAML type (a list stays a list

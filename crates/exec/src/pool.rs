@@ -146,6 +146,8 @@ impl std::fmt::Debug for CallRequest {
 pub struct CallOutput {
     pub output: Json,
     pub metrics: serde_json::Map<String, Json>,
+    /// The generators the output held, by their key path: their items, in order.
+    pub streams: Vec<(Vec<String>, Vec<Json>)>,
 }
 
 /// A failure raised by or around user code.
@@ -182,6 +184,8 @@ struct Response {
     output: Json,
     #[serde(default)]
     metrics: serde_json::Map<String, Json>,
+    #[serde(default)]
+    streams: Vec<(Vec<String>, Vec<Json>)>,
     error: Option<PyError>,
 }
 
@@ -440,7 +444,7 @@ fn parse_response(text: &str) -> Result<Result<CallOutput, PyError>, PoolError> 
         detail: format!("unreadable worker response ({e}): {}", text.chars().take(200).collect::<String>()),
     })?;
     Ok(if resp.ok {
-        Ok(CallOutput { output: resp.output, metrics: resp.metrics })
+        Ok(CallOutput { output: resp.output, metrics: resp.metrics, streams: resp.streams })
     } else {
         Err(resp.error.unwrap_or_else(|| {
             PyError::infrastructure("WorkerError", "worker reported a failure without details".into())

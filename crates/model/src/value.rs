@@ -208,10 +208,94 @@ fn python_str_repr(s: &str) -> String {
     out
 }
 
+/// Python's `json.dumps(v)` with its defaults: `", "` and `": "` between
+/// items, non-ASCII text as `\uXXXX` (`ensure_ascii=True`), floats as
+/// `repr` writes them, NaN and infinities as the bare tokens.
+pub fn python_json_dumps(value: &Json) -> String {
+    let mut out = String::new();
+    write_python_json(value, &mut out);
+    out
+}
+
+fn write_python_json(value: &Json, out: &mut String) {
+    match value {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => out.push_str(&i.to_string()),
+            (None, Some(u)) => out.push_str(&u.to_string()),
+            _ => out.push_str(&python_float_repr(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Json::String(s) => write_ascii_string(s, out),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json(item, out);
+            }
+            out.push(']');
+        }
+        Json::Object(map) => {
+            if let Some(token) = non_finite_token(value) {
+                out.push_str(token);
+                return;
+            }
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_ascii_string(k, out);
+                out.push_str(": ");
+                write_python_json(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A JSON string as Python's `json` writes it with `ensure_ascii`.
+fn write_ascii_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (' '..='~').contains(&c) => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_dumps_as_python_writes_it() {
+        // python3 -c 'import json; print(json.dumps({"a": [1, 2.5, None, True], "t": "h\u00e9 \U0001F600\n\"q\"\x01", "f": 1e16}))'
+        let value = json!({"a": [1, 2.5, null, true], "t": "hé 😀\n\"q\"\u{1}", "f": 1e16});
+        assert_eq!(
+            python_json_dumps(&value),
+            r#"{"a": [1, 2.5, null, true], "t": "h\u00e9 \ud83d\ude00\n\"q\"\u0001", "f": 1e+16}"#
+        );
+        assert_eq!(python_json_dumps(&json!({"answer": "\u{e9}"})), r#"{"answer": "\u00e9"}"#);
+        assert_eq!(python_json_dumps(&json!({NON_FINITE_KEY: "NaN"})), "NaN");
+    }
 
     #[test]
     fn ints_follow_python_int() {

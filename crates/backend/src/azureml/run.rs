@@ -524,6 +524,7 @@ fn line_run(child: &Json) -> LineRun {
         error,
         start_time: child.get("start_time").and_then(Json::as_str).unwrap_or_default().to_string(),
         duration_ms: 0,
+        streams: vec![],
     }
 }
 

@@ -447,6 +447,28 @@ def to_json(value):
     return value
 
 
+def take_streams(value, path, streams):
+    """The output with every generator in it (at the top or under dict keys)
+    replaced by its items joined, each generator's items recorded in
+    `streams` with its key path: `serve` sends them as events when asked for
+    a stream, as promptflow's serving sends a flow output that is a generator
+    (core/_serving/response_creator.py, ResponseCreator.generate)."""
+    if isinstance(value, collections.abc.AsyncIterator):
+
+        async def collect():
+            return [item async for item in value]
+
+        items = asyncio.run(collect())
+    elif isinstance(value, collections.abc.Iterator):
+        items = list(value)
+    elif isinstance(value, dict):
+        return {k: take_streams(v, path + [str(k)], streams) for k, v in value.items()}
+    else:
+        return value
+    streams.append([path, items])
+    return "".join(str(item) for item in items)
+
+
 def encode(value):
     def default(obj):
         converted = to_json(obj)  # once: a second call would find a generator empty
@@ -466,8 +488,9 @@ def call(req):
             output = asyncio.run(func(**kwargs))
         else:
             output = func(**kwargs)
-        output = to_json(output)
-        return {"ok": True, "output": output, "metrics": METRICS or {}}
+        streams = []
+        output = to_json(take_streams(output, [], streams))
+        return {"ok": True, "output": output, "metrics": METRICS or {}, "streams": streams}
     finally:
         METRICS = None
 
