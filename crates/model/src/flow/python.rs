@@ -1,10 +1,14 @@
 //! Static facts about a python node's file, read without running Python.
 //!
 //! promptflow imports the file and collects functions decorated with `@tool`
-//! defined in that module; exactly one is required. A line scan finds the
-//! same decorators (`@tool`, `@tool(...)`, `@promptflow.tool`, `@core.tool`)
-//! without paying for an interpreter per file, and skips text inside
-//! triple-quoted strings so docstrings that show examples do not count.
+//! defined in that module (and `@tool` methods of its `ToolProvider`
+//! classes); exactly one is required. A line scan finds the same decorators
+//! (`@tool`, `@tool(...)` over several lines, `@promptflow.tool`,
+//! `@core.tool`) without paying for an interpreter per file, and skips text
+//! inside strings so docstrings that show examples do not count. A file that
+//! makes tools some other way (`tool(f)`, `import tool as t`) is left to the
+//! executor, which imports it before the first line and reports what
+//! promptflow would (`dynamic_tool`).
 
 /// A `@tool`-decorated function found in a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
