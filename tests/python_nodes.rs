@@ -160,7 +160,19 @@ fn single_node_tests_match_pf() {
     let greet = ["flow", "test", "--flow", "flows/node-env", "--node", "greet", "--inputs", "who=ada"];
     let expected_greeting = ws.pf(&greet).lines().last().unwrap_or_default().to_string();
     assert_eq!(expected_greeting, "HELLO HELLO ada!");
+    // Another node's package tool and the connections of others are not resolved
+    // (pf does need them to exist; flow-ci never looks them up).
+    for name in ["embedding_connection", "chat_connection"] {
+        let file = ws.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, format!("name: {name}\ntype: azure_open_ai\napi_base: http://127.0.0.1:9\napi_key: unused\napi_type: azure\napi_version: '2024-02-01'\n")).unwrap();
+        ws.pf(&["connection", "create", "--file", file.to_str().unwrap()]);
+    }
+    let alone = ["flow", "test", "--flow", "flows/node-only", "--node", "ok", "--inputs", "text=yo"];
+    let expected_alone = ws.pf(&alone).lines().last().unwrap_or_default().to_string();
+    assert_eq!(expected_alone, "ok: yo");
     for (mode, python) in worker_pythons() {
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &alone)).unwrap();
+        assert_eq!(ours, Json::String(expected_alone.clone()), "--node ok ({mode})");
         let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
         assert_eq!(ours, expected, "--node where ({mode})");
         let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &greet)).unwrap();

@@ -175,7 +175,11 @@ fn push(args: PushArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let prepared = match prepare(&args.flow, args.variant.as_deref()) {
+    let planned = match &args.node {
+        Some(node) => exec::prepare::prepare_node(&args.flow, args.variant.as_deref(), node),
+        None => prepare(&args.flow, args.variant.as_deref()),
+    };
+    let prepared = match planned {
         Ok(p) => p,
         Err(e) => return report_prepare_error(&e, err),
     };

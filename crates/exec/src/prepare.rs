@@ -124,6 +124,19 @@ pub enum PrepareError {
 
 /// Loads, checks and plans the flow in `dir`. `variant` is `${node.variant_id}`.
 pub fn prepare(dir: &Path, variant: Option<&str>) -> Result<Prepared, PrepareError> {
+    plan(dir, variant, None)
+}
+
+/// The flow planned for `flow test --node NODE`: that node's step alone, so
+/// another node's tool (a package tool, a file that does not import) or
+/// connection is neither loaded nor bound, as promptflow resolves only the
+/// node it runs (executor/flow_executor.py, FlowExecutor.load_and_exec_node).
+/// No step when the flow has no such node (running it says so).
+pub fn prepare_node(dir: &Path, variant: Option<&str>, node: &str) -> Result<Prepared, PrepareError> {
+    plan(dir, variant, Some(node))
+}
+
+fn plan(dir: &Path, variant: Option<&str>, only: Option<&str>) -> Result<Prepared, PrepareError> {
     let mut diags = Diagnostics::default();
     let flow = dag::load(dir, &mut diags);
     if let Some(flow) = &flow {
@@ -146,7 +159,7 @@ pub fn prepare(dir: &Path, variant: Option<&str>) -> Result<Prepared, PrepareErr
     let working_dir = snapshot.as_ref().map_or_else(|| flow.dir.clone(), |s| s.path().to_path_buf());
     let order = topological_order(&nodes);
     let mut steps = Vec::with_capacity(nodes.len());
-    for &i in &order {
+    for &i in order.iter().filter(|&&i| only.is_none_or(|name| nodes[i].name.value == name)) {
         steps.push(step(nodes[i], &working_dir)?);
     }
     let names: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
