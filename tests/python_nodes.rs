@@ -141,6 +141,24 @@ fn flow_tests_match_pf() {
             assert_eq!(ours, expected, "{flow} {inputs:?} ({mode}): flow-ci (left) differs from pf (right)");
         }
     }
+    // A class tool whose __init__ takes a connection: pf reads it from its store, flow-ci from the file.
+    ws.pf(&["connection", "create", "--file", "flows/class-connection/my_custom.yaml"]);
+    let expected = last_json_object(&ws.pf(&["flow", "test", "--flow", "flows/class-connection", "--inputs", "q=y"]));
+    assert_eq!(expected["out"], "> http://b/y (4)");
+    for (mode, python) in worker_pythons() {
+        let args = [
+            "flow",
+            "test",
+            "--flow",
+            "flows/class-connection",
+            "--inputs",
+            "q=y",
+            "--connection",
+            "flows/class-connection/my_custom.yaml",
+        ];
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
+        assert_eq!(ours, expected, "class-connection ({mode})");
+    }
     // The oracle saw what this flow is about, so the comparison means something.
     let env = last_json_object(&ws.pf(&["flow", "test", "--flow", "flows/node-env"]));
     assert_eq!(env["where"]["name"], "__pf_main__");
