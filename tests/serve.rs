@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+mod support;
+use support::fake_llm::FakeLlm;
+
 struct Server {
     child: Option<Child>,
     url: String,
@@ -226,4 +229,52 @@ fn abandoned_requests_are_not_run_before_the_next_one() {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert_eq!(answer, (200, json!({"y": "real"})));
+}
+
+/// A chat flow whose answer is an llm node's output no other node reads:
+/// asked for `text/event-stream`, promptflow streams that output
+/// (enable_streaming_for_llm_flow), so flow-ci answers with events too, the
+/// other outputs first (ResponseCreator.generate). flow-ci sends the model a
+/// request without `stream` (the fake refuses `stream: true`), so the answer is
+/// one event where promptflow sends one per delta.
+#[test]
+fn an_llm_answer_is_an_event_when_a_stream_is_asked_for() {
+    const KEY: &str = "serve-key";
+    let fake = FakeLlm::start(KEY);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flow.dag.yaml"),
+        "inputs:\n  question:\n    type: string\noutputs:\n  question:\n    type: string\n    reference: ${inputs.question}\n  answer:\n    type: string\n    reference: ${chat.output}\nnodes:\n- name: chat\n  type: llm\n  source:\n    type: code\n    path: chat.jinja2\n  inputs:\n    deployment_name: gpt-4o-mini\n    question: ${inputs.question}\n  connection: aoai\n  api: chat\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("chat.jinja2"), "# user:\n{{question}}\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flow-ci"));
+    cmd.args(["serve", "--flow", dir.path().to_str().unwrap(), "--port", "0", "--workers", "1", "--no-cache"])
+        .env("AZURE_OPENAI_ENDPOINT", &fake.url)
+        .env("AZURE_OPENAI_API_KEY", KEY);
+    let server = Server::spawn(cmd);
+    let client = reqwest::blocking::Client::new();
+    let ask = |accept: &str| {
+        let response = client
+            .post(format!("{}/score", server.url))
+            .header("accept", accept)
+            .body(r#"{"question": "déjà vu?"}"#)
+            .send()
+            .unwrap();
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        (response.status().as_u16(), content_type, response.text().unwrap())
+    };
+    let (status, content_type, body) = ask("text/event-stream");
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream; charset=utf-8"), "{body}");
+    assert_eq!(
+        body,
+        "data: {\"question\": \"d\\u00e9j\\u00e0 vu?\"}\n\ndata: {\"answer\": \"echo: d\\u00e9j\\u00e0 vu?\"}\n\n"
+    );
+    let (status, content_type, body) = ask("application/json");
+    assert_eq!((status, content_type.as_str()), (200, "application/json"), "{body}");
+    assert_eq!(
+        serde_json::from_str::<Json>(&body).unwrap(),
+        json!({"question": "déjà vu?", "answer": "echo: déjà vu?"})
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
 }

@@ -151,6 +151,8 @@ struct AppState {
     jobs: Arc<Queue>,
     swagger: Json,
     flow: Flow,
+    /// Flow outputs promptflow streams from an llm node (see `llm_stream_outputs`).
+    llm_streams: Vec<String>,
 }
 
 /// Serves `prepared` until SIGINT/SIGTERM; `ready` gets the bound address
@@ -202,8 +204,12 @@ pub fn serve(
                 }
             });
         }
-        let state =
-            Arc::new(AppState { jobs: queue.clone(), swagger: swagger(&prepared.flow), flow: prepared.flow.clone() });
+        let state = Arc::new(AppState {
+            jobs: queue.clone(),
+            swagger: swagger(&prepared.flow),
+            flow: prepared.flow.clone(),
+            llm_streams: llm_stream_outputs(prepared),
+        });
         let app = Router::new()
             .route("/score", post(score))
             .route("/health", get(health))
@@ -301,7 +307,7 @@ async fn score(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMa
         return error(StatusCode::INTERNAL_SERVER_ERROR, "SystemError", "the line was dropped".into());
     };
     match (line.status, line.error) {
-        (Status::Completed, _) => respond(&headers, line.outputs, line.streams),
+        (Status::Completed, _) => respond(&headers, line.outputs, line.streams, &state.llm_streams),
         (_, Some(e)) if is_input_error(&e.kind) => error(StatusCode::BAD_REQUEST, "UserError", e.message),
         (_, Some(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.kind, e.message),
         (_, None) => error(
@@ -317,7 +323,12 @@ async fn score(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMa
 /// is a generator as server-sent events, one `data: {"<output>": item}` per
 /// item after one event with the other outputs; else JSON, with generators
 /// joined, when Accept allows it (no Accept is `*/*`); else 406.
-fn respond(headers: &axum::http::HeaderMap, outputs: Map<String, Json>, streams: Vec<(String, Vec<Json>)>) -> Response {
+fn respond(
+    headers: &axum::http::HeaderMap,
+    outputs: Map<String, Json>,
+    streams: Vec<(String, Vec<Json>)>,
+    llm_streams: &[String],
+) -> Response {
     let accepted: Vec<String> = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         Some(text) if !text.trim().is_empty() => text
             .split(',')
@@ -330,6 +341,10 @@ fn respond(headers: &axum::http::HeaderMap, outputs: Map<String, Json>, streams:
     let streaming = accepted.iter().any(|t| t == "text/event-stream");
     let accepts_json = accepted.iter().any(|t| matches!(t.as_str(), "application/json" | "application/*" | "*/*"));
     let mut streams = if streaming { streams } else { vec![] };
+    if streaming {
+        // flow-ci does not ask the model for a stream: its whole answer is the one item.
+        streams.extend(llm_streams.iter().filter_map(|name| Some((name.clone(), vec![outputs.get(name)?.clone()]))));
+    }
     if streams.len() > 1 {
         return error(StatusCode::BAD_REQUEST, "UserError", "Multiple stream output fields not supported.".into());
     }
@@ -355,6 +370,24 @@ fn respond(headers: &axum::http::HeaderMap, outputs: Map<String, Json>, streams:
         body.push_str(&format!("data: {}\n\n", model::value::python_json_dumps(&event)));
     }
     ([(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")], body).into_response()
+}
+
+/// The flow outputs promptflow streams when a stream is asked for: those of
+/// an llm node no other node reads (flow_executor.py,
+/// enable_streaming_for_llm_flow: `is_referenced_by_flow_output` and not
+/// `is_referenced_by_other_node`).
+fn llm_stream_outputs(prepared: &Prepared) -> Vec<String> {
+    let read: std::collections::HashSet<usize> = prepared.steps.iter().flat_map(|s| s.deps.iter().copied()).collect();
+    prepared
+        .flow
+        .outputs
+        .iter()
+        .filter_map(|output| {
+            let i = prepared.step_index(output.reference.as_ref()?.value.node()?)?;
+            let llm = matches!(prepared.steps[i].kind, exec::prepare::StepKind::Llm { .. });
+            (llm && !read.contains(&i)).then(|| output.name.value.clone())
+        })
+        .collect()
 }
 
 /// 503 with `Retry-After`: every line thread is busy and the queue is full.
