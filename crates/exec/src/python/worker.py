@@ -383,7 +383,10 @@ def bound_tool(tool, req, kwargs):
     if tool.cls is None:
         return tool.func
     init = init_kwargs(tool, req, kwargs)
-    key = repr(sorted((k, repr(v)) for k, v in init.items()))
+    # Keyed by the node's inputs as written (a connection by its name), not
+    # by the objects built from them, which are new on every call.
+    raw = req.get("kwargs", {})
+    key = json.dumps({k: raw.get(k) for k in init}, sort_keys=True, default=str)
     if key not in tool.instances:
         try:
             tool.instances[key] = tool.cls(**init)
