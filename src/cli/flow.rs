@@ -183,7 +183,7 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(p) => p,
         Err(e) => return report_prepare_error(&e, err),
     };
-    let inputs = match gather_inputs(&args) {
+    let mut inputs = match gather_inputs(&args) {
         Ok(i) => i,
         Err(message) => {
             let _ = writeln!(err, "error: {message}");
@@ -225,6 +225,14 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let quoted: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
         let _ = writeln!(err, "error: Required input(s) [{}] are missing for \"flow\".", quoted.join(", "));
         return exit::INVALID_INPUT;
+    }
+    // pf flow test gives a chat history with no value and no default `[]`
+    // (_sdk/_orchestrator/test_submitter.py, resolve_data: "When the flow is a
+    // chat flow and chat_history has no default value, set an empty list").
+    for input in
+        prepared.flow.inputs.iter().filter(|i| i.is_chat_history && i.default.as_ref().is_none_or(Json::is_null))
+    {
+        inputs.entry(input.name.value.clone()).or_insert_with(|| Json::Array(vec![]));
     }
     let line = engine.run_line(&inputs, 0);
     flush_logs(&started.pool, err);
