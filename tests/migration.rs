@@ -209,3 +209,63 @@ fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_g
     assert_eq!(judged["passed"], true, "{judged:#}");
     assert_eq!(model.violations(), Vec::<String>::new());
 }
+
+/// A python node that calls the model with the `openai` SDK itself: with
+/// `llm.proxy` its calls go through flow-ci (cached, counted), and it sees
+/// the run's token, never the key.
+#[test]
+fn a_python_nodes_own_openai_calls_go_through_the_model_proxy() {
+    let model = FakeLlm::start(KEY);
+    let p = Project::new();
+    p.write(
+        "flows/ask/flow.dag.yaml",
+        "inputs:\n  question:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${ask.output.answer}\n  key_seen:\n    type: string\n    reference: ${ask.output.key}\nnodes:\n- name: ask\n  type: python\n  source:\n    type: code\n    path: ask.py\n  inputs:\n    question: ${inputs.question}\n",
+    )
+    .write(
+        "flows/ask/ask.py",
+        "import os\n\nfrom openai import OpenAI\nfrom promptflow.core import tool\n\n\n@tool\ndef ask(question: str) -> dict:\n    # OPENAI_BASE_URL and OPENAI_API_KEY come from the environment.\n    answer = OpenAI().chat.completions.create(\n        model=\"gpt-4o-mini\", messages=[{\"role\": \"user\", \"content\": question}]\n    )\n    return {\"answer\": answer.choices[0].message.content, \"key\": os.environ[\"OPENAI_API_KEY\"]}\n",
+    )
+    .write("flows/ask/data.jsonl", "{\"q\": \"hello\"}\n{\"q\": \"how are you\"}\n{\"q\": \"bye\"}\n")
+    .write(
+        ".flow-ci.yaml",
+        &format!("llm:\n  proxy: oai\nconnections:\n  oai:\n    type: open_ai\n    api_key: ${{env:MIGRATION_MODEL_KEY}}\n    base_url: {}/v1\n", model.url),
+    );
+    let run = |name: &str| {
+        let out = p
+            .flow_ci()
+            .args([
+                "run",
+                "create",
+                "--flow",
+                "flows/ask",
+                "--data",
+                "flows/ask/data.jsonl",
+                "--column-mapping",
+                "question=${data.q}",
+                "--name",
+                name,
+            ])
+            .env("FLOW_CI_PYTHON", maf_python())
+            .env("MIGRATION_MODEL_KEY", KEY)
+            .env("OPENAI_API_KEY", KEY)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(!text.contains(KEY), "{text}");
+    };
+    run("first");
+    assert_eq!((model.count(), model.violations()), (3, vec![]));
+    let outputs = p.read_jsonl(".flow-ci/runs/first/output.jsonl");
+    assert_eq!(outputs[0]["answer"], "echo: hello");
+    let seen = outputs[0]["key_seen"].as_str().unwrap();
+    assert!(seen.starts_with("flow-ci-proxy-"), "the node sees the run's token, not the key: {seen}");
+    assert_eq!(run_llm(&p, "first")["requests"], 3);
+    run("second");
+    assert_eq!(model.count(), 3, "answered from the cache");
+    assert_eq!(
+        (run_llm(&p, "second")["requests"].as_u64(), run_llm(&p, "second")["cache_hits"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(files_holding(&p.path().join(".flow-ci"), KEY), Vec::<String>::new());
+}

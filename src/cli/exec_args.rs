@@ -50,6 +50,13 @@ pub struct ExecArgs {
     /// Seconds one model request may take
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub llm_timeout: u64,
+
+    /// The connection that python code calling the model itself (the openai SDK in python nodes,
+    /// Agent Framework agents) reaches through flow-ci's loopback model proxy: cached, paced and
+    /// counted like llm nodes, with a per-run token instead of the key (AZURE_OPENAI_ENDPOINT /
+    /// OPENAI_BASE_URL point at it) [default: llm.proxy in .flow-ci.yaml; a port's connection wins]
+    #[arg(long, value_name = "CONNECTION")]
+    pub model_connection: Option<String>,
 }
 
 impl ExecArgs {
@@ -62,6 +69,7 @@ impl ExecArgs {
             connection_files: self.connection_files.clone(),
             retries: self.llm_retries,
             timeout: Duration::from_secs(self.llm_timeout),
+            model_connection: self.model_connection.clone(),
         }
     }
 

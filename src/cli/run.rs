@@ -129,12 +129,6 @@ pub struct CreateArgs {
     #[arg(long, value_name = "CLASS", requires = "workflow")]
     pub start: Option<String>,
 
-    /// With --workflow: the connection the workflow's OpenAI / Azure OpenAI SDK calls go to, through
-    /// flow-ci's loopback model proxy: cached, paced and counted like llm nodes, and the workflow
-    /// sees a per-run token instead of the key (AZURE_OPENAI_ENDPOINT / OPENAI_BASE_URL point at it)
-    #[arg(long, value_name = "CONNECTION", requires = "workflow")]
-    pub model_connection: Option<String>,
-
     /// Input data: .jsonl, .json, .csv or .tsv
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
@@ -450,10 +444,7 @@ fn spec(args: &CreateArgs, err: &mut dyn Write) -> Result<Spec, u8> {
         Some(path) => Some(load_run_file(path, err)?),
         None => None,
     };
-    let mut port = args.workflow.as_deref().map(|w| workflow_port(w, args.start.as_deref(), err)).transpose()?;
-    if let Some(port) = &mut port {
-        port.connection = args.model_connection.clone();
-    }
+    let port = args.workflow.as_deref().map(|w| workflow_port(w, args.start.as_deref(), err)).transpose()?;
     let flow = port
         .as_ref()
         .map(Port::dir)

@@ -179,16 +179,24 @@ pub fn run(job: &Job, store: &Store, opts: &JobOptions<'_>) -> Result<RunRecord,
     }
 }
 
-/// The model proxy of a port that names its connection: bound before the
-/// workers start, so their environment can point at it.
+/// The model proxy of a run whose python code's model calls go through
+/// flow-ci (a port's `connection`, else `llm.proxy` / `--model-connection`):
+/// bound before the workers start, so their environment can point at it.
 fn model_proxy(job: &Job, opts: &JobOptions<'_>) -> Result<Option<Proxy>, JobError> {
-    let Some((port, name)) = job.port.as_ref().and_then(|p| p.connection.as_deref().map(|c| (p, c))) else {
+    let port_connection = job.port.as_ref().and_then(|p| p.connection.as_deref());
+    let Some(name) = port_connection.or(opts.llm.proxy.as_deref()) else {
         return Ok(None);
     };
-    let caller = format!("port {}", port.file.display());
+    let caller = match &job.port {
+        Some(port) => format!("port {}", port.file.display()),
+        None => format!("run {}", job.name),
+    };
     let conn = opts.llm.connections.get(name, &caller).map_err(|e| JobError::Proxy(e.to_string()))?;
     let proxy = Proxy::bind(conn, &caller).map_err(|e| JobError::Proxy(e.to_string()))?;
-    tracing::info!("the port's model calls go through flow-ci's model proxy to connection `{}`", proxy.connection());
+    tracing::info!(
+        "{caller}: python's own model calls go through flow-ci's model proxy to connection `{}`",
+        proxy.connection()
+    );
     Ok(Some(proxy))
 }
 

@@ -12,7 +12,7 @@ pub mod schema;
 pub const CONFIG_FILE: &str = ".flow-ci.yaml";
 
 const TOP_KEYS: &[&str] = &["$schema", "backend", "flows", "baseline", "azureml", "deploy", "connections", "llm"];
-const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm", "pricing"];
+const LLM_KEYS: &[&str] = &["cache", "concurrency", "rpm", "tpm", "pricing", "proxy"];
 const PRICE_KEYS: &[&str] = &["prompt", "completion"];
 const FLOW_KEYS: &[&str] = &["path", "run", "evaluations", "gates", "port", "parity"];
 const PORT_KEYS: &[&str] = &["workflow", "factory", "start", "connection"];
@@ -197,6 +197,10 @@ pub struct LlmConfig {
     pub tpm: Option<u64>,
     /// Prices per 1,000 tokens by deployment (Azure) or model (OpenAI).
     pub pricing: Vec<Price>,
+    /// The connection that python code calling the model itself (the
+    /// `openai` SDK in python nodes, Agent Framework agents) reaches through
+    /// flow-ci's model proxy, in every run (a port's `connection` wins).
+    pub proxy: Option<Spanned<String>>,
 }
 
 /// `llm.pricing.<deployment or model>`: prices per 1,000 tokens.
@@ -343,6 +347,7 @@ pub fn decode(file: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Confi
             config.llm.pricing = pricing(&mut d, node);
         }
         config.llm.tpm = llm.get("tpm").and_then(|v| positive_int(&mut d, v, "tpm")).map(|n| n as u64);
+        config.llm.proxy = llm.get("proxy").and_then(|v| d.string(v, "`proxy` of `llm`"));
     }
     if let Some(node) = fields.get("connections") {
         config.connections.add_config(file, node, d.diags);

@@ -85,12 +85,15 @@ impl<'a> LlmRun<'a> {
 pub struct LlmSetup {
     pub connections: Connections,
     pub settings: Settings,
+    /// The connection python code's own model calls reach through the
+    /// model proxy (`llm.proxy`, `--model-connection`); a port's wins.
+    pub proxy: Option<String>,
     client: std::sync::OnceLock<Result<Client, String>>,
 }
 
 impl LlmSetup {
     pub fn new(connections: Connections, settings: Settings) -> LlmSetup {
-        LlmSetup { connections, settings, client: std::sync::OnceLock::new() }
+        LlmSetup { connections, settings, proxy: None, client: std::sync::OnceLock::new() }
     }
 
     pub fn client(&self) -> Result<&Client, String> {

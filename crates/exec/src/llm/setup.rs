@@ -22,6 +22,8 @@ pub struct LlmFlags {
     pub connection_files: Vec<PathBuf>,
     pub retries: u32,
     pub timeout: Duration,
+    /// `--model-connection`: the model proxy's connection.
+    pub model_connection: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,5 +60,7 @@ pub fn setup(config: Option<&Config>, flags: &LlmFlags) -> Result<LlmSetup, Setu
         retries: flags.retries,
         timeout: flags.timeout.max(Duration::from_secs(1)),
     };
-    Ok(LlmSetup::new(connections, settings))
+    let mut setup = LlmSetup::new(connections, settings);
+    setup.proxy = flags.model_connection.clone().or_else(|| llm.proxy.map(|p| p.value));
+    Ok(setup)
 }

@@ -629,6 +629,9 @@ struct Llm {
     /// for the cost in reports.
     #[schemars(transform = or_null)]
     pricing: Option<BTreeMap<String, Price>>,
+    /// The connection (of `connections:`) that python code calling the model itself (the openai SDK in
+    /// python nodes, Agent Framework agents) reaches through flow-ci's model proxy: cached, paced, metered.
+    proxy: Option<String>,
 }
 
 /// Prices per 1,000 tokens.
