@@ -109,6 +109,8 @@ fn store_commands_refuse_path_names() {
         vec!["run", "stream", "--name", "../x"],
         vec!["run", "cancel", "--name", "../x"],
         vec!["run", "compare", "../a", "b"],
+        vec!["run", "visualize", "--name", "a", "--name", "../b"],
+        vec!["run", "visualize", "--names", "a,/etc"],
     ] {
         repo.flow_ci().args(&args).assert().code(2).stderr(contains("a run name is"));
     }

@@ -145,6 +145,7 @@ fn help_texts_teach_with_examples() {
         vec!["run", "show-metrics", "--help"],
         vec!["run", "list", "--help"],
         vec!["run", "compare", "--help"],
+        vec!["run", "visualize", "--help"],
         vec!["serve", "--help"],
         vec!["action", "--help"],
     ] {

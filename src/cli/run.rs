@@ -1,4 +1,4 @@
-//! `flow-ci run create | show | show-details | show-metrics | list | compare`.
+//! `flow-ci run create | show | show-details | show-metrics | list | compare | stream | cancel | visualize`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,26 @@ pub enum RunCommand {
     /// Cancel an Azure ML run
     #[command(after_help = "Examples:\n  flow-ci run cancel --name web_classification_batch")]
     Cancel(CloudNameArgs),
+    /// Write runs side by side as one self-contained HTML page, like `pf run visualize`: metrics,
+    /// each line's inputs and outputs with a text filter and "failed only", and word diffs of the
+    /// outputs that differ from the first run's
+    #[command(
+        after_help = "Examples:\n  flow-ci run visualize --name base --name pr\n  flow-ci run visualize --names base,pr --html-path runs.html\n\nThe page needs no network. Its address can set the filter: runs.html#q=TEXT&failed=1&differing=1"
+    )]
+    Visualize(VisualizeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VisualizeArgs {
+    /// The runs to show, the first the one the others are compared with (repeat it, or
+    /// separate names with commas as `pf run visualize --names a,b` does)
+    #[arg(long = "name", short, visible_alias = "names", value_name = "NAME", required = true,
+          value_delimiter = ',', value_parser = |s: &str| run_name::parse(s.trim()))]
+    pub names: Vec<String>,
+    /// Where to write the page [default: visualize/<A>_vs_<B>.html beside the run store,
+    /// .flow-ci/visualize/ by default]
+    #[arg(long, value_name = "FILE")]
+    pub html_path: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,6 +261,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         RunCommand::Compare(a) => run_view::compare(&store, &a.a, &a.b, a.format, out),
         RunCommand::Stream(a) => return stream(&a, &store, out, err),
         RunCommand::Cancel(a) => return cancel(&a, &store, out, err),
+        RunCommand::Visualize(a) => return visualize(&a, &store, out, err),
     };
     match result {
         Ok(()) => exit::OK,
@@ -357,6 +378,24 @@ fn cancel(args: &CloudNameArgs, store: &Store, out: &mut dyn Write, err: &mut dy
             exit::OK
         }
         Err(e) => super::cloud::report(&e, err),
+    }
+}
+
+/// `run visualize`: the page is written, its path printed.
+fn visualize(args: &VisualizeArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    use crate::jobs::visualize::VisualizeError;
+    let path = match crate::jobs::visualize::visualize(store, &args.names, args.html_path.as_deref()) {
+        Ok(path) => path,
+        Err(VisualizeError::Store(e)) => return store_error(&e, err),
+        Err(e @ VisualizeError::Write { .. }) => {
+            let _ = writeln!(err, "error: {e}");
+            let _ = writeln!(err, "  hint: choose another --html-path");
+            return exit::FAILURE;
+        }
+    };
+    match writeln!(out, "{}", path.display()) {
+        Ok(()) => exit::OK,
+        Err(e) => super::output_failed(&e, err),
     }
 }
 

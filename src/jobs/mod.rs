@@ -11,3 +11,4 @@ pub mod push;
 pub mod run;
 pub mod serve;
 pub mod validate;
+pub mod visualize;

@@ -6,6 +6,7 @@
 
 mod comment;
 mod render;
+pub mod visualize;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -60,6 +61,10 @@ pub struct FlowReport {
     /// run first, then its evaluations).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub studio_runs: Vec<RunLink>,
+    /// The base batch run's `output.jsonl` rows, when the baseline ran
+    /// (what the run viewer page compares the head's lines with).
+    #[serde(skip)]
+    pub base_outputs: Vec<Map<String, Json>>,
 }
 
 /// The port side of a flow: its runs, metrics and how far it agrees with the flow.
@@ -208,6 +213,7 @@ impl FlowReport {
             scores: Scores::new(),
             parity: None,
             studio_runs: vec![],
+            base_outputs: vec![],
         }
     }
 }

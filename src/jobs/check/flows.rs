@@ -320,6 +320,7 @@ pub(super) fn judge(flow: &PlannedFlow, mut report: FlowReport, store: &Store, b
     }
     report.baseline = base.map(|b| b.metrics.clone());
     report.baseline_llm = base.and_then(|b| b.llm.clone());
+    report.base_outputs = base.map(|b| b.outputs.clone()).unwrap_or_default();
     let paired = base.map(|b| paired_scores(&flow.gates, &report.scores, &b.scores)).unwrap_or_default();
     let evidence = Evidence {
         head_metrics: report.batch_run.is_some().then_some(&report.metrics),

@@ -158,7 +158,7 @@ pub fn check(
         return Ok(Outcome::Interrupted);
     }
     let context = comment_context(req, &plan, publishing);
-    publish_report(&report, &plan, publishing, &context, out, err)?;
+    publish_report(&report, &plan, publishing, &store, &context, out, err)?;
     if let Some(push) = loaded.as_ref().and_then(|l| l.config.push_flows.as_ref())
         && publishing.pull_request.is_none()
         && req.without_secrets.is_none()
@@ -217,6 +217,7 @@ fn publish_report(
     report: &Report,
     plan: &Plan,
     publishing: &Publishing,
+    store: &exec::store::Store,
     context: &report::CommentContext,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -224,7 +225,7 @@ fn publish_report(
     let config_id = config_id(plan);
     let marker = publish::marker(config_id.as_deref());
     let markdown = report::markdown_with(report, &marker, context);
-    write_reports(report, &markdown, publishing)
+    write_reports(report, &markdown, publishing, store)
         .map_err(|source| CheckError::Reports { dir: publishing.report_dir.clone(), source })?;
     out.write_all(report::console(report).as_bytes()).map_err(CheckError::Output)?;
     let _ = writeln!(err, "reports: {}", publishing.report_dir.display());
@@ -245,16 +246,74 @@ fn publish_report(
     Ok(())
 }
 
-fn write_reports(report: &Report, markdown: &str, publishing: &Publishing) -> std::io::Result<()> {
+fn write_reports(
+    report: &Report,
+    markdown: &str,
+    publishing: &Publishing,
+    store: &exec::store::Store,
+) -> std::io::Result<()> {
     let dir = &publishing.report_dir;
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("report.md"), markdown)?;
+    for flow in &report.flows {
+        if let Some(page) = run_page(flow, &report.baseline, store) {
+            std::fs::write(dir.join(run_page_name(&flow.path)), page)?;
+        }
+    }
     std::fs::write(dir.join("junit.xml"), report::junit(report))?;
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(report)? + "\n")?;
     if let Some(path) = &publishing.write_baseline {
         std::fs::write(path, serde_json::to_string_pretty(&baseline_document(report))? + "\n")?;
     }
     Ok(())
+}
+
+/// The run viewer page of one checked flow: the baseline (its batch run's
+/// lines when it ran here, else its metrics) beside the head's batch run.
+fn run_page(flow: &report::FlowReport, baseline: &str, store: &exec::store::Store) -> Option<String> {
+    let batch = flow.batch_run.as_deref()?;
+    let mut head = match crate::jobs::visualize::load(store, batch) {
+        Ok(run) => run,
+        Err(e) => {
+            tracing::warn!("no run viewer page for {}: {e}", flow.path);
+            return None;
+        }
+    };
+    // The flow's metrics are its evaluations' (the batch run logs none itself).
+    head.metrics.extend(flow.metrics.clone());
+    head.label = Some("head".into());
+    let mut runs = Vec::new();
+    if let Some(metrics) = &flow.baseline {
+        let lines = crate::jobs::visualize::outputs_only(&flow.base_outputs);
+        runs.push(report::visualize::RunView {
+            name: "baseline".into(),
+            label: Some(baseline.to_string()),
+            status: "Completed".into(),
+            flow: flow.path.clone(),
+            total: lines.len(),
+            completed: lines.len(),
+            metrics: metrics.clone(),
+            lines,
+            ..Default::default()
+        });
+    }
+    runs.push(head);
+    let title = match runs.len() {
+        1 => format!("flow-ci check: {}", flow.path),
+        _ => format!("flow-ci check: {} (head vs {baseline})", flow.path),
+    };
+    Some(report::visualize::html(&title, &runs))
+}
+
+/// `visualize-<flow path>.html` (`visualize-flow.html` for `.`), the path's separators and other
+/// characters outside `[A-Za-z0-9._-]` as `-`.
+fn run_page_name(flow: &str) -> String {
+    let slug: String =
+        flow.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+    match slug.trim_matches(['-', '.']) {
+        "" => "visualize-flow.html".into(),
+        slug => format!("visualize-{slug}.html"),
+    }
 }
 
 /// Each configured gate's line in the config (from the repository root);
@@ -291,4 +350,16 @@ fn config_id(plan: &Plan) -> Option<String> {
 
 fn canonical(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_pages_are_named_after_their_flow() {
+        assert_eq!(run_page_name("flows/web-classification"), "visualize-flows-web-classification.html");
+        assert_eq!(run_page_name("./a b/../c"), "visualize-a-b-..-c.html");
+        assert_eq!(run_page_name("."), "visualize-flow.html");
+    }
 }
