@@ -247,7 +247,8 @@ fn word_diff(before: &str, after: &str) -> Vec<(char, String)> {
             .map(|(tag, t)| (tag, t.to_string()))
             .collect();
     }
-    let diff = similar::TextDiff::configure().timeout(Duration::from_secs(1)).diff_words(before, after);
+    let (old, new) = (tokens(before), tokens(after));
+    let diff = similar::TextDiff::configure().timeout(Duration::from_secs(1)).diff_slices(&old, &new);
     let mut pieces: Vec<(char, String)> = Vec::new();
     for change in diff.iter_all_changes() {
         let tag = match change.tag() {
@@ -261,6 +262,41 @@ fn word_diff(before: &str, after: &str) -> Vec<(char, String)> {
         }
     }
     pieces
+}
+
+/// Words, runs of white space, and each other character alone: `download,`
+/// against `download, netflix` keeps `download` and adds `, netflix`.
+fn tokens(text: &str) -> Vec<&str> {
+    #[derive(PartialEq)]
+    enum Kind {
+        Word,
+        Space,
+        Other,
+    }
+    let kind = |c: char| {
+        if c.is_alphanumeric() || c == '_' {
+            Kind::Word
+        } else if c.is_whitespace() {
+            Kind::Space
+        } else {
+            Kind::Other
+        }
+    };
+    let mut tokens = Vec::new();
+    let mut start = 0;
+    let mut last: Option<Kind> = None;
+    for (i, c) in text.char_indices() {
+        let k = kind(c);
+        if i > start && (last.as_ref() != Some(&k) || k == Kind::Other) {
+            tokens.push(&text[start..i]);
+            start = i;
+        }
+        last = Some(k);
+    }
+    if start < text.len() {
+        tokens.push(&text[start..]);
+    }
+    tokens
 }
 
 #[cfg(test)]
@@ -395,6 +431,20 @@ mod tests {
         let page = page("t", &[a]);
         assert_eq!(page.metrics[0].values, vec![Some("NaN".into())]);
         assert_eq!(page.lines[0].cells[0].outputs[0].text, "NaN");
+    }
+
+    #[test]
+    fn words_are_compared_apart_from_their_punctuation() {
+        assert_eq!(tokens("install, download  ok!?"), vec!["install", ",", " ", "download", "  ", "ok", "!", "?"]);
+        assert_eq!(tokens(""), Vec::<&str>::new());
+        assert_eq!(
+            word_diff("install, download", "install, download, netflix"),
+            vec![('=', "install, download".into()), ('+', ", netflix".into())]
+        );
+        assert_eq!(
+            word_diff("{\"a\": 1}", "{\"a\": 2}"),
+            vec![('=', "{\"a\": ".into()), ('-', "1".into()), ('+', "2".into()), ('=', "}".into())]
+        );
     }
 
     #[test]
