@@ -11,7 +11,8 @@
 //! does not know, a value of the wrong type, or a field its model requires
 //! and flow-ci omits is a failure.
 //!
-//! The clients come from PyPI, pinned in scripts/test, in two venvs:
+//! The clients come from PyPI, every package pinned (scripts/venvs/pfazure.txt,
+//! scripts/venvs/azure-sdk.txt; scripts/test installs them), in two venvs:
 //! promptflow-azure 1.18.5 imports azure-ai-ml's `_restclient.v2022_10_01`,
 //! which azure-ai-ml removed in 1.33, so it runs beside azure-ai-ml 1.32.0
 //! (target/pfazure-venv), and the ARM builders come from azure-ai-ml 1.35.2
