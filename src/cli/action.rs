@@ -16,7 +16,7 @@ use model::exit;
 /// never interpolated into a shell.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  env 'INPUT_DRY-RUN=true' INPUT_BASE=origin/main flow-ci action   # what the action's container runs\n  (equivalent to: flow-ci check --publish github --base origin/main --dry-run)"
+    after_help = "Examples:\n  # what the action's container runs:\n  env 'INPUT_DRY-RUN=true' INPUT_BASE=origin/main flow-ci action\n  # the same as:\n  flow-ci check --publish github --base origin/main --dry-run"
 )]
 pub struct ActionArgs {}
 

@@ -35,7 +35,7 @@ use model::exit;
 /// could not execute · 130 interrupted.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci check --base origin/main            # the changed flows, against the base branch\n  flow-ci check --all --dry-run              # print the plan, run nothing\n  flow-ci check --all --write-baseline baseline.json"
+    after_help = "Examples:\n  flow-ci check --base origin/main   # the changed flows, against the base\n  flow-ci check --all --dry-run      # print the plan, run nothing\n  flow-ci check --all --write-baseline baseline.json"
 )]
 pub struct CheckArgs {
     /// The .flow-ci.yaml to use [default: ./.flow-ci.yaml, else conventions]

@@ -28,7 +28,7 @@ use crate::jobs::deploy::{self, DeployError, DeployJobError, DeployRequest};
 /// deploy.md in the report folder, and deploy.md in the job summary.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci deploy --dry-run                  # every ARM call it would make, with bodies; nothing sent\n  flow-ci deploy                            # register, deploy, smoke test, shift traffic\n  flow-ci deploy --config deploy/.flow-ci.yaml --timeout 30m\n  flow-ci deploy --run support-router-nightly    # exactly the flow that run evaluated"
+    after_help = "Examples:\n  flow-ci deploy --dry-run   # the ARM calls it would make, with bodies\n  flow-ci deploy             # register, deploy, smoke test, shift traffic\n  flow-ci deploy --config deploy/.flow-ci.yaml --timeout 30m\n  flow-ci deploy --run support-router-nightly   # the flow that run evaluated"
 )]
 pub struct DeployArgs {
     /// The .flow-ci.yaml with `deploy:` and `azureml:` [default: ./.flow-ci.yaml]

@@ -42,7 +42,7 @@ pub enum FlowCommand {
 /// `azureml:` in .flow-ci.yaml, else AZUREML_* variables, else an Azure ML config.json.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci flow push --flow flows/support-router --set display_name='Support router' type=chat\n  flow-ci flow push --flow flows/support-router --update 0f3c9a52-8d1e-4b7a-9c61-2f5e8a7d4b10"
+    after_help = "Examples:\n  flow-ci flow push --flow flows/support-router \\\n    --set display_name='Support router' type=chat\n  flow-ci flow push --flow flows/support-router \\\n    --update 0f3c9a52-8d1e-4b7a-9c61-2f5e8a7d4b10"
 )]
 pub struct PushArgs {
     /// The flow folder (holding flow.dag.yaml)
@@ -71,7 +71,7 @@ pub struct PushArgs {
 /// reference (`inputs.url`, `fetch.output`).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci flow test --flow flows/web-classification\n  flow-ci flow test --flow flows/web-classification --inputs url=https://example.com text='a review'\n  flow-ci flow test --flow flows/web-classification --node classify --inputs text=hello"
+    after_help = "Examples:\n  flow-ci flow test --flow flows/web-classification --inputs text=trailer\n  flow-ci flow test --flow flows/web-classification \\\n    --inputs url=https://example.com text='a review'\n  flow-ci flow test --flow flows/web-classification --node prepare \\\n    --inputs url=https://example.com text=hello"
 )]
 pub struct TestArgs {
     /// The flow folder (holding flow.dag.yaml)

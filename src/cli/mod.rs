@@ -31,7 +31,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "flow-ci", version, propagate_version = true, max_term_width = 100)]
 #[command(
-    after_help = "Examples:\n  flow-ci init --github                write .flow-ci.yaml and a PR workflow for the flows here\n  flow-ci validate                     check every flow, run file and config below .\n  flow-ci detect --base origin/main    list flows changed since the merge base with main\n\nExit codes: 0 ok · 1 gate failed · 2 invalid input · 3 execution failure · 130 interrupted"
+    after_help = "Examples:\n  flow-ci init --github               # .flow-ci.yaml and a PR workflow\n  flow-ci validate                    # every flow, run file and config below .\n  flow-ci detect --base origin/main   # flows changed since the merge base\n\nExit codes: 0 ok · 1 gate failed · 2 invalid input · 3 execution failure\n· 130 interrupted"
 )]
 pub struct Cli {
     /// Run as if flow-ci was started in DIR
@@ -184,5 +184,113 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+}
+
+/// Every `--help` example can be pasted: clap wraps `after_help` text to the
+/// terminal like prose (clap_builder's `write_after_help` calls `wrap`, with
+/// no way to mark a block verbatim), so each example line stays short enough
+/// for an 80-column terminal, a long command continues on the next line with
+/// a shell `\`, and every example is a command line clap accepts.
+#[cfg(test)]
+mod help_examples {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn walk(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, format!("{path} {}", sub.get_name()), out);
+        }
+        out.push((path, cmd.clone()));
+    }
+
+    fn commands() -> Vec<(String, clap::Command)> {
+        let mut out = Vec::new();
+        let mut root = Cli::command();
+        root.build();
+        walk(&root, "flow-ci".into(), &mut out);
+        out
+    }
+
+    /// The words of one shell command line as bash splits them, up to a
+    /// pipe, a redirection or a comment (enough for the examples: single and
+    /// double quotes, no escapes inside them).
+    fn words(line: &str) -> Vec<String> {
+        let (mut words, mut word, mut quote, mut in_word) = (Vec::new(), String::new(), None, false);
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '\'' | '"') => (quote, in_word) = (Some(c), true),
+                (None, c) if c.is_whitespace() => {
+                    if in_word {
+                        words.push(std::mem::take(&mut word));
+                    }
+                    in_word = false;
+                }
+                (None, '#' | '|' | '>') if !in_word => break,
+                (None, c) => (word.push(c), in_word = true).1,
+            }
+        }
+        assert!(quote.is_none(), "unterminated quote in {line:?}");
+        if in_word {
+            words.push(word);
+        }
+        words
+    }
+
+    /// The example commands of a help text, `\` continuations joined.
+    fn examples(text: &str) -> Vec<String> {
+        let mut commands = Vec::new();
+        let mut pending = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(head) = line.strip_suffix('\\') {
+                pending.push_str(head);
+                continue;
+            }
+            let whole = std::mem::take(&mut pending) + line;
+            if let Some(at) = whole.find("flow-ci ").filter(|_| !whole.starts_with('#')) {
+                commands.push(whole[at..].to_string());
+            }
+        }
+        commands
+    }
+
+    #[test]
+    fn examples_are_not_wrapped_at_80_columns() {
+        let mut wrapped = Vec::new();
+        for (path, cmd) in commands() {
+            let Some(after) = cmd.get_after_help().map(|s| s.to_string()) else { continue };
+            let help = cmd.clone().term_width(80).render_help().to_string();
+            if !help.contains(&after) {
+                let long = after.lines().filter(|l| !help.contains(&format!("{l}\n")));
+                wrapped.push(format!("`{path} --help`: {:?}", long.collect::<Vec<_>>()));
+            }
+        }
+        assert!(wrapped.is_empty(), "examples wrapped at 80 columns:\n{}", wrapped.join("\n"));
+    }
+
+    #[test]
+    fn examples_parse() {
+        let mut seen = 0;
+        for (path, cmd) in commands() {
+            let Some(after) = cmd.get_after_help().map(|s| s.to_string()) else { continue };
+            for example in examples(&after) {
+                let args = words(&example);
+                assert_eq!(args.first().map(String::as_str), Some("flow-ci"), "{example}");
+                if let Err(e) = Cli::command().try_get_matches_from(&args) {
+                    panic!("`{path} --help` example `{example}` does not parse: {e}");
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > 30, "only {seen} examples found");
+    }
+
+    #[test]
+    fn words_split_as_bash_does() {
+        assert_eq!(words("flow-ci a='b c' \"d\" # e"), ["flow-ci", "a=b c", "d"]);
+        assert_eq!(words("flow-ci schema > x.json"), ["flow-ci", "schema"]);
+        assert_eq!(examples("  flow-ci run create \\\n    --stream\n  # flow-ci no"), ["flow-ci run create --stream"]);
     }
 }

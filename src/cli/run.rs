@@ -42,7 +42,7 @@ pub enum RunCommand {
     Show(NameArgs),
     /// Show each line's inputs and outputs; failed lines read "(Failed)"
     #[command(
-        after_help = "Examples:\n  flow-ci run show-details --name web_classification_batch\n  flow-ci run show-details --name web_classification_batch --all-results --format json\n  flow-ci run show-details --name nightly --backend azureml"
+        after_help = "Examples:\n  flow-ci run show-details --name web_classification_batch\n  flow-ci run show-details --name web_classification_batch \\\n    --all-results --format json\n  flow-ci run show-details --name nightly --backend azureml"
     )]
     ShowDetails(DetailsArgs),
     /// Print a run's metrics (metrics.json, the values passed to log_metric)
@@ -126,7 +126,7 @@ pub struct WorkspaceArgs {
 /// AZURE_CLIENT_SECRET or OIDC federation), managed identity, or `az login`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci run create --file flows/web-classification/run.yml --name base\n  flow-ci run create --file flows/eval-accuracy/run.yml --run base\n  flow-ci run create --flow flows/web-classification --data data.jsonl --column-mapping url='${data.url}'\n  flow-ci run create --file flows/web-classification/run.yml --backend azureml --stream"
+    after_help = "Examples:\n  flow-ci run create --file flows/web-classification/run.yml --name base\n  flow-ci run create --file flows/eval-accuracy/run.yml --run base\n  flow-ci run create --flow flows/web-classification --data data.jsonl \\\n    --column-mapping url='${data.url}'\n  flow-ci run create --file flows/web-classification/run.yml \\\n    --backend azureml --stream"
 )]
 pub struct CreateArgs {
     /// A promptflow run file (run.yml)

@@ -20,7 +20,7 @@ use model::exit;
 /// request. SIGINT or SIGTERM stops it after the requests in flight.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  flow-ci serve --flow flows/support-router --port 8080\n  curl -s localhost:8080/score -H 'content-type: application/json' -d '{\"message\": \"I was charged twice\"}'"
+    after_help = "Examples:\n  flow-ci serve --flow flows/support-router --port 8080\n  curl -s localhost:8080/score -H 'content-type: application/json' \\\n    -d '{\"message\": \"I was charged twice\"}'"
 )]
 pub struct ServeArgs {
     /// The flow folder (holding flow.dag.yaml)

@@ -13,7 +13,7 @@ use clap::CommandFactory;
 /// looks for completions.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
-    flow-ci completions bash > ~/.local/share/bash-completion/completions/flow-ci\n  \
+    flow-ci completions bash \\\n      > ~/.local/share/bash-completion/completions/flow-ci\n  \
     flow-ci completions zsh > \"${fpath[1]}/_flow-ci\"\n  \
     flow-ci completions fish > ~/.config/fish/completions/flow-ci.fish\n  \
     flow-ci completions powershell | Out-String | Invoke-Expression")]
