@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::{Value as Json, json};
+use support::fake_aml::{AOAI_TOKEN, FakeAml, Script};
 use support::fake_llm::{FakeLlm, classify};
 use support::fs::copy_tree;
 
@@ -203,13 +204,37 @@ fn openai_connection_from_a_file_overrides_the_node_in_the_run_file() {
     assert_eq!(req.header("ms-azure-ai-promptflow-called-from"), None);
 }
 
+/// The delay is the one the service asked for: the fake's `Retry-After`
+/// (1 s on the 429, 0 on the 500) is the wait flow-ci logs before each
+/// retry (not promptflow's 3 s, 4 s, ... backoff, used without the header).
 #[test]
 fn throttling_and_server_errors_are_retried_after_the_servers_delay() {
     let fake = FakeLlm::start(KEY);
     fake.fail_next(429, Some("1"));
     fake.fail_next(500, Some("0"));
     let ws = Workspace::new();
-    run_tickets(&ws, &fake, "retried", &["I was charged twice."], &[]);
+    ws.write("tickets.jsonl", &format!("{}\n", json!({"ticket": "I was charged twice."})));
+    let out = create(
+        ws.against(&fake).arg("-v"),
+        &[
+            "--flow",
+            "flows/support-triage",
+            "--data",
+            "tickets.jsonl",
+            "--column-mapping",
+            "ticket=${data.ticket}",
+            "--name",
+            "retried",
+        ],
+    )
+    .success()
+    .get_output()
+    .clone();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(fake.retry_afters_sent(), [Some("1".to_string()), Some("0".to_string())]);
+    let waits: Vec<&str> = log.lines().filter_map(|l| l.split_once("; retrying in ")).map(|(_, w)| w).collect();
+    assert_eq!(waits, ["1.0s (retry 1)", "0.0s (retry 2)"], "{log}");
+    assert_eq!(fake.violations(), Vec::<String>::new());
     let received = fake.received();
     assert_eq!(received.len(), 3);
     assert_eq!(received[0].body, received[2].body, "a retry resends the same request");
@@ -219,6 +244,87 @@ fn throttling_and_server_errors_are_retried_after_the_servers_delay() {
 }
 
 /// `n` distinct tickets (the example's, numbered), each with its expected category.
+/// An Azure OpenAI connection with `auth_mode: meid_token` and no key signs
+/// in to Entra ID (a client secret at the loopback authority, for Azure
+/// OpenAI's scope) and sends the token as `Authorization: Bearer`, never an
+/// `api-key`; the fake refuses anything else. One token serves every line.
+#[test]
+fn meid_token_connections_send_an_entra_token_not_a_key() {
+    let fake = FakeLlm::start(KEY);
+    fake.require_entra_token(AOAI_TOKEN);
+    let entra = FakeAml::start(Script::default());
+    let ws = Workspace::new();
+    let config = std::fs::read_to_string(ws.path().join(".flow-ci.yaml")).unwrap();
+    let config = config.replace("    api_key: ${env:AZURE_OPENAI_API_KEY}\n", "    auth_mode: meid_token\n");
+    assert!(config.contains("auth_mode: meid_token"), "{config}");
+    ws.write(".flow-ci.yaml", &config);
+    let mut cmd = ws.flow_ci();
+    cmd.env("AZURE_OPENAI_ENDPOINT", &fake.url).env("FLOW_CI_CACHE_DIR", ws.path().join("cache"));
+    for (name, value) in entra.env().into_iter().filter(|(name, _)| name.starts_with("AZURE_")) {
+        cmd.env(name, value);
+    }
+    create(&mut cmd, &["--file", "flows/support-triage/run.yml", "--name", "entra"]).success();
+
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    assert_eq!(entra.violations(), Vec::<String>::new());
+    let received = fake.received();
+    assert_eq!(received.len(), 12);
+    for req in &received {
+        assert_eq!(req.header("authorization"), Some(format!("Bearer {AOAI_TOKEN}").as_str()));
+        assert_eq!(req.header("api-key"), None);
+    }
+    let token_requests: Vec<_> =
+        entra.received().into_iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).collect();
+    assert_eq!(token_requests.len(), 1, "one token for every line");
+    assert!(
+        token_requests[0].text.contains("scope=https%3A%2F%2Fcognitiveservices.azure.com%2F.default"),
+        "{}",
+        token_requests[0].text
+    );
+    let expected: Vec<Json> = tickets().iter().map(|(t, _)| json!(classify(t))).collect();
+    let got: Vec<Json> = ws.outputs("entra").iter().map(|o| o["category"].clone()).collect();
+    assert_eq!(got, expected);
+}
+
+/// `api: completion` end to end: `AzureOpenAI.completion`'s request (the
+/// rendered prompt, no messages, `…/completions`) and `choices[0].text` as
+/// the node's output.
+#[test]
+fn the_completion_api_sends_a_prompt_and_returns_the_text() {
+    let fake = FakeLlm::start(KEY);
+    let ws = Workspace::new();
+    ws.write(
+        "flows/triage-completion/flow.dag.yaml",
+        "inputs:\n  ticket:\n    type: string\noutputs:\n  category:\n    type: string\n    reference: ${complete.output}\nnodes:\n- name: complete\n  type: llm\n  source:\n    type: code\n    path: complete.jinja2\n  inputs:\n    deployment_name: gpt-35-turbo-instruct\n    max_tokens: 5\n    temperature: 0\n    ticket: ${inputs.ticket}\n  connection: aoai\n  api: completion\n",
+    );
+    ws.write("flows/triage-completion/complete.jinja2", "Ticket: {{ticket}}\nThe category of this ticket is");
+    let tickets = tickets();
+    let data: String = tickets.iter().map(|(t, _)| format!("{}\n", json!({"ticket": t}))).collect();
+    ws.write("tickets.jsonl", &data);
+    create(
+        &mut ws.against(&fake),
+        &["--flow", "flows/triage-completion", "--data", "tickets.jsonl", "--name", "completion"],
+    )
+    .success();
+
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    let received = fake.received();
+    assert_eq!(received.len(), tickets.len());
+    let first = &tickets[0].0;
+    let req = received.iter().find(|r| r.body["prompt"].as_str().is_some_and(|p| p.contains(first.as_str()))).unwrap();
+    assert_eq!(req.path, "/openai/deployments/gpt-35-turbo-instruct/completions");
+    assert_eq!(req.query, "api-version=2024-02-01");
+    assert_eq!(req.header("api-key"), Some(KEY));
+    assert_eq!(req.body["prompt"], json!(format!("Ticket: {first}\nThe category of this ticket is")));
+    assert_eq!(req.body["model"], json!("gpt-35-turbo-instruct"));
+    assert_eq!(req.body["max_tokens"], json!(5));
+    assert_eq!(req.body.get("messages"), None);
+    let expected: Vec<Json> = tickets.iter().map(|(t, _)| json!(format!(" {}", classify(t)))).collect();
+    let got: Vec<Json> = ws.outputs("completion").iter().map(|o| o["category"].clone()).collect();
+    assert_eq!(got, expected);
+    assert_eq!(ws.run_json("completion")["llm"]["requests"], json!(tickets.len()));
+}
+
 fn many_tickets(n: usize) -> Vec<(String, Json)> {
     let base = tickets();
     (0..n)

@@ -26,6 +26,8 @@ pub const RESOURCE_GROUP: &str = "rg-1";
 pub const WORKSPACE: &str = "ws-1";
 pub const ARM_TOKEN: &str = "arm-token-from-fake";
 pub const ML_TOKEN: &str = "ml-token-from-fake";
+/// The Entra ID token for Azure OpenAI (`meid_token` connections).
+pub const AOAI_TOKEN: &str = "aoai-token-from-fake";
 pub const DATASTORE: &str = "workspaceblobstore";
 pub const CONTAINER: &str = "azureml-blobstore-fake";
 /// The workspace's user-assigned identities: (client id, ARM id); the
@@ -372,6 +374,11 @@ fn token(req: &Received, script: &Script, url: &str) -> Outcome {
             ML_TOKEN.to_string()
         }
         "https://storage.azure.com/.default" => storage_token(),
+        // Azure OpenAI, as a meid_token connection asks for it (promptflow
+        // 1.18.5's _core/token_provider.py: COGNITIVE_SCOPE; promptflow-tools'
+        // common.py hands `connection.get_token` to the openai SDK as
+        // `azure_ad_token_provider`).
+        "https://cognitiveservices.azure.com/.default" => AOAI_TOKEN.to_string(),
         other => return Err((400, format!("unexpected scope {other}"))),
     };
     Ok(Answer::json(200, json!({"token_type": "Bearer", "access_token": token, "expires_in": 3599})))

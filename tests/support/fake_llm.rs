@@ -9,6 +9,13 @@
 //! the last user message. Failures (429 with Retry-After, 500) can be
 //! queued, and a latency can be set.
 //!
+//! Both APIs of `type: llm` nodes are served: chat completions and
+//! completions (`api: completion`: `…/completions` with a `prompt`, answered
+//! with `choices[].text`). With [`FakeLlm::require_entra_token`] Azure
+//! requests must carry `Authorization: Bearer <token>` and no `api-key`, as
+//! the openai SDK sends a `meid_token` connection's Entra ID token
+//! (`azure_ad_token_provider`); the key is then refused like a wrong one.
+//!
 //! With [`FakeLlm::limit_in_flight`] it holds at most N requests at once and
 //! answers the others at once with 429, `retry-after-ms` (when the first
 //! request in flight will be answered, as Azure OpenAI sends it besides
@@ -44,6 +51,10 @@ struct State {
     max_in_flight: usize,
     throttled: usize,
     rate_limit_headers: bool,
+    /// Azure requests authenticate with this Entra ID token instead of the key.
+    entra_token: Option<String>,
+    /// `Retry-After` of each refusal injected with `fail_next`, as sent.
+    retry_afters_sent: Vec<Option<String>>,
 }
 
 pub struct FakeLlm {
@@ -106,6 +117,17 @@ impl FakeLlm {
         self.state.lock().unwrap().throttled
     }
 
+    /// From now on Azure requests must carry `Authorization: Bearer {token}`
+    /// (a `meid_token` connection) and no `api-key`.
+    pub fn require_entra_token(&self, token: &str) {
+        self.state.lock().unwrap().entra_token = Some(token.to_string());
+    }
+
+    /// The `Retry-After` header of each injected failure, in the order sent.
+    pub fn retry_afters_sent(&self) -> Vec<Option<String>> {
+        self.state.lock().unwrap().retry_afters_sent.clone()
+    }
+
     /// The next request gets `status` (with `Retry-After` when given) instead of an answer.
     pub fn fail_next(&self, status: u16, retry_after: Option<&str>) {
         self.state.lock().unwrap().failures.push_back((status, retry_after.map(str::to_string)));
@@ -142,7 +164,11 @@ fn admit(req: &Received, state: &Mutex<State>, key: &str, latency: Duration) -> 
         let location = format!("{base}{}?{}", req.path, req.query);
         return Err((307, vec![("location", location)], json!({})));
     }
-    if let Some(problem) = check(req, key) {
+    let auth = match &st.entra_token {
+        Some(token) => Auth::Entra(token.clone()),
+        None => Auth::Key(key.to_string()),
+    };
+    if let Some(problem) = check(req, &auth) {
         st.violations.push(problem.clone());
         let status = if problem.starts_with("auth") {
             401
@@ -154,6 +180,7 @@ fn admit(req: &Received, state: &Mutex<State>, key: &str, latency: Duration) -> 
         return Err((status, vec![], json!({"error": {"message": problem, "code": status.to_string()}})));
     }
     if let Some((status, retry_after)) = st.failures.pop_front() {
+        st.retry_afters_sent.push(retry_after.clone());
         let headers = retry_after.map(|r| vec![("retry-after", r)]).unwrap_or_default();
         return Err((
             status,
@@ -181,32 +208,65 @@ fn admit(req: &Received, state: &Mutex<State>, key: &str, latency: Duration) -> 
     Ok(due)
 }
 
+/// How Azure requests authenticate: the key (`api-key`) or an Entra ID
+/// token (`Authorization: Bearer`, a `meid_token` connection).
+enum Auth {
+    Key(String),
+    Entra(String),
+}
+
+/// Azure OpenAI's two APIs of `type: llm` nodes, by the path's last segment.
+fn api_of(path: &str) -> Option<(&str, bool)> {
+    path.strip_suffix("/chat/completions")
+        .map(|d| (d, true))
+        .or_else(|| path.strip_suffix("/completions").map(|d| (d, false)))
+}
+
 /// What the real service would refuse.
-fn check(req: &Received, key: &str) -> Option<String> {
+fn check(req: &Received, auth: &Auth) -> Option<String> {
     if req.method != "POST" {
         return Some(format!("method {} is not POST", req.method));
     }
+    let key = match auth {
+        Auth::Key(key) => key.as_str(),
+        Auth::Entra(_) => "",
+    };
     if req.path == "/openai/v1/responses" {
         return check_responses(req, key);
     }
     let azure = req.path.starts_with("/openai/deployments/");
+    let chat;
     if azure {
-        let deployment = req.path.trim_start_matches("/openai/deployments/");
-        let Some(deployment) = deployment.strip_suffix("/chat/completions") else {
-            return Some(format!("path {} is not a chat completions path", req.path));
+        let Some((deployment, is_chat)) = api_of(req.path.trim_start_matches("/openai/deployments/")) else {
+            return Some(format!("path {} is not a chat completions or completions path", req.path));
         };
+        chat = is_chat;
         if req.query != format!("api-version={AZURE_API_VERSION}") {
             return Some(format!("query `{}` lacks api-version={AZURE_API_VERSION}", req.query));
         }
-        if req.header("api-key") != Some(key) {
-            return Some("auth: missing or wrong api-key header".into());
+        match auth {
+            Auth::Key(key) if req.header("api-key") != Some(key) => {
+                return Some("auth: missing or wrong api-key header".into());
+            }
+            // Azure OpenAI takes a key or a token; a meid_token connection has no key to send.
+            Auth::Entra(token) if req.header("authorization") != Some(&format!("Bearer {token}")) => {
+                return Some(format!(
+                    "auth: expected the Entra ID bearer token, got {:?}",
+                    req.header("authorization")
+                ));
+            }
+            Auth::Entra(_) if req.header("api-key").is_some() => {
+                return Some("auth: an api-key header on a meid_token connection".into());
+            }
+            _ => {}
         }
         if req.body.get("model").and_then(Json::as_str) != Some(deployment) {
             return Some("body: model differs from the deployment in the path".into());
         }
     } else {
-        if req.path != "/v1/chat/completions" {
-            return Some(format!("path {} is not /v1/chat/completions", req.path));
+        chat = req.path == "/v1/chat/completions";
+        if !chat && req.path != "/v1/completions" {
+            return Some(format!("path {} is not /v1/chat/completions or /v1/completions", req.path));
         }
         if req.header("authorization") != Some(&format!("Bearer {key}")) {
             return Some("auth: missing or wrong bearer token".into());
@@ -214,6 +274,21 @@ fn check(req: &Received, key: &str) -> Option<String> {
         if req.body.get("model").and_then(Json::as_str).is_none_or(str::is_empty) {
             return Some("body: no model".into());
         }
+    }
+    if !chat {
+        // The completions API: a prompt (string or strings), no messages.
+        let prompt_ok = match req.body.get("prompt") {
+            Some(Json::String(_)) => true,
+            Some(Json::Array(items)) => items.iter().all(Json::is_string),
+            _ => false,
+        };
+        if !prompt_ok || req.body.get("messages").is_some() {
+            return Some(format!("body: a completions request needs a prompt, not messages: {}", req.body));
+        }
+        if req.body.get("stream") != Some(&json!(false)) {
+            return Some("body: stream must be false".into());
+        }
+        return None;
     }
     let messages = req.body.get("messages").and_then(Json::as_array);
     let well_formed = messages.is_some_and(|m| {
@@ -279,6 +354,24 @@ fn prompt(req: &Received) -> (String, String) {
 /// summary, a URL category), a ticket classifier when asked for a
 /// category, otherwise an echo of the last user message.
 fn answer(req: &Received) -> Json {
+    if let Some(prompt) = req.body.get("prompt") {
+        // The completions API: the prompt's text back, as a completion model
+        // continues it; its first line names the category when asked.
+        let text = prompt.as_str().map_or_else(|| prompt.to_string(), str::to_string);
+        let content = if text.to_lowercase().contains("category") {
+            format!(" {}", classify(&text))
+        } else {
+            format!(" echo: {text}")
+        };
+        let (prompt_tokens, completion_tokens) = (text.split_whitespace().count(), content.split_whitespace().count());
+        return json!({
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "model": req.body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null, "text": content}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+        });
+    }
     let (system, user) = prompt(req);
     let lower = system.to_lowercase();
     let content = if lower.contains("evaluation metric") {
