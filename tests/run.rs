@@ -591,3 +591,57 @@ fn sigterm_to_the_process_group_cancels_the_line_in_flight() {
     assert_eq!(details.iter().find(|d| d["line_number"] == 1).unwrap()["status"], "Canceled", "{details:?}");
     assert!(!Path::new(&format!("/proc/{}", worker.trim())).exists(), "python worker {worker} was left running");
 }
+
+/// `run create --stream` prints each line's result when that line finishes,
+/// not after the run: line 1 waits until the test has read line 0's result
+/// from flow-ci's stderr (a file the test then writes), so a run that held
+/// its results back would see line 1 fail waiting (after 60 s), and a
+/// streamed one completes both. Errors are streamed with their message.
+#[test]
+fn run_create_stream_prints_each_line_as_it_finishes() {
+    use std::io::BufRead;
+    let p = Project::new();
+    let go = p.path().join("go");
+    p.write(
+        "flow/flow.dag.yaml",
+        "inputs:\n  n:\n    type: int\noutputs:\n  out:\n    type: int\n    reference: ${step.output}\nnodes:\n- name: step\n  type: python\n  source:\n    type: code\n    path: step.py\n  inputs:\n    n: ${inputs.n}\n",
+    )
+    .write(
+        "flow/step.py",
+        &format!(
+            "import os, time\nfrom promptflow.core import tool\n\n\n@tool\ndef step(n: int) -> int:\n    if n == 1:\n        for _ in range(600):\n            if os.path.exists({go:?}):\n                break\n            time.sleep(0.1)\n        else:\n            raise TimeoutError('line 0 was not streamed before line 1 ended')\n    if n == 2:\n        raise ValueError('no two')\n    return n\n",
+            go = go.to_str().unwrap()
+        ),
+    )
+    .write("flow/data.jsonl", "{\"n\": 0}\n{\"n\": 1}\n{\"n\": 2}\n");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flow-ci"))
+        .args(["run", "create", "--flow", "flow", "--data", "flow/data.jsonl", "--name", "streamed", "--workers", "1"])
+        .arg("--stream")
+        .current_dir(p.path())
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("TF_BUILD")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if line.starts_with("line ") {
+            seen.push(line.trim_end().to_string());
+        }
+        if line.starts_with("line 0: ") {
+            std::fs::write(&go, "").unwrap();
+        }
+        line.clear();
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        seen,
+        ["line 0: Completed", "line 1: Completed", "line 2: Failed: Execution failure in 'step': (ValueError) no two"],
+        "printed once each, as they finished"
+    );
+    let record = p.read_json(".flow-ci/runs/streamed/run.json");
+    assert_eq!((record["lines"]["completed"].clone(), record["lines"]["failed"].clone()), (json!(2), json!(1)));
+}

@@ -1,7 +1,7 @@
 //! Progress of a batch run on stderr: a live bar on a terminal, plain
 //! periodic lines in CI logs (where a redrawn bar would be noise).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub struct ConsoleProgress {
     quiet: bool,
     /// The run's name, when several runs report at once.
     label: Option<String>,
+    /// Each line's result is printed as it finishes (`run create --stream`).
+    stream: bool,
 }
 
 impl ConsoleProgress {
@@ -30,7 +32,19 @@ impl ConsoleProgress {
             bar.set_style(style("{bar:30} {pos}/{len} lines  {msg}  {per_sec}  eta {eta}"));
             bar
         });
-        ConsoleProgress { started: Instant::now(), bar, last_plain: Mutex::new(Instant::now()), quiet, label: None }
+        ConsoleProgress {
+            started: Instant::now(),
+            bar,
+            last_plain: Mutex::new(Instant::now()),
+            quiet,
+            label: None,
+            stream: false,
+        }
+    }
+
+    /// `run create --stream`: no bar, each line's result as it finishes.
+    pub fn streaming(total: usize) -> ConsoleProgress {
+        ConsoleProgress { stream: true, ..ConsoleProgress::new(total, true) }
     }
 
     /// One of several runs going on at once (`check` runs flows
@@ -48,6 +62,7 @@ impl ConsoleProgress {
             last_plain: Mutex::new(Instant::now()),
             quiet: false,
             label: Some(label.to_string()),
+            stream: false,
         }
     }
 }
@@ -56,7 +71,23 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
+/// One line's result as `run create --stream` prints it: its number, its
+/// status and, when it failed, the error.
+pub fn line_result_text(line: &exec::line::LineRun) -> String {
+    let detail = line.error.as_ref().map_or_else(String::new, |e| format!(": {}", e.message));
+    format!("line {}: {:?}{detail}", line.line_number, line.status)
+}
+
 impl Progress for ConsoleProgress {
+    fn line_result(&self, line: &exec::line::LineRun) {
+        if self.stream {
+            // Through the guard: inside a CI host an error message (data,
+            // node output) must not run logging commands.
+            let mut err = crate::ci::guard::Guard::new(std::io::stderr());
+            let _ = writeln!(err, "{}", line_result_text(line));
+        }
+    }
+
     fn line_done(&self, done: usize, failed: usize, total: usize) {
         if self.quiet {
             return;

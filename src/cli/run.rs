@@ -173,7 +173,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Print each line's result and the workers' output as the run goes
+    /// Print each line's result as it finishes, and the workers' output
     #[arg(long)]
     pub stream: bool,
 
@@ -460,15 +460,25 @@ fn create(args: CreateArgs, store: &Store, out: &mut dyn Write, err: &mut dyn Wr
         cloud_name,
     };
     let cancel = super::cancel_on_interrupt();
-    let quiet = args.stream;
-    let progress =
-        move |_: &str, total: usize| -> Box<dyn exec::batch::Progress> { Box::new(ConsoleProgress::new(total, quiet)) };
+    // A local run prints each line's result as it finishes (the progress
+    // reporter is asked for only by the local executor); a cloud run's lines
+    // arrive with its results, and are printed then.
+    let stream = args.stream;
+    let streamed = std::sync::atomic::AtomicBool::new(false);
+    let progress = |_: &str, total: usize| -> Box<dyn exec::batch::Progress> {
+        if stream {
+            streamed.store(true, std::sync::atomic::Ordering::Relaxed);
+            Box::new(ConsoleProgress::streaming(total))
+        } else {
+            Box::new(ConsoleProgress::new(total, false))
+        }
+    };
     let finished = match crate::jobs::run::create(&req, store, &progress, &cancel, err) {
         Ok(r) => r,
         Err(e) => return report_run_job_error(&e, err),
     };
     if args.stream {
-        run_view::stream_summary(store, &finished.name, err);
+        run_view::stream_summary(store, &finished.name, streamed.load(std::sync::atomic::Ordering::Relaxed), err);
     }
     match run_view::show(store, &finished.name, args.format, out) {
         Ok(()) => finished_code(finished.status),

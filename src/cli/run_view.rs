@@ -230,12 +230,12 @@ pub fn compare(store: &Store, a: &str, b: &str, format: ViewFormat, out: &mut dy
     Ok(())
 }
 
-/// After `--stream`: every line's status and the workers' log lines.
-pub fn stream_summary(store: &Store, name: &str, err: &mut dyn Write) {
-    if let Ok(lines) = store.details(name) {
+/// After `--stream`: every line's status (unless each was printed as it
+/// finished, as a local run does) and the workers' log lines.
+pub fn stream_summary(store: &Store, name: &str, lines_streamed: bool, err: &mut dyn Write) {
+    if !lines_streamed && let Ok(lines) = store.details(name) {
         for l in lines {
-            let detail = l.error.as_ref().map_or_else(String::new, |e| format!(": {}", e.message));
-            let _ = writeln!(err, "line {}: {:?}{detail}", l.line_number, l.status);
+            let _ = writeln!(err, "{}", super::progress::line_result_text(&l));
         }
     }
     if let Ok(logs) = store.logs(name) {

@@ -117,6 +117,9 @@ fn line_number(row: &Map<String, Json>) -> Option<usize> {
 /// Receives progress as lines finish.
 pub trait Progress: Sync {
     fn line_done(&self, done: usize, failed: usize, total: usize);
+    /// One line's result, as soon as it finishes (in the order lines
+    /// finish, before the run ends); `run create --stream` prints it.
+    fn line_result(&self, _line: &LineRun) {}
     fn finish(&self);
 }
 
@@ -175,6 +178,7 @@ pub fn run(
             if store_error.is_none() {
                 store_error = writer.append_line(&line).err();
             }
+            opts.progress.line_result(&line);
             results.push(line);
             opts.progress.line_done(results.len(), failed, lines.len());
         }
