@@ -260,6 +260,10 @@ fn meid_token_connections_send_an_entra_token_not_a_key() {
     ws.write(".flow-ci.yaml", &config);
     let mut cmd = ws.flow_ci();
     cmd.env("AZURE_OPENAI_ENDPOINT", &fake.url).env("FLOW_CI_CACHE_DIR", ws.path().join("cache"));
+    // The client secret below is the credential used, not a token or identity from outside.
+    for var in ["AZURE_OPENAI_AD_TOKEN", "AZURE_FEDERATED_TOKEN_FILE", "ACTIONS_ID_TOKEN_REQUEST_URL"] {
+        cmd.env_remove(var);
+    }
     for (name, value) in entra.env().into_iter().filter(|(name, _)| name.starts_with("AZURE_")) {
         cmd.env(name, value);
     }
