@@ -126,6 +126,26 @@ fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<String> {
     found
 }
 
+/// Each side's batch run record (flow, port), for the timing line the test prints.
+fn runs(p: &Project) -> [Json; 2] {
+    let report = p.read_json(".flow-ci/report/report.json");
+    let flow = &report["flows"][0];
+    let run = |name: &Json| p.read_json(&format!(".flow-ci/runs/{}/run.json", name.as_str().unwrap_or_default()));
+    [run(&flow["batch_run"]), run(&flow["parity"]["batch_run"])]
+}
+
+fn sides_timing(runs: &[Json; 2]) -> String {
+    let side = |r: &Json| {
+        format!(
+            "{:.2} s, {} requests, {} from the cache",
+            r["duration_seconds"].as_f64().unwrap_or(0.0),
+            r["llm"]["requests"],
+            r["llm"]["cache_hits"]
+        )
+    };
+    format!("flow {}; port {}", side(&runs[0]), side(&runs[1]))
+}
+
 fn run_llm(p: &Project, name: &str) -> Json {
     p.read_json(&format!(".flow-ci/runs/{name}/run.json"))["llm"].clone()
 }
@@ -170,6 +190,8 @@ fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_g
     assert!(!out.contains(KEY), "{out}");
     assert_eq!(files_holding(&p.path().join(".flow-ci"), KEY), Vec::<String>::new());
 
+    let first_runs = runs(&p);
+
     // Second run: every answer of either side comes from the cache.
     let started = std::time::Instant::now();
     let (code, out) = check(&p);
@@ -179,6 +201,7 @@ fn promptflows_web_classification_and_its_agent_framework_port_pass_the_parity_g
     let port_llm = run_llm(&p, &port_run);
     assert_eq!((port_llm["requests"].as_u64(), port_llm["cache_hits"].as_u64()), (Some(0), Some(2 * lines as u64)));
     eprintln!("check, both sides, {lines} lines: first run {first:.1?}, cached run {cached:.1?}");
+    eprintln!("first: {}\ncached: {}", sides_timing(&first_runs), sides_timing(&runs(&p)));
 
     // The port reads only the start of the summary: Channel and Movie become None.
     let port = std::fs::read_to_string(p.path().join(PORT)).unwrap();

@@ -68,7 +68,7 @@ pub enum RunCommand {
     /// each line's inputs and outputs with a text filter and "failed only", and word diffs of the
     /// outputs that differ from the first run's
     #[command(
-        after_help = "Examples:\n  flow-ci run visualize --name base --name pr\n  flow-ci run visualize --names base,pr --html-path runs.html\n\nThe page needs no network. Its address can set the filter: runs.html#q=TEXT&failed=1&differing=1"
+        after_help = "Examples:\n  flow-ci run visualize --name base --name pr\n  flow-ci run visualize --names base,pr --html-path runs.html\n\nThe page needs no network. Its address can set the filter:\n  runs.html#q=TEXT&failed=1&differing=1"
     )]
     Visualize(VisualizeArgs),
 }
