@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use clap::CommandFactory;
+use support::cli::words;
 use support::fs::copy_tree;
 
 fn repo_root() -> PathBuf {
@@ -77,29 +78,6 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     ("flow-ci run create --file flows/eval-accuracy/run.yml --run port", "evaluates the port run above"),
 ];
-
-/// The words of a shell command as bash splits them (quotes, no escapes).
-fn words(line: &str) -> Vec<String> {
-    let (mut words, mut word, mut quote, mut in_word) = (Vec::new(), String::new(), None, false);
-    for c in line.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => word.push(c),
-            (None, '\'' | '"') => (quote, in_word) = (Some(c), true),
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                }
-                in_word = false;
-            }
-            (None, c) => (word.push(c), in_word = true).1,
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    words
-}
 
 /// The `flow-ci` commands of README's `sh` blocks: `\` continuations joined,
 /// comments, redirections and pipes cut, `VAR=value` prefixes and a trailing

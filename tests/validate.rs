@@ -2,6 +2,8 @@
 //! `fixtures/` (clean) and on every case in `fixtures/invalid/` (one per
 //! diagnostic), with the exact output kept as snapshots.
 
+mod support;
+
 use std::path::PathBuf;
 
 use assert_cmd::Command;
@@ -135,19 +137,10 @@ fn a_folder_without_flows_says_so() {
 /// examples.
 #[test]
 fn help_texts_teach_with_examples() {
-    fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, bool)>) {
-        let subs: Vec<_> = cmd.get_subcommands().filter(|s| s.get_name() != "help").collect();
-        out.push((path.clone(), subs.is_empty()));
-        for sub in subs {
-            let mut p = path.clone();
-            p.push(sub.get_name().to_string());
-            walk(sub, p, out);
-        }
-    }
-    let mut commands = Vec::new();
-    walk(&<flow_ci::cli::Cli as clap::CommandFactory>::command(), Vec::new(), &mut commands);
+    let commands = support::cli::commands();
     assert!(commands.len() > 20, "only {} commands found", commands.len());
-    for (path, leaf) in commands {
+    for (path, cmd) in commands {
+        let leaf = !support::cli::groups_others(&cmd);
         let out = flow_ci().args(&path).arg("--help").env("COLUMNS", "100").output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{path:?}");
         let text = String::from_utf8(out.stdout).unwrap();

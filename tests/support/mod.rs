@@ -1,4 +1,5 @@
 pub mod azurite;
+pub mod cli;
 pub mod cloud;
 pub mod fake_ado;
 pub mod fake_aml;
