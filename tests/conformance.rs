@@ -3,7 +3,7 @@
 //! the same `output.jsonl` (floats to 1e-9), the same metrics and the same
 //! failed lines. The executor itself never uses promptflow.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Std;
 
 use assert_cmd::Command;
@@ -11,63 +11,25 @@ use serde_json::{Map, Value as Json};
 
 mod support;
 use support::fake_llm::FakeLlm;
-use support::fs::copy_tree;
-
-/// `pf` from FLOW_CI_PF, else the venv scripts/test creates.
-fn pf() -> PathBuf {
-    let candidate = std::env::var_os("FLOW_CI_PF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pf-venv/bin/pf"));
-    assert!(
-        candidate.exists(),
-        "promptflow is the conformance oracle but {} does not exist: run scripts/test (it installs promptflow into target/pf-venv) or set FLOW_CI_PF",
-        candidate.display()
-    );
-    candidate
-}
+use support::pf::{PfWorkspace, pf};
 
 /// A scratch copy of the example flows (pf writes into flow folders) with a
 /// private promptflow home, so runs never collide with the user's.
 struct Workspace {
-    dir: tempfile::TempDir,
+    pf: PfWorkspace,
 }
 
 impl Workspace {
     fn new() -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/flows"), &dir.path().join("flows"), &[]);
-        std::fs::create_dir_all(dir.path().join("home/.promptflow")).unwrap();
-        // No telemetry, and no trace server left running after the test.
-        std::fs::write(
-            dir.path().join("home/.promptflow/pf.yaml"),
-            "telemetry:\n  enabled: 'false'\ntrace:\n  destination: none\n",
-        )
-        .unwrap();
-        Workspace { dir }
+        Workspace { pf: PfWorkspace::new("fixtures/flows") }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.pf.path()
     }
 
     fn pf(&self, args: &[&str]) -> std::process::Output {
-        let out = Std::new(pf())
-            .args(args)
-            .current_dir(self.path())
-            .env("HOME", self.path().join("home"))
-            .env("PF_DISABLE_TRACING", "true")
-            .env("PF_WORKER_COUNT", "2")
-            // A file keyring (keyrings.alt) in the private home: CI machines have no system keyring.
-            .env("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pf {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        self.pf.pf_ok(args)
     }
 
     fn pf_run(&self, file: &str, name: &str) -> RunResult {

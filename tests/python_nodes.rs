@@ -11,20 +11,7 @@ use assert_cmd::Command;
 use serde_json::{Map, Value as Json};
 
 mod support;
-use support::fs::copy_tree;
-
-/// `pf` from FLOW_CI_PF, else the venv scripts/test creates.
-fn pf() -> PathBuf {
-    let candidate = std::env::var_os("FLOW_CI_PF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pf-venv/bin/pf"));
-    assert!(
-        candidate.exists(),
-        "promptflow is the oracle but {} does not exist: run scripts/test (it installs promptflow into target/pf-venv) or set FLOW_CI_PF",
-        candidate.display()
-    );
-    candidate
-}
+use support::pf::{PfWorkspace, pf};
 
 /// The interpreters flow-ci's workers run in: the oracle's (promptflow
 /// installed) and the default `python3`, where the stand-in serves when
@@ -36,48 +23,24 @@ fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
 /// A scratch copy of the flows (pf writes into flow folders) and a private
 /// promptflow home.
 struct Workspace {
-    dir: tempfile::TempDir,
+    pf: PfWorkspace,
 }
 
 impl Workspace {
     fn new() -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        let flows = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/flows/python-nodes");
-        copy_tree(&flows, &dir.path().join("flows"), &[]);
-        std::fs::create_dir_all(dir.path().join("home/.promptflow")).unwrap();
-        std::fs::write(
-            dir.path().join("home/.promptflow/pf.yaml"),
-            "telemetry:\n  enabled: 'false'\ntrace:\n  destination: none\n",
-        )
-        .unwrap();
-        Workspace { dir }
+        Workspace { pf: PfWorkspace::new("tests/flows/python-nodes") }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.pf.path()
     }
 
     fn pf_output(&self, args: &[&str]) -> Output {
-        Std::new(pf())
-            .args(args)
-            .current_dir(self.path())
-            .env("HOME", self.path().join("home"))
-            .env("PF_DISABLE_TRACING", "true")
-            .env("PF_WORKER_COUNT", "2")
-            .env("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
-            .output()
-            .unwrap()
+        self.pf.pf_command(args).output().unwrap()
     }
 
     fn pf(&self, args: &[&str]) -> String {
-        let out = self.pf_output(args);
-        assert!(
-            out.status.success(),
-            "pf {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&self.pf.pf_ok(args).stdout).into_owned()
     }
 
     fn flow_ci(&self, python: Option<&Path>, args: &[&str]) -> Output {
@@ -392,12 +355,9 @@ fn serve_streams_generator_outputs_as_pf_serve_does() {
     for (flow, body, accepts) in cases {
         let port = free_port();
         let pf_server = Served {
-            child: Std::new(pf())
-                .args(["flow", "serve", "--source", flow, "--port", &port.to_string(), "--skip-open-browser"])
-                .current_dir(ws.path())
-                .env("HOME", ws.path().join("home"))
-                .env("PF_DISABLE_TRACING", "true")
-                .env("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+            child: ws
+                .pf
+                .pf_command(&["flow", "serve", "--source", flow, "--port", &port.to_string(), "--skip-open-browser"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()

@@ -7,5 +7,6 @@ pub mod fake_github;
 pub mod fake_llm;
 pub mod fs;
 pub mod http;
+pub mod pf;
 pub mod project;
 pub mod repo;
