@@ -148,6 +148,11 @@ pub struct Controller {
     in_flight: usize,
     paused_until: Option<Instant>,
     last_decrease: Option<Instant>,
+    /// The most requests in flight since the last decrease.
+    window_peak: usize,
+    /// The congestion event of the last decrease: the most in flight in the
+    /// window it refused, and its refusals so far.
+    event: (usize, usize),
     /// Requests in flight when the deployment last refused one: growth
     /// slows to one per [`PROBE_ROUNDS`] round trips near it.
     ceiling: Option<usize>,
@@ -173,6 +178,8 @@ impl Controller {
             in_flight: 0,
             paused_until: None,
             last_decrease: None,
+            window_peak: 0,
+            event: (0, 0),
             ceiling: None,
             header_cap: None,
             latency: None,
@@ -225,6 +232,7 @@ impl Controller {
         }
         self.in_flight += 1;
         self.stats.peak = self.stats.peak.max(self.in_flight);
+        self.window_peak = self.window_peak.max(self.in_flight);
         self.mean_cost = if self.mean_cost == 0.0 { cost as f64 } else { 0.9 * self.mean_cost + 0.1 * cost as f64 };
         Ok(Ticket { sent: now, concurrency: self.in_flight })
     }
@@ -250,19 +258,25 @@ impl Controller {
                 }
                 // One decrease per congestion event: the answers of requests
                 // sent before the last decrease describe the old window, and
-                // only lower the limit to what they show does not fit.
-                let fits = (ticket.concurrency - 1) as f64;
+                // only lower the limit to what they show does not fit. What
+                // fits is the window's peak less its refusals: requests sent
+                // at once reach the service in any order, so the refused one
+                // need not be the one that took the last ticket.
                 if self.last_decrease.is_none_or(|d| ticket.sent > d) {
-                    // The service refused the request that made `concurrency`
-                    // in flight: fewer than that may fit (slow start overshoots
-                    // by up to the whole window before the first 429 is back).
-                    self.limit = (self.limit * BACKOFF).min(fits).max(1.0);
-                    self.ceiling = Some(ticket.concurrency);
+                    // Slow start overshoots by up to the whole window before
+                    // the first 429 is back.
+                    let peak = self.window_peak.max(ticket.concurrency);
+                    self.event = (peak, 1);
+                    self.limit = (self.limit * BACKOFF).min((peak - 1) as f64).max(1.0);
+                    self.ceiling = Some(peak);
                     self.slow_start = false;
                     self.last_decrease = Some(now);
+                    self.window_peak = self.in_flight;
                 } else {
-                    self.limit = self.limit.min(fits).max(1.0);
-                    self.ceiling = self.ceiling.map(|c| c.min(ticket.concurrency));
+                    self.event.1 += 1;
+                    let fits = self.event.0.saturating_sub(self.event.1);
+                    self.limit = self.limit.min(fits as f64).max(1.0);
+                    self.ceiling = self.ceiling.map(|c| c.min(fits + 1));
                 }
             }
             Kind::Healthy => {
@@ -367,8 +381,16 @@ impl Permit {
         if let Some(ticket) = self.ticket.take() {
             let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             let before = state.limit();
+            let (sent, concurrency) = (ticket.sent, ticket.concurrency);
             state.release(Instant::now(), ticket, signal);
             let after = state.limit();
+            tracing::trace!(
+                "{}: {:?} after {} ms, sent with {concurrency} in flight; limit {after}, {} in flight",
+                self.shared.name,
+                signal.kind,
+                sent.elapsed().as_millis(),
+                state.in_flight()
+            );
             drop(state);
             if signal.kind == Kind::Throttled {
                 let pause =
@@ -484,6 +506,12 @@ mod tests {
         headers: bool,
         /// Overrides the latency of new requests.
         latency_ms: Option<u64>,
+        /// A refusal's Retry-After is the time until the first held request
+        /// is answered, as tests/support/fake_llm.rs sends it.
+        retry_at_first_answer: bool,
+        /// Requests sent at once arrive in a (seeded) random order.
+        shuffle: bool,
+        seed: u64,
         done: u64,
         refused: u64,
     }
@@ -498,6 +526,9 @@ mod tests {
                 server: 0,
                 headers: false,
                 latency_ms: None,
+                retry_at_first_answer: false,
+                shuffle: false,
+                seed: 1,
                 done: 0,
                 refused: 0,
             }
@@ -528,21 +559,39 @@ mod tests {
             let latency = Duration::from_millis(self.latency_ms.unwrap_or(latency_ms));
             while self.done < done0 + requests {
                 let mut wake = None;
+                let mut sent = vec![];
                 loop {
                     match self.ctl.try_acquire(self.t, 10) {
-                        Ok(ticket) if self.server >= capacity => {
-                            let answer = self.t + Duration::from_millis(1);
-                            self.pending.push((answer, ticket, throttled(retry_after), false));
-                        }
-                        Ok(ticket) => {
-                            self.server += 1;
-                            self.pending.push((self.t + latency, ticket, HEALTHY, true));
-                        }
+                        Ok(ticket) => sent.push(ticket),
                         Err(Wait::Until(u)) => {
                             wake = Some(u);
                             break;
                         }
                         Err(Wait::Slot) => break,
+                    }
+                }
+                // Requests sent at once reach the service in the order their
+                // threads get there, not the order they took their tickets.
+                if self.shuffle {
+                    for i in (1..sent.len()).rev() {
+                        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        sent.swap(i, (self.seed >> 33) as usize % (i + 1));
+                    }
+                }
+                for ticket in sent {
+                    if self.server >= capacity {
+                        let answer = self.t + Duration::from_millis(1);
+                        let first = self.pending.iter().filter(|p| p.3).map(|p| p.0).min();
+                        let retry_after = match first {
+                            Some(first) if self.retry_at_first_answer => {
+                                Some(first.saturating_duration_since(self.t).max(Duration::from_millis(1)))
+                            }
+                            _ => retry_after,
+                        };
+                        self.pending.push((answer, ticket, throttled(retry_after), false));
+                    } else {
+                        self.server += 1;
+                        self.pending.push((self.t + latency, ticket, HEALTHY, true));
                     }
                 }
                 let next = (0..self.pending.len()).min_by_key(|&i| self.pending[i].0);
@@ -637,6 +686,32 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_settles_when_requests_arrive_out_of_order() {
+        // As against tests/support/fake_llm.rs: requests sent at once reach
+        // the service in any order (so the 429s do not go to the last
+        // tickets), and a refusal says to retry when its first held request
+        // is answered.
+        for (capacity, latency) in [(24, 150), (8, 80), (64, 300), (5, 50), (40, 100), (17, 100), (33, 100), (48, 200)]
+        {
+            for seed in 1..=20 {
+                let mut sim = Sim::new(64, Budget::default());
+                sim.shuffle = true;
+                sim.seed = seed;
+                sim.retry_at_first_answer = true;
+                let start = sim.t;
+                let (done, refused) = sim.run(400, latency, capacity, None);
+                let took = sim.t.duration_since(start).as_secs_f64();
+                let ideal = 400.0 / capacity as f64 * latency as f64 / 1000.0;
+                assert!(refused * 20 <= done, "capacity {capacity}, seed {seed}: {refused} refused of {done}");
+                assert!(
+                    took <= 1.3 * ideal,
+                    "capacity {capacity}, seed {seed}: {took:.2} s for an ideal of {ideal:.2} s"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn retry_after_pauses_every_send_to_the_deployment() {
         let mut sim = Sim::new(64, Budget::default());
         let t0 = sim.at(0);
@@ -704,14 +779,24 @@ mod tests {
         let mut sim = Sim::new(64, Budget::default());
         let t0 = sim.at(0);
         let mut tickets = sim.fill(t0, 1);
-        // Refused in the order the service answered: the 13th, then the 9th.
-        let ninth = tickets.remove(8);
-        let thirteenth = tickets.remove(11);
-        sim.ctl.release(sim.at(1), thirteenth, throttled(None));
-        assert_eq!(sim.ctl.limit(), 12);
-        sim.ctl.release(sim.at(2), ninth, throttled(None));
-        assert_eq!(sim.ctl.limit(), 8, "no second x0.8, but no more than fit");
-        assert_eq!(sim.ctl.ceiling, Some(9));
+        // 16 sent at once to a service that holds 10: it refuses the six
+        // that reached it last, whichever tickets they took (here the 2nd,
+        // 5th, 7th, 11th, 13th and 16th).
+        let refused: Vec<Ticket> = [15, 12, 10, 6, 4, 1].into_iter().map(|i| tickets.remove(i)).collect();
+        let mut limits = vec![];
+        for (i, ticket) in refused.into_iter().enumerate() {
+            sim.ctl.release(sim.at(1 + i as u64), ticket, throttled(None));
+            limits.push(sim.ctl.limit());
+        }
+        // One x0.8, then no more than the peak less the refusals: 10, not
+        // the 1 that the 2nd ticket's refusal alone would say.
+        assert_eq!(limits, [12, 12, 12, 12, 11, 10]);
+        assert_eq!(sim.ctl.ceiling, Some(11));
+        // The refusal of a request sent after the decrease is a new event.
+        sim.ctl.release(sim.at(9), tickets.pop().unwrap(), HEALTHY);
+        let ticket = sim.ctl.try_acquire(sim.at(10), 1).unwrap();
+        sim.ctl.release(sim.at(11), ticket, throttled(None));
+        assert_eq!(sim.ctl.limit(), 8);
     }
 
     #[test]
