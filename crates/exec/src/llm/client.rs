@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use net::http::{error_chain, retry_after};
 
 use super::cache::{Cache, Lookup};
-use super::limit::{self, Budget, Limiter, Signal};
+use super::limit::{self, Budget, Limiter, Permit, Signal};
 use super::request::{Provider, Request};
 use model::connection::{Connection, Secret};
 
@@ -168,28 +168,14 @@ impl Client {
         deadline: Instant,
     ) -> Result<Json, CallError> {
         let key = Cache::key(req);
-        if let Some(cache) = &self.cache {
-            match cache.get(&key) {
-                Lookup::Hit(response) => {
-                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    usage.add_tokens(&req.model, &response);
-                    return output(req, &response);
-                }
-                Lookup::Miss => {}
-                Lookup::Corrupt(why) => {
-                    tracing::warn!("ignoring a corrupt LLM cache entry ({why}); it will be rewritten")
-                }
-            }
+        if let Some(response) = self.cached(&key, &req.model, usage) {
+            return output(req, &response);
         }
         let auth = self.auth(node, conn)?;
         usage.requests.fetch_add(1, Ordering::Relaxed);
         let response = self.send_with_retries(req, &auth, usage, deadline)?;
         usage.add_tokens(&req.model, &response);
-        if let Some(cache) = &self.cache
-            && let Err(e) = cache.put(&key, req, &response)
-        {
-            tracing::warn!("{e}");
-        }
+        self.remember(&key, req, &response);
         output(req, &response)
     }
 
@@ -214,33 +200,17 @@ impl Client {
         let streamed = fwd.json.as_ref().is_some_and(|b| b.get("stream") == Some(&Json::Bool(true)));
         let cacheable = (fwd.method == "POST" && !streamed).then_some(request.as_ref()).flatten();
         let key = cacheable.map(Cache::key);
-        if let (Some(cache), Some(key), Some(req)) = (&self.cache, &key, cacheable) {
-            match cache.get(key) {
-                Lookup::Hit(response) => {
-                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    usage.add_tokens(&req.model, &response);
-                    let body = serde_json::to_vec(&response).unwrap_or_default();
-                    let headers = vec![("content-type".to_string(), "application/json".to_string())];
-                    return Ok(Forwarded { status: 200, headers, body: ForwardedBody::Bytes(body) });
-                }
-                Lookup::Miss => {}
-                Lookup::Corrupt(why) => {
-                    tracing::warn!("ignoring a corrupt LLM cache entry ({why}); it will be rewritten")
-                }
-            }
+        if let (Some(key), Some(req)) = (&key, cacheable)
+            && let Some(response) = self.cached(key, &req.model, usage)
+        {
+            let body = serde_json::to_vec(&response).unwrap_or_default();
+            let headers = vec![("content-type".to_string(), "application/json".to_string())];
+            return Ok(Forwarded { status: 200, headers, body: ForwardedBody::Bytes(body) });
         }
         let auth = self.auth(fwd.caller, fwd.conn)?;
         usage.requests.fetch_add(1, Ordering::Relaxed);
         let cost = fwd.json.as_ref().map_or(1, limit::estimate_tokens);
-        let permit = self
-            .limiter
-            .acquire(&format!("{} {}", fwd.url.split('?').next().unwrap_or(&fwd.url), fwd.model), cost, deadline)
-            .map_err(|_| CallError::Failed {
-                kind: "ExceedMaxRetryTimes",
-                message: format!("the line's timeout passed waiting for a free slot of {}", fwd.model),
-            })?;
-        usage.waited_ms.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
-        usage.peak_in_flight.fetch_max(permit.in_flight as u64, Ordering::Relaxed);
+        let permit = self.admit(&fwd.url, &fwd.model, cost, usage, deadline)?;
         let method = reqwest::Method::from_bytes(fwd.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut builder = authorize(self.http.request(method, &fwd.url), &auth).body(fwd.body.to_vec());
         if let Some(ct) = fwd.content_type {
@@ -270,13 +240,57 @@ impl Client {
             && let Ok(answer) = serde_json::from_slice::<Json>(&body)
         {
             usage.add_tokens(&req.model, &answer);
-            if let (Some(cache), Some(key)) = (&self.cache, &key)
-                && let Err(e) = cache.put(key, req, &answer)
-            {
-                tracing::warn!("{e}");
+            if let Some(key) = &key {
+                self.remember(key, req, &answer);
             }
         }
         Ok(Forwarded { status, headers, body: ForwardedBody::Bytes(body) })
+    }
+
+    /// The cached answer to the request with `key`, counted as a hit with its tokens.
+    fn cached(&self, key: &str, model: &str, usage: &Usage) -> Option<Json> {
+        match self.cache.as_ref()?.get(key) {
+            Lookup::Hit(response) => {
+                usage.cache_hits.fetch_add(1, Ordering::Relaxed);
+                usage.add_tokens(model, &response);
+                Some(response)
+            }
+            Lookup::Miss => None,
+            Lookup::Corrupt(why) => {
+                tracing::warn!("ignoring a corrupt LLM cache entry ({why}); it will be rewritten");
+                None
+            }
+        }
+    }
+
+    /// Stores an answer in the cache; a failure is a warning, never fatal.
+    fn remember(&self, key: &str, req: &Request, response: &Json) {
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.put(key, req, response)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// A slot of the deployment's limit for one request to `url` (`model`
+    /// names the deployment or model), its wait and the in-flight peak counted.
+    fn admit(&self, url: &str, model: &str, cost: u64, usage: &Usage, deadline: Instant) -> Result<Permit, CallError> {
+        let permit = self.limiter.acquire(&deployment_key(url, model), cost, deadline).map_err(|past| {
+            CallError::Failed {
+                kind: "ExceedMaxRetryTimes",
+                message: match past.until {
+                    Some(_) => format!(
+                        "Exceed max retry times. {model} asked to wait (Retry-After, or the llm.rpm / llm.tpm budget) past the line's timeout"
+                    ),
+                    None => {
+                        format!("Exceed max retry times. The line's timeout passed waiting for a free slot of {model}")
+                    }
+                },
+            }
+        })?;
+        usage.waited_ms.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
+        usage.peak_in_flight.fetch_max(permit.in_flight as u64, Ordering::Relaxed);
+        Ok(permit)
     }
 
     /// What each deployment's limit saw so far, by endpoint + deployment.
@@ -311,24 +325,9 @@ impl Client {
     ) -> Result<Json, CallError> {
         let mut consecutive_422 = 0;
         let mut attempt: u32 = 0;
-        let deployment = deployment_key(req);
         let cost = limit::estimate_tokens(&req.body);
         loop {
-            let permit = self.limiter.acquire(&deployment, cost, deadline).map_err(|past| CallError::Failed {
-                kind: "ExceedMaxRetryTimes",
-                message: match past.until {
-                    Some(_) => format!(
-                        "Exceed max retry times. {} asked to wait (Retry-After, or the llm.rpm / llm.tpm budget) past the line's timeout",
-                        req.model
-                    ),
-                    None => format!(
-                        "Exceed max retry times. The line's timeout passed waiting for a free slot of {}",
-                        req.model
-                    ),
-                },
-            })?;
-            usage.waited_ms.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
-            usage.peak_in_flight.fetch_max(permit.in_flight as u64, Ordering::Relaxed);
+            let permit = self.admit(&req.url, &req.model, cost, usage, deadline)?;
             let (outcome, signal) = self.send(req, auth);
             permit.done(signal);
             let failure = match outcome {
@@ -488,9 +487,9 @@ fn signal(status: u16, headers: &reqwest::header::HeaderMap) -> Signal {
 
 /// The limit a request counts against: its endpoint and deployment (Azure:
 /// both are in the URL) or model (OpenAI: the same URL for every model).
-fn deployment_key(req: &Request) -> String {
-    let url = req.url.split('?').next().unwrap_or(&req.url);
-    format!("{url} {}", req.model)
+fn deployment_key(url: &str, model: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    format!("{url} {model}")
 }
 
 enum Auth {

@@ -40,8 +40,6 @@ impl Request {
 pub enum ReadError {
     /// The peer closed the connection between requests (the normal end).
     Closed,
-    /// Reading timed out between requests; the caller decides whether to wait on.
-    Idle,
     /// A malformed or oversized request: answer 400 and close.
     Bad(String),
     /// The connection broke.
@@ -54,9 +52,6 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Request, ReadEr
     match reader.read_line(&mut line) {
         Ok(0) => return Err(ReadError::Closed),
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && line.is_empty() => {
-            return Err(ReadError::Idle);
-        }
         Err(_) => return Err(ReadError::Io),
     }
     let mut parts = line.trim_end().splitn(3, ' ');

@@ -97,7 +97,9 @@ pub struct Proxy {
     /// Who the proxy serves, for errors (`port flows/x-maf/workflow.py`).
     caller: String,
     refusals: Mutex<Vec<String>>,
-    open: Mutex<Vec<TcpStream>>,
+    /// A clone of each open connection's socket, by connection number, so
+    /// stopping can shut them; a connection takes its own out when it ends.
+    open: Mutex<Vec<(u64, TcpStream)>>,
 }
 
 /// What serving borrows from the run.
@@ -121,7 +123,7 @@ impl Drop for Serving<'_> {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop, which then sees `stop`.
         let _ = TcpStream::connect(self.proxy.addr);
-        for stream in self.proxy.open.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for (_, stream) in self.proxy.open.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
@@ -216,25 +218,26 @@ impl Proxy {
         ctx: &'env Context<'env>,
     ) -> Serving<'env> {
         scope.spawn(move || {
-            for stream in self.listener.incoming() {
+            for (id, stream) in (0u64..).zip(self.listener.incoming()) {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
                 if let Ok(clone) = stream.try_clone() {
-                    self.open.lock().unwrap_or_else(|e| e.into_inner()).push(clone);
+                    self.open.lock().unwrap_or_else(|e| e.into_inner()).push((id, clone));
                 }
-                scope.spawn(move || self.handle(stream, ctx));
+                scope.spawn(move || self.handle(id, stream, ctx));
             }
         });
         Serving { proxy: self, stop }
     }
 
-    fn handle(&self, stream: TcpStream, ctx: &Context<'_>) {
+    fn handle(&self, id: u64, stream: TcpStream, ctx: &Context<'_>) {
         if let Ok(read_half) = stream.try_clone() {
             self.requests(BufReader::new(read_half), &stream, ctx);
         }
-        // `open` holds a clone of the socket: closing ours would not end it.
+        // A run may open thousands of connections: each gives its clone back.
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).retain(|(open, _)| *open != id);
         let _ = stream.shutdown(Shutdown::Both);
     }
 
@@ -253,7 +256,6 @@ impl Proxy {
                     );
                     return;
                 }
-                Err(http1::ReadError::Idle) => continue,
                 Err(_) => return,
             };
             let close = request.wants_close();
