@@ -80,7 +80,7 @@ pub enum JobError {
     Llm(CallError),
     #[error("{0}")]
     Client(String),
-    /// The port's model connection cannot be proxied (undefined, wrong type, no endpoint).
+    /// The model proxy's connection (a port's, `llm.proxy`) cannot be used: undefined, wrong type, no endpoint.
     #[error("{0}")]
     Proxy(String),
 }

@@ -377,12 +377,7 @@ fn agreement(
     limit: &model::config::Agreement,
     total: usize,
 ) -> AgreementReport {
-    let by_line = |run: Option<&str>| -> std::collections::HashMap<u64, Json> {
-        let rows = run.and_then(|r| store.outputs(r).ok()).unwrap_or_default();
-        rows.iter()
-            .filter_map(|row| Some((row.get("line_number")?.as_u64()?, row.get(&limit.output.value)?.clone())))
-            .collect()
-    };
+    let by_line = |run: Option<&str>| outputs_by_line(store, run, |row| row.get(&limit.output.value).cloned());
     let (flow, port) = (by_line(Some(flow_run)), by_line(port_run));
     let mut report = AgreementReport {
         output: limit.output.value.clone(),
@@ -404,6 +399,17 @@ fn agreement(
         }
     }
     report
+}
+
+/// What `pick` takes from each output row of `run`, by line number (no
+/// run, or a row without a line number: nothing).
+pub(super) fn outputs_by_line<T>(
+    store: &Store,
+    run: Option<&str>,
+    pick: impl Fn(Map<String, Json>) -> Option<T>,
+) -> std::collections::HashMap<u64, T> {
+    let rows = run.and_then(|r| store.outputs(r).ok()).unwrap_or_default();
+    rows.into_iter().filter_map(|row| Some((row.get("line_number")?.as_u64()?, pick(row)?))).collect()
 }
 
 /// Runs one run file under `name`; an evaluation's `run:` is bound to `base`.

@@ -39,12 +39,7 @@ pub(super) fn judge(
 ) -> SimilarityReport {
     let output = limit.output.as_ref().map(|o| o.value.clone());
     let mut report = SimilarityReport { output: output.clone(), total, ..Default::default() };
-    let answers = |run: Option<&str>| -> std::collections::HashMap<u64, String> {
-        let rows = run.and_then(|r| store.outputs(r).ok()).unwrap_or_default();
-        rows.into_iter()
-            .filter_map(|row| Some((row.get("line_number")?.as_u64()?, answer(row, output.as_deref())?)))
-            .collect()
-    };
+    let answers = |run| super::flows::outputs_by_line(store, run, |row| answer(row, output.as_deref()));
     let (flow, port) = (answers(Some(flow_run)), answers(port_run));
     let queries: std::collections::HashMap<u64, String> = store
         .details(flow_run)
