@@ -16,6 +16,13 @@
 //! the openai SDK sends a `meid_token` connection's Entra ID token
 //! (`azure_ad_token_provider`); the key is then refused like a wrong one.
 //!
+//! Embeddings are served too (`…/deployments/D/embeddings`, `/v1/embeddings`,
+//! as promptflow-tools' `embedding` tool calls them through the openai SDK):
+//! `input` a string or strings, answered with one deterministic 8-number
+//! vector per input ([`embedding_of`]), as floats or, when the body asks for
+//! `encoding_format: base64` (the SDK's default), as little-endian float32s
+//! in base64, the real API's two shapes.
+//!
 //! With [`FakeLlm::limit_in_flight`] it holds at most N requests at once and
 //! answers the others at once with 429, `retry-after-ms` (when the first
 //! request in flight will be answered, as Azure OpenAI sends it besides
@@ -234,6 +241,9 @@ fn check(req: &Received, auth: &Auth) -> Option<String> {
     if req.path == "/openai/v1/responses" {
         return check_responses(req, key);
     }
+    if req.path.ends_with("/embeddings") {
+        return check_embeddings(req, auth);
+    }
     let azure = req.path.starts_with("/openai/deployments/");
     let chat;
     if azure {
@@ -310,6 +320,85 @@ fn check(req: &Received, auth: &Auth) -> Option<String> {
     None
 }
 
+/// An embeddings request: Azure's `/openai/deployments/D/embeddings` with
+/// api-version, api-key and `model` naming D (the SDK puts it in the body),
+/// or OpenAI's `/v1/embeddings` with a bearer key; `input` a string or
+/// strings; `encoding_format` absent, `float` or `base64`.
+fn check_embeddings(req: &Received, auth: &Auth) -> Option<String> {
+    let Auth::Key(key) = auth else { return Some("auth: the fake serves embeddings with a key only".into()) };
+    if let Some(deployment) = req.path.strip_prefix("/openai/deployments/").and_then(|p| p.strip_suffix("/embeddings"))
+    {
+        if req.query != format!("api-version={AZURE_API_VERSION}") {
+            return Some(format!("query `{}` lacks api-version={AZURE_API_VERSION}", req.query));
+        }
+        if req.header("api-key") != Some(key.as_str()) {
+            return Some("auth: missing or wrong api-key header".into());
+        }
+        if req.body.get("model").and_then(Json::as_str) != Some(deployment) {
+            return Some("body: model differs from the deployment in the path".into());
+        }
+    } else if req.path == "/v1/embeddings" {
+        if req.header("authorization") != Some(&format!("Bearer {key}")) {
+            return Some("auth: missing or wrong bearer token".into());
+        }
+    } else {
+        return Some(format!("path {} is not an embeddings path", req.path));
+    }
+    let input_ok = match req.body.get("input") {
+        Some(Json::String(_)) => true,
+        Some(Json::Array(items)) => !items.is_empty() && items.iter().all(Json::is_string),
+        _ => false,
+    };
+    if !input_ok {
+        return Some(format!("body: embeddings need an input string or strings: {}", req.body));
+    }
+    match req.body.get("encoding_format").and_then(Json::as_str) {
+        None | Some("float" | "base64") => None,
+        Some(other) => Some(format!("body: encoding_format {other} is neither float nor base64")),
+    }
+}
+
+/// A text's embedding: 8 numbers from its bytes, each a multiple of 1/8
+/// below 125, so float32 holds them exactly and both encodings give the
+/// same numbers back.
+pub fn embedding_of(text: &str) -> Vec<f32> {
+    let mut sums = [0u32; 8];
+    for (i, b) in text.bytes().enumerate() {
+        sums[i % 8] += u32::from(b);
+    }
+    sums.iter().map(|s| (s % 1000) as f32 / 8.0).collect()
+}
+
+fn embeddings_answer(req: &Received) -> Json {
+    use base64::Engine as _;
+    let inputs: Vec<String> = match &req.body["input"] {
+        Json::Array(items) => items.iter().filter_map(Json::as_str).map(str::to_string).collect(),
+        other => vec![other.as_str().unwrap_or_default().to_string()],
+    };
+    let base64 = req.body.get("encoding_format").and_then(Json::as_str) == Some("base64");
+    let data: Vec<Json> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let vector = embedding_of(text);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": req.body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    })
+}
+
 /// Azure OpenAI's v1 Responses API (`POST {endpoint}/openai/v1/responses`),
 /// which Agent Framework's `OpenAIChatClient` calls: an `api-key`, an
 /// `api-version` of `preview` or `v1` (or none), a `model` and an `input`.
@@ -354,6 +443,9 @@ fn prompt(req: &Received) -> (String, String) {
 /// summary, a URL category), a ticket classifier when asked for a
 /// category, otherwise an echo of the last user message.
 fn answer(req: &Received) -> Json {
+    if req.path.ends_with("/embeddings") {
+        return embeddings_answer(req);
+    }
     if let Some(prompt) = req.body.get("prompt") {
         // The completions API: the prompt's text back, as a completion model
         // continues it; its first line names the category when asked.

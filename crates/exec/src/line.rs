@@ -53,6 +53,14 @@ impl RunError {
         if e.kind == "Canceled" {
             return RunError { node: Some(node.into()), ..RunError::new("Canceled", e.message) };
         }
+        // A package tool the flow's python lacks: one line naming the node,
+        // the tool and what to install (the worker's frames say nothing more).
+        if e.kind == "PackageToolNotFoundError" {
+            return RunError {
+                node: Some(node.into()),
+                ..RunError::new("ToolLoadError", format!("`{node}` {}", e.message))
+            };
+        }
         let kind = match (e.phase.as_str(), e.kind.as_str()) {
             (_, "LineExecutionTimeoutError") => "LineExecutionTimeoutError",
             ("load", _) => "ToolLoadError",
@@ -398,11 +406,13 @@ impl Engine<'_> {
         let node_error =
             |kind: &str, message: String| RunError { node: Some(step.name.clone()), ..RunError::new(kind, message) };
         match &step.kind {
-            StepKind::Python { file } => {
+            StepKind::Python { .. } | StepKind::Package { .. } => {
                 let connections = self.python_connections(step, &call);
+                let (file, package) = step.kind.python_tool().unwrap_or_default();
                 let req = CallRequest {
                     op: "call",
-                    file: file.clone(),
+                    file,
+                    package,
                     working_dir: self.prepared.working_dir.clone(),
                     kwargs: call.kwargs,
                     literals: call.literals,
@@ -429,6 +439,7 @@ impl Engine<'_> {
                     bypassed: vec![],
                     aggregation: false,
                     connections: Map::new(),
+                    package: None,
                     workflow: Some(WorkflowCall { factory: factory.clone(), start: start.clone() }),
                 };
                 match self.pool.call(&req, budget) {
@@ -609,8 +620,8 @@ impl Engine<'_> {
         let mut connection_params = Vec::new();
         for step in &self.prepared.steps {
             let loaded = match &step.kind {
-                StepKind::Python { file } => {
-                    self.pool.call(&load_request(step, file, &self.prepared.working_dir), self.line_timeout)
+                StepKind::Python { .. } | StepKind::Package { .. } => {
+                    self.pool.call(&load_request(step, &self.prepared.working_dir), self.line_timeout)
                 }
                 StepKind::Workflow { file, factory, start } => {
                     let workflow = WorkflowCall { factory: factory.clone(), start: start.clone() };
@@ -689,7 +700,8 @@ impl Engine<'_> {
 /// Loading a python node: its literal inputs with their values and the
 /// others as their reference text, so the worker can build a class tool
 /// (`__init__` takes literal inputs only) and name a reference given to it.
-fn load_request(step: &Step, file: &Path, working_dir: &Path) -> CallRequest {
+fn load_request(step: &Step, working_dir: &Path) -> CallRequest {
+    let (file, package) = step.kind.python_tool().unwrap_or_default();
     let mut kwargs = Map::new();
     let mut literals = Vec::new();
     for (name, assignment) in &step.inputs {
@@ -709,7 +721,8 @@ fn load_request(step: &Step, file: &Path, working_dir: &Path) -> CallRequest {
     }
     CallRequest {
         op: "load",
-        file: file.to_path_buf(),
+        file,
+        package,
         working_dir: working_dir.to_path_buf(),
         kwargs,
         literals,

@@ -103,6 +103,10 @@ pub struct CallRequest {
     /// `call` runs the tool; `load` only imports the file and finds its tool.
     pub op: &'static str,
     pub file: PathBuf,
+    /// A package tool's id (`source.tool`), found through the `package_tools`
+    /// entry points instead of `file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
     pub working_dir: PathBuf,
     pub kwargs: serde_json::Map<String, Json>,
     /// Inputs written as literals in flow.dag.yaml: converted to the
@@ -136,6 +140,7 @@ impl std::fmt::Debug for CallRequest {
         f.debug_struct("CallRequest")
             .field("op", &self.op)
             .field("file", &self.file)
+            .field("package", &self.package)
             .field("kwargs", &self.kwargs)
             .field("connections", &self.connections.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -259,6 +264,7 @@ impl Pool {
         let req = CallRequest {
             op: "load",
             file: file.to_path_buf(),
+            package: None,
             working_dir: working_dir.to_path_buf(),
             kwargs: serde_json::Map::new(),
             literals: vec![],
@@ -531,6 +537,7 @@ mod tests {
         CallRequest {
             op: "call",
             file: dir.join(file),
+            package: None,
             working_dir: dir.to_path_buf(),
             kwargs: kwargs.as_object().cloned().unwrap_or_default(),
             literals: vec![],

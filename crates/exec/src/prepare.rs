@@ -18,6 +18,10 @@ use model::flow::reference::{Assignment, parse_variant};
 pub enum StepKind {
     /// A python file with one `@tool` (path inside the working dir).
     Python { file: PathBuf },
+    /// A package tool (`source: {type: package, tool: ID}`): the worker finds
+    /// `ID` among the tools installed packages register under the
+    /// `package_tools` entry point group, as promptflow does.
+    Package { tool: String },
     /// A Jinja template rendered with the node inputs.
     Prompt { template: String },
     /// An LLM call; run by the LLM module.
@@ -25,6 +29,18 @@ pub enum StepKind {
     /// A Microsoft Agent Framework workflow (a port of the flow), run whole
     /// in a python worker: one fresh workflow per line.
     Workflow { file: PathBuf, factory: Option<String>, start: Option<String> },
+}
+
+impl StepKind {
+    /// What a python worker loads for this step: a file, or (with an empty
+    /// file) a package tool's id.
+    pub fn python_tool(&self) -> Option<(PathBuf, Option<String>)> {
+        match self {
+            StepKind::Python { file } => Some((file.clone(), None)),
+            StepKind::Package { tool } => Some((PathBuf::new(), Some(tool.clone()))),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -241,8 +257,15 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
         std::fs::read_to_string(path).map_err(|source| PrepareError::Io { path: path.to_path_buf(), source })
     };
     let name = node.name.value.clone();
+    let package_tool = node
+        .source
+        .as_ref()
+        .filter(|s| s.kind == SourceKind::Package)
+        .and_then(|s| s.tool.as_ref())
+        .map(|t| t.value.clone());
     let kind = match (node.ty.as_ref().map(|t| t.value), source_path) {
         (Some(NodeType::Python), Some(file)) => StepKind::Python { file },
+        (Some(NodeType::Python), None) if let Some(tool) = package_tool => StepKind::Package { tool },
         (Some(NodeType::Prompt), Some(file)) => StepKind::Prompt { template: read(&file)? },
         (Some(NodeType::Llm | NodeType::CustomLlm), Some(file)) => StepKind::Llm {
             template: read(&file)?,

@@ -180,6 +180,101 @@ def load_tool(path, working_dir):
     return tool
 
 
+def load_node_tool(req):
+    """A node's tool: from its file, or a package tool by its id."""
+    if req.get("package"):
+        enter(req["working_dir"])
+        return load_package_tool(req["package"])
+    return load_tool(req["file"], req["working_dir"])
+
+
+PACKAGE_TOOLS_ENTRY = "package_tools"  # promptflow/_core/tools_manager.py
+PACKAGE_TOOLS = None  # {id: (tool definition, distribution name)}, read once per worker
+PACKAGE_FAILURES = []  # (distribution, error) of entry points that did not load
+
+
+def package_tools():
+    """Every tool installed packages register, as tools_manager.py,
+    collect_package_tools finds them: each `package_tools` entry point is a
+    function returning {tool id: definition}; a package whose entry point
+    fails is left out (promptflow logs a warning)."""
+    global PACKAGE_TOOLS
+    if PACKAGE_TOOLS is not None:
+        return PACKAGE_TOOLS
+    import importlib.metadata
+
+    found = {}
+    entry_points = importlib.metadata.entry_points()
+    group = entry_points.select(group=PACKAGE_TOOLS_ENTRY) if hasattr(entry_points, "select") else entry_points.get(PACKAGE_TOOLS_ENTRY, [])
+    for entry_point in group:
+        dist = entry_point.dist.metadata["Name"] if entry_point.dist is not None else entry_point.value
+        try:
+            for identifier, definition in entry_point.load()().items():
+                found[identifier] = (definition, dist)
+        except Exception as exc:  # noqa: BLE001 - one broken package must not hide the others
+            PACKAGE_FAILURES.append((dist, "%s: %s" % (type(exc).__name__, exc)))
+    PACKAGE_TOOLS = found
+    return found
+
+
+def package_tool_definition(tool_id):
+    """The definition of `tool_id`, or of the tool that lists it among its
+    `deprecated_tools` (tools_manager.py, ToolLoader.load_package_tool)."""
+    tools = package_tools()
+    if tool_id in tools:
+        return tools[tool_id]
+    for definition, dist in tools.values():
+        if tool_id in (definition.get("deprecated_tools") or ()):
+            return definition, dist
+    return None
+
+
+def package_of(tool_id):
+    """The package a missing tool id most likely comes from, to name in the error."""
+    if tool_id.startswith("promptflow.tools."):
+        return "promptflow-tools"
+    return tool_id.split(".", 1)[0]
+
+
+PACKAGE_MODULES = {}
+
+
+def load_package_tool(tool_id):
+    """A package tool as promptflow loads it (tools_manager.py,
+    BuiltinsManager._load_package_tool): the definition's `module`, then its
+    `class_name` (a ToolProvider built from the node's `__init__` inputs)
+    and `function`. The errors name what to install; flow-ci puts the node
+    in front of them."""
+    if tool_id in PACKAGE_MODULES:
+        return PACKAGE_MODULES[tool_id]
+    found = package_tool_definition(tool_id)
+    if found is None:
+        failed = "".join(" (%s's tools did not load: %s)" % f for f in PACKAGE_FAILURES)
+        raise PackageToolNotFoundError(
+            "uses package tool `%s` from `%s`, which is not installed in the flow's python; add it to requirements.txt%s"
+            % (tool_id, package_of(tool_id), failed)
+        )
+    definition, dist = found
+    try:
+        module = importlib.import_module(definition["module"])
+    except ImportError as exc:
+        if FLAVOR != "shim" or not (exc.name or "").startswith("promptflow"):
+            raise
+        raise PackageToolNotFoundError(
+            "uses package tool `%s` from `%s`, which needs promptflow (%s), not installed in the flow's python; add promptflow to requirements.txt"
+            % (tool_id, dist, exc)
+        ) from None
+    class_name = definition.get("class_name")
+    if class_name:
+        cls = getattr(module, class_name)
+        tool = Tool(getattr(cls, definition["function"]), cls)
+    else:
+        tool = Tool(getattr(module, definition["function"]))
+    tool.name = definition.get("name") or tool.name
+    PACKAGE_MODULES[tool_id] = tool
+    return tool
+
+
 DEFAULT_FACTORY = "create_workflow"
 
 
@@ -255,6 +350,10 @@ class MissingRequiredInputs(ToolLoadError):
 
 
 class NodeInputValidationError(ToolLoadError):
+    pass
+
+
+class PackageToolNotFoundError(ToolLoadError):
     pass
 
 
@@ -401,7 +500,7 @@ def preload(req):
     """Imports a node's file and finds its tool; a class tool is checked and
     built now (as promptflow builds it before the first line) unless an
     `__init__` parameter is a connection, which only calls bind."""
-    tool = load_tool(req["file"], req["working_dir"])
+    tool = load_node_tool(req)
     params = tool.params()
     # _tool_resolver.py, _convert_literal_input_types: literal inputs are
     # converted to their parameter's type when the node is resolved.
@@ -482,7 +581,7 @@ def encode(value):
 
 def call(req):
     global METRICS
-    tool = load_tool(req["file"], req["working_dir"])
+    tool = load_node_tool(req)
     kwargs = build_kwargs(tool.params(), req)
     func = bound_tool(tool, req, kwargs)
     METRICS = {} if req.get("aggregation") else None
@@ -531,11 +630,15 @@ def error_response(exc, phase):
     }
 
 
+FLAVOR = None  # "promptflow" or "shim", set at start
+
+
 def main():
+    global FLAVOR
     # Ctrl-C reaches the whole process group; flow-ci decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    flavor = install_promptflow()
-    PROTOCOL.write(json.dumps({"ready": True, "promptflow": flavor, "pid": os.getpid()}) + "\n")
+    FLAVOR = install_promptflow()
+    PROTOCOL.write(json.dumps({"ready": True, "promptflow": FLAVOR, "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
         if not line.strip():
             continue

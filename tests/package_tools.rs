@@ -1,0 +1,235 @@
+//! Package tools (`source: {type: package, tool: ID}`) run as promptflow runs
+//! them: the worker finds `ID` among the tools installed packages register
+//! under the `package_tools` entry point group (promptflow-core
+//! `_core/tools_manager.py`, `collect_package_tools`) and loads its module,
+//! class and function (`BuiltinsManager._load_package_tool`). pf (the oracle,
+//! FLOW_CI_PF) and flow-ci run the same flows, in both worker modes (with
+//! promptflow installed in the worker's interpreter, and through flow-ci's
+//! stand-in when `python3` lacks it).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::{Map, Value as Json};
+
+mod support;
+use support::fake_llm::{FakeLlm, embedding_of};
+use support::pf::{PfWorkspace, pf};
+
+/// promptflow's own test flows that call a custom tool package.
+const CORPUS: &str = "tests/vendor/promptflow/src/promptflow/tests/test_configs/flows";
+/// The tools of promptflow's example tool package, `my_tool_package`.
+const MY_TOOLS: &str = "tests/vendor/promptflow/examples/tools/tool-package-quickstart/my_tool_package/tools";
+
+/// The interpreters flow-ci's workers run in: the oracle's (promptflow
+/// installed) and the default `python3` (the stand-in).
+fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
+    [("promptflow installed", Some(pf().parent().unwrap().join("python"))), ("default python3", None)]
+}
+
+/// `my_tool_package` installed as pip installs a package: its modules and a
+/// `.dist-info` whose `entry_points.txt` names the function listing its
+/// tools, here on a folder given as PYTHONPATH to pf and flow-ci alike. The
+/// listing returns what the example's YAML files hold (its own listing reads
+/// them with ruamel.yaml, which `python3` may lack).
+fn install_my_tool_package(site: &Path) {
+    let package = site.join("my_tool_package");
+    let tools = package.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::write(package.join("__init__.py"), "").unwrap();
+    std::fs::write(tools.join("__init__.py"), "").unwrap();
+    let vendored = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(MY_TOOLS);
+    for file in ["my_tool_1.py", "my_tool_2.py"] {
+        std::fs::copy(vendored.join(file), tools.join(file)).unwrap();
+    }
+    let inputs = r#"{"connection": {"type": ["CustomConnection"]}, "input_text": {"type": ["string"]}}"#;
+    std::fs::write(
+        tools.join("listing.py"),
+        format!(
+            "def list_package_tools():\n    return {{\n        \
+             'my_tool_package.tools.my_tool_1.my_tool': {{'function': 'my_tool', 'module': 'my_tool_package.tools.my_tool_1', 'name': 'My First Tool', 'type': 'python', 'inputs': {inputs}}},\n        \
+             'my_tool_package.tools.my_tool_2.MyTool.my_tool': {{'class_name': 'MyTool', 'function': 'my_tool', 'module': 'my_tool_package.tools.my_tool_2', 'name': 'My Second Tool', 'type': 'python', 'inputs': {inputs}}},\n    }}\n"
+        ),
+    )
+    .unwrap();
+    let dist = site.join("my_tools_package-0.0.13.dist-info");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("METADATA"), "Metadata-Version: 2.1\nName: my-tools-package\nVersion: 0.0.13\n").unwrap();
+    std::fs::write(
+        dist.join("entry_points.txt"),
+        "[package_tools]\nmy_tools = my_tool_package.tools.listing:list_package_tools\n",
+    )
+    .unwrap();
+}
+
+fn flow_ci(dir: &Path, python: Option<&Path>, site: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::cargo_bin("flow-ci").unwrap();
+    cmd.current_dir(dir).env("FLOW_CI_RUNS_DIR", dir.join("flow-ci-runs")).env_remove("VIRTUAL_ENV");
+    match python {
+        Some(python) => cmd.env("FLOW_CI_PYTHON", python),
+        None => cmd.env_remove("FLOW_CI_PYTHON"),
+    };
+    match site {
+        Some(site) => cmd.env("PYTHONPATH", site),
+        None => cmd.env_remove("PYTHONPATH"),
+    };
+    cmd.args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn stdout_json(out: &Output, what: &str) -> Json {
+    assert_eq!(out.status.code(), Some(0), "{what}:\n{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: no JSON ({e}):\n{}", text(out)))
+}
+
+/// `pf flow test` prints logs, then the outputs as an indented JSON object.
+fn last_json_object(text: &str) -> Json {
+    let start = text.rfind("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
+}
+
+fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn custom_connection(ws: &PfWorkspace, name: &str) -> PathBuf {
+    let file = ws.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!("name: {name}\ntype: custom\nconfigs:\n  api_base: http://x\nsecrets:\n  api_key: k-{name}\n"),
+    )
+    .unwrap();
+    ws.pf_ok(&["connection", "create", "--file", file.to_str().unwrap()]);
+    file
+}
+
+#[test]
+fn a_custom_tool_package_is_found_through_its_entry_point_as_pf_finds_it() {
+    let ws = PfWorkspace::new(CORPUS);
+    let site = ws.path().join("site");
+    install_my_tool_package(&site);
+    let cases = [
+        ("flow_with_package_tool_with_custom_connection", "custom_connection_3", "Hello World!"),
+        (
+            "flow_with_package_tool_with_custom_strong_type_connection",
+            "custom_strong_type_connection",
+            "Hello Hello World!",
+        ),
+    ];
+    for (flow, connection, answer) in cases {
+        let file = custom_connection(&ws, connection);
+        let flow = format!("flows/{flow}");
+        let pf_args = ["flow", "test", "--flow", flow.as_str(), "--inputs", "text=World!"];
+        let out = ws.pf_command(&pf_args).env("PYTHONPATH", &site).output().unwrap();
+        assert!(out.status.success(), "pf {pf_args:?}:\n{}", text(&out));
+        let expected = last_json_object(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(expected["out"], answer, "the oracle ran {flow}'s package tools");
+        let args = [&pf_args[..], &["--connection", file.to_str().unwrap()]].concat();
+        for (mode, python) in worker_pythons() {
+            let ours = stdout_json(&flow_ci(ws.path(), python.as_deref(), Some(&site), &args), mode);
+            assert_eq!(ours, expected, "{flow} ({mode}): flow-ci (left) differs from pf (right)");
+        }
+        // A batch run over the flow's own data.
+        let data = format!("{flow}/data.jsonl");
+        let name = connection.replace('_', "-");
+        let run = ["run", "create", "--flow", flow.as_str(), "--data", data.as_str(), "--name", name.as_str()];
+        let out = ws.pf_command(&run).env("PYTHONPATH", &site).output().unwrap();
+        assert!(out.status.success(), "pf {run:?}:\n{}", text(&out));
+        let expected = read_jsonl(&ws.path().join(format!("home/.promptflow/.runs/{name}/flow_outputs/output.jsonl")));
+        for (i, (mode, python)) in worker_pythons().into_iter().enumerate() {
+            let ours_name = format!("{name}-{i}");
+            let mut args = run.to_vec();
+            args[7] = &ours_name;
+            args.extend(["--connection", file.to_str().unwrap()]);
+            let out = flow_ci(ws.path(), python.as_deref(), Some(&site), &args);
+            assert_eq!(out.status.code(), Some(0), "{args:?} ({mode}):\n{}", text(&out));
+            let ours = read_jsonl(&ws.path().join("flow-ci-runs").join(&ours_name).join("output.jsonl"));
+            assert_eq!(ours, expected, "{flow} batch ({mode}): flow-ci (left) differs from pf (right)");
+        }
+    }
+}
+
+#[test]
+fn a_package_tool_that_is_not_installed_is_one_line_naming_what_to_install() {
+    let ws = PfWorkspace::new(CORPUS);
+    let file = custom_connection(&ws, "custom_connection_3");
+    let args = [
+        "flow",
+        "test",
+        "--flow",
+        "flows/flow_with_package_tool_with_custom_connection",
+        "--connection",
+        file.to_str().unwrap(),
+    ];
+    // pf refuses it too (PackageToolNotFoundError).
+    let out = ws.pf_command(&args[..4]).env_remove("PYTHONPATH").output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("PackageToolNotFoundError"), "pf:\n{}", text(&out));
+    for (mode, python) in worker_pythons() {
+        let out = flow_ci(ws.path(), python.as_deref(), None, &args);
+        assert_eq!(out.status.code(), Some(2), "{mode}:\n{}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            "error: ToolLoadError: `my_first_tool` uses package tool `my_tool_package.tools.my_tool_1.my_tool` from `my_tool_package`, which is not installed in the flow's python; add it to requirements.txt",
+            "{mode}"
+        );
+    }
+}
+
+const KEY: &str = "pkg-tools-test-key";
+
+/// promptflow-tools' `embedding` against the loopback Azure OpenAI: the same
+/// vectors and the same requests as pf's, in test and batch runs. Without
+/// promptflow in the worker's python, promptflow-tools cannot be there
+/// either: one line says what to add.
+#[test]
+fn promptflow_tools_embedding_matches_pf() {
+    let fake = FakeLlm::start(KEY);
+    let ws = PfWorkspace::new("tests/flows/package-tools");
+    let conn = ws.path().join("aoai.yaml");
+    std::fs::write(
+        &conn,
+        format!(
+            "name: aoai\ntype: azure_open_ai\napi_base: {}\napi_key: {KEY}\napi_type: azure\napi_version: \"2024-02-01\"\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    let test = ["flow", "test", "--flow", "flows/embedding", "--inputs", "text=package tools"];
+    let expected = last_json_object(&String::from_utf8_lossy(&ws.pf_ok(&test).stdout));
+    let vector: Vec<f64> = embedding_of("package tools").into_iter().map(f64::from).collect();
+    assert_eq!(expected["vector"], serde_json::json!(vector), "the oracle's vector is the fake's");
+    let pf_requests = fake.received();
+    assert_eq!(pf_requests.len(), 1, "{:?}", fake.violations());
+
+    let args = [&test[..], &["--connection", conn.to_str().unwrap()]].concat();
+    let (_, promptflow) = &worker_pythons()[0];
+    let ours = stdout_json(&flow_ci(ws.path(), promptflow.as_deref(), None, &args), "flow test");
+    assert_eq!(ours, expected, "flow-ci (left) differs from pf (right)");
+    let received = fake.received();
+    assert_eq!(received.len(), 2, "one request each");
+    let (theirs, ours) = (&received[0], &received[1]);
+    assert_eq!((&ours.path, &ours.query, &ours.body), (&theirs.path, &theirs.query, &theirs.body));
+    assert_eq!(ours.header("api-key"), Some(KEY));
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+
+    let run = ["run", "create", "--flow", "flows/embedding", "--data", "flows/embedding/data.jsonl", "--name", "emb"];
+    ws.pf_ok(&run);
+    let expected = read_jsonl(&ws.path().join("home/.promptflow/.runs/emb/flow_outputs/output.jsonl"));
+    let run_ours = [&run[..7], &["emb-ours", "--connection", conn.to_str().unwrap()]].concat();
+    let out = flow_ci(ws.path(), promptflow.as_deref(), None, &run_ours);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(read_jsonl(&ws.path().join("flow-ci-runs/emb-ours/output.jsonl")), expected);
+
+    let out = flow_ci(ws.path(), None, None, &args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: ToolLoadError: `embed` uses package tool `promptflow.tools.embedding.embedding` from `promptflow-tools`, which is not installed in the flow's python; add it to requirements.txt"
+    );
+}
