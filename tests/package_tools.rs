@@ -15,6 +15,7 @@ use serde_json::{Map, Value as Json};
 
 mod support;
 use support::fake_llm::{FakeLlm, embedding_of};
+use support::http::{Answer, serve};
 use support::pf::{PfWorkspace, pf};
 
 /// promptflow's own test flows that call a custom tool package.
@@ -232,4 +233,59 @@ fn promptflow_tools_embedding_matches_pf() {
         String::from_utf8_lossy(&out.stderr).trim_end(),
         "error: ToolLoadError: `embed` uses package tool `promptflow.tools.embedding.embedding` from `promptflow-tools`, which is not installed in the flow's python; add it to requirements.txt"
     );
+}
+
+const SAFETY_KEY: &str = "content-safety-test-key";
+
+/// A loopback Azure AI Content Safety `text:analyze` (api-version
+/// 2023-10-01): the subscription key checked, violence of severity 4 when
+/// the text mentions a fight, else every category 0.
+fn content_safety_service() -> String {
+    serve(|req| {
+        let ok = req.method == "POST"
+            && req.path == "/contentsafety/text:analyze"
+            && req.query == "api-version=2023-10-01"
+            && req.header("ocp-apim-subscription-key") == Some(SAFETY_KEY)
+            && req.body["text"].is_string();
+        if !ok {
+            let body = serde_json::json!({"error": {"code": "InvalidRequest", "message": format!("refused {} {}?{}", req.method, req.path, req.query)}});
+            return Answer { status: 400, headers: vec![], body };
+        }
+        let violence = if req.body["text"].as_str().unwrap_or_default().contains("fight") { 4 } else { 0 };
+        let categories: Vec<Json> = [("Hate", 0), ("SelfHarm", 0), ("Sexual", 0), ("Violence", violence)]
+            .iter()
+            .map(|(category, severity)| serde_json::json!({"category": category, "severity": severity}))
+            .collect();
+        Answer {
+            status: 200,
+            headers: vec![],
+            body: serde_json::json!({"blocklistsMatch": [], "categoriesAnalysis": categories}),
+        }
+    })
+}
+
+/// promptflow-tools' `azure_content_safety` gets its
+/// AzureContentSafetyConnection (endpoint, key, api_version) and decides as
+/// with pf.
+#[test]
+fn promptflow_tools_content_safety_matches_pf() {
+    let url = content_safety_service();
+    let ws = PfWorkspace::new("tests/flows/package-tools");
+    let conn = ws.path().join("safety.yaml");
+    std::fs::write(
+        &conn,
+        format!("name: safety\ntype: azure_content_safety\nendpoint: {url}\napi_key: {SAFETY_KEY}\napi_version: \"2023-10-01\"\n"),
+    )
+    .unwrap();
+    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    let (_, promptflow) = &worker_pythons()[0];
+    for (text, action) in [("a friendly note", "Accept"), ("a fight broke out", "Reject")] {
+        let input = format!("text={text}");
+        let test = ["flow", "test", "--flow", "flows/content-safety", "--inputs", input.as_str()];
+        let expected = last_json_object(&String::from_utf8_lossy(&ws.pf_ok(&test).stdout));
+        assert_eq!(expected["decision"]["suggested_action"], action, "the oracle asked the service");
+        let args = [&test[..], &["--connection", conn.to_str().unwrap()]].concat();
+        let ours = stdout_json(&flow_ci(ws.path(), promptflow.as_deref(), None, &args), "flow test");
+        assert_eq!(ours, expected, "{text}: flow-ci (left) differs from pf (right)");
+    }
 }

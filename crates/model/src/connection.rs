@@ -38,6 +38,7 @@ pub(crate) const CONNECTION_KEYS: &[&str] = &[
     "resource_id",
     "organization",
     "base_url",
+    "endpoint",
     "configs",
     "secrets",
     "file",
@@ -53,6 +54,11 @@ pub enum Kind {
     /// An OpenAI-compatible serverless endpoint (`/v1` is appended to api_base).
     Serverless,
     Custom,
+    /// SerpAPI's key, for promptflow-tools' `serpapi` tool.
+    Serp,
+    /// An Azure AI Content Safety resource (`endpoint`, `api_key`,
+    /// `api_version`), for promptflow-tools' `azure_content_safety` tool.
+    AzureContentSafety,
 }
 
 impl Kind {
@@ -63,6 +69,8 @@ impl Kind {
             Kind::OpenAI => "OpenAIConnection",
             Kind::Serverless => "ServerlessConnection",
             Kind::Custom => "CustomConnection",
+            Kind::Serp => "SerpConnection",
+            Kind::AzureContentSafety => "AzureContentSafetyConnection",
         }
     }
 
@@ -74,6 +82,8 @@ impl Kind {
             "openai" => Some(Kind::OpenAI),
             "serverless" => Some(Kind::Serverless),
             "custom" => Some(Kind::Custom),
+            "serp" => Some(Kind::Serp),
+            "azurecontentsafety" => Some(Kind::AzureContentSafety),
             _ => None,
         }
     }
@@ -328,13 +338,21 @@ fn decode(
     let ty = d.require(fields, "type", &format!("connection `{name}`")).and_then(|t| d.string(t, "`type`"))?;
     let Some(kind) = Kind::parse(&ty.value) else {
         d.error(Code::InvalidValue, ty.pos, format!("unknown connection type `{}`", ty.value)).hint =
-            Some("use `azure_open_ai`, `open_ai`, `serverless` or `custom`".into());
+            Some("use `azure_open_ai`, `open_ai`, `serverless`, `custom`, `serp` or `azure_content_safety`".into());
         return None;
     };
     let mut conn = empty(name, kind, origin);
-    for key in
-        ["api_key", "api_base", "api_type", "api_version", "auth_mode", "resource_id", "organization", "base_url"]
-    {
+    for key in [
+        "api_key",
+        "api_base",
+        "api_type",
+        "api_version",
+        "auth_mode",
+        "resource_id",
+        "organization",
+        "base_url",
+        "endpoint",
+    ] {
         if let Some(value) = fields.get(key) {
             resolve_into(d, &mut conn, key, value, is_secret(kind, key), env);
         }
@@ -471,6 +489,28 @@ mod tests {
         assert_eq!(
             conn.to_python(),
             serde_json::json!({"type": "CustomConnection", "values": {"configs": {"endpoint": "e"}, "secrets": {"token": "t"}, "name": "c"}})
+        );
+    }
+
+    /// promptflow-tools' serpapi and azure_content_safety tools take these
+    /// (promptflow/core/_connection.py: SerpConnection(api_key),
+    /// AzureContentSafetyConnection(api_key, endpoint, api_version, api_type)).
+    #[test]
+    fn serp_and_content_safety_connections_are_promptflow_s_objects() {
+        let (set, diags) = config(
+            "s:\n  type: serp\n  api_key: sk\ncs:\n  type: AzureContentSafetyConnection\n  endpoint: https://cs.example\n  api_key: k\n  api_version: '2023-10-01'\n",
+            &[],
+        );
+        assert!(!diags.has_errors(), "{diags:?}");
+        assert_eq!(
+            set.get("s", "n").unwrap().to_python(),
+            serde_json::json!({"type": "SerpConnection", "values": {"api_key": "sk", "name": "s"}})
+        );
+        let cs = set.get("cs", "n").unwrap();
+        assert!(!format!("{cs:?}").contains("\"k\""), "the key is a secret");
+        assert_eq!(
+            cs.to_python(),
+            serde_json::json!({"type": "AzureContentSafetyConnection", "values": {"endpoint": "https://cs.example", "api_version": "2023-10-01", "api_key": "k", "name": "cs"}})
         );
     }
 

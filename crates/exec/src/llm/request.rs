@@ -238,7 +238,7 @@ fn endpoint(conn: &Connection) -> Result<(Provider, String), BuildError> {
             let base = if base.ends_with("/v1") { base.to_string() } else { format!("{base}/v1") };
             Ok((Provider::OpenAI, base))
         }
-        Kind::Custom => Err(err(
+        Kind::Custom | Kind::Serp | Kind::AzureContentSafety => Err(err(
             "InvalidConnectionType",
             format!("Connection type {} is not supported for LLM.", conn.kind.class_name()),
         )),

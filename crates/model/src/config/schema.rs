@@ -543,6 +543,8 @@ struct Connection {
     organization: Option<ConnectionValue>,
     /// The base URL of an OpenAI or OpenAI-compatible endpoint.
     base_url: Option<ConnectionValue>,
+    /// An Azure AI Content Safety resource's endpoint.
+    endpoint: Option<ConnectionValue>,
     /// A custom connection's plain values.
     #[schemars(transform = or_null)]
     configs: Option<BTreeMap<String, ConnectionValue>>,
@@ -595,7 +597,7 @@ impl JsonSchema for ConnectionType {
         json_schema!({
             "type": "string",
             "pattern": connection_type_pattern(),
-            "examples": ["azure_open_ai", "open_ai", "serverless", "custom"]
+            "examples": ["azure_open_ai", "open_ai", "serverless", "custom", "serp", "azure_content_safety"]
         })
     }
 }
@@ -606,7 +608,10 @@ fn connection_type_pattern() -> String {
     let spelled = |word: &str| -> String {
         word.chars().map(|c| format!("[{}{}][-_]*", c.to_ascii_lowercase(), c.to_ascii_uppercase())).collect()
     };
-    let names: Vec<String> = ["azureopenai", "openai", "serverless", "custom"].iter().map(|w| spelled(w)).collect();
+    let names: Vec<String> = ["azureopenai", "openai", "serverless", "custom", "serp", "azurecontentsafety"]
+        .iter()
+        .map(|w| spelled(w))
+        .collect();
     format!("^[-_]*({})({})?$", names.join("|"), spelled("connection"))
 }
 
