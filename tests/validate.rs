@@ -193,3 +193,42 @@ fn snippet_diagnostics_in_color_under_no_color_and_in_ci() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("\x1b[1;91merror\x1b[0m") && stderr.contains("text:"), "{stderr:?}");
 }
+
+const PF_TEST_FLOWS: &str = "tests/vendor/promptflow/src/promptflow/tests/test_configs/flows";
+
+/// promptflow's own test flows that `pf flow validate` passes and `pf flow
+/// test` runs are not rejected (issue #21): an assistant flow's top-level
+/// `version: 2` (pf only warns "Unknown field."), `environment_variables`
+/// whose values are numbers, lists and mappings (pf sets their `str` or
+/// `json.dumps`), a `${connection.key}` value, and a tool whose `@tool(...)`
+/// spans lines.
+#[test]
+fn flows_promptflow_accepts_validate_clean() {
+    let flows = [
+        "assistant-with-file",
+        "flow_with_environment_variables",
+        "flow_with_connection_ref_environment_variables",
+        "flow_with_non_str_environment_variable",
+        "python_tool_deployment_name",
+    ];
+    for flow in flows {
+        let out = flow_ci().args(["validate", "--strict", &format!("{PF_TEST_FLOWS}/{flow}")]).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{flow}:\n{text}");
+        assert!(text.contains(": 0 error(s), 0 warning(s)"), "{flow}:\n{text}");
+    }
+}
+
+/// A C# flow stays an error, one that says flow-ci does not run C# rather
+/// than listing the node types as if `csharp` were a typo.
+#[test]
+fn csharp_nodes_are_an_error_that_says_not_supported() {
+    let out = flow_ci().args(["validate", &format!("{PF_TEST_FLOWS}/csharp_flow")]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("flow.dag.yaml:12:9: error: node `get_answer` is a `csharp` node, which flow-ci does not support"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("flow-ci runs python flows only"), "{stdout}");
+}

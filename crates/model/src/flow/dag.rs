@@ -32,6 +32,9 @@ const FLOW_KEYS: &[&str] = &[
     "tags",
     "type",
     "sample",
+    // promptflow's assistant flows carry `version: 2`; pf warns "Unknown
+    // field." and runs them (FlowSchema, unknown=RAISE turned into warnings).
+    "version",
 ];
 const INPUT_KEYS: &[&str] = &["type", "default", "description", "enum", "is_chat_input", "is_chat_history"];
 const OUTPUT_KEYS: &[&str] = &["type", "reference", "description", "evaluation_only", "is_chat_output"];
@@ -249,12 +252,27 @@ pub fn decode(dir: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Flow> 
         flow.additional_includes = d.string_list(includes, "`additional_includes` entries");
     }
     if let Some(env) = fields.get("environment_variables") {
-        flow.environment_variables = d.string_map(env, "`environment_variables`");
+        flow.environment_variables = environment_variables(&mut d, env);
     }
     if let Some(env) = fields.get("environment") {
         flow.python_requirements_txt = python_requirements(&mut d, env);
     }
     Some(flow)
+}
+
+/// `environment_variables` as the values promptflow sets: lists and mappings
+/// as `json.dumps` writes them, anything else as `str(v)`
+/// (`promptflow/contracts/flow.py`, `get_environment_variables_with_overrides`).
+fn environment_variables(d: &mut Decoder<'_>, env: &Yaml) -> Vec<(Spanned<String>, Spanned<String>)> {
+    let Some(entries) = d.map(env, "`environment_variables`") else {
+        return vec![];
+    };
+    d.check_keys(entries, "`environment_variables`", None);
+    let text = |v: &Json| match v {
+        Json::Array(_) | Json::Object(_) => crate::value::python_json_dumps(v),
+        other => crate::value::python_str(other),
+    };
+    entries.iter().map(|(k, v)| (Spanned::new(k.key_text(), k.pos), Spanned::new(text(&v.to_json()), v.pos))).collect()
 }
 
 /// `environment.python_requirements_txt`. The other keys (`image`, ...) are
@@ -412,6 +430,12 @@ fn node_type(d: &mut Decoder<'_>, node: &Yaml, what: &str) -> Option<Spanned<Nod
     let s = d.string(node, &format!("the type of {what}"))?;
     match NodeType::parse(&s.value) {
         Some(t) => Some(Spanned::new(t, s.pos)),
+        None if s.value == "csharp" => {
+            d.error(Code::InvalidValue, s.pos, format!("{what} is a `csharp` node, which flow-ci does not support"))
+                .hint =
+                Some("flow-ci runs python flows only; test C# flows with promptflow's own `pf flow test`".into());
+            None
+        }
         None => {
             let hint = did_you_mean(&s.value, NodeType::NAMES.iter().copied()).map_or_else(
                 || format!("use one of: {}", NodeType::NAMES.join(", ")),
@@ -497,6 +521,34 @@ mod tests {
         let deps: Vec<_> = flow.nodes[1].dependencies().map(|(n, _)| n.to_string()).collect();
         assert_eq!(deps, vec!["fetch"]);
         assert_eq!(flow.nodes[1].name.pos, Pos::new(15, 9));
+    }
+
+    #[test]
+    fn environment_variables_are_the_strings_promptflow_sets() {
+        let (flow, diags) = load_str(
+            "environment_variables:\n  n: 2\n  s: spawn\n  l: [1, 2]\n  m: {a: 1, b: \"2\"}\n  t: true\n  f: 1.5\n  r: ${conn.api_key}\nnodes: []\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let env: Vec<(String, String)> =
+            flow.unwrap().environment_variables.into_iter().map(|(k, v)| (k.value, v.value)).collect();
+        let expected = [
+            ("n", "2"),
+            ("s", "spawn"),
+            ("l", "[1, 2]"),
+            ("m", "{\"a\": 1, \"b\": \"2\"}"),
+            ("t", "True"),
+            ("f", "1.5"),
+            ("r", "${conn.api_key}"),
+        ];
+        assert_eq!(env, expected.map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn csharp_nodes_are_not_supported_and_version_is_known() {
+        let (_, diags) =
+            load_str("version: 2\nnodes:\n- name: a\n  type: csharp\n  source: {type: package, tool: T}\n");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("`csharp` node, which flow-ci does not support"), "{diags:?}");
     }
 
     #[test]
