@@ -396,3 +396,55 @@ fn serve_streams_generator_outputs_as_pf_serve_does() {
         }
     }
 }
+
+/// A flow's `environment_variables` reach its python nodes as pf sets them:
+/// numbers and mappings as `str`/`json.dumps` text, `${connection.key}`
+/// resolved from the connection (promptflow's own test flows,
+/// test_configs/flows/flow_with_*environment_variables), and a connection
+/// that does not exist stops the flow before it runs, as pf's
+/// ConnectionNotFoundError does.
+#[test]
+fn environment_variables_match_pf() {
+    let ws = PfWorkspace::new("tests/vendor/promptflow/src/promptflow/tests/test_configs/flows");
+    let conn = ws.path().join("aoai.yaml");
+    std::fs::write(
+        &conn,
+        "name: azure_open_ai_connection\ntype: azure_open_ai\napi_base: https://example.invalid\napi_key: env-secret-1\napi_type: azure\n",
+    )
+    .unwrap();
+    let flow_ci = |args: &[&str]| {
+        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
+        let python = pf().parent().unwrap().join("python");
+        cmd.current_dir(ws.path()).env("FLOW_CI_PYTHON", python).env_remove("VIRTUAL_ENV");
+        cmd.env_remove("AZURE_OPENAI_ENDPOINT").env_remove("OPENAI_API_KEY");
+        cmd.args(args).output().unwrap()
+    };
+    let no_connection =
+        ["flow", "test", "--flow", "flows/flow_with_connection_ref_environment_variables", "--inputs", "key=API_KEY"];
+    let refused = ws.pf_command(&no_connection).output().unwrap();
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("ConnectionNotFoundError"), "the oracle refuses it too");
+    let ours = flow_ci(&no_connection);
+    let stderr = String::from_utf8_lossy(&ours.stderr);
+    assert_eq!(ours.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "environment variable `API_KEY` refers to connection `azure_open_ai_connection`, which is not defined"
+        ),
+        "{stderr}"
+    );
+    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    let cases: [(&str, &str); 4] = [
+        ("flows/flow_with_environment_variables", "key=env1"),
+        ("flows/flow_with_environment_variables", "key=env3"),
+        ("flows/flow_with_environment_variables", "key=env4"),
+        ("flows/flow_with_connection_ref_environment_variables", "key=API_KEY"),
+    ];
+    for (flow, input) in cases {
+        let args = ["flow", "test", "--flow", flow, "--inputs", input];
+        let expected = last_json_object(&String::from_utf8_lossy(&ws.pf_ok(&args).stdout));
+        let out = flow_ci(&[&args[..], &["--connection", conn.to_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(0), "{flow} {input}: {}", String::from_utf8_lossy(&out.stderr));
+        let ours: Json = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(ours, expected, "{flow} {input}: flow-ci (left) differs from pf (right)");
+    }
+}

@@ -19,6 +19,37 @@ pub enum BindError {
     Unspecified { node: String },
     #[error("node `{node}` calls the model through connection `{connection}` ({origin}), but {why}")]
     NoKey { node: String, connection: String, origin: String, why: String },
+    #[error("environment variable `{var}` refers to connection `{name}`, which is not defined; looked in {searched}")]
+    EnvConnection { var: String, name: String, searched: String },
+}
+
+/// `${connection.key}` values of the flow's `environment_variables` replaced
+/// by the connection's value, as promptflow resolves them before a run
+/// (`_sdk/_orchestrator/utils.py`, `resolve_environment_variables`;
+/// `core/_utils.py`, `update_dict_value_with_connections`). A connection
+/// that does not exist stops the run, as pf's ConnectionNotFoundError does;
+/// a key the connection lacks leaves the text as written, as pf leaves it.
+pub fn environment(env: Vec<(String, String)>, connections: &Connections) -> Result<Vec<(String, String)>, BindError> {
+    env.into_iter()
+        .map(|(var, value)| {
+            let Some((name, key)) = connection_reference(&value) else { return Ok((var, value)) };
+            let conn = connections.get(name, &var).map_err(|e| BindError::EnvConnection {
+                var: var.clone(),
+                name: name.to_string(),
+                searched: e.searched,
+            })?;
+            let resolved =
+                conn.values.get(key).cloned().or_else(|| conn.secrets.get(key).map(|s| s.expose().to_string()));
+            Ok((var.clone(), resolved.unwrap_or(value)))
+        })
+        .collect()
+}
+
+/// promptflow's `_match_reference`: `^\$\{([^.]+)\.([^.]+)}$` on the trimmed text.
+fn connection_reference(value: &str) -> Option<(&str, &str)> {
+    let inner = value.trim().strip_prefix("${")?.strip_suffix('}')?;
+    let (name, key) = inner.split_once('.')?;
+    (!name.is_empty() && !key.is_empty() && !key.contains('.')).then_some((name, key))
 }
 
 /// Resolves the connection of every llm node and of every connection-typed
@@ -86,5 +117,37 @@ pub fn apply_overrides(prepared: &mut Prepared, overrides: &model::flow::run_fil
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn connection_references_are_resolved_and_the_rest_kept() {
+        let set = Connections::with_env(
+            [
+                ("AZURE_OPENAI_ENDPOINT".to_string(), "https://r.openai.azure.com/".to_string()),
+                ("AZURE_OPENAI_API_KEY".to_string(), "k1".to_string()),
+            ]
+            .into(),
+        );
+        let env = vec![
+            ("KEY".to_string(), " ${aoai.api_key} ".to_string()),
+            ("MISSING_KEY".to_string(), "${aoai.nothing}".to_string()),
+            ("PLAIN".to_string(), "${a.b.c}".to_string()),
+        ];
+        let resolved = environment(env, &set).unwrap();
+        assert_eq!(resolved[0].1, "k1");
+        assert_eq!(resolved[1].1, "${aoai.nothing}");
+        assert_eq!(resolved[2].1, "${a.b.c}");
+    }
+
+    #[test]
+    fn a_missing_connection_names_the_variable() {
+        let env = vec![("API_KEY".to_string(), "${nowhere.api_key}".to_string())];
+        let err = environment(env, &Connections::with_env(Default::default())).unwrap_err();
+        assert!(err.to_string().starts_with("environment variable `API_KEY` refers to connection `nowhere`"), "{err}");
     }
 }

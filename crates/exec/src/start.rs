@@ -61,7 +61,8 @@ impl<'a> Started<'a> {
 /// Starts workers for `prepared`, loads its code and binds its connections.
 pub fn start<'a>(prepared: &'a Prepared, opts: StartOptions<'a>) -> Result<Started<'a>, JobError> {
     let python = crate::venv::interpreter(&opts.python, &prepared.flow, Path::new(crate::venv::ENVS_DIR))?;
-    let config = PoolConfig { python: python.path, size: opts.workers, env: opts.env, isolated: python.own_env };
+    let env = crate::bind::environment(opts.env, &opts.llm.connections)?;
+    let config = PoolConfig { python: python.path, size: opts.workers, env, isolated: python.own_env };
     let pool = Pool::new(config)?;
     let loader = Engine { prepared, pool: &pool, line_timeout: opts.line_timeout, cancel: opts.cancel, llm: None };
     let connection_params = loader.preload().map_err(JobError::Load)?;
