@@ -103,11 +103,13 @@ pub fn load(path: &Path) -> Result<Table, DataError> {
     let mut malformed = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let text = std::fs::read_to_string(file).map_err(|source| DataError::Io { path: file.clone(), source })?;
+        // pandas reads UTF-8 with a byte order mark (Excel's CSV export) as if it had none.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let rows = match extension(file).as_str() {
-            "jsonl" => parse_jsonl(file, &text, &mut malformed),
-            "json" => parse_json(file, &text, &mut malformed),
-            "csv" => parse_delimited(file, &text, b',', &mut malformed),
-            "tsv" => parse_delimited(file, &text, b'\t', &mut malformed),
+            "jsonl" => parse_jsonl(file, text, &mut malformed),
+            "json" => parse_json(file, text, &mut malformed),
+            "csv" => parse_delimited(file, text, b',', &mut malformed),
+            "tsv" => parse_delimited(file, text, b'\t', &mut malformed),
             _ => return Err(DataError::Unsupported { path: file.clone() }),
         };
         table.rows.extend(rows.into_iter().map(|(line, values)| Row { file: index, line, values }));
@@ -252,22 +254,38 @@ fn parse_delimited(path: &Path, text: &str, delimiter: u8, malformed: &mut Vec<M
     rows
 }
 
-/// Column names as pandas' `read_csv` gives them: a repeated name gets
-/// `.1`, `.2`, … so `${data.a}` reads the first `a` column, as promptflow
-/// does (the csv crate alone would let the last one win).
+/// Column names as pandas' `read_csv` gives them (pandas 2.3,
+/// io/parsers/python_parser.py, `_infer_columns`; the C parser does the
+/// same): an empty name is `Unnamed: i`; a repeated name gets `.1`, `.2`, …,
+/// skipping a suffix that names another column (`a,a,a.1` gives `a, a.2,
+/// a.1`), so `${data.a}` reads the first `a` column, as promptflow does (the
+/// csv crate alone would let the last one win). Unnamed columns are renamed
+/// after the named ones, as pandas orders them.
 fn pandas_column_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut out: Vec<String> = Vec::new();
-    for name in names {
-        let mut unique = name.to_string();
-        while let Some(count) = seen.get(&unique).copied() {
-            seen.insert(unique.clone(), count + 1);
-            unique = format!("{name}.{}", count + 1);
-        }
-        seen.insert(unique.clone(), 0);
-        out.push(unique);
+    let mut columns: Vec<String> = names.map(str::to_string).collect();
+    let unnamed: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].is_empty()).collect();
+    for &i in &unnamed {
+        columns[i] = format!("Unnamed: {i}");
     }
-    out
+    let order = (0..columns.len()).filter(|i| !unnamed.contains(i)).chain(unnamed.iter().copied());
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for i in order.collect::<Vec<_>>() {
+        let old = columns[i].clone();
+        let mut col = old.clone();
+        let mut count = counts.get(&col).copied().unwrap_or(0);
+        while count > 0 {
+            counts.insert(old.clone(), count + 1);
+            col = format!("{old}.{count}");
+            if columns.contains(&col) {
+                count += 1;
+            } else {
+                count = counts.get(&col).copied().unwrap_or(0);
+            }
+        }
+        columns[i] = col.clone();
+        counts.insert(col, count + 1);
+    }
+    columns
 }
 
 /// The line where a quoted field opens and never closes, if one does: the
@@ -375,6 +393,31 @@ mod tests {
         assert_eq!(row["a"], "1");
         assert_eq!(row["a.1"], "3");
         assert_eq!(row["a.2"], "4");
+    }
+
+    /// The names pandas 2.3.3 (promptflow 1.18.5's) gives these headers:
+    /// `pd.read_csv(io.StringIO(header + "\\n" + row), dtype=object, keep_default_na=False).columns`.
+    #[test]
+    fn column_names_are_the_ones_pandas_gives() {
+        let cases: [(&str, &[&str]); 8] = [
+            ("a,a.1,a", &["a", "a.1", "a.2"]),
+            ("a,a,a.1", &["a", "a.2", "a.1"]),
+            ("a.1,a,a", &["a.1", "a", "a.2"]),
+            ("x,x.1,x,x.1", &["x", "x.1", "x.2", "x.1.1"]),
+            ("a,a.1,a.1", &["a", "a.1", "a.1.1"]),
+            ("a,,b", &["a", "Unnamed: 1", "b"]),
+            (",a,a", &["Unnamed: 0", "a", "a.1"]),
+            ("\u{feff}q,r", &["q", "r"]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (header, expected) in cases {
+            let cells = (0..expected.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            let path = write(dir.path(), "d.csv", &format!("{header}\n{cells}\n"));
+            let row = &load(&path).unwrap().rows[0].values;
+            let named: Map<String, Json> =
+                expected.iter().enumerate().map(|(i, name)| (name.to_string(), Json::from(i.to_string()))).collect();
+            assert_eq!(row, &named, "{header:?}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub enum ConvertError {
 pub fn convert(ty: &str, value: &Json) -> Result<Json, ConvertError> {
     match ty {
         "int" => to_int(value).map(Json::from),
-        "double" => to_double(value).and_then(|f| Number::from_f64(f).map(Json::Number).ok_or(ConvertError::Type)),
+        "double" => to_double(value).map(float_json),
         "bool" => to_bool(value).map(Json::Bool),
         "string" => Ok(Json::String(python_str(value))),
         "list" => match value {
@@ -69,20 +69,33 @@ fn parse_python_int(s: &str) -> Option<i64> {
     digits.replace('_', "").parse::<i64>().ok().map(|v| sign * v)
 }
 
-/// Python `float(v)`.
+/// Python `float(v)`: `"nan"`, `"inf"`, `"-Infinity"` (any case) and
+/// numbers past f64's range (`"1e400"`) are floats too, as promptflow's
+/// `ValueType.parse` gives them to the flow (contracts/tool.py, `float(v)`).
 fn to_double(value: &Json) -> Result<f64, ConvertError> {
     match value {
         Json::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
         Json::Number(n) => n.as_f64().ok_or(ConvertError::Type),
-        Json::String(s) => {
-            let t = s.trim().replace('_', "");
-            match t.to_ascii_lowercase().as_str() {
-                "nan" | "+nan" | "-nan" => Err(ConvertError::Type), // not representable in JSON output
-                "inf" | "+inf" | "infinity" | "-inf" | "-infinity" => Err(ConvertError::Type),
-                _ => t.parse::<f64>().map_err(|_| ConvertError::Type),
-            }
-        }
+        Json::String(s) => s.trim().replace('_', "").parse::<f64>().map_err(|_| ConvertError::Type),
+        Json::Object(_) => non_finite(value).ok_or(ConvertError::Type),
         _ => Err(ConvertError::Type),
+    }
+}
+
+/// `f` as JSON: a number when finite, else the non-finite stand-in.
+pub fn float_json(f: f64) -> Json {
+    match Number::from_f64(f) {
+        Some(n) => Json::Number(n),
+        None => {
+            let token = if f.is_nan() {
+                "NaN"
+            } else if f > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            };
+            serde_json::json!({ NON_FINITE_KEY: token })
+        }
     }
 }
 
@@ -314,6 +327,15 @@ mod tests {
         assert_eq!(convert("double", &json!("2.5")), Ok(json!(2.5)));
         assert_eq!(convert("double", &json!(2)), Ok(json!(2.0)));
         assert_eq!(convert("double", &json!("x")), Err(ConvertError::Type));
+        // python3 -c 'print([float(s) for s in ["nan", " -NaN", "inf", "-Infinity", "+INF", "1e400"]])'
+        // [nan, nan, inf, -inf, inf, inf]
+        let floats = ["nan", " -NaN", "inf", "-Infinity", "+INF", "1e400"].map(|s| convert("double", &json!(s)));
+        let tokens = ["NaN", "NaN", "Infinity", "-Infinity", "Infinity", "Infinity"];
+        assert_eq!(floats.to_vec(), tokens.map(|t| Ok(json!({NON_FINITE_KEY: t}))).to_vec());
+        assert_eq!(convert("double", &json!({NON_FINITE_KEY: "-Infinity"})), Ok(json!({NON_FINITE_KEY: "-Infinity"})));
+        assert_eq!(convert("double", &json!("nan x")), Err(ConvertError::Type));
+        assert_eq!(convert("double", &json!({"a": 1})), Err(ConvertError::Type));
+        assert_eq!(convert("int", &json!("nan")), Err(ConvertError::Type));
         assert_eq!(convert("bool", &json!("TRUE")), Ok(json!(true)));
         assert_eq!(convert("bool", &json!(1)), Err(ConvertError::Type));
         assert_eq!(convert("bool", &json!("yes")), Err(ConvertError::Type));
