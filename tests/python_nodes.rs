@@ -31,6 +31,12 @@ impl Workspace {
         Workspace { pf: PfWorkspace::new("tests/flows/python-nodes") }
     }
 
+    /// promptflow's own flows, vendored unchanged (`flows/` is
+    /// `tests/vendor/promptflow`, so a flow keeps its path in promptflow's repository).
+    fn vendored() -> Workspace {
+        Workspace { pf: PfWorkspace::new("tests/vendor/promptflow") }
+    }
+
     fn path(&self) -> &Path {
         self.pf.path()
     }
@@ -71,7 +77,7 @@ impl Workspace {
 /// `pf flow test` prints logs, then the outputs as an indented JSON object.
 fn last_json_object(text: &str) -> Json {
     let start = text.rfind("\n{").map_or(0, |i| i + 1);
-    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
+    exec::nonfinite::parse(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
 }
 
 fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
@@ -79,7 +85,7 @@ fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
         .unwrap()
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| exec::nonfinite::parse(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
         .collect()
 }
 
@@ -446,5 +452,47 @@ fn environment_variables_match_pf() {
         assert_eq!(out.status.code(), Some(0), "{flow} {input}: {}", String::from_utf8_lossy(&out.stderr));
         let ours: Json = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(ours, expected, "{flow} {input}: flow-ci (left) differs from pf (right)");
+    }
+}
+
+/// The stand-in `promptflow` covers every import of promptflow's own DAG
+/// flows that is not promptflow's SDK, executor internals or promptflow-tools
+/// (`corpus-imports/probe.py` lists them with the flows that need them), and
+/// what those flows do with them reads as under promptflow: connections by
+/// index, as attributes, `keys()` and `**conn`, strong-type custom
+/// connections, `InputSetting`, `promptflow.exceptions`.
+#[test]
+fn the_stand_in_covers_what_the_corpus_imports() {
+    let ws = Workspace::new();
+    let args = ["flow", "test", "--flow", "flows/corpus-imports"];
+    let expected = last_json_object(&ws.pf(&args));
+    assert_eq!(expected["seen"]["custom"]["index"], "secret", "the oracle read a custom connection by index");
+    assert_eq!(expected["seen"]["strong type"]["attributes"], serde_json::json!(["sk", "http://u"]));
+    for (mode, python) in worker_pythons() {
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
+        assert_eq!(ours, expected, "corpus-imports ({mode}): flow-ci (left) differs from pf (right)");
+    }
+}
+
+/// A tool whose connection parameter is a `CustomStrongTypeConnection`
+/// subclass gets that class, built from the custom connection's values
+/// (promptflow's _tool_resolver.py, _convert_to_custom_strong_type_connection_value).
+#[test]
+fn custom_strong_type_connections_are_the_class_the_tool_names() {
+    let ws = Workspace::vendored();
+    let conn = ws.path().join("custom_connection_2.yaml");
+    std::fs::write(
+        &conn,
+        "name: custom_connection_2\ntype: custom\nconfigs:\n  api_url: http://u\nsecrets:\n  api_key: k\n",
+    )
+    .unwrap();
+    ws.pf(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    let flow = "flows/src/promptflow/tests/test_configs/flows/flow_with_script_tool_with_custom_strong_type_connection";
+    let expected = last_json_object(&ws.pf(&["flow", "test", "--flow", flow]));
+    assert_eq!(expected["out"], "connection_value is MyCustomConnection: True");
+    for (mode, python) in worker_pythons() {
+        let args = ["flow", "test", "--flow", flow, "--connection", conn.to_str().unwrap()];
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
+        assert_eq!(ours, expected, "strong type connection ({mode})");
     }
 }

@@ -27,6 +27,9 @@ const WORKER_PY: &str = include_str!("python/worker.py");
 const SHIM: &[(&str, &str)] = &[
     ("promptflow/__init__.py", include_str!("python/shim/promptflow/__init__.py")),
     ("promptflow/_flow_ci.py", include_str!("python/shim/promptflow/_flow_ci.py")),
+    ("promptflow/_core/__init__.py", include_str!("python/shim/promptflow/_core/__init__.py")),
+    ("promptflow/_core/tool.py", include_str!("python/shim/promptflow/_core/tool.py")),
+    ("promptflow/exceptions.py", include_str!("python/shim/promptflow/exceptions.py")),
     ("promptflow/core.py", include_str!("python/shim/promptflow/core.py")),
     ("promptflow/tracing.py", include_str!("python/shim/promptflow/tracing.py")),
     ("promptflow/connections.py", include_str!("python/shim/promptflow/connections.py")),

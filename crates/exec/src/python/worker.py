@@ -422,7 +422,21 @@ def make_connection(annotation, spec):
         conn.name = name
     except Exception:  # noqa: BLE001 - read-only name on some versions
         pass
+    strong = custom_strong_type(annotation)
+    if strong is not None and spec["type"] == "CustomConnection":
+        # _tool_resolver.py, _convert_to_custom_strong_type_connection_value:
+        # the parameter's own class, from the custom connection's values (no name).
+        return strong(configs=conn.configs, secrets=conn.secrets)
     return conn
+
+
+def custom_strong_type(annotation):
+    """The CustomStrongTypeConnection subclass a parameter is annotated with, if any."""
+    args = getattr(annotation, "__args__", None)
+    if getattr(annotation, "__origin__", None) is not None and args:
+        annotation = args[0]
+    bases = getattr(annotation, "__mro__", ())[1:]
+    return annotation if any(b.__name__ == "CustomStrongTypeConnection" for b in bases) else None
 
 
 def build_kwargs(params, req):
