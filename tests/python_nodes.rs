@@ -89,6 +89,12 @@ fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
         .collect()
 }
 
+/// A JSON file that may hold Python's `NaN` and `Infinity` tokens.
+fn read_python_json(path: &Path) -> Json {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    exec::nonfinite::parse(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
+}
+
 #[test]
 fn flow_tests_match_pf() {
     let ws = Workspace::new();
@@ -494,5 +500,127 @@ fn custom_strong_type_connections_are_the_class_the_tool_names() {
         let args = ["flow", "test", "--flow", flow, "--connection", conn.to_str().unwrap()];
         let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
         assert_eq!(ours, expected, "strong type connection ({mode})");
+    }
+}
+
+/// NaN and infinities: a `double` input given `nan`, `inf`, `-Infinity` or
+/// `1e400` is the float Python's `float()` makes of it, and outputs and
+/// metrics holding them are written with Python's tokens, in batch runs
+/// (output.jsonl, metrics.json) and `flow test`, as pf writes them.
+#[test]
+fn nan_and_infinity_match_pf_in_inputs_outputs_and_metrics() {
+    let ws = Workspace::new();
+    let vendored = Workspace::vendored();
+    let nan_inf = "flows/src/promptflow/tests/test_configs/flows/flow-with-nan-inf-metrics";
+    std::fs::write(vendored.path().join("numbers.jsonl"), "{\"number\": 1}\n{\"number\": 2}\n").unwrap();
+    let runs: [(&Workspace, &[&str], &str); 2] = [
+        (&ws, &["--file", "flows/nan-inputs/run.yml"], "nan_inputs"),
+        (&vendored, &["--flow", nan_inf, "--data", "numbers.jsonl"], "nan_inf_metrics"),
+    ];
+    for (ws, run, name) in runs {
+        let mut args = vec!["run", "create", "--name", name];
+        args.extend(run);
+        ws.pf(&args);
+        let pf_run = ws.path().join("home/.promptflow/.runs").join(name);
+        let expected = read_jsonl(&pf_run.join("flow_outputs/output.jsonl"));
+        let expected_metrics = read_python_json(&pf_run.join("metrics.json"));
+        assert!(expected.len() >= 2, "{name}: the oracle completed its lines");
+        for (i, (mode, python)) in worker_pythons().into_iter().enumerate() {
+            let ours_name = format!("{name}_{i}");
+            let mut args = vec!["run", "create", "--name", ours_name.as_str()];
+            args.extend(run);
+            ws.flow_ci_ok(mode, python.as_deref(), &args);
+            let store = ws.path().join("flow-ci-runs").join(&ours_name);
+            assert_eq!(read_jsonl(&store.join("output.jsonl")), expected, "{name} outputs ({mode})");
+            assert_eq!(read_python_json(&store.join("metrics.json")), expected_metrics, "{name} metrics ({mode})");
+        }
+    }
+    let nan_inputs = read_jsonl(&ws.path().join("home/.promptflow/.runs/nan_inputs/flow_outputs/output.jsonl"));
+    assert_eq!(nan_inputs.len(), 6, "the oracle parsed every row as a float");
+    assert_eq!(nan_inputs[0]["x"], exec::nonfinite::from_f64(f64::NAN));
+    for x in ["nan", "-inf", "1e400"] {
+        let args = ["flow", "test", "--flow", "flows/nan-inputs", "--inputs", &format!("x={x}")];
+        let expected = last_json_object(&ws.pf(&args));
+        for (mode, python) in worker_pythons() {
+            let ours: Json = exec::nonfinite::parse(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
+            assert_eq!(ours, expected, "flow test x={x} ({mode})");
+        }
+    }
+}
+
+/// promptflow's `conditional-flow-for-if-else` example answers at random:
+/// its content_safety_check node is `random.choice([True, False])`. With
+/// that choice pinned (a sitecustomize on PYTHONPATH, for pf and for
+/// flow-ci's workers alike) both take the same branch and give the same answer.
+#[test]
+fn conditional_flow_answers_as_pf_once_its_random_check_is_pinned() {
+    let ws = Workspace::vendored();
+    let pin = ws.path().join("pin");
+    std::fs::create_dir_all(&pin).unwrap();
+    std::fs::write(
+        pin.join("sitecustomize.py"),
+        "import os, random\n_choice = random.choice\n\
+         def choice(seq):\n    \
+             pinned = os.environ.get('PIN_CHOICE')\n    \
+             return seq[int(pinned)] if pinned is not None and list(seq) == [True, False] else _choice(seq)\n\
+         random.choice = choice\n",
+    )
+    .unwrap();
+    let flow = "flows/examples/flows/standard/conditional-flow-for-if-else";
+    let args = ["flow", "test", "--flow", flow];
+    // The flow's requirements name promptflow: both interpreters are given as
+    // they are, so no environment is built for it.
+    let pythons =
+        [("promptflow installed", pf().parent().unwrap().join("python")), ("python3", PathBuf::from("python3"))];
+    let mut answers = Vec::new();
+    for index in ["0", "1"] {
+        let mut cmd = ws.pf.pf_command(&args);
+        let out = cmd.env("PYTHONPATH", &pin).env("PIN_CHOICE", index).output().unwrap();
+        assert!(out.status.success(), "pf: {}", String::from_utf8_lossy(&out.stderr));
+        let expected = last_json_object(&String::from_utf8_lossy(&out.stdout));
+        for (mode, python) in &pythons {
+            let out = Command::cargo_bin("flow-ci")
+                .unwrap()
+                .current_dir(ws.path())
+                .env("FLOW_CI_RUNS_DIR", ws.path().join("flow-ci-runs"))
+                .env("FLOW_CI_PYTHON", python)
+                .env("PYTHONPATH", &pin)
+                .env("PIN_CHOICE", index)
+                .args(args)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+            let ours: Json = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(ours, expected, "choice {index} ({mode}): flow-ci (left) differs from pf (right)");
+        }
+        answers.push(expected["answer"].clone());
+    }
+    assert_eq!(answers[1], "I'm not familiar with your query: What is Prompt flow?.", "False takes the default branch");
+    assert_ne!(answers[0], answers[1], "True takes the other branch");
+}
+
+/// promptflow's `no_inputs_outputs`: `flow test` gives `{}` (pf drops the
+/// `line_number` a line's outputs carry, test_submitter.py, flow_test), and a
+/// batch run is refused before any line with pf's message
+/// (executor/flow_validator.py, "cannot be empty in batch mode").
+#[test]
+fn a_flow_without_inputs_or_outputs_runs_as_pf_runs_it() {
+    let ws = Workspace::vendored();
+    let flow = "flows/src/promptflow/tests/test_configs/flows/no_inputs_outputs";
+    let expected = last_json_object(&ws.pf(&["flow", "test", "--flow", flow]));
+    assert_eq!(expected, serde_json::json!({}));
+    std::fs::write(ws.path().join("rows.jsonl"), "{\"a\": 1}\n").unwrap();
+    let batch = ["run", "create", "--flow", flow, "--data", "rows.jsonl", "--name", "no_inputs"];
+    let pf_out = ws.pf_output(&batch);
+    let message = "The input for flow cannot be empty in batch mode. Please review your flow and provide valid inputs.";
+    assert!(String::from_utf8_lossy(&pf_out.stdout).contains(message), "the oracle refuses the batch run");
+    for (mode, python) in worker_pythons() {
+        let ours: Json =
+            serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &["flow", "test", "--flow", flow])).unwrap();
+        assert_eq!(ours, expected, "flow test ({mode})");
+        let out = ws.flow_ci(python.as_deref(), &batch);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "run create ({mode}): {stderr}");
+        assert!(stderr.contains(message), "run create ({mode}): {stderr}");
     }
 }

@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def stringify_num():
+    print("hello world")
