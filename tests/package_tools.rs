@@ -289,3 +289,57 @@ fn promptflow_tools_content_safety_matches_pf() {
         assert_eq!(ours, expected, "{text}: flow-ci (left) differs from pf (right)");
     }
 }
+
+/// `my_tool_package` as a wheel (a zip of the installed files with WHEEL
+/// and RECORD), so pip installs it offline from a requirements.txt line.
+fn build_wheel(site: &Path, dest: &Path) {
+    let script = r#"
+import os, sys, zipfile
+site, wheel = sys.argv[1], sys.argv[2]
+info = "my_tools_package-0.0.13.dist-info/"
+files = {}
+for root, _, names in os.walk(site):
+    for name in names:
+        path = os.path.join(root, name)
+        if "__pycache__" not in path:
+            files[os.path.relpath(path, site)] = open(path, "rb").read()
+files[info + "WHEEL"] = b"Wheel-Version: 1.0\nGenerator: flow-ci-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+files[info + "RECORD"] = "".join(name + ",,\n" for name in list(files) + [info + "RECORD"]).encode()
+with zipfile.ZipFile(wheel, "w") as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+"#;
+    let status = std::process::Command::new("python3").args(["-c", script]).arg(site).arg(dest).status().unwrap();
+    assert!(status.success(), "building the wheel");
+}
+
+/// The flow's requirements.txt installs the tool package into the flow's own
+/// environment (no promptflow there: the stand-in serves the tool's
+/// imports), and its entry point is found there.
+#[test]
+fn a_tool_package_in_requirements_txt_is_installed_and_found() {
+    let ws = PfWorkspace::new(CORPUS);
+    let site = ws.path().join("site");
+    install_my_tool_package(&site);
+    let flow = ws.path().join("flows/flow_with_package_tool_with_custom_connection");
+    build_wheel(&site, &flow.join("my_tools_package-0.0.13-py3-none-any.whl"));
+    std::fs::write(flow.join("requirements.txt"), "./my_tools_package-0.0.13-py3-none-any.whl\n").unwrap();
+    let file = ws.path().join("custom_connection_3.yaml");
+    std::fs::write(
+        &file,
+        "name: custom_connection_3\ntype: custom\nconfigs:\n  api_base: http://x\nsecrets:\n  api_key: k\n",
+    )
+    .unwrap();
+    let args = [
+        "flow",
+        "test",
+        "--flow",
+        "flows/flow_with_package_tool_with_custom_connection",
+        "--inputs",
+        "text=World!",
+        "--connection",
+        file.to_str().unwrap(),
+    ];
+    let ours = stdout_json(&flow_ci(ws.path(), None, None, &args), "flow test with requirements.txt");
+    assert_eq!(ours, serde_json::json!({"out": "Hello World!"}));
+}
