@@ -91,11 +91,9 @@ pub fn map_inputs(
             for (key, source) in &full {
                 let value = match source {
                     MappingSource::Literal(v) => Some(v.clone()),
-                    MappingSource::Data(c) => data.and_then(|t| t.rows.get(n)).and_then(|r| r.values.get(c)).cloned(),
+                    MappingSource::Data(c) => data.and_then(|t| cell(t, n, c)),
                     MappingSource::RunOutputs(c) => outputs_by_line.get(&n).and_then(|r| r.get(c)).cloned(),
-                    MappingSource::RunInputs(c) => {
-                        base_data.and_then(|t| t.rows.get(n)).and_then(|r| r.values.get(c)).cloned()
-                    }
+                    MappingSource::RunInputs(c) => base_data.and_then(|t| cell(t, n, c)),
                     MappingSource::Unknown(_) => None,
                 };
                 match value {
@@ -108,6 +106,19 @@ pub fn map_inputs(
             if missing.is_empty() { Ok((n, inputs)) } else { Err(MappingError::NotFound { missing, line: n }) }
         })
         .collect()
+}
+
+/// Row `n`'s value of `column`, with relative image paths resolved against
+/// its data file's folder (_batch_inputs_processor.py,
+/// resolve_multimedia_data_recursively).
+fn cell(table: &Table, n: usize, column: &str) -> Option<Json> {
+    let row = table.rows.get(n)?;
+    let value = row.values.get(column)?;
+    let dir = table.files.get(row.file).and_then(|f| std::path::absolute(f).ok());
+    match dir.as_deref().and_then(std::path::Path::parent) {
+        Some(dir) if crate::images::has_images(value) => Some(crate::images::resolve_paths(value, dir)),
+        _ => Some(value.clone()),
+    }
 }
 
 fn line_number(row: &Map<String, Json>) -> Option<usize> {
@@ -171,7 +182,10 @@ pub fn run(
         }
         drop(tx);
         let mut failed = 0;
-        for line in rx {
+        for mut line in rx {
+            if store_error.is_none() {
+                store_error = writer.keep_images(&mut line).err();
+            }
             if line.status != Status::Completed {
                 failed += 1;
             }

@@ -210,7 +210,14 @@ fn line_threads(prepared: &super::prepare::Prepared, opts: &JobOptions<'_>) -> u
 
 fn load_base(store: &Store, name: &str) -> Result<BaseRun, StoreError> {
     let record = store.load(name)?;
-    let outputs = store.outputs(name)?;
+    // Images in output.jsonl are relative to the run's folder.
+    let dir = store.dir(name)?;
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let outputs = store
+        .outputs(name)?
+        .into_iter()
+        .map(|row| row.into_iter().map(|(k, v)| (k, crate::images::resolve_paths(&v, &dir))).collect())
+        .collect();
     let data = record.data.as_deref().and_then(|p| model::data::load(p).ok());
     Ok(BaseRun { name: name.to_string(), outputs, data })
 }

@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod bind;
 pub mod credentials;
+pub mod images;
 pub mod job;
 pub mod line;
 pub mod llm;

@@ -63,6 +63,11 @@ impl RunError {
         }
         let kind = match (e.phase.as_str(), e.kind.as_str()) {
             (_, "LineExecutionTimeoutError") => "LineExecutionTimeoutError",
+            // A flow input that is no image fails the line, not the node
+            // (flow_executor.py, load_multimedia_data before any node runs).
+            (_, "LoadMultimediaDataError") => {
+                return RunError { node: Some(node.into()), ..RunError::new(&e.kind, e.message) };
+            }
             ("load", _) => "ToolLoadError",
             _ => "ToolExecutionError",
         };
@@ -356,7 +361,10 @@ impl Engine<'_> {
             let (value, bypassed) = self.resolve(assignment, state)?;
             match assignment {
                 Assignment::Literal(_) => call.literals.push(name.clone()),
-                Assignment::FlowInput(_) => call.inputs_to_escape.push(name.clone()),
+                Assignment::FlowInput(input) => {
+                    call.inputs_to_escape.push(name.clone());
+                    self.note_image(&mut call, name, input);
+                }
                 Assignment::Node { node, property, .. } if property.is_empty() => {
                     if let Some(escaped) = self.prepared.step_index(node).and_then(|j| state.escaped[j].clone()) {
                         call.prompt_results.push((name.clone(), escaped));
@@ -370,6 +378,15 @@ impl Engine<'_> {
             call.kwargs.insert(name.clone(), value);
         }
         Ok(call)
+    }
+
+    /// Marks a node input bound to a flow input of type `image`, which the
+    /// worker loads as an `Image` (flow_executor.py, load_multimedia_data).
+    fn note_image(&self, call: &mut Invocation, param: &str, input: &str) {
+        let ty = self.prepared.flow.input(input).and_then(|i| i.ty.as_ref());
+        if ty.is_some_and(|t| t.value == "image") {
+            call.images.push(param.to_string());
+        }
     }
 
     fn exec_step(&self, i: usize, state: &LineState, deadline: Instant) -> Result<NodeRun, RunError> {
@@ -417,6 +434,7 @@ impl Engine<'_> {
                     kwargs: call.kwargs,
                     literals: call.literals,
                     bypassed: call.bypassed,
+                    images: call.images,
                     aggregation: step.aggregation,
                     connections,
                     workflow: None,
@@ -437,6 +455,7 @@ impl Engine<'_> {
                     kwargs: call.kwargs,
                     literals: vec![],
                     bypassed: vec![],
+                    images: vec![],
                     aggregation: false,
                     connections: Map::new(),
                     package: None,
@@ -593,6 +612,7 @@ impl Engine<'_> {
                     v.clone()
                 }
                 Assignment::FlowInput(input) => {
+                    self.note_image(&mut call, name, input);
                     Json::Array(lines.iter().map(|l| l.inputs.get(input).cloned().unwrap_or(Json::Null)).collect())
                 }
                 Assignment::Node { node, property, .. } => match self.prepared.step_index(node) {
@@ -667,7 +687,10 @@ impl Engine<'_> {
                     call.kwargs.insert(param.clone(), v.clone());
                     continue;
                 }
-                Assignment::FlowInput(input) => format!("inputs.{input}"),
+                Assignment::FlowInput(input) => {
+                    self.note_image(&mut call, param, input);
+                    format!("inputs.{input}")
+                }
                 Assignment::Node { node, property, .. } if property.is_empty() => format!("{node}.output"),
                 Assignment::Node { node, property, .. } => format!("{node}.output.{property}"),
             };
@@ -727,6 +750,7 @@ fn load_request(step: &Step, working_dir: &Path) -> CallRequest {
         kwargs,
         literals,
         bypassed: vec![],
+        images: vec![],
         aggregation: step.aggregation,
         connections: Map::new(),
         workflow: None,
@@ -739,6 +763,8 @@ struct Invocation {
     kwargs: Map<String, Json>,
     literals: Vec<String>,
     bypassed: Vec<String>,
+    /// Inputs bound to flow inputs of type `image`.
+    images: Vec<String>,
     /// Inputs bound to flow inputs (role lines escaped for prompt/llm nodes).
     inputs_to_escape: Vec<String>,
     /// Inputs that are prompt-node outputs carrying escaped roles.

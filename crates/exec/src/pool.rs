@@ -36,6 +36,7 @@ const SHIM: &[(&str, &str)] = &[
     ("promptflow/entities.py", include_str!("python/shim/promptflow/entities.py")),
     ("promptflow/contracts/__init__.py", include_str!("python/shim/promptflow/contracts/__init__.py")),
     ("promptflow/contracts/types.py", include_str!("python/shim/promptflow/contracts/types.py")),
+    ("promptflow/contracts/multimedia.py", include_str!("python/shim/promptflow/contracts/multimedia.py")),
 ];
 
 /// Set by [`stop_now`]: calls fail as `Canceled` and no worker starts.
@@ -118,6 +119,10 @@ pub struct CallRequest {
     /// Inputs referencing bypassed nodes: omitted when the parameter has a
     /// default, else `None`.
     pub bypassed: Vec<String>,
+    /// Inputs bound to flow inputs of type `image`: loaded as promptflow's
+    /// `Image` (from a path, URL, base64 text or image dict).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
     /// Collect `log_metric` calls (aggregation nodes only, as in promptflow).
     pub aggregation: bool,
     /// Connection objects for connection-typed parameters: `{param: {type, values}}`.
@@ -272,6 +277,7 @@ impl Pool {
             kwargs: serde_json::Map::new(),
             literals: vec![],
             bypassed: vec![],
+            images: vec![],
             aggregation: false,
             connections: serde_json::Map::new(),
             workflow: workflow.cloned(),
@@ -545,6 +551,7 @@ mod tests {
             kwargs: kwargs.as_object().cloned().unwrap_or_default(),
             literals: vec![],
             bypassed: vec![],
+            images: vec![],
             aggregation: false,
             connections: serde_json::Map::new(),
             workflow: None,

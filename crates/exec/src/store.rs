@@ -21,6 +21,9 @@ pub const OUTPUT_FILE: &str = "output.jsonl";
 pub const METRICS_FILE: &str = "metrics.json";
 pub const DETAILS_FILE: &str = "details.jsonl";
 pub const LOGS_FILE: &str = "logs.txt";
+/// The images of a run's lines (inputs, node outputs, outputs), one file
+/// each, named by a UUID as promptflow names them.
+pub const IMAGES_DIR: &str = "images";
 /// Beside the runs: one lock file per run being written (not a run name:
 /// names cannot start with a dot).
 const LOCKS_DIR: &str = ".locks";
@@ -116,6 +119,8 @@ pub enum StoreError {
     /// symlink, is somebody else's and stays.
     #[error("{} exists but is not a stored run (no {RUN_FILE}); --force replaces runs only", dir.display())]
     NotARun { dir: PathBuf },
+    #[error(transparent)]
+    Image(#[from] crate::images::PersistError),
     #[error("run `{name}` is being written by another flow-ci right now")]
     Busy { name: String },
 }
@@ -336,6 +341,27 @@ impl RunWriter {
         write_json_atomic(&self.dir.join(RUN_FILE), record)
     }
 
+    /// The line with its images written to the run's `images/` folder and
+    /// named by absolute path, as promptflow's run details name them
+    /// (`process_multimedia_in_run_info`); later nodes (aggregation) read
+    /// them from there.
+    pub fn keep_images(&self, line: &mut LineRun) -> Result<(), StoreError> {
+        // Absolute: workers read them from the flow's folder.
+        let dir = std::path::absolute(self.dir.join(IMAGES_DIR)).map_err(io(&self.dir))?;
+        let persist = |map: &Map<String, Json>| -> Result<Map<String, Json>, StoreError> {
+            match crate::images::persist(&Json::Object(map.clone()), &dir)? {
+                Json::Object(map) => Ok(map),
+                _ => Ok(map.clone()),
+            }
+        };
+        line.inputs = persist(&line.inputs)?;
+        line.outputs = persist(&line.outputs)?;
+        for node in &mut line.nodes {
+            node.output = crate::images::persist(&node.output, &dir)?;
+        }
+        Ok(())
+    }
+
     /// Appends one finished line; flushed at once so progress survives a crash.
     pub fn append_line(&mut self, line: &LineRun) -> Result<(), StoreError> {
         let path = self.dir.join(DETAILS_FILE);
@@ -349,10 +375,12 @@ impl RunWriter {
         let mut completed: Vec<&&LineRun> = lines.iter().filter(|l| l.status == Status::Completed).collect();
         completed.sort_by_key(|l| l.line_number);
         let mut out = BufWriter::new(File::create(&path).map_err(io(&path))?);
+        let dir = std::path::absolute(&self.dir).map_err(io(&self.dir))?;
         for line in completed {
             let mut row = Map::new();
             row.insert("line_number".into(), Json::from(line.line_number));
-            row.extend(line.outputs.clone());
+            // Images relative to output.jsonl's folder, as promptflow writes them.
+            row.extend(line.outputs.iter().map(|(k, v)| (k.clone(), crate::images::relative_paths(v, &dir))));
             let text = nonfinite::to_text(&row).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
             writeln!(out, "{text}").map_err(io(&path))?;
         }

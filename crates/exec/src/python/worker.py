@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -340,6 +341,145 @@ class ToolLoadError(Exception):
     pass
 
 
+# Images (promptflow-core _utils/multimedia_utils.py, BasicMultimediaProcessor):
+# a flow input of type image, a one-key dict {"data:image/<ext>;path|base64|url":
+# value} anywhere in a list or object input or in another node's output, and a
+# literal input of a parameter annotated Image become promptflow's Image. An
+# Image a node returns goes back to flow-ci as its base64 dict, which flow-ci
+# persists where promptflow persists images.
+IMAGE_KEY = re.compile(r"^data:image/(.*);(path|base64|url)$")  # MIME_PATTERN
+BASE64_PREFIX = re.compile(r"^data:image/(.*);base64")
+BASE64_BODY = re.compile(r"^([A-Za-z0-9+/]{4})*(([A-Za-z0-9+/]{2})*(==|[A-Za-z0-9+/]=)?)?$")
+
+
+class InvalidImageInput(Exception):
+    pass
+
+
+class LoadMultimediaDataError(Exception):
+    pass
+
+
+def image_class():
+    from promptflow.contracts.multimedia import Image
+
+    return Image
+
+
+def is_image_dict(value):
+    return isinstance(value, dict) and len(value) == 1 and IMAGE_KEY.match(next(iter(value))) is not None
+
+
+def is_base64(value):
+    """ImageProcessor.is_base64."""
+    parts = value.split(",")
+    if len(parts) == 2:
+        return bool(BASE64_PREFIX.match(parts[0]) and BASE64_BODY.match(parts[1]))
+    return len(parts) == 1 and BASE64_BODY.match(value) is not None
+
+
+def is_url(value):
+    from urllib.parse import urlparse
+
+    try:
+        parsed = urlparse(value)
+        return all([parsed.scheme, parsed.netloc])
+    except ValueError:
+        return False
+
+
+def image_from_file(path, mime_type=None):
+    with open(path, "rb") as f:
+        return image_class()(f.read(), mime_type=mime_type)
+
+
+def image_from_base64(value, mime_type=None):
+    import base64
+
+    return image_class()(base64.b64decode(value.split(",")[-1]), mime_type=mime_type)
+
+
+def image_from_url(url, mime_type=None):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url) as resp:  # noqa: S310 - the flow's own image URL
+            return image_class()(resp.read(), mime_type=mime_type, source_url=url)
+    except urllib.error.HTTPError as exc:
+        raise InvalidImageInput(
+            "Failed to fetch image from URL: %s. Error code: %s. Error message: %s." % (url, exc.code, exc.read().decode("utf-8", "replace"))
+        ) from None
+
+
+def image_from_dict(value):
+    """BasicMultimediaProcessor._create_image_from_dict."""
+    key, data = next(iter(value.items()))
+    fmt, resource = IMAGE_KEY.match(key).groups()
+    mime_type = "image/%s" % fmt
+    if resource == "path":
+        return image_from_file(data, mime_type)
+    if resource == "base64":
+        if not is_base64(data):
+            raise InvalidImageInput("Invalid base64 image: %s." % data)
+        return image_from_base64(data, mime_type)
+    return image_from_url(data, mime_type)
+
+
+def create_image(value):
+    """MultimediaProcessor.create_image."""
+    if isinstance(value, bytes) and hasattr(value, "_mime_type"):
+        return value
+    if isinstance(value, dict):
+        if is_image_dict(value):
+            return image_from_dict(value)
+        raise InvalidImageInput(
+            "Invalid image input format. The image input should be a dictionary like: "
+            "{data:image/<image_type>;[path|base64|url]: <image_data>}."
+        )
+    if isinstance(value, str):
+        if not value:
+            raise InvalidImageInput("The image input should not be empty.")
+        if is_base64(value):
+            return image_from_base64(value)
+        if is_url(value):
+            return image_from_url(value)
+        return image_from_file(value)
+    raise InvalidImageInput(
+        "Unsupported image input type: %s. The image inputs should be a string or a dictionary." % type(value)
+    )
+
+
+def load_images(value):
+    """load_multimedia_data_recursively: image dicts in lists and dicts."""
+    if isinstance(value, list):
+        return [load_images(v) for v in value]
+    if isinstance(value, dict):
+        if is_image_dict(value):
+            return image_from_dict(value)
+        return {k: load_images(v) for k, v in value.items()}
+    return value
+
+
+def image_input(key, value, error=LoadMultimediaDataError):
+    """A flow input of type image (a list of them for an aggregation node),
+    failing as load_multimedia_data fails."""
+    try:
+        if isinstance(value, list):
+            return [create_image(v) for v in value]
+        return create_image(value)
+    except Exception as exc:  # noqa: BLE001 - every failure names the input
+        raise error("Failed to load image for input '%s': (%s) %s" % (key, type(exc).__name__, exc)) from None
+
+
+def image_to_json(image):
+    """An Image as flow-ci carries it: its URL when it came from one (as
+    `_generate_image_url_reference`), else its bytes in base64."""
+    if image.source_url:
+        return {"data:%s;url" % image._mime_type: image.source_url}
+    return {"data:%s;base64" % image._mime_type: image.to_base64()}
+
+
 # promptflow's names for why a node's tool cannot be resolved (executor/_errors.py).
 class InputTypeMismatch(ToolLoadError):
     pass
@@ -365,6 +505,8 @@ def value_type(annotation):
             annotation = annotation.__args__[0]
         else:
             annotation = origin
+    if getattr(annotation, "__name__", None) == "Image" and isinstance(annotation, type) and issubclass(annotation, bytes):
+        return "image"
     return {int: "int", float: "double", bool: "bool", str: "string", list: "list", dict: "object"}.get(annotation)
 
 
@@ -451,8 +593,15 @@ def build_kwargs(params, req):
                 continue  # promptflow drops empty literals so the tool's default applies
             param = params.get(key)
             vtype = value_type(param.annotation) if param is not None else None
-            if vtype:
-                value = parse_literal(value, vtype)
+            if vtype == "image":
+                value = image_input(key, value, NodeInputValidationError)
+            else:
+                # _convert_literal_input_types: parsed, then images loaded.
+                value = load_images(parse_literal(value, vtype) if vtype else value)
+        elif key in req.get("images", ()):
+            value = image_input(key, value)
+        else:
+            value = load_images(value)
         if key in req.get("bypassed", ()):
             param = params.get(key)
             if param is not None and param.default is not inspect.Parameter.empty:
@@ -522,7 +671,9 @@ def preload(req):
     for key, value in literals.items():
         param = params.get(key)
         vtype = value_type(param.annotation) if param is not None else None
-        if vtype and value is not None and value != "":
+        if vtype == "image" and value is not None and value != "":
+            image_input(key, value, NodeInputValidationError)
+        elif vtype and value is not None and value != "":
             try:
                 parse_literal(value, vtype)
             except Exception:  # noqa: BLE001 - any parse failure
@@ -586,7 +737,11 @@ def take_streams(value, path, streams):
 
 
 def encode(value):
+    image = image_class()
+
     def default(obj):
+        if isinstance(obj, image):
+            return image_to_json(obj)
         converted = to_json(obj)  # once: a second call would find a generator empty
         return str(obj) if converted is obj else converted
 

@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def passthrough_dict(image_list: list, image_dict: dict):
+    return image_dict
