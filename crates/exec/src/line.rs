@@ -469,6 +469,19 @@ impl Engine<'_> {
                     Err(e) => Err(RunError::new("SystemError", e.to_string())),
                 }
             }
+            StepKind::Prompt { .. } | StepKind::Llm { .. }
+                if !call.images.is_empty() || call.kwargs.values().any(crate::images::has_images) =>
+            {
+                // promptflow renders an Image as `Image(<sha1>)` or, in vision
+                // tools, as a content part; neither is done here yet.
+                Err(node_error(
+                    "UnsupportedInput",
+                    format!(
+                        "images in the inputs of {} nodes are not supported yet",
+                        if matches!(step.kind, StepKind::Prompt { .. }) { "prompt" } else { "llm" }
+                    ),
+                ))
+            }
             StepKind::Prompt { template } => {
                 let (inputs_to_escape, prompt_results) = (call.inputs_to_escape.clone(), call.prompt_results.clone());
                 let vars = prompt_vars(call);

@@ -170,6 +170,15 @@ fn plan(dir: &Path, variant: Option<&str>, only: Option<&str>) -> Result<Prepare
             })
         })
         .transpose()?;
+    if let Some(format) = flow.message_format.as_ref().filter(|f| f.value.eq_ignore_ascii_case("openai-vision")) {
+        return Err(PrepareError::Variant(format!(
+            "{}:{}:{}: images in `message_format: {}` (OpenAI vision content parts) are not supported yet; flow-ci reads images in the `basic` format",
+            flow.file.display(),
+            format.pos.line,
+            format.pos.col,
+            format.value
+        )));
+    }
     let nodes = resolve_variants(&flow, variant.as_ref())?;
     let snapshot = snapshot_if_needed(&flow)?;
     let working_dir = snapshot.as_ref().map_or_else(|| flow.dir.clone(), |s| s.path().to_path_buf());
@@ -263,6 +272,7 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
         .filter(|s| s.kind == SourceKind::Package)
         .and_then(|s| s.tool.as_ref())
         .map(|t| t.value.clone());
+    refuse_images_in_prompts(node)?;
     let kind = match (node.ty.as_ref().map(|t| t.value), source_path) {
         (Some(NodeType::Python), Some(file)) => StepKind::Python { file },
         (Some(NodeType::Python), None) if let Some(tool) = package_tool => StepKind::Package { tool },
@@ -286,6 +296,25 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
         aggregation: node.aggregation,
         deps: vec![],
     })
+}
+
+/// promptflow-tools' chat tools that send images as vision content parts.
+const VISION_TOOLS: &[&str] =
+    &["promptflow.tools.aoai_gpt4v.", "promptflow.tools.openai_gpt4v.", "promptflow.tools.llm_vision."];
+
+/// Images in chat prompts (`![image](...)` turned into vision content
+/// parts, promptflow-tools common.py, parse_chat with images) are not run
+/// yet: such a node is refused in one line rather than sent to the model
+/// with its images as text.
+fn refuse_images_in_prompts(node: &Node) -> Result<(), PrepareError> {
+    let tool = node.source.as_ref().and_then(|s| s.tool.as_ref());
+    if let Some(tool) = tool.filter(|t| VISION_TOOLS.iter().any(|v| t.value.starts_with(v))) {
+        return Err(PrepareError::Variant(format!(
+            "node `{}` uses {}: images in chat prompts (vision tools) are not supported yet",
+            node.name.value, tool.value
+        )));
+    }
+    Ok(())
 }
 
 /// promptflow copies the flow and its `additional_includes` into one folder

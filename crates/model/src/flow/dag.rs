@@ -69,6 +69,9 @@ pub struct Flow {
     pub environment_variables: Vec<(Spanned<String>, Spanned<String>)>,
     /// `environment.python_requirements_txt`, relative to `dir`.
     pub python_requirements_txt: Option<Spanned<String>>,
+    /// `message_format`: `basic` (the default) or `openai-vision`, how image
+    /// values are written in inputs and outputs.
+    pub message_format: Option<Spanned<String>>,
 }
 
 impl Flow {
@@ -85,6 +88,7 @@ impl Flow {
             additional_includes: vec![],
             environment_variables: vec![],
             python_requirements_txt: None,
+            message_format: None,
         }
     }
 }
@@ -256,6 +260,9 @@ pub fn decode(dir: &Path, root: &Yaml, diags: &mut Diagnostics) -> Option<Flow> 
     }
     if let Some(env) = fields.get("environment") {
         flow.python_requirements_txt = python_requirements(&mut d, env);
+    }
+    if let Some(format) = fields.get("message_format") {
+        flow.message_format = d.string(format, "`message_format`");
     }
     Some(flow)
 }
