@@ -251,3 +251,88 @@ fn images_flow_ci_cannot_run_yet_are_named_in_one_line() {
         }
     }
 }
+
+/// A server this test started, killed when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn start(mut cmd: std::process::Command, port: u16, client: &reqwest::blocking::Client) -> Served {
+        let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let served = Served { child, url: format!("http://127.0.0.1:{port}") };
+        for _ in 0..240 {
+            if client.get(format!("{}/health", served.url)).send().is_ok_and(|r| r.status().is_success()) {
+                return served;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        panic!("{} never answered /health", served.url);
+    }
+
+    fn score(&self, client: &reqwest::blocking::Client, body: &Json) -> (u16, Json) {
+        let response = client.post(format!("{}/score", self.url)).json(body).send().unwrap();
+        let status = response.status().as_u16();
+        (status, serde_json::from_str(&response.text().unwrap()).unwrap_or(Json::Null))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `serve` takes images in a request as pf's serving does (base64 and path
+/// dicts, a path string) and answers with each image as its base64 dict
+/// (core/_serving/flow_invoker.py, convert_multimedia_data_to_base64_dict).
+#[test]
+fn serve_takes_and_returns_images_as_pf_serve_does() {
+    let ws = workspace();
+    let client = reqwest::blocking::Client::new();
+    let encoded = encoded(&ws);
+    let body = json!({
+        "encoded": {"data:image/png;base64": encoded},
+        "album": [{"data:image/gif;path": "data/tiny.gif"}, {"data:image/png;base64": encoded}],
+    });
+    let port = free_port();
+    let pf_server = Served::start(
+        ws.pf_command(&[
+            "flow",
+            "serve",
+            "--source",
+            "flows/kinds",
+            "--port",
+            &port.to_string(),
+            "--skip-open-browser",
+        ]),
+        port,
+        &client,
+    );
+    let (status, expected) = pf_server.score(&client, &body);
+    assert_eq!(status, 200, "the oracle answered: {expected}");
+    assert!(expected["picture"]["data:image/png;base64"].is_string(), "the oracle's form changed: {expected}");
+    for (mode, python) in worker_pythons() {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flow-ci"));
+        cmd.args(["serve", "--flow", "flows/kinds", "--port", &port.to_string(), "--workers", "1"])
+            .current_dir(ws.path())
+            .env_remove("VIRTUAL_ENV");
+        match &python {
+            Some(python) => cmd.env("FLOW_CI_PYTHON", python),
+            None => cmd.env_remove("FLOW_CI_PYTHON"),
+        };
+        let ours = Served::start(cmd, port, &client);
+        assert_eq!(
+            ours.score(&client, &body),
+            (200, expected.clone()),
+            "({mode}): flow-ci (left) differs from pf (right)"
+        );
+    }
+}
