@@ -613,3 +613,79 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// promptflow's own llm examples against the fake, through pf and flow-ci
+/// with the same connection: the same request bodies and outputs.
+/// basic-with-builtin-llm gives its llm node a `prompt` input, which is the
+/// template instead of the node's source file (promptflow binds the file
+/// with functools.partial, and the input overrides it), in flow test and in
+/// a batch run; use_functions_with_chat_models returns the whole message,
+/// with the null keys the openai SDK's model_dump keeps (`"function_call"
+/// in message` is how the flow's template and python node branch).
+#[test]
+fn promptflow_llm_examples_send_and_return_what_pf_does() {
+    let fake = FakeLlm::start(KEY);
+    let (ws, conn) = pf_examples(&fake);
+    let flow_ci = |args: &[&str]| examples_flow_ci(&ws, &conn, args);
+    for flow in ["flows/standard/basic-with-builtin-llm", "flows/chat/use_functions_with_chat_models"] {
+        let args = ["flow", "test", "--flow", flow];
+        let pf_out = String::from_utf8_lossy(&ws.pf_ok(&args).stdout).into_owned();
+        let pf_request = fake.received().last().cloned().unwrap();
+        let ours: Json = serde_json::from_slice(&flow_ci(&args)).unwrap();
+        let our_request = fake.received().last().cloned().unwrap();
+        assert_eq!((&our_request.path, &our_request.query), (&pf_request.path, &pf_request.query), "{flow}");
+        assert_eq!(our_request.body, pf_request.body, "{flow}: request bodies differ (left flow-ci, right pf)");
+        let start = pf_out.rfind("\n{").map_or(0, |i| i + 1);
+        let expected: Json = serde_json::from_str(&pf_out[start..]).unwrap();
+        assert_eq!(ours, expected, "{flow}: outputs differ (left flow-ci, right pf)");
+    }
+    let basic = "flows/standard/basic-with-builtin-llm";
+    let data = format!("{basic}/data.jsonl");
+    let before = fake.count();
+    let mapping = ["--column-mapping", "text=${data.text}"];
+    ws.pf_ok(&[&["run", "create", "--flow", basic, "--data", &data, "--name", "pf-basic"], &mapping[..]].concat());
+    let pf_bodies = sorted_bodies(&fake.received()[before..]);
+    let before = fake.count();
+    flow_ci(&[&["run", "create", "--flow", basic, "--data", &data, "--name", "ours-basic"], &mapping[..]].concat());
+    assert_eq!(sorted_bodies(&fake.received()[before..]), pf_bodies, "batch run request bodies (left flow-ci)");
+    assert_eq!(pf_bodies.len(), 3);
+    let first = pf_bodies[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(first.contains("C Hello World!"), "the prompt input carries the data: {first}");
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+/// promptflow's examples in a pf workspace whose `open_ai_connection` is an
+/// Azure OpenAI connection to `fake` (the examples name a deployment), and
+/// the same connection as a file for flow-ci.
+fn pf_examples(fake: &FakeLlm) -> (support::pf::PfWorkspace, PathBuf) {
+    let ws = support::pf::PfWorkspace::new("tests/vendor/promptflow/examples/flows");
+    let conn = ws.path().join("aoai.yaml");
+    let text = format!(
+        "name: open_ai_connection\ntype: azure_open_ai\napi_key: {KEY}\napi_base: {}\napi_type: azure\napi_version: \"2024-02-01\"\n",
+        fake.url
+    );
+    std::fs::write(&conn, text).unwrap();
+    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    (ws, conn)
+}
+
+/// flow-ci ARGS in the examples' workspace with the connection file and no cache; it must succeed.
+fn examples_flow_ci(ws: &support::pf::PfWorkspace, conn: &Path, args: &[&str]) -> Vec<u8> {
+    let mut cmd = Command::cargo_bin("flow-ci").unwrap();
+    cmd.current_dir(ws.path()).env("FLOW_CI_RUNS_DIR", ws.path().join("flow-ci-runs")).env_remove("VIRTUAL_ENV");
+    // promptflow's interpreter, instead of installing the examples' requirements.txt.
+    cmd.env("FLOW_CI_PYTHON", support::pf::pf().parent().unwrap().join("python"));
+    for var in ["AZURE_OPENAI_ENDPOINT", "OPENAI_API_KEY", "FLOW_CI_CACHE_DIR", "PROMPTFLOW_CONNECTIONS"] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.args(args).args(["--connection", conn.to_str().unwrap(), "--no-cache"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "flow-ci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Bodies as JSON values (key order aside), in a stable order.
+fn sorted_bodies(received: &[support::fake_llm::Received]) -> Vec<Json> {
+    let mut bodies: Vec<Json> = received.iter().map(|r| r.body.clone()).collect();
+    bodies.sort_by_key(|b| b["messages"].to_string());
+    bodies
+}

@@ -464,6 +464,9 @@ fn answer(req: &Received) -> Json {
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
         });
     }
+    if let Some(name) = req.body["functions"].get(0).and_then(|f| f.get("name")) {
+        return function_call(req, name);
+    }
     let (system, user) = prompt(req);
     let lower = system.to_lowercase();
     let content = if lower.contains("evaluation metric") {
@@ -497,6 +500,21 @@ fn answer(req: &Received) -> Json {
         "model": req.body["model"],
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    })
+}
+
+/// Asked with `functions`, the model calls the first one with a location,
+/// as the service answers: no `content` key's text, a `function_call`, and
+/// none of the keys it leaves out (`refusal`, `tool_calls`, ...).
+fn function_call(req: &Received, name: &Json) -> Json {
+    json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": req.body["model"],
+        "choices": [{"index": 0, "finish_reason": "function_call", "message": {
+            "role": "assistant", "content": null,
+            "function_call": {"name": name, "arguments": "{\n  \"location\": \"London\"\n}"}}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
     })
 }
 

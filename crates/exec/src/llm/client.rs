@@ -557,7 +557,11 @@ fn output(req: &Request, response: &Json) -> Result<Json, CallError> {
         super::request::Api::Completion => choice.get("text").cloned().unwrap_or(Json::Null),
         super::request::Api::Chat => {
             let message = choice.get("message").cloned().unwrap_or(Json::Null);
-            if req.returns_message { message } else { message.get("content").cloned().unwrap_or(Json::Null) }
+            if req.returns_message {
+                super::message::sdk_message(&message)
+            } else {
+                message.get("content").cloned().unwrap_or(Json::Null)
+            }
         }
     })
 }

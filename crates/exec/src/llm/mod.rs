@@ -5,6 +5,7 @@ pub mod cache;
 pub mod chat;
 pub mod client;
 pub mod limit;
+pub mod message;
 pub mod proxy;
 pub mod request;
 pub mod setup;

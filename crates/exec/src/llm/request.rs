@@ -173,10 +173,15 @@ pub fn build(call: &NodeCall<'_>, conn: &Connection) -> Result<Request, BuildErr
 
     let mut args = Map::new();
     let mut vars = Map::new();
+    let mut given_prompt = None;
     for (name, value) in &call.kwargs {
         let literal = call.literals.contains(name);
         // promptflow drops empty literals so the tool's default applies.
         if literal && (value.is_null() || value.as_str() == Some("")) {
+            continue;
+        }
+        if name == "prompt" {
+            given_prompt = Some(python_str(value));
             continue;
         }
         match params.iter().find(|(p, _)| p == name) {
@@ -199,6 +204,10 @@ pub fn build(call: &NodeCall<'_>, conn: &Connection) -> Result<Request, BuildErr
             format!("Required input(s) ['deployment_name'] are missing for \"{}\".", call.node),
         ));
     }
+    // promptflow binds the source file as the tool's `prompt` with
+    // functools.partial (_tool_resolver.py, _resolve_llm_node), so a `prompt`
+    // input given to the node overrides it: that text is the template.
+    let call = &NodeCall { template: given_prompt.as_deref().unwrap_or(call.template), ..call.clone() };
     let body = match api {
         Api::Chat => chat_body(call, provider, &args, vars, &model)?,
         Api::Completion => completion_body(call, &args, &vars, &model)?,
@@ -603,6 +612,26 @@ mod tests {
                    "response_format": {"type": "json_object"}, "presence_penalty": 0.0})
         );
         assert!(!req.returns_message);
+    }
+
+    #[test]
+    fn a_prompt_input_is_the_template() {
+        let c = call(
+            "# user:\nWrite {{text}}.\n",
+            json!({"deployment_name": "d", "prompt": "# system:\nrendered {{ who }}\n# user:\nWrite C.\n", "who": "me"}),
+            &["deployment_name"],
+        );
+        let req = build(&c, &azure()).unwrap();
+        assert_eq!(
+            req.body["messages"],
+            json!([{"role": "system", "content": "rendered me"}, {"role": "user", "content": "Write C."}])
+        );
+        let empty = call(
+            "# user:\nfile {{text}}\n",
+            json!({"deployment_name": "d", "prompt": "", "text": "t"}),
+            &["deployment_name", "prompt"],
+        );
+        assert_eq!(build(&empty, &azure()).unwrap().body["messages"], json!([{"role": "user", "content": "file t"}]));
     }
 
     #[test]
