@@ -683,6 +683,43 @@ fn examples_flow_ci(ws: &support::pf::PfWorkspace, conn: &Path, args: &[&str]) -
     out.stdout
 }
 
+/// A data column named `line_number` is the line number, as promptflow
+/// merges batch inputs (batch/_batch_inputs_processor.py,
+/// _merge_input_dicts_by_line): eval-groundedness numbers its rows 1 and 2,
+/// so both runs' lines are 1 and 2, and an evaluation over such a run reads
+/// the base run's line 1 with the data's line 1. Outputs, line numbers and
+/// metrics equal pf's.
+#[test]
+fn a_line_number_column_numbers_the_lines_as_in_pf() {
+    let fake = FakeLlm::start(KEY);
+    let (ws, conn) = pf_examples(&fake);
+    let flow = "flows/evaluation/eval-groundedness";
+    let data = format!("{flow}/data.jsonl");
+    let base = ["question=${data.question}", "answer=${data.answer}", "context=${data.context}"];
+    let eval = ["question=${run.inputs.question}", "answer=${run.outputs.groundedness}", "context=${data.context}"];
+    for (name, run, mapping) in [("base", None, base), ("eval", Some("base"), eval)] {
+        let mut args = vec!["run", "create", "--flow", flow, "--data", &data, "--name", name];
+        args.extend(run.iter().flat_map(|r| ["--run", r]));
+        args.push("--column-mapping");
+        args.extend(mapping);
+        ws.pf_ok(&args);
+        examples_flow_ci(&ws, &conn, &args);
+        let pf_dir = ws.path().join("home/.promptflow/.runs").join(name);
+        let ours_dir = ws.path().join("flow-ci-runs").join(name);
+        let pf_outputs = read_jsonl(&pf_dir.join("flow_outputs/output.jsonl"));
+        let lines: Vec<&Json> = pf_outputs.iter().map(|o| &o["line_number"]).collect();
+        assert_eq!(lines, [&json!(1), &json!(2)], "{name}: the oracle numbers the lines from the column");
+        assert_eq!(read_jsonl(&ours_dir.join("output.jsonl")), pf_outputs, "{name}: outputs (left flow-ci)");
+        assert_eq!(read_json(&ours_dir.join("metrics.json")), read_json(&pf_dir.join("metrics.json")), "{name}");
+    }
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+fn read_jsonl(path: &Path) -> Vec<Json> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// Bodies as JSON values (key order aside), in a stable order.
 fn sorted_bodies(received: &[support::fake_llm::Received]) -> Vec<Json> {
     let mut bodies: Vec<Json> = received.iter().map(|r| r.body.clone()).collect();

@@ -66,15 +66,20 @@ pub fn map_inputs(
     let base_data = base.and_then(|b| b.data.as_ref());
     if let (Some(d), Some(b)) = (data, base_data)
         && d.rows.len() != b.rows.len()
+        && !has_line_numbers(d)
+        && !has_line_numbers(b)
     {
         return Err(MappingError::NotAligned { data: d.rows.len(), base: b.rows.len() });
     }
+    let data_rows = data.map(rows_by_line).unwrap_or_default();
+    let base_rows = base_data.map(rows_by_line).unwrap_or_default();
+    let own_lines = if data.is_some() { &data_rows } else { &base_rows }.iter().map(|(n, _)| *n);
     let line_numbers: Vec<usize> = match (data.or(base_data), base) {
-        (Some(table), Some(b)) => {
+        (Some(_), Some(b)) => {
             let done: std::collections::HashSet<usize> = b.outputs.iter().filter_map(line_number).collect();
-            (0..table.rows.len()).filter(|n| done.contains(n)).collect()
+            own_lines.filter(|n| done.contains(n)).collect()
         }
-        (Some(table), None) => (0..table.rows.len()).collect(),
+        (Some(_), None) => own_lines.collect(),
         (None, Some(b)) => b.outputs.iter().filter_map(line_number).collect(),
         (None, None) => vec![],
     };
@@ -91,9 +96,9 @@ pub fn map_inputs(
             for (key, source) in &full {
                 let value = match source {
                     MappingSource::Literal(v) => Some(v.clone()),
-                    MappingSource::Data(c) => data.and_then(|t| cell(t, n, c)),
+                    MappingSource::Data(c) => data.and_then(|t| cell(t, &data_rows, n, c)),
                     MappingSource::RunOutputs(c) => outputs_by_line.get(&n).and_then(|r| r.get(c)).cloned(),
-                    MappingSource::RunInputs(c) => base_data.and_then(|t| cell(t, n, c)),
+                    MappingSource::RunInputs(c) => base_data.and_then(|t| cell(t, &base_rows, n, c)),
                     MappingSource::Unknown(_) => None,
                 };
                 match value {
@@ -108,17 +113,45 @@ pub fn map_inputs(
         .collect()
 }
 
-/// Row `n`'s value of `column`, with relative image paths resolved against
+/// Line `n`'s value of `column` (`rows`: [`rows_by_line`]), with relative image paths resolved against
 /// its data file's folder (_batch_inputs_processor.py,
 /// resolve_multimedia_data_recursively).
-fn cell(table: &Table, n: usize, column: &str) -> Option<Json> {
-    let row = table.rows.get(n)?;
+fn cell(table: &Table, rows: &[(usize, usize)], n: usize, column: &str) -> Option<Json> {
+    let i = rows.iter().find(|(line, _)| *line == n)?.1;
+    let row = table.rows.get(i)?;
     let value = row.values.get(column)?;
     let dir = table.files.get(row.file).and_then(|f| std::path::absolute(f).ok());
     match dir.as_deref().and_then(std::path::Path::parent) {
         Some(dir) if crate::images::has_images(value) => Some(crate::images::resolve_paths(value, dir)),
         _ => Some(value.clone()),
     }
+}
+
+fn has_line_numbers(table: &Table) -> bool {
+    table.rows.iter().any(|r| r.values.contains_key("line_number"))
+}
+
+/// Each line number with the row it reads, as promptflow merges batch inputs
+/// (`batch/_batch_inputs_processor.py`, `_merge_input_dicts_by_line`): rows
+/// are lines 0, 1, … unless a row has a `line_number` column; then each
+/// row with one is that line (a later row of the same number replaces the
+/// earlier one) and rows without one are left out. A `line_number` that is
+/// not a whole number is left out too (pf would fail the run on it later).
+fn rows_by_line(table: &Table) -> Vec<(usize, usize)> {
+    if !has_line_numbers(table) {
+        return (0..table.rows.len()).map(|i| (i, i)).collect();
+    }
+    let mut lines: Vec<(usize, usize)> = Vec::new();
+    for (i, r) in table.rows.iter().enumerate() {
+        let Some(n) = r.values.get("line_number").and_then(Json::as_u64).and_then(|n| usize::try_from(n).ok()) else {
+            continue;
+        };
+        match lines.iter_mut().find(|(line, _)| *line == n) {
+            Some(entry) => entry.1 = i,
+            None => lines.push((n, i)),
+        }
+    }
+    lines
 }
 
 fn line_number(row: &Map<String, Json>) -> Option<usize> {
@@ -247,4 +280,36 @@ pub fn summary(failed: &[&LineRun], total: usize) -> ErrorSummary {
         first.as_ref().map_or("", |e| e.message.as_str())
     );
     ErrorSummary { message, failed_lines: indexes, first_error: first }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[Json]) -> Table {
+        let rows = rows
+            .iter()
+            .enumerate()
+            .map(|(i, v)| model::data::Row { file: 0, line: i as u32 + 1, values: v.as_object().cloned().unwrap() })
+            .collect();
+        Table { files: vec![], rows }
+    }
+
+    #[test]
+    fn rows_are_lines_in_order_without_a_line_number_column() {
+        let t = table(&[serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]);
+        assert_eq!(rows_by_line(&t), vec![(0, 0), (1, 1)]);
+    }
+
+    /// promptflow's eval-groundedness data numbers its rows 1 and 2.
+    #[test]
+    fn a_line_number_column_is_the_line_number() {
+        let t = table(&[
+            serde_json::json!({"q": "a", "line_number": 1}),
+            serde_json::json!({"q": "b", "line_number": 2}),
+            serde_json::json!({"q": "none"}),
+            serde_json::json!({"q": "c", "line_number": 1}),
+        ]);
+        assert_eq!(rows_by_line(&t), vec![(1, 3), (2, 1)]);
+    }
 }
