@@ -227,7 +227,9 @@ fn csharp_nodes_are_an_error_that_says_not_supported() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(
-        stdout.contains("flow.dag.yaml:12:9: error: node `get_answer` is a `csharp` node, which flow-ci does not support"),
+        stdout.contains(
+            "flow.dag.yaml:12:9: error: node `get_answer` is a `csharp` node, which flow-ci does not support"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("flow-ci runs python flows only"), "{stdout}");
