@@ -59,7 +59,14 @@ fn maf_python() -> String {
 fn project(model: &str) -> Project {
     let p = Project::new();
     let vendor = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vendor/promptflow");
-    copy_tree(&vendor, p.path(), &[]);
+    // Only the pair and their evaluation: the rest of the vendored tree is tests/corpus.rs's.
+    for folder in [
+        FLOW,
+        "examples/flows/standard/web-classification-maf",
+        "examples/flows/evaluation/eval-classification-accuracy",
+    ] {
+        copy_tree(&vendor.join(folder), &p.path().join(folder), &[]);
+    }
     let site = serve(|req| {
         let target = if req.query.is_empty() { req.path.clone() } else { format!("{}?{}", req.path, req.query) };
         match PAGES.iter().find(|(path, ..)| *path == target) {

@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def print_input(input: str) -> str:
+    return input

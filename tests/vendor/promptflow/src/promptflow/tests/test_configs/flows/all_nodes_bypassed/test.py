@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def test(text: str):
+    return text + "hello world!"

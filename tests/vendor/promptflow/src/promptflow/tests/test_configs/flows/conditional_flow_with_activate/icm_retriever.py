@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def icm_retriever(content: str) -> str:
+  return "ICM: " + content

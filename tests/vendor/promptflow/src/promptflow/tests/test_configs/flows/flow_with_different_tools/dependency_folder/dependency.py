@@ -1,0 +1,2 @@
+def say_hello():
+    return "Hello World!"

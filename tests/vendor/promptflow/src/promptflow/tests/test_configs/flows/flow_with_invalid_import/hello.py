@@ -1,0 +1,1 @@
+import package_not_exist

@@ -1,0 +1,2 @@
+def foo(param: str) -> str:
+    return f"{param} from func foo"

@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def echo(input: str) -> str:
+    return input

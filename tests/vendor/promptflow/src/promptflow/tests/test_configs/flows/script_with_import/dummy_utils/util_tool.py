@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def passthrough(x: str):
+    return x

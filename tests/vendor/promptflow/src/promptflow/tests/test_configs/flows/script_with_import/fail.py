@@ -1,0 +1,1 @@
+from aaa import bbb  # noqa: F401

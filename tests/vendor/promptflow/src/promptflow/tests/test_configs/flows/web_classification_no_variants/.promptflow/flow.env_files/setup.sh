@@ -1,0 +1,2 @@
+#!/bin/bash
+# Install your packages here.
