@@ -47,7 +47,16 @@ impl PfWorkspace {
 
     /// `pf ARGS` in the workspace, with its private home.
     pub fn pf_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(pf());
+        self.command(&pf(), args)
+    }
+
+    /// The pf venv's `python ARGS` (promptflow importable), with pf's environment.
+    pub fn python_command(&self, args: &[&str]) -> Command {
+        self.command(&pf().parent().unwrap().join("python"), args)
+    }
+
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(self.path())
             .env("HOME", self.path().join("home"))

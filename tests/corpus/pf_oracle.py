@@ -1,0 +1,269 @@
+"""promptflow's side of tests/corpus.rs: the oracle over promptflow's own flows.
+
+Two commands, both run with the pf venv's python (target/pf-venv/bin/python):
+
+  pf_oracle.py plan TREE MANIFEST JOBS
+      Finds every flow.dag.yaml under TREE (a scratch copy of
+      tests/vendor/promptflow), applies MANIFEST (tests/corpus/manifest.yaml:
+      exclusions and inputs) and writes the jobs both tools run to JOBS (JSON),
+      with each job's inputs file and generated run file under TREE/.corpus/.
+
+  pf_oracle.py run TREE JOBS RESULTS [PARALLEL]
+      Imports promptflow once, then runs each job in a forked child (its own
+      sys.path, modules and working directory; no 3 s of pf start-up per flow)
+      and writes every job's result to RESULTS (JSON): the outputs, or the
+      error's type and message.
+
+The flow test is what `pf flow test` does (promptflow/_cli/_pf/_flow.py,
+_test_flow_standard: flows.test with allow_generator_output=False); the batch
+run is what `pf run create --file` does (load_run, runs.create_or_update), its
+outputs and metrics read from the run's folder as tests/conformance.rs reads
+them.
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML, YAMLError
+
+
+def load_yaml(text):
+    return YAML(typ="safe", pure=True).load(text)
+
+# Data files a flow folder ships, in the order their first line is preferred
+# as a flow test's inputs when the flow has inputs without a default.
+INPUT_FILES = ("inputs.jsonl", "data.jsonl", "samples.json", "inputs.json")
+# Data files a batch run reads (promptflow's batch runs take jsonl).
+BATCH_FILES = ("data.jsonl", "inputs.jsonl")
+TEST_TIMEOUT = 120
+BATCH_TIMEOUT = 240
+
+
+def plan(tree, manifest_path, jobs_path):
+    tree = Path(tree)
+    manifest = load_yaml(Path(manifest_path).read_text()) or {}
+    flows_cfg = manifest.get("flows") or {}
+    corpus = tree / ".corpus"
+    corpus.mkdir(exist_ok=True)
+    jobs = []
+    for dag in sorted(tree.rglob("flow.dag.yaml")):
+        flow = dag.parent.relative_to(tree).as_posix()
+        if "/.promptflow/" in f"/{flow}/":
+            continue
+        cfg = flows_cfg.get(flow) or {}
+        jobs.append(test_job(tree, corpus, flow, dag, cfg))
+        batch = batch_job(tree, corpus, flow, cfg)
+        if batch:
+            jobs.append(batch)
+    unknown = sorted(set(flows_cfg) - {j["flow"] for j in jobs})
+    if unknown:
+        sys.exit(f"manifest.yaml names flows that are not in the corpus: {unknown}")
+    Path(jobs_path).write_text(json.dumps(jobs, indent=1))
+
+
+def job_id(flow, kind):
+    return flow.replace("/", "__") + "." + kind
+
+
+def test_job(tree, corpus, flow, dag, cfg):
+    job = {"id": job_id(flow, "test"), "kind": "test", "flow": flow}
+    if "exclude" in cfg:
+        job["excluded"] = cfg["exclude"]
+        return job
+    inputs = cfg.get("inputs")
+    if inputs is None:
+        inputs = first_line_if_needed(tree / flow, dag)
+    if inputs is not None:
+        path = corpus / f"{job['id']}.inputs.jsonl"
+        path.write_text(json.dumps(inputs) + "\n")
+        job["inputs"] = path.relative_to(tree).as_posix()
+    return job
+
+
+def first_line_if_needed(folder, dag):
+    """The first line of the flow's own data when an input has no default."""
+    try:
+        declared = (load_yaml(dag.read_text()) or {}).get("inputs") or {}
+    except YAMLError:
+        return None
+    if not isinstance(declared, dict):
+        return None
+    required = [k for k, v in declared.items() if not (isinstance(v, dict) and "default" in v)]
+    if not required:
+        return None
+    for name in INPUT_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            if name.endswith(".jsonl"):
+                first = json.loads(next(line for line in path.read_text().splitlines() if line.strip()))
+            else:
+                first = json.loads(path.read_text())
+                first = first[0] if isinstance(first, list) else first
+        except (ValueError, StopIteration, IndexError):
+            continue
+        if isinstance(first, dict):
+            return {k: v for k, v in first.items() if k in declared}
+    return None
+
+
+def batch_job(tree, corpus, flow, cfg):
+    if "exclude" in cfg:
+        return None
+    job = {"id": job_id(flow, "batch"), "kind": "batch", "flow": flow}
+    if "exclude_batch" in cfg:
+        job["excluded"] = cfg["exclude_batch"]
+        return job
+    job["name"] = "corpus_" + job["id"].replace(".", "_").replace("-", "_")
+    own = tree / flow / "run.yml"
+    if own.is_file() and "run" not in (load_yaml(own.read_text()) or {}):
+        job["run_file"] = own.relative_to(tree).as_posix()
+        return job
+    data = next((tree / flow / n for n in BATCH_FILES if (tree / flow / n).is_file()), None)
+    if data is None:
+        return None
+    path = corpus / f"{job['id']}.run.yml"
+    back = "../" + flow
+    path.write_text(f"flow: {back}\ndata: {back}/{data.name}\n")
+    job["run_file"] = path.relative_to(tree).as_posix()
+    return job
+
+
+def finite(value):
+    """JSON has no NaN or Infinity: name them, as pf's own dumps would not parse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return {"__repr__": type(value).__name__}
+
+
+def run_test(tree, job):
+    from promptflow.client import PFClient
+
+    inputs = {}
+    if "inputs" in job:
+        inputs = json.loads((tree / job["inputs"]).read_text().splitlines()[0])
+    result = PFClient().flows.test(
+        flow=job["flow"],
+        inputs=inputs,
+        node=job.get("node"),
+        allow_generator_output=False,
+        stream_output=False,
+        dump_test_result=True,
+    )
+    return {"ok": True, "output": result}
+
+
+def run_batch(tree, job):
+    from promptflow._sdk._load_functions import load_run
+    from promptflow.client import PFClient
+
+    pf = PFClient()
+    run = load_run(source=job["run_file"], params_override=[{"name": job["name"]}])
+    created = pf.runs.create_or_update(run=run)
+    folder = Path(os.environ["HOME"]) / ".promptflow" / ".runs" / job["name"]
+    outputs_file = folder / "flow_outputs" / "output.jsonl"
+    outputs = []
+    if outputs_file.is_file():
+        outputs = [json.loads(line) for line in outputs_file.read_text().splitlines() if line.strip()]
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return {"ok": created.status == "Completed", "status": created.status, "outputs": outputs, "metrics": metrics}
+
+
+def fresh_locks():
+    """promptflow makes its file locks at import; filelock refuses them in a forked child."""
+    from filelock import FileLock
+    from promptflow._sdk._orm import session
+    from promptflow._sdk._utilities import general_utils
+
+    for module, name in (
+        (session, "lock"),
+        (session, "trace_lock"),
+        (general_utils, "_encryption_key_lock"),
+        (general_utils, "_refresh_connection_dir_lock"),
+    ):
+        setattr(module, name, FileLock(getattr(module, name).lock_file))
+
+
+def child(tree, job, results_dir):
+    os.setpgid(0, 0)
+    log = os.open(results_dir / f"{job['id']}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.chdir(tree)
+    fresh_locks()
+    started = time.monotonic()
+    try:
+        result = run_batch(tree, job) if job["kind"] == "batch" else run_test(tree, job)
+    except BaseException as e:  # noqa: B036 -- the oracle records every failure as the flow's result
+        result = {"ok": False, "type": type(e).__name__, "message": str(e)[:2000]}
+    result["seconds"] = round(time.monotonic() - started, 1)
+    text = json.dumps(finite(result), ensure_ascii=False)
+    (results_dir / f"{job['id']}.json").write_text(text)
+    os._exit(0)
+
+
+def run(tree, jobs_path, results_path, parallel):
+    tree = Path(tree).resolve()
+    jobs = [j for j in json.loads(Path(jobs_path).read_text()) if "excluded" not in j]
+    results_dir = Path(results_path).resolve().parent / "pf-results"
+    results_dir.mkdir(exist_ok=True)
+    # promptflow's heavy imports once, before forking.
+    import promptflow._sdk._load_functions  # noqa: F401
+    import promptflow.client  # noqa: F401
+
+    pending = list(jobs)
+    running = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            pid = os.fork()
+            if pid == 0:
+                child(tree, job, results_dir)
+            timeout = BATCH_TIMEOUT if job["kind"] == "batch" else TEST_TIMEOUT
+            running[pid] = (job, time.monotonic() + timeout)
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.05)
+            for pid, (job, deadline) in list(running.items()):
+                if time.monotonic() > deadline:
+                    kill_group(pid)
+            continue
+        job, _ = running.pop(pid)
+        kill_group(pid)  # workers a batch run left behind
+    results = {}
+    for job in jobs:
+        path = results_dir / f"{job['id']}.json"
+        if path.is_file():
+            results[job["id"]] = json.loads(path.read_text())
+        else:
+            results[job["id"]] = {"ok": False, "type": "Timeout", "message": "the oracle's child did not finish"}
+    Path(results_path).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+
+
+def kill_group(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "plan":
+        plan(*sys.argv[2:5])
+    elif sys.argv[1] == "run":
+        run(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 2)
+    else:
+        sys.exit(f"usage: {sys.argv[0]} plan TREE MANIFEST JOBS | run TREE JOBS RESULTS [PARALLEL]")
