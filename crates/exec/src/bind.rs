@@ -27,17 +27,31 @@ pub enum BindError {
 /// by the connection's value, as promptflow resolves them before a run
 /// (`_sdk/_orchestrator/utils.py`, `resolve_environment_variables`;
 /// `core/_utils.py`, `update_dict_value_with_connections`). A connection
-/// that does not exist stops the run, as pf's ConnectionNotFoundError does;
-/// a key the connection lacks leaves the text as written, as pf leaves it.
-pub fn environment(env: Vec<(String, String)>, connections: &Connections) -> Result<Vec<(String, String)>, BindError> {
+/// that does not exist stops the run when `in_flow` says the variable is one
+/// of flow.dag.yaml's, as pf's ConnectionNotFoundError does (pf checks the
+/// connections of the flow's own variables only, run-file values applied:
+/// `contracts/flow.py`, `get_connection_names`); a variable only the run
+/// file sets keeps its text, as pf's `resolve_connection_names` (raise_error
+/// False) leaves it. A key the connection lacks leaves the text as written.
+pub fn environment(
+    env: Vec<(String, String)>,
+    in_flow: impl Fn(&str) -> bool,
+    connections: &Connections,
+) -> Result<Vec<(String, String)>, BindError> {
     env.into_iter()
         .map(|(var, value)| {
             let Some((name, key)) = connection_reference(&value) else { return Ok((var, value)) };
-            let conn = connections.get(name, &var).map_err(|e| BindError::EnvConnection {
-                var: var.clone(),
-                name: name.to_string(),
-                searched: e.searched,
-            })?;
+            let conn = match connections.get(name, &var) {
+                Ok(conn) => conn,
+                Err(_) if !in_flow(&var) => return Ok((var, value)),
+                Err(e) => {
+                    return Err(BindError::EnvConnection {
+                        var: var.clone(),
+                        name: name.to_string(),
+                        searched: e.searched,
+                    });
+                }
+            };
             let resolved =
                 conn.values.get(key).cloned().or_else(|| conn.secrets.get(key).map(|s| s.expose().to_string()));
             Ok((var.clone(), resolved.unwrap_or(value)))
@@ -138,7 +152,7 @@ mod env_tests {
             ("MISSING_KEY".to_string(), "${aoai.nothing}".to_string()),
             ("PLAIN".to_string(), "${a.b.c}".to_string()),
         ];
-        let resolved = environment(env, &set).unwrap();
+        let resolved = environment(env, |_| true, &set).unwrap();
         assert_eq!(resolved[0].1, "k1");
         assert_eq!(resolved[1].1, "${aoai.nothing}");
         assert_eq!(resolved[2].1, "${a.b.c}");
@@ -147,7 +161,17 @@ mod env_tests {
     #[test]
     fn a_missing_connection_names_the_variable() {
         let env = vec![("API_KEY".to_string(), "${nowhere.api_key}".to_string())];
-        let err = environment(env, &Connections::with_env(Default::default())).unwrap_err();
+        let err = environment(env, |_| true, &Connections::with_env(Default::default())).unwrap_err();
         assert!(err.to_string().starts_with("environment variable `API_KEY` refers to connection `nowhere`"), "{err}");
+    }
+
+    /// promptflow's own `examples/flows/standard/basic`: its run.yml sets
+    /// `AZURE_OPENAI_API_KEY: ${open_ai_connection.api_key}`, which its
+    /// flow.dag.yaml does not declare; pf runs it without the connection.
+    #[test]
+    fn a_run_file_variable_keeps_its_text_when_the_connection_is_missing() {
+        let env = vec![("AZURE_OPENAI_API_KEY".to_string(), "${open_ai_connection.api_key}".to_string())];
+        let kept = environment(env, |var| var == "DECLARED", &Connections::with_env(Default::default())).unwrap();
+        assert_eq!(kept[0].1, "${open_ai_connection.api_key}");
     }
 }

@@ -61,7 +61,8 @@ impl<'a> Started<'a> {
 /// Starts workers for `prepared`, loads its code and binds its connections.
 pub fn start<'a>(prepared: &'a Prepared, opts: StartOptions<'a>) -> Result<Started<'a>, JobError> {
     let python = crate::venv::interpreter(&opts.python, &prepared.flow, Path::new(crate::venv::ENVS_DIR))?;
-    let env = crate::bind::environment(opts.env, &opts.llm.connections)?;
+    let flow_vars: Vec<&str> = prepared.flow.environment_variables.iter().map(|(k, _)| k.value.as_str()).collect();
+    let env = crate::bind::environment(opts.env, |var| flow_vars.contains(&var), &opts.llm.connections)?;
     let config = PoolConfig { python: python.path, size: opts.workers, env, isolated: python.own_env };
     let pool = Pool::new(config)?;
     let loader = Engine { prepared, pool: &pool, line_timeout: opts.line_timeout, cancel: opts.cancel, llm: None };
