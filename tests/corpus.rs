@@ -124,7 +124,9 @@ impl Corpus {
                 let dir = self.ws.path().join("ci-runs").join(name);
                 let ok = out.status.success();
                 let result = ok.then(|| {
-                    batch_result(&read_jsonl(&dir.join("output.jsonl")), &read_json(&dir.join("metrics.json")))
+                    let outputs: Vec<Json> =
+                        read_jsonl(&dir.join("output.jsonl")).into_iter().map(|o| absolute_images(o, &dir)).collect();
+                    batch_result(&outputs, &read_json(&dir.join("metrics.json")))
                 });
                 Side::from_output(&out, result, self.ws.path())
             }
@@ -230,10 +232,22 @@ fn image_path(v: &Json) -> Option<(&str, &str)> {
     (key.starts_with("data:image/") && key.ends_with(";path")).then_some((key.as_str(), path.as_str()?))
 }
 
+/// An image reference in a run's output.jsonl (relative to its folder, `dir`)
+/// as an absolute path, as the oracle gives pf's (`absolute_images` there).
+fn absolute_images(value: Json, dir: &Path) -> Json {
+    if let Some((key, path)) = image_path(&value) {
+        return serde_json::json!({ key: dir.join(path).to_string_lossy() });
+    }
+    match value {
+        Json::Object(o) => Json::Object(o.into_iter().map(|(k, v)| (k, absolute_images(v, dir))).collect()),
+        Json::Array(a) => Json::Array(a.into_iter().map(|v| absolute_images(v, dir)).collect()),
+        other => other,
+    }
+}
+
 /// The hook for images (issue #21): pf names image files by UUID, so two
 /// references are the same image when the mime types match and the files hold
-/// the same bytes. Until flow-ci persists images, its side has no such file
-/// and the references differ.
+/// the same bytes.
 fn same_image((mime_a, a): (&str, &str), (mime_b, b): (&str, &str)) -> bool {
     let bytes = |p: &str| std::fs::read(p).ok();
     mime_a == mime_b && (a == b || bytes(a).is_some_and(|x| Some(x) == bytes(b)))

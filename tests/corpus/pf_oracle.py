@@ -165,6 +165,21 @@ def run_test(tree, job):
     return {"ok": True, "output": result}
 
 
+def absolute_images(value, base):
+    """An image reference in output.jsonl ({"data:image/png;path": "images/x.png"},
+    relative to the file's folder) as an absolute path, so the harness can read
+    the image it names."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((key, path),) = value.items()
+            if key.startswith("data:image/") and key.endswith(";path") and isinstance(path, str):
+                return {key: str(base / path)}
+        return {k: absolute_images(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [absolute_images(v, base) for v in value]
+    return value
+
+
 def run_batch(tree, job):
     from promptflow._sdk._load_functions import load_run
     from promptflow.client import PFClient
@@ -176,7 +191,8 @@ def run_batch(tree, job):
     outputs_file = folder / "flow_outputs" / "output.jsonl"
     outputs = []
     if outputs_file.is_file():
-        outputs = [json.loads(line) for line in outputs_file.read_text().splitlines() if line.strip()]
+        lines = [json.loads(line) for line in outputs_file.read_text().splitlines() if line.strip()]
+        outputs = [absolute_images(line, outputs_file.parent) for line in lines]
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     return {"ok": created.status == "Completed", "status": created.status, "outputs": outputs, "metrics": metrics}
