@@ -108,9 +108,13 @@ fn a_requirement_that_cannot_be_installed_is_invalid_input_unless_flow_ci_python
     let text = std::fs::read_to_string(&dag).unwrap();
     std::fs::write(&dag, format!("{text}environment:\n  python_requirements_txt: deps/pinned.txt\n")).unwrap();
     p.write("flows/broken/requirements.txt", &format!("{PACKAGE}=={VERSION}\n"));
-    let out = p.flow_ci().args(["validate", "flows/broken"]).output().unwrap();
+    // A declared file that does not exist is a warning (pf runs such a flow, installing nothing).
+    let out = p.flow_ci().args(["validate", "--strict", "flows/broken"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("[requirements-missing]"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("warning: python requirements file `deps/pinned.txt` does not exist")
+    );
     p.write("flows/broken/deps/pinned.txt", "flow-ci-no-such-package-4c1e==0.0.1\n");
 
     let out = run_create(&p, "flows/broken", "broken");

@@ -101,13 +101,15 @@ pub fn interpreter(python: &Python, flow: &Flow, envs: &Path) -> Result<Interpre
     Ok(Interpreter { path: venv_python(&absolute(&dir)), own_env: true })
 }
 
-/// The flow's requirements file: the declared one (which must exist), else
-/// `requirements.txt` in the flow folder when there is one.
+/// The flow's requirements file: the declared one, else `requirements.txt`
+/// in the flow folder, when it exists (a declared file that does not exist
+/// installs nothing, as in promptflow; `validate` warns of it).
 pub fn requirements(flow: &Flow) -> Option<PathBuf> {
     let file = match &flow.python_requirements_txt {
         Some(declared) => flow.dir.join(&declared.value),
-        None => Some(flow.dir.join("requirements.txt")).filter(|p| p.is_file())?,
+        None => flow.dir.join("requirements.txt"),
     };
+    let file = Some(file).filter(|p| p.is_file())?;
     // `flow: .` in a run file makes the folder `flows/x/.`: say `flows/x/requirements.txt`.
     Some(model::paths::normalize(&file))
 }
@@ -398,6 +400,9 @@ mod tests {
         std::fs::write(dir.path().join("requirements.txt"), "six\n").unwrap();
         assert_eq!(requirements(&flow_in(dir.path(), None)), Some(dir.path().join("requirements.txt")));
         let declared = flow_in(dir.path(), Some("deps/reqs.txt"));
+        assert_eq!(requirements(&declared), None, "a declared file that does not exist installs nothing, as in pf");
+        std::fs::create_dir(dir.path().join("deps")).unwrap();
+        std::fs::write(dir.path().join("deps/reqs.txt"), "six\n").unwrap();
         assert_eq!(requirements(&declared), Some(dir.path().join("deps/reqs.txt")));
     }
 
@@ -409,8 +414,9 @@ mod tests {
         let flow = flow_in(dir.path(), None);
         let fixed = interpreter(&Python::Fixed("/opt/py".into()), &flow, &envs).unwrap();
         assert_eq!(fixed, Interpreter { path: "/opt/py".into(), own_env: false });
+        // A declared file that does not exist installs nothing, as in pf (validate warns).
         let missing = interpreter(&Python::Base("python3".into()), &flow_in(dir.path(), Some("nope.txt")), &envs);
-        assert!(matches!(missing, Err(EnvError::Requirements { .. })), "{missing:?}");
+        assert_eq!(missing.unwrap(), Interpreter { path: "python3".into(), own_env: false });
         assert!(!envs.exists());
     }
 

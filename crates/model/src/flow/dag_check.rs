@@ -383,7 +383,11 @@ impl Checker<'_> {
         }
     }
 
-    /// A declared requirements file must exist: every local run installs it.
+    /// A declared requirements file should exist. promptflow runs the flow
+    /// without it (`pf flow test` and `pf run create` install nothing, and
+    /// promptflow's own `aggregation_node_failed` test flow declares one it
+    /// does not ship), so this is a warning; an Azure ML environment built
+    /// from the flow would fail on it.
     fn requirements(&mut self) {
         let Some(declared) = &self.flow.python_requirements_txt else {
             return;
@@ -392,11 +396,11 @@ impl Checker<'_> {
             return;
         };
         if !path.is_file() {
-            self.error(
+            self.warning(
                 Code::RequirementsMissing,
                 declared.pos,
-                format!("python requirements file `{}` does not exist", declared.value),
-                Some("paths are relative to the folder holding flow.dag.yaml".into()),
+                format!("python requirements file `{}` does not exist; local runs install nothing", declared.value),
+                Some("paths are relative to the folder holding flow.dag.yaml; an Azure ML environment built from this flow would fail on it".into()),
             );
         }
     }
