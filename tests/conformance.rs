@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 
 mod support;
 use support::fake_llm::FakeLlm;
-use support::pf::{PfWorkspace, pf};
+use support::pf::{PfWorkspace, last_json_object, pf};
 
 /// A scratch copy of the example flows (pf writes into flow folders) with a
 /// private promptflow home, so runs never collide with the user's.
@@ -207,12 +207,6 @@ fn llm_requests_match_promptflow() {
             assert_eq!(our_request.header(header), pf_request.header(header), "{header}");
         }
     }
-}
-
-/// `pf flow test` prints logs, then the outputs as an indented JSON object.
-fn last_json_object(text: &str) -> Json {
-    let start = text.rfind("\n{").map_or(0, |i| i + 1);
-    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
 }
 
 /// Tricky chat prompts: whitespace around headers, case, missing newlines,

@@ -20,7 +20,8 @@ use serde_json::{Map, Value as Json, json};
 use sha2::Digest;
 
 mod support;
-use support::pf::{PfWorkspace, pf};
+use support::fs::read_jsonl;
+use support::pf::{PfWorkspace, last_json_object, pf};
 
 const VENDORED: &str = "tests/vendor/promptflow/src/promptflow/tests/test_configs/flows";
 const EXAMPLES: &str = "tests/vendor/promptflow/examples/flows/standard";
@@ -68,12 +69,6 @@ fn flow_ci_ok(ws: &PfWorkspace, mode: &str, python: Option<&Path>, args: &[&str]
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `pf flow test` prints logs, then the outputs as an indented JSON object.
-fn last_json_object(text: &str) -> Json {
-    let start = text.rfind("\n{").map_or(0, |i| i + 1);
-    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
-}
-
 /// Every `data:image/...;path` dict replaced by its key, its file's
 /// extension and the SHA-256 of its content; the file must exist (relative
 /// paths are relative to `base`) and lie under `inside`.
@@ -95,15 +90,6 @@ fn by_content(value: &Json, base: &Path, inside: &Path) -> Json {
         }
         other => other.clone(),
     }
-}
-
-fn read_jsonl(path: &Path) -> Vec<Json> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn encoded(ws: &PfWorkspace) -> String {

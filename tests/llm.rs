@@ -13,7 +13,7 @@ use assert_cmd::Command;
 use serde_json::{Value as Json, json};
 use support::fake_aml::{AOAI_TOKEN, FakeAml, Script};
 use support::fake_llm::{FakeLlm, classify};
-use support::fs::copy_tree;
+use support::fs::{copy_tree, read_jsonl};
 
 const KEY: &str = "test-key-0123456789";
 
@@ -713,11 +713,6 @@ fn a_line_number_column_numbers_the_lines_as_in_pf() {
         assert_eq!(read_json(&ours_dir.join("metrics.json")), read_json(&pf_dir.join("metrics.json")), "{name}");
     }
     assert_eq!(fake.violations(), Vec::<String>::new());
-}
-
-fn read_jsonl(path: &Path) -> Vec<Json> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// Bodies as JSON values (key order aside), in a stable order.

@@ -16,7 +16,7 @@ use serde_json::{Map, Value as Json};
 mod support;
 use support::fake_llm::{FakeLlm, embedding_of};
 use support::http::{Answer, serve};
-use support::pf::{PfWorkspace, pf};
+use support::pf::{PfWorkspace, last_json_object, pf};
 
 /// promptflow's own test flows that call a custom tool package.
 const CORPUS: &str = "tests/vendor/promptflow/src/promptflow/tests/test_configs/flows";
@@ -85,12 +85,6 @@ fn text(out: &Output) -> String {
 fn stdout_json(out: &Output, what: &str) -> Json {
     assert_eq!(out.status.code(), Some(0), "{what}:\n{}", text(out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: no JSON ({e}):\n{}", text(out)))
-}
-
-/// `pf flow test` prints logs, then the outputs as an indented JSON object.
-fn last_json_object(text: &str) -> Json {
-    let start = text.rfind("\n{").map_or(0, |i| i + 1);
-    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
 }
 
 fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {

@@ -11,7 +11,7 @@ use assert_cmd::Command;
 use serde_json::{Map, Value as Json};
 
 mod support;
-use support::pf::{PfWorkspace, pf};
+use support::pf::{PfWorkspace, last_json_object, pf};
 
 /// The interpreters flow-ci's workers run in: the oracle's (promptflow
 /// installed) and the default `python3`, where the stand-in serves when
@@ -72,12 +72,6 @@ impl Workspace {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
-}
-
-/// `pf flow test` prints logs, then the outputs as an indented JSON object.
-fn last_json_object(text: &str) -> Json {
-    let start = text.rfind("\n{").map_or(0, |i| i + 1);
-    exec::nonfinite::parse(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
 }
 
 fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {

@@ -20,3 +20,9 @@ pub fn copy_tree(src: &Path, dest: &Path, skip: &[&str]) {
         }
     }
 }
+
+/// The JSON lines of `path` (a run's output.jsonl, details.jsonl); blank lines skipped.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}

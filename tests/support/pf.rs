@@ -79,3 +79,10 @@ impl PfWorkspace {
         out
     }
 }
+
+/// `pf flow test` prints logs, then the outputs as an indented JSON object
+/// (NaN and infinities as Python writes them, read by exec::nonfinite).
+pub fn last_json_object(text: &str) -> serde_json::Value {
+    let start = text.rfind("\n{").map_or(0, |i| i + 1);
+    exec::nonfinite::parse(&text[start..]).unwrap_or_else(|e| panic!("no JSON in pf output ({e}):\n{text}"))
+}
