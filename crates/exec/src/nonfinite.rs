@@ -12,25 +12,14 @@
 use std::borrow::Cow;
 
 use model::value::{NON_FINITE_KEY as TAG, NON_FINITE_TOKENS as TOKENS, non_finite_token};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 pub use model::value::non_finite as as_non_finite;
 
-/// The JSON value for `f`: a number when finite, else the stand-in object.
+/// The JSON value for `f`: a number when finite, else the stand-in object
+/// (the model crate's [`model::value::float_json`], which typed inputs use).
 pub fn from_f64(f: f64) -> Json {
-    match serde_json::Number::from_f64(f) {
-        Some(n) => Json::Number(n),
-        None => {
-            let token = if f.is_nan() {
-                "NaN"
-            } else if f > 0.0 {
-                "Infinity"
-            } else {
-                "-Infinity"
-            };
-            Json::Object(Map::from_iter([(TAG.to_string(), Json::from(token))]))
-        }
-    }
+    model::value::float_json(f)
 }
 
 /// Parses JSON that may hold Python's `NaN`, `Infinity` and `-Infinity`.
@@ -149,7 +138,7 @@ fn write_container<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     #[test]
     fn python_tokens_round_trip_through_the_tag() {
