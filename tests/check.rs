@@ -13,13 +13,7 @@ fn commit_filters() -> Vec<(&'static str, &'static str)> {
 #[test]
 fn an_improved_prompt_passes_and_shows_the_rise() {
     let pr = Pr::new();
-    // Teach the classifier two more App signals: the Netflix app row becomes right.
-    pr.edit(
-        "flows/web-classification/classify.py",
-        "\"apps\", \"ratings\"]",
-        "\"apps\", \"ratings\", \"stream\", \"netflix\"]",
-    )
-    .commit();
+    pr.improve_accuracy().commit();
     let (code, stdout, stderr) = pr.check(&["--base", "main"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let md = pr.read(".flow-ci/report/report.md");

@@ -32,12 +32,7 @@ fn github_check(pr: &Pr, github: &FakeGitHub, event: &Path, extra: &[&str]) -> (
 }
 
 fn improve(pr: &Pr) {
-    pr.edit(
-        "flows/web-classification/classify.py",
-        "\"apps\", \"ratings\"]",
-        "\"apps\", \"ratings\", \"stream\", \"netflix\"]",
-    )
-    .commit();
+    pr.improve_accuracy().commit();
 }
 
 #[test]

@@ -235,13 +235,7 @@ fn an_unknown_run_is_invalid_input_and_an_unwritable_page_a_failure() {
 #[test]
 fn check_writes_a_page_of_head_against_base_beside_report_md() {
     let pr = Pr::new();
-    // Two more App signals: the Netflix app row becomes App; most lines stay.
-    pr.edit(
-        "flows/web-classification/classify.py",
-        "\"apps\", \"ratings\"]",
-        "\"apps\", \"ratings\", \"stream\", \"netflix\"]",
-    )
-    .commit();
+    pr.improve_accuracy().commit();
     let (code, stdout, stderr) = pr.check(&["--base", "main"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let page = pr.dir.path().join(".flow-ci/report/visualize-flows-web-classification.html");

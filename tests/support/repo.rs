@@ -57,6 +57,16 @@ impl Pr {
         )
     }
 
+    /// Teaches the classifier two more App signals: the Netflix app row
+    /// becomes right (accuracy +0.0167).
+    pub fn improve_accuracy(&self) -> &Self {
+        self.edit(
+            "flows/web-classification/classify.py",
+            "\"apps\", \"ratings\"]",
+            "\"apps\", \"ratings\", \"stream\", \"netflix\"]",
+        )
+    }
+
     pub fn commit(&self) {
         git(self.dir.path(), &["add", "-A"]);
         git(self.dir.path(), &["commit", "--quiet", "-m", "change"]);
