@@ -618,3 +618,116 @@ fn a_flow_without_inputs_or_outputs_runs_as_pf_runs_it() {
         assert!(stderr.contains(message), "run create ({mode}): {stderr}");
     }
 }
+
+/// `flow-ci serve` on `flows/stream_gate` with the worker's `python`.
+fn flow_ci_server(ws: &Workspace, python: Option<&Path>, client: &reqwest::blocking::Client) -> Served {
+    let port = free_port();
+    let mut cmd = Std::new(env!("CARGO_BIN_EXE_flow-ci"));
+    cmd.args(["serve", "--flow", "flows/stream_gate", "--port", &port.to_string(), "--workers", "2"])
+        .current_dir(ws.path())
+        .env_remove("VIRTUAL_ENV")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    match python {
+        Some(python) => cmd.env("FLOW_CI_PYTHON", python),
+        None => cmd.env_remove("FLOW_CI_PYTHON"),
+    };
+    Served { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") }.wait_healthy(client)
+}
+
+/// One server-sent event's text (its lines up to the blank one), `None` at
+/// the end of the body; an error when the body is cut short.
+fn next_event(body: &mut impl std::io::BufRead) -> std::io::Result<Option<String>> {
+    let mut event = String::new();
+    loop {
+        let mut line = String::new();
+        if body.read_line(&mut line)? == 0 {
+            return Ok((!event.is_empty()).then_some(event));
+        }
+        if line == "\n" && !event.is_empty() {
+            return Ok(Some(event));
+        }
+        event.push_str(&line);
+    }
+}
+
+/// What a client of the stream sees: the events up to the first item (read
+/// before the gate file exists: the generator waits for it after that
+/// item), the events after it, and whether the body ended cleanly.
+type Seen = (u16, Vec<String>, Vec<String>, bool);
+
+fn read_stream(server: &Served, client: &reqwest::blocking::Client, gate: &Path, fail: bool) -> Seen {
+    let body = serde_json::json!({"question": "one two three", "gate": gate, "fail": fail});
+    let response =
+        client.post(format!("{}/score", server.url)).header("accept", "text/event-stream").json(&body).send().unwrap();
+    let status = response.status().as_u16();
+    let mut reader = std::io::BufReader::new(response);
+    let mut before = Vec::new();
+    while let Some(event) = next_event(&mut reader).unwrap() {
+        let first_item = event.contains("\"answer\"");
+        before.push(event);
+        if first_item {
+            break;
+        }
+    }
+    std::fs::write(gate, "").unwrap();
+    let mut after = Vec::new();
+    let clean = loop {
+        match next_event(&mut reader) {
+            Ok(Some(event)) => after.push(event),
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    };
+    (status, before, after, clean)
+}
+
+/// `serve` sends a generator's items as the node yields them, after the
+/// outputs that are no generator, as `pf flow serve` does: the flow's
+/// generator yields one item, then waits for a file this test creates only
+/// once it has read that item from the open response. A generator that
+/// raises after its first item cuts the body short on both sides (no error
+/// event). The JSON answer is the joined text, as before.
+#[test]
+fn serve_streams_items_as_the_generator_yields_them_as_pf_serve_does() {
+    let ws = Workspace::new();
+    let client = reqwest::blocking::Client::new();
+    let port = free_port();
+    let pf_server = Served {
+        child: ws
+            .pf
+            .pf_command(&[
+                "flow",
+                "serve",
+                "--source",
+                "flows/stream_gate",
+                "--port",
+                &port.to_string(),
+                "--skip-open-browser",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        url: format!("http://127.0.0.1:{port}"),
+    }
+    .wait_healthy(&client);
+    let gate = |name: &str| ws.path().join(format!("gate-{name}"));
+    let expected = read_stream(&pf_server, &client, &gate("pf"), false);
+    assert_eq!(expected.1.len(), 2, "the oracle sends the other outputs, then the first item: {expected:?}");
+    assert!(expected.3 && expected.2.len() == 2, "the oracle streamed: {expected:?}");
+    let expected_broken = read_stream(&pf_server, &client, &gate("pf-broken"), true);
+    assert!(!expected_broken.3, "the oracle cuts a broken stream short: {expected_broken:?}");
+    let json_body = serde_json::json!({"question": "one two three", "gate": gate("pf")});
+    let expected_json: Json =
+        client.post(format!("{}/score", pf_server.url)).json(&json_body).send().unwrap().json().unwrap();
+    for (mode, python) in worker_pythons() {
+        let ours = flow_ci_server(&ws, python.as_deref(), &client);
+        let seen = read_stream(&ours, &client, &gate(&format!("ours-{mode}")), false);
+        assert_eq!(seen, expected, "({mode}): flow-ci (left) differs from pf (right)");
+        let broken = read_stream(&ours, &client, &gate(&format!("ours-broken-{mode}")), true);
+        assert_eq!(broken, expected_broken, "({mode}): a broken stream, flow-ci (left) differs from pf (right)");
+        let json: Json = client.post(format!("{}/score", ours.url)).json(&json_body).send().unwrap().json().unwrap();
+        assert_eq!(json, expected_json, "({mode}): the JSON answer, flow-ci (left) differs from pf (right)");
+    }
+}

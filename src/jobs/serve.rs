@@ -23,11 +23,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value as Json, json};
 
-use exec::line::{LineRun, Status};
+use exec::line::{LineEvent, LineRun, Status};
 use exec::llm::LlmSetup;
 use exec::prepare::Prepared;
 use exec::start::{StartOptions, start};
 use model::flow::Flow;
+
+mod events;
+use events::{ACCEPT_EVENT_STREAM, EVENT_STREAM_TYPE, head_event, item_event, stream_response};
 
 pub struct ServeOptions {
     pub addr: SocketAddr,
@@ -66,7 +69,17 @@ const RETRY_AFTER_SECS: &str = "1";
 /// One scoring request for the line threads, and where its answer goes.
 struct Job {
     inputs: Map<String, Json>,
-    reply: tokio::sync::oneshot::Sender<LineRun>,
+    /// The client asked for a stream: the line's events come before its end.
+    stream: bool,
+    reply: tokio::sync::mpsc::UnboundedSender<Reply>,
+}
+
+/// What a line thread sends the request's handler.
+enum Reply {
+    /// While the line runs (streaming requests only).
+    Event(LineEvent),
+    /// The line has ended.
+    Done(Box<LineRun>),
 }
 
 impl Job {
@@ -199,8 +212,16 @@ pub fn serve(
             scope.spawn(|| {
                 // One job at a time; the queue closes when the server stops.
                 while let Some(job) = queue.pop() {
-                    let line = engine.run_line(&job.inputs, line_numbers.fetch_add(1, Ordering::Relaxed));
-                    let _ = job.reply.send(line);
+                    let number = line_numbers.fetch_add(1, Ordering::Relaxed);
+                    let line = if job.stream {
+                        let observer = |event| {
+                            let _ = job.reply.send(Reply::Event(event));
+                        };
+                        engine.run_line_observed(&job.inputs, number, &observer)
+                    } else {
+                        engine.run_line(&job.inputs, number)
+                    };
+                    let _ = job.reply.send(Reply::Done(Box::new(line)));
                 }
             });
         }
@@ -295,16 +316,26 @@ async fn score(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMa
         Ok(inputs) => inputs,
         Err(message) => return error(StatusCode::BAD_REQUEST, "UserError", message),
     };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    match state.jobs.push(Job { inputs, reply }) {
+    let (reply, mut answer) = tokio::sync::mpsc::unbounded_channel();
+    let stream = accepted(&headers).iter().any(|t| t == ACCEPT_EVENT_STREAM);
+    match state.jobs.push(Job { inputs, stream, reply }) {
         Ok(()) => {}
         Err(Refused::Closed) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "SystemError", "the server is shutting down".into());
         }
         Err(Refused::Full) => return busy(),
     }
-    let Ok(line) = answer.await else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "SystemError", "the line was dropped".into());
+    // Items that came before the other outputs wait for them.
+    let mut early = Vec::new();
+    let line = loop {
+        match answer.recv().await {
+            Some(Reply::Done(line)) => break line,
+            Some(Reply::Event(LineEvent::Item { output, value })) => early.push((output, value)),
+            Some(Reply::Event(LineEvent::Head { outputs, streams })) => {
+                return stream_response(outputs, streams, &state.llm_streams, early, answer);
+            }
+            None => return error(StatusCode::INTERNAL_SERVER_ERROR, "SystemError", "the line was dropped".into()),
+        }
     };
     match (line.status, line.error) {
         (Status::Completed, _) => respond(&headers, line.outputs, line.streams, &state.llm_streams),
@@ -329,16 +360,9 @@ fn respond(
     streams: Vec<(String, Vec<Json>)>,
     llm_streams: &[String],
 ) -> Response {
-    let accepted: Vec<String> = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
-        Some(text) if !text.trim().is_empty() => text
-            .split(',')
-            .map(|t| t.split(';').next().unwrap_or_default().trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect(),
-        _ => vec!["*/*".to_string()],
-    };
+    let accepted = accepted(headers);
     // promptflow keeps generators only when the stream is asked for by name (v1/utils.py, streaming_response_required).
-    let streaming = accepted.iter().any(|t| t == "text/event-stream");
+    let streaming = accepted.iter().any(|t| t == ACCEPT_EVENT_STREAM);
     let accepts_json = accepted.iter().any(|t| matches!(t.as_str(), "application/json" | "application/*" | "*/*"));
     let mut streams = if streaming { streams } else { vec![] };
     if streaming {
@@ -360,16 +384,23 @@ fn respond(
     };
     let mut rest = outputs;
     rest.shift_remove(&field);
-    // ResponseCreator.generate and format_event: `data: {json.dumps(...)}` and a blank line.
-    let mut body = String::new();
-    if !rest.is_empty() {
-        body.push_str(&format!("data: {}\n\n", model::value::python_json_dumps(&Json::Object(rest))));
-    }
+    let mut body = head_event(rest).unwrap_or_default();
     for item in items {
-        let event = Json::Object(Map::from_iter([(field.clone(), item)]));
-        body.push_str(&format!("data: {}\n\n", model::value::python_json_dumps(&event)));
+        body.push_str(&item_event(&field, item));
     }
-    ([(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")], body).into_response()
+    ([(header::CONTENT_TYPE, EVENT_STREAM_TYPE)], body).into_response()
+}
+
+/// The media types a client accepts (Accept without parameters); none is `*/*`.
+fn accepted(headers: &axum::http::HeaderMap) -> Vec<String> {
+    match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        Some(text) if !text.trim().is_empty() => text
+            .split(',')
+            .map(|t| t.split(';').next().unwrap_or_default().trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        _ => vec!["*/*".to_string()],
+    }
 }
 
 /// The flow outputs promptflow streams when a stream is asked for: those of
@@ -512,9 +543,9 @@ mod tests {
         assert!(request_inputs(&flow, b"plain text").unwrap_err().contains("more than one input"));
     }
 
-    fn job() -> (Job, tokio::sync::oneshot::Receiver<LineRun>) {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        (Job { inputs: Map::new(), reply }, answer)
+    fn job() -> (Job, tokio::sync::mpsc::UnboundedReceiver<Reply>) {
+        let (reply, answer) = tokio::sync::mpsc::unbounded_channel();
+        (Job { inputs: Map::new(), stream: false, reply }, answer)
     }
 
     #[test]

@@ -11,12 +11,16 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use super::pool::{CallRequest, Pool, PyError, WorkflowCall};
+use super::pool::{CallRequest, Pool, Progress, PyError, WorkflowCall};
 use super::prepare::{Prepared, Step, StepKind};
 use crate::llm::LlmRun;
 use crate::llm::request::{Api, Escaped, NodeCall};
 use model::flow::reference::{Assignment, PathStep, property_path};
 use model::value::{ConvertError, convert, python_str};
+
+mod stream;
+pub use stream::{LineEvent, Observer};
+use stream::{Watch, output_key_path};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Status {
@@ -175,12 +179,24 @@ impl LineState {
 impl Engine<'_> {
     /// Runs the line-level nodes for one row of inputs.
     pub fn run_line(&self, raw: &Map<String, Json>, line_number: usize) -> LineRun {
+        self.run_line_with(raw, line_number, None)
+    }
+
+    /// `run_line`, telling `observer` the flow outputs that are generators
+    /// item by item as their nodes yield, after the other outputs (see
+    /// `LineEvent`): `serve` asked for a stream.
+    pub fn run_line_observed(&self, raw: &Map<String, Json>, line_number: usize, observer: Observer) -> LineRun {
+        self.run_line_with(raw, line_number, Some(observer))
+    }
+
+    fn run_line_with(&self, raw: &Map<String, Json>, line_number: usize, observer: Option<Observer>) -> LineRun {
         let started = Instant::now();
         let start_time = now_iso();
         let mut state = LineState::new(self.prepared.steps.len());
+        let mut watch = observer.map(|o| Watch::new(o, self.prepared.steps.len()));
         let result = self.prepare_inputs(raw, line_number).and_then(|inputs| {
             state.inputs = inputs;
-            self.run_nodes(&mut state, started)
+            self.run_nodes(&mut state, started, watch.as_mut())
         });
         let streams = if result.is_ok() { self.flow_output_streams(&state) } else { vec![] };
         let (status, error, outputs) = match result {
@@ -240,11 +256,18 @@ impl Engine<'_> {
     }
 
     /// Schedules line nodes: bypassable ones are settled first, then every
-    /// ready node starts; independent nodes run on parallel threads.
-    fn run_nodes(&self, state: &mut LineState, started: Instant) -> Result<(), RunError> {
+    /// ready node starts; independent nodes run on parallel threads. A
+    /// watched line runs every node on its own thread, so this one hears
+    /// the generators' items while they run.
+    fn run_nodes(
+        &self,
+        state: &mut LineState,
+        started: Instant,
+        mut watch: Option<&mut Watch>,
+    ) -> Result<(), RunError> {
         let deadline = started + self.line_timeout;
         std::thread::scope(|scope| {
-            let (tx, rx) = channel::<(usize, NodeRun)>();
+            let (tx, rx) = channel::<NodeMessage>();
             let mut running = 0usize;
             loop {
                 if self.cancel.load(Ordering::SeqCst) {
@@ -252,7 +275,7 @@ impl Engine<'_> {
                 }
                 let ready = self.settle_ready(state)?;
                 // One ready node and nothing in flight: run it on this thread.
-                if ready.len() == 1 && running == 0 {
+                if ready.len() == 1 && running == 0 && watch.is_none() {
                     let i = ready[0];
                     let record = self.exec_step(i, state, deadline)?;
                     self.record(state, i, record)?;
@@ -262,19 +285,35 @@ impl Engine<'_> {
                     let call = self.build_call(i, state)?;
                     state.status[i] = Status::Running;
                     let tx = tx.clone();
+                    let watched = watch.is_some();
                     scope.spawn(move || {
-                        let _ = tx.send((i, self.run_step(i, call, deadline)));
+                        let progress = |p| {
+                            let _ = tx.send(NodeMessage::Progress(i, p));
+                        };
+                        let progress: &(dyn Fn(Progress) + Sync) = &progress;
+                        let record = self.run_step(i, call, deadline, watched.then_some(progress));
+                        let _ = tx.send(NodeMessage::Done(i, Box::new(record)));
                     });
                     running += 1;
                 }
                 if running == 0 {
                     return Ok(());
                 }
-                let (i, record) = rx
-                    .recv()
-                    .map_err(|_| RunError::new("SystemError", "a node thread ended without a result".into()))?;
-                running -= 1;
-                self.record(state, i, record)?
+                if let Some(watch) = watch.as_deref_mut() {
+                    self.send_head(watch, state);
+                }
+                match rx.recv() {
+                    Ok(NodeMessage::Progress(i, progress)) => {
+                        if let Some(watch) = watch.as_deref_mut() {
+                            self.on_progress(watch, i, progress);
+                        }
+                    }
+                    Ok(NodeMessage::Done(i, record)) => {
+                        running -= 1;
+                        self.record(state, i, *record)?
+                    }
+                    Err(_) => return Err(RunError::new("SystemError", "a node thread ended without a result".into())),
+                }
             }
         })
     }
@@ -391,19 +430,26 @@ impl Engine<'_> {
 
     fn exec_step(&self, i: usize, state: &LineState, deadline: Instant) -> Result<NodeRun, RunError> {
         let call = self.build_call(i, state)?;
-        Ok(self.run_step(i, call, deadline))
+        Ok(self.run_step(i, call, deadline, None))
     }
 
-    /// Runs one node; failures become a Failed (or Canceled) record, never a panic.
-    fn run_step(&self, i: usize, call: Invocation, deadline: Instant) -> NodeRun {
-        self.run_step_with_metrics(i, call, deadline).0
+    /// Runs one node; failures become a Failed (or Canceled) record, never a
+    /// panic. `progress` asks a python node to report its generators' items.
+    fn run_step(&self, i: usize, call: Invocation, deadline: Instant, progress: Option<ProgressSink>) -> NodeRun {
+        self.run_step_with_metrics(i, call, deadline, progress).0
     }
 
     /// Runs one node and returns its record and the metrics it logged.
-    fn run_step_with_metrics(&self, i: usize, call: Invocation, deadline: Instant) -> (NodeRun, Map<String, Json>) {
+    fn run_step_with_metrics(
+        &self,
+        i: usize,
+        call: Invocation,
+        deadline: Instant,
+        progress: Option<ProgressSink>,
+    ) -> (NodeRun, Map<String, Json>) {
         let step = &self.prepared.steps[i];
         let started = Instant::now();
-        let (status, output, error, metrics, escaped, streams) = match self.invoke(step, call, deadline) {
+        let (status, output, error, metrics, escaped, streams) = match self.invoke(step, call, deadline, progress) {
             Ok(done) => (Status::Completed, done.output, None, done.metrics, done.escaped, done.streams),
             Err(e) if e.kind == "Canceled" => (Status::Canceled, Json::Null, Some(e), Map::new(), None, vec![]),
             Err(e) => (Status::Failed, Json::Null, Some(e), Map::new(), None, vec![]),
@@ -412,7 +458,13 @@ impl Engine<'_> {
         (NodeRun { node: step.name.clone(), status, output, error, duration_ms, escaped, streams }, metrics)
     }
 
-    fn invoke(&self, step: &Step, call: Invocation, deadline: Instant) -> Result<Invoked, RunError> {
+    fn invoke(
+        &self,
+        step: &Step,
+        call: Invocation,
+        deadline: Instant,
+        progress: Option<ProgressSink>,
+    ) -> Result<Invoked, RunError> {
         let budget = deadline.saturating_duration_since(Instant::now());
         if budget.is_zero() {
             return Err(RunError::new(
@@ -438,8 +490,9 @@ impl Engine<'_> {
                     aggregation: step.aggregation,
                     connections,
                     workflow: None,
+                    stream: progress.is_some(),
                 };
-                match self.pool.call(&req, budget) {
+                match self.pool.call_observed(&req, budget, progress.unwrap_or(&|_| {})) {
                     Ok(Ok(out)) => {
                         Ok(Invoked { output: out.output, metrics: out.metrics, escaped: None, streams: out.streams })
                     }
@@ -460,6 +513,7 @@ impl Engine<'_> {
                     connections: Map::new(),
                     package: None,
                     workflow: Some(WorkflowCall { factory: factory.clone(), start: start.clone() }),
+                    stream: false,
                 };
                 match self.pool.call(&req, budget) {
                     Ok(Ok(out)) => {
@@ -573,14 +627,9 @@ impl Engine<'_> {
             if section != "output" || record.streams.is_empty() {
                 continue;
             }
-            let path: Option<Vec<String>> = property_path(property)
-                .into_iter()
-                .map(|step| match step {
-                    PathStep::Key(k) => Some(k),
-                    PathStep::Index(_) => None,
-                })
-                .collect();
-            if let Some((_, items)) = path.and_then(|p| record.streams.iter().find(|(at, _)| *at == p)) {
+            if let Some((_, items)) =
+                output_key_path(property).and_then(|p| record.streams.iter().find(|(at, _)| *at == p))
+            {
                 streams.push((output.name.value.clone(), items.clone()));
             }
         }
@@ -604,7 +653,7 @@ impl Engine<'_> {
                     continue;
                 }
             };
-            let (record, metrics) = self.run_step_with_metrics(i, call, far);
+            let (record, metrics) = self.run_step_with_metrics(i, call, far, None);
             agg.metrics.extend(metrics);
             agg.errors.extend(record.error.clone());
             state.status[i] = record.status;
@@ -725,7 +774,7 @@ impl Engine<'_> {
                 format!("Required input(s) [{list}] are missing for \"{name}\"."),
             ));
         }
-        let record = self.run_step(i, call, Instant::now() + self.line_timeout);
+        let record = self.run_step(i, call, Instant::now() + self.line_timeout, None);
         match record.error.clone() {
             Some(e) => Err(e),
             None => Ok(record),
@@ -767,8 +816,19 @@ fn load_request(step: &Step, working_dir: &Path) -> CallRequest {
         aggregation: step.aggregation,
         connections: Map::new(),
         workflow: None,
+        stream: false,
     }
 }
+
+/// What a node's thread tells the line's thread.
+enum NodeMessage {
+    /// The node's generators, as the worker reports them while it runs.
+    Progress(usize, Progress),
+    Done(usize, Box<NodeRun>),
+}
+
+/// Where a python node's worker reports its generators (`pool::Progress`).
+type ProgressSink<'a> = &'a (dyn Fn(Progress) + Sync);
 
 /// Arguments for one node call.
 #[derive(Default)]

@@ -133,6 +133,19 @@ pub struct CallRequest {
     /// message (see `model::flow::port::Port`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowCall>,
+    /// Send the output's generators and their items as they come
+    /// (`Progress`), for `serve` asked for a stream.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+}
+
+/// What a worker reports during a call asked to `stream`, before its response.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// The key paths of the generators the node's output holds, before any item.
+    Generators(Vec<Vec<String>>),
+    /// One item a generator yielded, with the generator's key path.
+    Item(Vec<String>, Json),
 }
 
 /// How a worker builds and starts a port's workflow.
@@ -281,6 +294,7 @@ impl Pool {
             aggregation: false,
             connections: serde_json::Map::new(),
             workflow: workflow.cloned(),
+            stream: false,
         };
         self.call(&req, budget)
     }
@@ -293,6 +307,18 @@ impl Pool {
     /// Runs one call within `budget`. Infrastructure failures (crash, timeout)
     /// come back as `PyError`s so they fail the line like user exceptions.
     pub fn call(&self, req: &CallRequest, budget: Duration) -> Result<Result<CallOutput, PyError>, PoolError> {
+        self.call_observed(req, budget, &|_| {})
+    }
+
+    /// `call`, with what the worker reports before its response (see
+    /// `CallRequest::stream`) handed to `progress` as it arrives.
+    pub fn call_observed(
+        &self,
+        req: &CallRequest,
+        budget: Duration,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Result<CallOutput, PyError>, PoolError> {
+        let deadline = Instant::now() + budget;
         if stopped() {
             return Ok(Err(PyError::canceled()));
         }
@@ -306,19 +332,24 @@ impl Pool {
         if writeln!(worker.stdin, "{line}").and_then(|()| worker.stdin.flush()).is_err() {
             return Ok(Err(self.crashed(worker, "before the call")));
         }
-        match worker.responses.recv_timeout(budget) {
-            Ok(text) => {
-                self.release(worker);
-                parse_response(&text)
+        loop {
+            match worker.responses.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(text) => match parse_progress(&text) {
+                    Some(event) => progress(event),
+                    None => {
+                        self.release(worker);
+                        return parse_response(&text);
+                    }
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    self.retire(worker);
+                    return Ok(Err(PyError::infrastructure(
+                        "LineExecutionTimeoutError",
+                        format!("execution timeout for exceeding {} seconds", budget.as_secs_f64().round()),
+                    )));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(Err(self.crashed(worker, "while running the node"))),
             }
-            Err(RecvTimeoutError::Timeout) => {
-                self.retire(worker);
-                Ok(Err(PyError::infrastructure(
-                    "LineExecutionTimeoutError",
-                    format!("execution timeout for exceeding {} seconds", budget.as_secs_f64().round()),
-                )))
-            }
-            Err(RecvTimeoutError::Disconnected) => Ok(Err(self.crashed(worker, "while running the node"))),
         }
     }
 
@@ -452,6 +483,25 @@ fn handshake(python: &Path, detail: &str) -> PoolError {
     PoolError::Handshake { python: python.to_path_buf(), detail: detail.into() }
 }
 
+/// A worker's report during a call (`{"generators": ...}` or `{"item": ...}`,
+/// written ahead of the response), or `None` for the response itself.
+fn parse_progress(text: &str) -> Option<Progress> {
+    #[derive(Deserialize)]
+    struct Report {
+        generators: Option<Vec<Vec<String>>>,
+        item: Option<(Vec<String>, Json)>,
+    }
+    if !(text.starts_with("{\"generators\"") || text.starts_with("{\"item\"")) {
+        return None;
+    }
+    let report: Report = crate::nonfinite::parse(text).ok()?;
+    match (report.generators, report.item) {
+        (Some(paths), _) => Some(Progress::Generators(paths)),
+        (_, Some((path, value))) => Some(Progress::Item(path, value)),
+        _ => None,
+    }
+}
+
 fn parse_response(text: &str) -> Result<Result<CallOutput, PyError>, PoolError> {
     // Python's json.dumps writes NaN / Infinity, which serde_json alone rejects.
     let resp: Response = crate::nonfinite::parse(text).map_err(|e| PoolError::Handshake {
@@ -555,6 +605,7 @@ mod tests {
             aggregation: false,
             connections: serde_json::Map::new(),
             workflow: None,
+            stream: false,
         }
     }
 

@@ -714,26 +714,62 @@ def to_json(value):
     return value
 
 
-def take_streams(value, path, streams):
+def take_streams(value, path, streams, forward=None):
     """The output with every generator in it (at the top or under dict keys)
     replaced by its items joined, each generator's items recorded in
     `streams` with its key path: `serve` sends them as events when asked for
     a stream, as promptflow's serving sends a flow output that is a generator
-    (core/_serving/response_creator.py, ResponseCreator.generate)."""
+    (core/_serving/response_creator.py, ResponseCreator.generate).
+    `forward(path, item)`, when given, gets each item as it is yielded."""
+    forward = forward or (lambda path, item: None)
     if isinstance(value, collections.abc.AsyncIterator):
 
         async def collect():
-            return [item async for item in value]
+            items = []
+            async for item in value:
+                forward(path, item)
+                items.append(item)
+            return items
 
         items = asyncio.run(collect())
     elif isinstance(value, collections.abc.Iterator):
-        items = list(value)
+        items = []
+        for item in value:
+            forward(path, item)
+            items.append(item)
     elif isinstance(value, dict):
-        return {k: take_streams(v, path + [str(k)], streams) for k, v in value.items()}
+        return {k: take_streams(v, path + [str(k)], streams, forward) for k, v in value.items()}
     else:
         return value
     streams.append([path, items])
     return "".join(str(item) for item in items)
+
+
+def generator_paths(value, path):
+    """The key paths of the generators in a node's output (at the top or under dict keys)."""
+    if isinstance(value, (collections.abc.AsyncIterator, collections.abc.Iterator)):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in generator_paths(v, path + [str(k)])]
+    return []
+
+
+def announce_streams(req, output):
+    """For `serve` asked for a stream (`stream` in the request): the
+    generators' paths go out at once, before any item, and each item as it
+    is yielded, ahead of the call's response, so the client gets the other
+    outputs first and every item when the node yields it, as promptflow's
+    serving does with the generator it holds (ResponseCreator.generate).
+    None when nothing is asked or the output holds no generator."""
+    paths = generator_paths(output, []) if req.get("stream") else []
+    if not paths:
+        return None
+    PROTOCOL.write(json.dumps({"generators": paths, "id": req.get("id")}) + "\n")
+
+    def forward(path, item):
+        PROTOCOL.write(encode({"item": [path, item], "id": req.get("id")}) + "\n")
+
+    return forward
 
 
 def encode(value):
@@ -760,7 +796,8 @@ def call(req):
         else:
             output = func(**kwargs)
         streams = []
-        output = to_json(take_streams(output, [], streams))
+        forward = announce_streams(req, output)
+        output = to_json(take_streams(output, [], streams, forward))
         return {"ok": True, "output": output, "metrics": METRICS or {}, "streams": streams}
     finally:
         METRICS = None
