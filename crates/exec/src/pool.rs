@@ -633,6 +633,35 @@ mod tests {
     }
 
     #[test]
+    fn a_call_asked_to_stream_reports_generators_and_items_before_its_response() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.py"),
+            "from promptflow.core import tool\n\ndef words(text):\n    for w in text.split():\n        yield w\n\n@tool\ndef f(text: str) -> dict:\n    return {'answer': words(text), 'n': len(text.split())}\n",
+        )
+        .unwrap();
+        let pool = pool(1);
+        let mut req = request(dir.path(), "t.py", serde_json::json!({"text": "a b"}));
+        let heard = Mutex::new(Vec::new());
+        let observe = |p| heard.lock().unwrap().push(p);
+        let out = pool.call_observed(&req, Duration::from_secs(30), &observe).unwrap().unwrap();
+        assert_eq!(out.output, serde_json::json!({"answer": "ab", "n": 2}));
+        assert!(heard.lock().unwrap().is_empty(), "nothing is reported unless asked");
+        req.stream = true;
+        let out = pool.call_observed(&req, Duration::from_secs(30), &observe).unwrap().unwrap();
+        assert_eq!(out.output, serde_json::json!({"answer": "ab", "n": 2}), "the response is the same");
+        let answer = vec!["answer".to_string()];
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [
+                Progress::Generators(vec![answer.clone()]),
+                Progress::Item(answer.clone(), serde_json::json!("a")),
+                Progress::Item(answer, serde_json::json!("b")),
+            ]
+        );
+    }
+
+    #[test]
     fn exceptions_crashes_and_timeouts_fail_only_the_call() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

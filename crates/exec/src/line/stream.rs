@@ -134,3 +134,15 @@ impl Engine<'_> {
         Some(outputs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generators_are_looked_for_under_keys_only() {
+        assert_eq!(output_key_path(""), Some(vec![]));
+        assert_eq!(output_key_path("answer.text"), Some(vec!["answer".to_string(), "text".to_string()]));
+        assert_eq!(output_key_path("items[0]"), None);
+    }
+}
