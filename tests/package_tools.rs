@@ -337,3 +337,164 @@ fn a_tool_package_in_requirements_txt_is_installed_and_found() {
     let ours = stdout_json(&flow_ci(ws.path(), None, None, &args), "flow test with requirements.txt");
     assert_eq!(ours, serde_json::json!({"out": "Hello World!"}));
 }
+
+/// What a loopback service received, and what it refused and why.
+#[derive(Clone, Default)]
+struct Log {
+    received: std::sync::Arc<std::sync::Mutex<Vec<support::http::Received>>>,
+    violations: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Log {
+    fn record(&self, req: &support::http::Received, problems: Vec<String>) {
+        self.received.lock().unwrap().push(req.clone());
+        self.violations.lock().unwrap().extend(problems);
+    }
+
+    fn received(&self) -> Vec<support::http::Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+}
+
+/// `problem` when `ok` is false.
+fn check(problems: &mut Vec<String>, ok: bool, problem: impl FnOnce() -> String) {
+    if !ok {
+        problems.push(problem());
+    }
+}
+
+const LLAMA_KEY: &str = "llama-endpoint-key";
+const FALCON_KEY: &str = "falcon-endpoint-key";
+
+/// The problems of one scoring request to a deployment of `family` behind
+/// `key`, `deployment` the header expected (none for the default one).
+fn scoring_problems(req: &support::http::Received, family: &str, key: &str, deployment: Option<&str>) -> Vec<String> {
+    let mut problems = vec![];
+    check(&mut problems, req.method == "POST", || format!("{} {}", req.method, req.path));
+    check(&mut problems, req.header("content-type") == Some("application/json"), || "content-type".into());
+    check(&mut problems, req.header("authorization") == Some(&format!("Bearer {key}")), || "authorization".into());
+    let agent = format!("PromptFlow/OpenModelLLM/{family}");
+    check(&mut problems, req.header("x-ms-user-agent") == Some(&agent), || {
+        format!("{:?}", req.header("x-ms-user-agent"))
+    });
+    check(&mut problems, req.header("azureml-model-deployment") == deployment, || "azureml-model-deployment".into());
+    problems
+}
+
+/// A loopback Azure ML online endpoint's scoring URI as promptflow-tools'
+/// Open Model LLM calls it (open_model_llm.py, AzureMLOnlineEndpoint.
+/// _call_endpoint: POST of the formatter's JSON, `Authorization: Bearer
+/// KEY`, `x-ms-user-agent: PromptFlow/OpenModelLLM/FAMILY`, and
+/// `azureml-model-deployment` when the node names a deployment), with two
+/// deployments: `/llama/score`, a LLaMa chat model (LlamaContentFormatter:
+/// `{"input_data": {"input_string": [messages], "parameters": {..}}}`,
+/// answered `{"output": text}`), and `/falcon/score`, a Falcon completion
+/// model (MIRCompleteFormatter: `{"input_data": {"input_string": [prompt]},
+/// "parameters": {..}}`, answered `[{"0": text}]`). A refused request is
+/// recorded and answered 200 with an `output` naming it: any failure makes
+/// the tool retry after sleeping 6, 18, 54 and 162 s
+/// (handle_online_endpoint_error).
+fn online_endpoint(log: Log) -> String {
+    serve(move |req| {
+        let data = &req.body["input_data"];
+        let (mut problems, answer) = match req.path.as_str() {
+            "/llama/score" => {
+                let mut problems = scoring_problems(req, "LLaMa", LLAMA_KEY, None);
+                let messages = data["input_string"].as_array().cloned().unwrap_or_default();
+                let roles_ok = !messages.is_empty()
+                    && messages
+                        .iter()
+                        .all(|m| ["system", "user", "assistant"].contains(&m["role"].as_str().unwrap_or("")));
+                check(&mut problems, roles_ok && data["parameters"].is_object(), || format!("chat body {}", req.text));
+                let last = messages.last().map_or(Json::Null, |m| m["content"].clone());
+                (problems, serde_json::json!({"output": format!("llama heard: {}", last.as_str().unwrap_or(""))}))
+            }
+            "/falcon/score" => {
+                let mut problems = scoring_problems(req, "Falcon", FALCON_KEY, Some("falcon-blue"));
+                let prompt = data["input_string"][0].as_str().unwrap_or_default().to_string();
+                let ok =
+                    data["input_string"].as_array().is_some_and(|a| a.len() == 1) && req.body["parameters"].is_object();
+                check(&mut problems, ok, || format!("completion body {}", req.text));
+                (problems, serde_json::json!([{"0": format!("falcon read: {prompt}")}]))
+            }
+            other => (vec![format!("path {other}")], serde_json::json!({})),
+        };
+        let refused = !problems.is_empty();
+        let answer = if refused { serde_json::json!({"output": format!("refused: {problems:?}")}) } else { answer };
+        problems.retain(|_| refused);
+        log.record(req, problems);
+        Answer::json(200, answer)
+    })
+}
+
+/// A scoring request as compared between pf and flow-ci.
+fn scoring(req: &support::http::Received) -> (String, Vec<Option<String>>, String) {
+    let headers = ["authorization", "x-ms-user-agent", "azureml-model-deployment", "content-type"];
+    (req.path.clone(), headers.iter().map(|h| req.header(h).map(str::to_string)).collect(), req.text.clone())
+}
+
+/// promptflow-tools' `open_model_llm` on custom_llm nodes (the tool gets the
+/// node's template and renders it; `endpoint_name: localConnection/NAME`
+/// names a custom connection with endpoint_url, model_family and
+/// endpoint_api_key): the same scoring requests and answers with pf and
+/// flow-ci, a chat and a completion deployment, in test and batch runs.
+#[test]
+fn promptflow_tools_open_model_llm_matches_pf() {
+    let log = Log::default();
+    let url = online_endpoint(log.clone());
+    let ws = PfWorkspace::new("tests/flows/package-tools");
+    let mut files = vec![];
+    for (name, family, key) in [("llama", "LLAMA", LLAMA_KEY), ("falcon", "FALCON", FALCON_KEY)] {
+        let file = ws.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!("name: {name}\ntype: custom\nconfigs:\n  endpoint_url: {url}/{name}/score\n  model_family: {family}\nsecrets:\n  endpoint_api_key: {key}\n"),
+        )
+        .unwrap();
+        ws.pf_ok(&["connection", "create", "--file", file.to_str().unwrap()]);
+        files.extend(["--connection".to_string(), file.to_str().unwrap().to_string()]);
+    }
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (_, promptflow) = &worker_pythons()[0];
+
+    let test = ["flow", "test", "--flow", "flows/open-model-llm", "--inputs", "question=What is a flow?"];
+    let expected = last_json_object(&String::from_utf8_lossy(&ws.pf_ok(&test).stdout));
+    assert_eq!(expected["chat"], "llama heard: What is a flow?", "the oracle asked the fake");
+    let ours =
+        stdout_json(&flow_ci(ws.path(), promptflow.as_deref(), None, &[&test[..], &files].concat()), "flow test");
+    assert_eq!(ours, expected, "flow-ci (left) differs from pf (right)");
+    let mut theirs: Vec<_> = log.received().iter().take(2).map(scoring).collect();
+    let mut mine: Vec<_> = log.received().iter().skip(2).map(scoring).collect();
+    theirs.sort();
+    mine.sort();
+    assert_eq!(theirs.len(), 2, "one request per node");
+    assert_eq!(mine, theirs, "flow-ci's requests (left), pf's (right)");
+    assert!(log.violations().is_empty(), "{:?}", log.violations());
+
+    let data = "flows/open-model-llm/data.jsonl";
+    let run = ["run", "create", "--flow", "flows/open-model-llm", "--data", data, "--name", "oml"];
+    // pf's forked line workers fail every line reading the connection
+    // store: filelock refuses pf.sqlite's lock "inherited across fork"; the
+    // oracle's workers are spawned instead (PF_BATCH_METHOD,
+    // executor/_line_execution_process_pool.py).
+    let out = ws.pf_command(&run).env("PF_BATCH_METHOD", "spawn").output().unwrap();
+    assert!(out.status.success(), "pf {run:?}:\n{}", text(&out));
+    let expected = read_jsonl(&ws.path().join("home/.promptflow/.runs/oml/flow_outputs/output.jsonl"));
+    // Backslashes reach the model as written (escape_special_characters
+    // puts back what it matches).
+    assert_eq!(expected[1]["chat"], r#"llama heard: What does \n mean in "a\nb"?"#, "the oracle read the data");
+    let out = flow_ci(ws.path(), promptflow.as_deref(), None, &[&run[..7], &["oml-ours"], &files].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(read_jsonl(&ws.path().join("flow-ci-runs/oml-ours/output.jsonl")), expected);
+    let mut theirs: Vec<_> = log.received().iter().skip(4).take(4).map(scoring).collect();
+    let mut mine: Vec<_> = log.received().iter().skip(8).map(scoring).collect();
+    theirs.sort();
+    mine.sort();
+    assert_eq!((theirs.len(), mine.len()), (4, 4), "two nodes, two lines");
+    assert_eq!(mine, theirs, "flow-ci's batch requests (left), pf's (right)");
+    assert!(log.violations().is_empty(), "{:?}", log.violations());
+}

@@ -5,7 +5,7 @@
 
 use serde_json::Value as Json;
 
-use super::prepare::{Prepared, StepKind};
+use super::prepare::{Prepared, Step, StepKind};
 use crate::llm::{Bindings, Connections, NotFound};
 use model::flow::reference::Assignment;
 
@@ -89,7 +89,41 @@ pub fn bind(
             bindings.python.entry(node.clone()).or_default().insert(param.clone(), conn);
         }
     }
+    for step in &prepared.steps {
+        for name in named_connections(step) {
+            let conn = connections.get(&name, &step.name)?;
+            bindings.named.entry(step.name.clone()).or_default().insert(name, conn);
+        }
+    }
     Ok(bindings)
+}
+
+/// promptflow-tools' Open Model LLM tool.
+const OPEN_MODEL_LLM: &str = "promptflow.tools.open_model_llm.OpenModelLLM.call";
+
+/// Connections a package tool looks up by name instead of receiving them as
+/// an argument: Open Model LLM's `endpoint_name: localConnection/NAME` is
+/// pf's local custom connection NAME (promptflow-tools
+/// `open_model_llm.py`: `parse_endpoint_connection_type` splits on `/` and
+/// lowercases the type; `CustomConnectionsContainer.
+/// get_endpoint_from_local_custom_connection` reads it with
+/// `PFClient().connections.get(NAME, with_secrets=True)`). flow-ci's
+/// connection NAME is bound instead, and the worker hands it to the tool
+/// when it asks for NAME. Other endpoint types (`connection/`,
+/// `onlineEndpoint/`, `serverlessEndpoint/`) ask Azure and are left to the
+/// tool.
+pub fn named_connections(step: &Step) -> Vec<String> {
+    let StepKind::Package { tool, .. } = &step.kind else { return vec![] };
+    if tool != OPEN_MODEL_LLM {
+        return vec![];
+    }
+    let endpoint = step.inputs.iter().find(|(k, _)| k == "endpoint_name").map(|(_, a)| a);
+    let Some(Assignment::Literal(Json::String(endpoint))) = endpoint else { return vec![] };
+    let mut parts = endpoint.split('/');
+    match (parts.next(), parts.next()) {
+        (Some(kind), Some(name)) if kind.eq_ignore_ascii_case("localConnection") => vec![name.to_string()],
+        _ => vec![],
+    }
 }
 
 /// Without a cache every llm node needs its key (or Entra ID) before starting.
@@ -173,5 +207,41 @@ mod env_tests {
         let env = vec![("AZURE_OPENAI_API_KEY".to_string(), "${open_ai_connection.api_key}".to_string())];
         let kept = environment(env, |var| var == "DECLARED", &Connections::with_env(Default::default())).unwrap();
         assert_eq!(kept[0].1, "${open_ai_connection.api_key}");
+    }
+}
+
+#[cfg(test)]
+mod named_tests {
+    use super::*;
+
+    /// A custom_llm node with Open Model LLM: a package step given its
+    /// template, naming its local connection as open_model_llm.py parses
+    /// `endpoint_name` (the type case-insensitive, the name after `/`).
+    fn prepared(endpoint: &str) -> Prepared {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("chat.jinja2"), "user:\n{{q}}\n").unwrap();
+        std::fs::write(
+            dir.path().join("flow.dag.yaml"),
+            format!(
+                "inputs:\n  q:\n    type: string\noutputs:\n  a:\n    type: string\n    reference: ${{chat.output}}\nnodes:\n- name: chat\n  type: custom_llm\n  source:\n    type: package_with_prompt\n    tool: {OPEN_MODEL_LLM}\n    path: chat.jinja2\n  inputs:\n    endpoint_name: {endpoint}\n    api: chat\n    q: ${{inputs.q}}\n"
+            ),
+        )
+        .unwrap();
+        crate::prepare::prepare(dir.path(), None).unwrap()
+    }
+
+    #[test]
+    fn open_model_llm_names_its_local_connection() {
+        let plan = prepared("LocalConnection/llama");
+        let step = &plan.steps[0];
+        assert!(
+            matches!(&step.kind, StepKind::Package { tool, template: Some(t) } if tool == OPEN_MODEL_LLM && t == "user:\n{{q}}\n"),
+            "{:?}",
+            step.kind
+        );
+        assert_eq!(named_connections(step), ["llama"]);
+        for endpoint in ["onlineEndpoint/ep", "connection/llama", "llama"] {
+            assert!(named_connections(&prepared(endpoint).steps[0]).is_empty(), "{endpoint}");
+        }
     }
 }

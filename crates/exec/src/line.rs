@@ -489,6 +489,8 @@ impl Engine<'_> {
                     images: call.images,
                     aggregation: step.aggregation,
                     connections,
+                    named_connections: self.named_connections(step),
+                    prompt_template: step.kind.prompt_template(),
                     workflow: None,
                     stream: progress.is_some(),
                 };
@@ -511,6 +513,8 @@ impl Engine<'_> {
                     images: vec![],
                     aggregation: false,
                     connections: Map::new(),
+                    named_connections: Map::new(),
+                    prompt_template: None,
                     package: None,
                     workflow: Some(WorkflowCall { factory: factory.clone(), start: start.clone() }),
                     stream: false,
@@ -580,6 +584,14 @@ impl Engine<'_> {
             return Map::new();
         };
         call.kwargs.keys().filter_map(|param| Some((param.clone(), bound.get(param)?.to_python()))).collect()
+    }
+
+    /// Connections a python node's tool looks up by name (`bind::named_connections`).
+    fn named_connections(&self, step: &Step) -> Map<String, Json> {
+        let Some(named) = self.llm.and_then(|llm| llm.bindings.named.get(&step.name)) else {
+            return Map::new();
+        };
+        named.iter().map(|(name, conn)| (name.clone(), conn.to_python())).collect()
     }
 
     fn record(&self, state: &mut LineState, i: usize, record: NodeRun) -> Result<(), RunError> {
@@ -815,6 +827,8 @@ fn load_request(step: &Step, working_dir: &Path) -> CallRequest {
         images: vec![],
         aggregation: step.aggregation,
         connections: Map::new(),
+        named_connections: Map::new(),
+        prompt_template: step.kind.prompt_template(),
         workflow: None,
         stream: false,
     }

@@ -129,6 +129,15 @@ pub struct CallRequest {
     /// Holds secrets: never logged.
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub connections: serde_json::Map<String, Json>,
+    /// Connections the tool looks up by name rather than receives as an
+    /// argument: `{name: {type, values}}` (see `bind::named_connections`).
+    /// Holds secrets: never logged.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub named_connections: serde_json::Map<String, Json>,
+    /// A `custom_llm` node's prompt template, given to its tool's
+    /// `PromptTemplate` parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
     /// A port (`op: workflow`): how the worker gets its workflow and start
     /// message (see `model::flow::port::Port`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +173,7 @@ impl std::fmt::Debug for CallRequest {
             .field("package", &self.package)
             .field("kwargs", &self.kwargs)
             .field("connections", &self.connections.keys().collect::<Vec<_>>())
+            .field("named_connections", &self.named_connections.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -293,6 +303,8 @@ impl Pool {
             images: vec![],
             aggregation: false,
             connections: serde_json::Map::new(),
+            named_connections: serde_json::Map::new(),
+            prompt_template: None,
             workflow: workflow.cloned(),
             stream: false,
         };
@@ -604,6 +616,8 @@ mod tests {
             images: vec![],
             aggregation: false,
             connections: serde_json::Map::new(),
+            named_connections: serde_json::Map::new(),
+            prompt_template: None,
             workflow: None,
             stream: false,
         }

@@ -20,8 +20,11 @@ pub enum StepKind {
     Python { file: PathBuf },
     /// A package tool (`source: {type: package, tool: ID}`): the worker finds
     /// `ID` among the tools installed packages register under the
-    /// `package_tools` entry point group, as promptflow does.
-    Package { tool: String },
+    /// `package_tools` entry point group, as promptflow does. A `custom_llm`
+    /// node's tool (`source: {type: package_with_prompt, path: FILE}`) gets
+    /// FILE's text as its `PromptTemplate` argument (`_tool_resolver.py`,
+    /// `_integrate_prompt_in_package_node`).
+    Package { tool: String, template: Option<String> },
     /// A Jinja template rendered with the node inputs.
     Prompt { template: String },
     /// An LLM call; run by the LLM module.
@@ -37,7 +40,15 @@ impl StepKind {
     pub fn python_tool(&self) -> Option<(PathBuf, Option<String>)> {
         match self {
             StepKind::Python { file } => Some((file.clone(), None)),
-            StepKind::Package { tool } => Some((PathBuf::new(), Some(tool.clone()))),
+            StepKind::Package { tool, .. } => Some((PathBuf::new(), Some(tool.clone()))),
+            _ => None,
+        }
+    }
+
+    /// The prompt template a package tool is given (`custom_llm` nodes).
+    pub fn prompt_template(&self) -> Option<String> {
+        match self {
+            StepKind::Package { template, .. } => template.clone(),
             _ => None,
         }
     }
@@ -275,7 +286,10 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
     refuse_images_in_prompts(node)?;
     let kind = match (node.ty.as_ref().map(|t| t.value), source_path) {
         (Some(NodeType::Python), Some(file)) => StepKind::Python { file },
-        (Some(NodeType::Python), None) if let Some(tool) = package_tool => StepKind::Package { tool },
+        (Some(NodeType::Python), None) if let Some(tool) = package_tool => StepKind::Package { tool, template: None },
+        (Some(NodeType::CustomLlm), Some(file)) if let Some(tool) = prompt_tool(node) => {
+            StepKind::Package { tool, template: Some(read(&file)?) }
+        }
         (Some(NodeType::Prompt), Some(file)) => StepKind::Prompt { template: read(&file)? },
         (Some(NodeType::Llm | NodeType::CustomLlm), Some(file)) => StepKind::Llm {
             template: read(&file)?,
@@ -296,6 +310,16 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
         aggregation: node.aggregation,
         deps: vec![],
     })
+}
+
+/// The package tool of a `custom_llm` node (`source: {type:
+/// package_with_prompt, tool: ID}`), which promptflow loads as a package
+/// tool given the prompt (`_tool_resolver.py`, `resolve_tool_by_node`).
+/// promptflow-tools' vision chat tools are left to the LLM step.
+fn prompt_tool(node: &Node) -> Option<String> {
+    let source = node.source.as_ref().filter(|s| s.kind == SourceKind::PackageWithPrompt)?;
+    let tool = &source.tool.as_ref()?.value;
+    (!VISION_TOOLS.iter().any(|v| tool.starts_with(v))).then(|| tool.clone())
 }
 
 /// promptflow-tools' chat tools that send images as vision content parts.

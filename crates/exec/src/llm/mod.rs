@@ -27,6 +27,9 @@ pub struct Bindings {
     pub llm: HashMap<String, Connection>,
     /// python node → parameter → the connection passed as that argument.
     pub python: HashMap<String, HashMap<String, Connection>>,
+    /// python node → connection name → the connection its tool looks up by
+    /// that name (`bind::named_connections`).
+    pub named: HashMap<String, HashMap<String, Connection>>,
 }
 
 /// LLM calls of one run: the shared client, this run's bindings and usage,

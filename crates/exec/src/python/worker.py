@@ -680,6 +680,8 @@ def preload(req):
                 raise NodeInputValidationError(
                     "Input '%s' of value '%s' is not type %s." % (key, value, vtype)
                 ) from None
+    if req.get("prompt_template") is not None:
+        prompt_param(tool)
     if tool.cls is not None:
         kwargs = {k: v for k, v in req.get("kwargs", {}).items() if k in tool.init_params}
         if not any(connection_class_name(params[k].annotation) for k in tool.init_params):
@@ -784,10 +786,65 @@ def encode(value):
     return json.dumps(value, ensure_ascii=False, default=default)
 
 
+class InvalidCustomLLMTool(ToolLoadError):
+    pass
+
+
+def prompt_param(tool):
+    """The parameter a custom_llm node's prompt template goes to: the one
+    annotated PromptTemplate (_utils/tool_utils.py,
+    get_prompt_param_name_from_func); a tool without one is refused as
+    _tool_resolver.py, _integrate_prompt_in_package_node refuses it."""
+    for name, param in tool.params().items():
+        if getattr(param.annotation, "__name__", None) == "PromptTemplate":
+            return name
+    raise InvalidCustomLLMTool(
+        "Invalid Custom LLM tool %s: function %s is missing a prompt template argument."
+        % (tool.name, tool.func.__name__)
+    )
+
+
+def add_prompt(tool, req, kwargs):
+    """A custom_llm node's template text as its tool's PromptTemplate argument."""
+    if req.get("prompt_template") is None:
+        return
+    from promptflow.contracts.types import PromptTemplate
+
+    kwargs[prompt_param(tool)] = PromptTemplate(req["prompt_template"])
+
+
+NAMED_CONNECTIONS = {}  # name -> flow-ci's connection, for tools that look connections up by name
+
+
+def serve_named_connections(req):
+    """flow-ci's connections for a tool that reads pf's local connection
+    store by name: promptflow-tools' Open Model LLM reads
+    `localConnection/NAME` with PFClient().connections.get (open_model_llm.py,
+    CustomConnectionsContainer.get_endpoint_from_local_custom_connection);
+    here that lookup returns flow-ci's NAME, checked by the tool's own
+    get_endpoint_from_custom_connection."""
+    named = req.get("named_connections")
+    if not named:
+        return
+    NAMED_CONNECTIONS.update(named)
+    module = sys.modules.get("promptflow.tools.open_model_llm")
+    container = getattr(module, "CUSTOM_CONNECTION_CONTAINER", None)
+    if container is None or getattr(container, "flow_ci_connections", False):
+        return
+
+    def from_flow_ci(name):
+        return container.get_endpoint_from_custom_connection(make_connection(None, NAMED_CONNECTIONS[name]))
+
+    container.get_endpoint_from_local_custom_connection = from_flow_ci
+    container.flow_ci_connections = True
+
+
 def call(req):
     global METRICS
     tool = load_node_tool(req)
     kwargs = build_kwargs(tool.params(), req)
+    add_prompt(tool, req, kwargs)
+    serve_named_connections(req)
     func = bound_tool(tool, req, kwargs)
     METRICS = {} if req.get("aggregation") else None
     try:
