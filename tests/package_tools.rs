@@ -367,6 +367,122 @@ fn check(problems: &mut Vec<String>, ok: bool, problem: impl FnOnce() -> String)
     }
 }
 
+const SERP_KEY: &str = "serp-test-key";
+
+/// A loopback SerpAPI `GET /search` as the serpapi client calls it
+/// (serpapi/serp_api_client.py, get_response: the parameters in the query,
+/// the key as `api_key`, `source=python`). A wrong key is answered as
+/// SerpAPI answers it (401, `{"error": ...}`) and recorded as a violation;
+/// anything else answers organic results naming the query.
+fn serpapi_service(log: Log) -> String {
+    serve(move |req| {
+        let mut problems = vec![];
+        check(&mut problems, req.method == "GET" && req.path == "/search", || format!("{} {}", req.method, req.path));
+        check(&mut problems, req.param("source") == Some("python"), || format!("source in {}", req.query));
+        check(&mut problems, req.param("engine").is_some() && req.param("q").is_some(), || {
+            format!("no engine or q in {}", req.query)
+        });
+        let key_ok = req.param("api_key") == Some(SERP_KEY);
+        check(&mut problems, key_ok, || format!("api_key in {}", req.query));
+        log.record(req, problems);
+        if !key_ok {
+            return Answer::json(
+                401,
+                serde_json::json!({"error": "Invalid API key. Your API key should be here: https://serpapi.com/manage-api-key"}),
+            );
+        }
+        let q = req.param("q").unwrap_or_default();
+        Answer::json(
+            200,
+            serde_json::json!({
+                "search_parameters": {"q": q, "engine": req.param("engine")},
+                "organic_results": [{"position": 1, "title": format!("About {q}"), "link": format!("https://example.com/{q}")}],
+            }),
+        )
+    })
+}
+
+/// pf and flow-ci's worker import this first (a `sitecustomize` module on
+/// PYTHONPATH): the serpapi client's hard-coded https://serpapi.com becomes
+/// the loopback service. The test checks that flow-ci runs the tool as pf
+/// does (connection, inputs, outputs, errors), not SerpAPI itself.
+fn redirect_serpapi(site: &Path, url: &str) {
+    std::fs::create_dir_all(site).unwrap();
+    std::fs::write(
+        site.join("sitecustomize.py"),
+        format!("import serpapi.serp_api_client\n\nserpapi.serp_api_client.SerpApiClient.BACKEND = {url:?}\n"),
+    )
+    .unwrap();
+}
+
+fn query_params(req: &support::http::Received) -> Vec<String> {
+    let mut params: Vec<String> = req.query.split('&').map(str::to_string).collect();
+    params.sort();
+    params
+}
+
+/// promptflow-tools' `serpapi` (a ToolProvider built from its
+/// SerpConnection) sends the same search and returns the same results with
+/// pf and flow-ci, in test and batch runs; a key SerpAPI refuses fails the
+/// node with SerpAPI's message on both.
+#[test]
+fn promptflow_tools_serpapi_matches_pf() {
+    let log = Log::default();
+    let url = serpapi_service(log.clone());
+    let ws = PfWorkspace::new("tests/flows/package-tools");
+    let site = ws.path().join("site");
+    redirect_serpapi(&site, &url);
+    let conn = ws.path().join("serp.yaml");
+    std::fs::write(&conn, format!("name: serp\ntype: serp\napi_key: {SERP_KEY}\n")).unwrap();
+    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    let (_, promptflow) = &worker_pythons()[0];
+
+    let test = ["flow", "test", "--flow", "flows/serpapi", "--inputs", "query=flow ci"];
+    let out = ws.pf_command(&test).env("PYTHONPATH", &site).output().unwrap();
+    assert!(out.status.success(), "pf:\n{}", text(&out));
+    let expected = last_json_object(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(expected["results"]["organic_results"][0]["title"], "About flow+ci", "the oracle asked the fake");
+    let args = [&test[..], &["--connection", conn.to_str().unwrap()]].concat();
+    let ours = stdout_json(&flow_ci(ws.path(), promptflow.as_deref(), Some(&site), &args), "flow test");
+    assert_eq!(ours, expected, "flow-ci (left) differs from pf (right)");
+    let received = log.received();
+    assert_eq!(received.len(), 2, "one search each");
+    assert_eq!(query_params(&received[1]), query_params(&received[0]), "flow-ci's search (left), pf's (right)");
+    // The node's literals as the tool reads them: engine bing, num 3 as count, safe active as safeSearch.
+    assert_eq!(received[0].param("count"), Some("3"));
+    assert_eq!(received[0].param("safeSearch"), Some("Strict"));
+    assert!(log.violations().is_empty(), "{:?}", log.violations());
+
+    let run = ["run", "create", "--flow", "flows/serpapi", "--data", "flows/serpapi/data.jsonl", "--name", "serp"];
+    let out = ws.pf_command(&run).env("PYTHONPATH", &site).output().unwrap();
+    assert!(out.status.success(), "pf {run:?}:\n{}", text(&out));
+    let expected = read_jsonl(&ws.path().join("home/.promptflow/.runs/serp/flow_outputs/output.jsonl"));
+    let run_ours = [&run[..7], &["serp-ours", "--connection", conn.to_str().unwrap()]].concat();
+    let out = flow_ci(ws.path(), promptflow.as_deref(), Some(&site), &run_ours);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(read_jsonl(&ws.path().join("flow-ci-runs/serp-ours/output.jsonl")), expected);
+    let mut searches: Vec<Vec<String>> = log.received()[2..].iter().map(query_params).collect();
+    searches.sort();
+    assert_eq!(searches.len(), 4, "two lines each");
+    assert_eq!((&searches[0], &searches[2]), (&searches[1], &searches[3]), "the same searches");
+
+    // A key SerpAPI refuses: SerpAPIUserError with its message, on both.
+    let wrong = ws.path().join("serp-wrong.yaml");
+    std::fs::write(&wrong, "name: serp\ntype: serp\napi_key: not-the-key\n").unwrap();
+    ws.pf_ok(&["connection", "create", "--file", wrong.to_str().unwrap()]);
+    let out = ws.pf_command(&test).env("PYTHONPATH", &site).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("SerpAPIUserError"), "pf:\n{}", text(&out));
+    let args = [&test[..], &["--connection", wrong.to_str().unwrap()]].concat();
+    let out = flow_ci(ws.path(), promptflow.as_deref(), Some(&site), &args);
+    assert_eq!(out.status.code(), Some(3), "a node failed: {}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SerpAPIUserError") && stderr.contains("Invalid API key. Your API key should be here"),
+        "{stderr}"
+    );
+    assert_eq!(log.violations().len(), 2, "only the two refused keys: {:?}", log.violations());
+}
+
 const LLAMA_KEY: &str = "llama-endpoint-key";
 const FALCON_KEY: &str = "falcon-endpoint-key";
 
