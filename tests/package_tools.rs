@@ -613,4 +613,12 @@ fn promptflow_tools_open_model_llm_matches_pf() {
     assert_eq!((theirs.len(), mine.len()), (4, 4), "two nodes, two lines");
     assert_eq!(mine, theirs, "flow-ci's batch requests (left), pf's (right)");
     assert!(log.violations().is_empty(), "{:?}", log.violations());
+
+    // The stand-in: without promptflow, promptflow-tools is not there either.
+    let out = flow_ci(ws.path(), None, None, &[&test[..], &files].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: ToolLoadError: `chat` uses package tool `promptflow.tools.open_model_llm.OpenModelLLM.call` from `promptflow-tools`, which is not installed in the flow's python; add it to requirements.txt"
+    );
 }
