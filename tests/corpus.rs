@@ -225,8 +225,13 @@ fn same(a: &Json, b: &Json) -> bool {
 /// pf's copy of the corpus and flow-ci's, as `same` compares paths into them.
 static ROOTS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
-/// pf's persisted image, `{"data:image/png;path": "<uuid>.png"}`: the mime type and the path.
+/// pf's persisted image, `{"data:image/png;path": "<uuid>.png"}`: the mime type and the path;
+/// in an openai-vision flow `{"type": "image_file", "image_file": {"path": …}}`: `image_file` and the path.
 fn image_path(v: &Json) -> Option<(&str, &str)> {
+    let vision = v.as_object().filter(|o| o.len() == 2 && o.get("type").and_then(Json::as_str) == Some("image_file"));
+    if let Some(obj) = vision {
+        return Some(("image_file", obj.get("image_file")?.get("path")?.as_str()?));
+    }
     let obj = v.as_object().filter(|o| o.len() == 1)?;
     let (key, path) = obj.iter().next()?;
     (key.starts_with("data:image/") && key.ends_with(";path")).then_some((key.as_str(), path.as_str()?))
@@ -236,7 +241,11 @@ fn image_path(v: &Json) -> Option<(&str, &str)> {
 /// as an absolute path, as the oracle gives pf's (`absolute_images` there).
 fn absolute_images(value: Json, dir: &Path) -> Json {
     if let Some((key, path)) = image_path(&value) {
-        return serde_json::json!({ key: dir.join(path).to_string_lossy() });
+        let path = dir.join(path).to_string_lossy().into_owned();
+        return match key {
+            "image_file" => serde_json::json!({"type": "image_file", "image_file": {"path": path}}),
+            _ => serde_json::json!({ key: path }),
+        };
     }
     match value {
         Json::Object(o) => Json::Object(o.into_iter().map(|(k, v)| (k, absolute_images(v, dir))).collect()),

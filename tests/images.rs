@@ -40,6 +40,7 @@ fn workspace() -> PfWorkspace {
         "eval_flow_with_composite_image",
         "chat_flow_with_image",
         "chat_flow_with_openai_vision_image",
+        "python_tool_with_openai_vision_image",
     ] {
         support::fs::copy_tree(&root.join(VENDORED).join(flow), &ws.path().join("flows").join(flow), &[]);
     }
@@ -69,27 +70,36 @@ fn flow_ci_ok(ws: &PfWorkspace, mode: &str, python: Option<&Path>, args: &[&str]
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Every `data:image/...;path` dict replaced by its key, its file's
-/// extension and the SHA-256 of its content; the file must exist (relative
-/// paths are relative to `base`) and lie under `inside`.
+/// Every `data:image/...;path` dict (an `image_file` content part in an
+/// openai-vision flow) replaced by its key, its file's extension and the
+/// SHA-256 of its content; the file must exist (relative paths are relative
+/// to `base`) and lie under `inside`.
 fn by_content(value: &Json, base: &Path, inside: &Path) -> Json {
+    let vision = value.get("image_file").and_then(|f| f.get("path")).filter(|_| value["type"] == "image_file");
+    if let Some(path) = vision.and_then(Json::as_str) {
+        return by_digest("image_file", path, base, inside);
+    }
     match value {
         Json::Array(items) => Json::Array(items.iter().map(|v| by_content(v, base, inside)).collect()),
         Json::Object(map)
             if map.len() == 1 && map.keys().all(|k| k.starts_with("data:image/") && k.ends_with(";path")) =>
         {
             let (key, path) = map.iter().next().unwrap();
-            let path = base.join(path.as_str().unwrap());
-            assert!(path.starts_with(inside), "{} is not under {}", path.display(), inside.display());
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
-            json!({"image": key, "ext": ext, "sha256": base16ct::lower::encode_string(&sha2::Sha256::digest(bytes))})
+            by_digest(key, path.as_str().unwrap(), base, inside)
         }
         Json::Object(map) => {
             Json::Object(map.iter().map(|(k, v)| (k.clone(), by_content(v, base, inside))).collect::<Map<_, _>>())
         }
         other => other.clone(),
     }
+}
+
+fn by_digest(key: &str, path: &str, base: &Path, inside: &Path) -> Json {
+    let path = base.join(path);
+    assert!(path.starts_with(inside), "{} is not under {}", path.display(), inside.display());
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
+    json!({"image": key, "ext": ext, "sha256": base16ct::lower::encode_string(&sha2::Sha256::digest(bytes))})
 }
 
 fn encoded(ws: &PfWorkspace) -> String {
@@ -100,13 +110,17 @@ fn encoded(ws: &PfWorkspace) -> String {
 fn flow_tests_match_pf_by_image_content() {
     let ws = workspace();
     let encoded = format!("encoded={}", encoded(&ws));
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("kinds", &[encoded.as_str()]),
         // Images inside a chat history's dicts and a chat input's list.
         ("chat_flow_with_image", &[]),
         ("python_tool_with_composite_image", &[]),
         ("python_tool_with_image_nested_api_calls", &[]),
         ("eval_flow_with_composite_image", &[]),
+        // message_format: openai-vision, images as `image_file` content parts
+        // in the inputs (a chat history's too) and the outputs.
+        ("chat_flow_with_openai_vision_image", &[]),
+        ("python_tool_with_openai_vision_image", &[]),
     ];
     for (flow, inputs) in cases {
         let folder = format!("flows/{flow}");
@@ -141,7 +155,7 @@ fn flow_tests_match_pf_by_image_content() {
 fn batch_runs_match_pf_by_image_content() {
     let ws = workspace();
     // Inputs with defaults are mapped only when the mapping names them.
-    let cases: [(&str, &str, &str, &[&str]); 3] = [
+    let cases: [(&str, &str, &str, &[&str]); 4] = [
         ("kinds", "flows/kinds", "flows/kinds/data/lines.jsonl", &["album=${data.album}"]),
         (
             "composite",
@@ -154,6 +168,12 @@ fn batch_runs_match_pf_by_image_content() {
             "flows/eval_flow_with_composite_image",
             "flows/eval_flow_with_composite_image/inputs.jsonl",
             &[],
+        ),
+        (
+            "vision_chat",
+            "flows/chat_flow_with_openai_vision_image",
+            "flows/chat_flow_with_openai_vision_image/inputs.jsonl",
+            &["chat_history=${data.chat_history}", "question=${data.question}"],
         ),
     ];
     for (name, flow, data, mapping) in cases {
@@ -210,16 +230,12 @@ fn an_image_that_cannot_be_loaded_names_its_input() {
 }
 
 /// What flow-ci cannot do with images yet it says in one line naming the
-/// feature, before any model call: the openai-vision message format, the
-/// vision chat tools, and images reaching a prompt or llm node.
+/// feature, before any model call: the vision chat tools, and images
+/// reaching a prompt or llm node.
 #[test]
 fn images_flow_ci_cannot_run_yet_are_named_in_one_line() {
     let ws = workspace();
     let cases = [
-        (
-            "chat_flow_with_openai_vision_image",
-            "flow.dag.yaml:1:17: images in `message_format: openai-vision` (OpenAI vision content parts) are not supported yet",
-        ),
         (
             "describe-image",
             "node `question_on_image` uses promptflow.tools.aoai_gpt4v.AzureOpenAI.chat: images in chat prompts (vision tools) are not supported yet",

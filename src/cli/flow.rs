@@ -215,7 +215,7 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let engine = started.engine();
     if let Some(node) = &args.node {
         return match engine.run_single_node(node, &inputs) {
-            Ok(record) => print_outputs(&args.flow, &record.output, out, err),
+            Ok(record) => print_outputs(&args.flow, &record.output, prepared.image_format(), out, err),
             Err(e) => report_run_error(&e, err),
         };
     }
@@ -247,18 +247,24 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let metrics = exec::nonfinite::to_text(&aggregation.metrics).unwrap_or_default();
         let _ = writeln!(err, "metrics: {metrics}");
     }
-    print_outputs(&args.flow, &Json::Object(line.outputs), out, err)
+    print_outputs(&args.flow, &Json::Object(line.outputs), prepared.image_format(), out, err)
 }
 
 /// Prints a test's outputs with their images written where `pf flow test`
 /// writes them, `<flow>/.promptflow/output/<uuid>.<ext>`, named by absolute
 /// path (_sdk/_orchestrator/test_submitter.py, persist_multimedia_data into
 /// the output folder).
-fn print_outputs(flow: &Path, outputs: &Json, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+fn print_outputs(
+    flow: &Path,
+    outputs: &Json,
+    format: exec::images::Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
     let folder = if flow.is_file() { flow.parent().unwrap_or(Path::new(".")) } else { flow };
     let dir =
         std::path::absolute(folder.join(".promptflow/output")).unwrap_or_else(|_| folder.join(".promptflow/output"));
-    match exec::images::persist(outputs, &dir) {
+    match exec::images::persist(outputs, &dir, format) {
         Ok(persisted) => print_json(&persisted, out, err),
         Err(e) => {
             let _ = writeln!(err, "error: could not write the outputs' images: {e}");

@@ -168,8 +168,13 @@ def run_test(tree, job):
 def absolute_images(value, base):
     """An image reference in output.jsonl ({"data:image/png;path": "images/x.png"},
     relative to the file's folder) as an absolute path, so the harness can read
-    the image it names."""
+    the image it names; {"type": "image_file", "image_file": {"path": ...}} in an
+    openai-vision flow)."""
     if isinstance(value, dict):
+        inner = value.get("image_file")
+        if len(value) == 2 and value.get("type") == "image_file" and isinstance(inner, dict):
+            if isinstance(inner.get("path"), str):
+                return {"type": "image_file", "image_file": dict(inner, path=str(base / inner["path"]))}
         if len(value) == 1:
             ((key, path),) = value.items()
             if key.startswith("data:image/") and key.endswith(";path") and isinstance(path, str):

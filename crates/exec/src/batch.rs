@@ -9,6 +9,7 @@ use serde_json::{Map, Value as Json};
 
 use super::line::{Engine, LineRun, Status, iso8601};
 use super::prepare::Prepared;
+use crate::images::Format;
 use crate::store::{ErrorSummary, LineCounts, RunRecord, RunStatus, RunWriter, StoreError};
 use model::data::Table;
 use model::flow::reference::MappingSource;
@@ -96,9 +97,11 @@ pub fn map_inputs(
             for (key, source) in &full {
                 let value = match source {
                     MappingSource::Literal(v) => Some(v.clone()),
-                    MappingSource::Data(c) => data.and_then(|t| cell(t, &data_rows, n, c)),
+                    MappingSource::Data(c) => data.and_then(|t| cell(t, &data_rows, n, c, prepared.image_format())),
                     MappingSource::RunOutputs(c) => outputs_by_line.get(&n).and_then(|r| r.get(c)).cloned(),
-                    MappingSource::RunInputs(c) => base_data.and_then(|t| cell(t, &base_rows, n, c)),
+                    MappingSource::RunInputs(c) => {
+                        base_data.and_then(|t| cell(t, &base_rows, n, c, prepared.image_format()))
+                    }
                     MappingSource::Unknown(_) => None,
                 };
                 match value {
@@ -116,13 +119,13 @@ pub fn map_inputs(
 /// Line `n`'s value of `column` (`rows`: [`rows_by_line`]), with relative image paths resolved against
 /// its data file's folder (_batch_inputs_processor.py,
 /// resolve_multimedia_data_recursively).
-fn cell(table: &Table, rows: &[(usize, usize)], n: usize, column: &str) -> Option<Json> {
+fn cell(table: &Table, rows: &[(usize, usize)], n: usize, column: &str, format: Format) -> Option<Json> {
     let i = rows.iter().find(|(line, _)| *line == n)?.1;
     let row = table.rows.get(i)?;
     let value = row.values.get(column)?;
     let dir = table.files.get(row.file).and_then(|f| std::path::absolute(f).ok());
     match dir.as_deref().and_then(std::path::Path::parent) {
-        Some(dir) if crate::images::has_images(value) => Some(crate::images::resolve_paths(value, dir)),
+        Some(dir) if crate::images::has_images(value, format) => Some(crate::images::resolve_paths(value, dir, format)),
         _ => Some(value.clone()),
     }
 }
@@ -190,6 +193,7 @@ pub fn run(
     record.created_on = iso8601(start_wall);
     record.lines = LineCounts { total: lines.len(), ..LineCounts::default() };
     writer.write_record(&record)?;
+    writer.image_format = engine.prepared.image_format();
 
     let pool = engine.pool;
     let mut results: Vec<LineRun> = Vec::with_capacity(lines.len());

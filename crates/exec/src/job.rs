@@ -216,10 +216,17 @@ fn load_base(store: &Store, name: &str) -> Result<BaseRun, StoreError> {
     let outputs = store
         .outputs(name)?
         .into_iter()
-        .map(|row| row.into_iter().map(|(k, v)| (k, crate::images::resolve_paths(&v, &dir))).collect())
+        .map(|row| row.into_iter().map(|(k, v)| (k, resolve_output_images(&v, &dir))).collect())
         .collect();
     let data = record.data.as_deref().and_then(|p| model::data::load(p).ok());
     Ok(BaseRun { name: name.to_string(), outputs, data })
+}
+
+/// A base run's output images, in the format its flow wrote them: flow-ci
+/// wrote the file, so a reference of either format is one of its images.
+fn resolve_output_images(value: &Json, dir: &std::path::Path) -> Json {
+    use crate::images::{Format, resolve_paths};
+    resolve_paths(&resolve_paths(value, dir, Format::Basic), dir, Format::OpenaiVision)
 }
 
 /// Flow-level then run-file `environment_variables` (the run file wins).

@@ -3,7 +3,6 @@
 //! dependency order with independent ones in parallel, `activate` and bypass
 //! rules, property access into node outputs, and flow outputs.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant, SystemTime};
@@ -487,6 +486,7 @@ impl Engine<'_> {
                     literals: call.literals,
                     bypassed: call.bypassed,
                     images: call.images,
+                    vision: self.prepared.image_format() == crate::images::Format::OpenaiVision,
                     aggregation: step.aggregation,
                     connections,
                     named_connections: self.named_connections(step),
@@ -511,6 +511,7 @@ impl Engine<'_> {
                     literals: vec![],
                     bypassed: vec![],
                     images: vec![],
+                    vision: false,
                     aggregation: false,
                     connections: Map::new(),
                     named_connections: Map::new(),
@@ -528,7 +529,8 @@ impl Engine<'_> {
                 }
             }
             StepKind::Prompt { .. } | StepKind::Llm { .. }
-                if !call.images.is_empty() || call.kwargs.values().any(crate::images::has_images) =>
+                if !call.images.is_empty()
+                    || call.kwargs.values().any(|v| crate::images::has_images(v, self.prepared.image_format())) =>
             {
                 // promptflow renders an Image as `Image(<sha1>)` or, in vision
                 // tools, as a content part; neither is done here yet.
@@ -715,7 +717,7 @@ impl Engine<'_> {
         for step in &self.prepared.steps {
             let loaded = match &step.kind {
                 StepKind::Python { .. } | StepKind::Package { .. } => {
-                    self.pool.call(&load_request(step, &self.prepared.working_dir), self.line_timeout)
+                    self.pool.call(&load_request(step, self.prepared), self.line_timeout)
                 }
                 StepKind::Workflow { file, factory, start } => {
                     let workflow = WorkflowCall { factory: factory.clone(), start: start.clone() };
@@ -797,7 +799,7 @@ impl Engine<'_> {
 /// Loading a python node: its literal inputs with their values and the
 /// others as their reference text, so the worker can build a class tool
 /// (`__init__` takes literal inputs only) and name a reference given to it.
-fn load_request(step: &Step, working_dir: &Path) -> CallRequest {
+fn load_request(step: &Step, prepared: &Prepared) -> CallRequest {
     let (file, package) = step.kind.python_tool().unwrap_or_default();
     let mut kwargs = Map::new();
     let mut literals = Vec::new();
@@ -820,11 +822,12 @@ fn load_request(step: &Step, working_dir: &Path) -> CallRequest {
         op: "load",
         file,
         package,
-        working_dir: working_dir.to_path_buf(),
+        working_dir: prepared.working_dir.clone(),
         kwargs,
         literals,
         bypassed: vec![],
         images: vec![],
+        vision: prepared.image_format() == crate::images::Format::OpenaiVision,
         aggregation: step.aggregation,
         connections: Map::new(),
         named_connections: Map::new(),

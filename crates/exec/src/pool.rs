@@ -123,6 +123,10 @@ pub struct CallRequest {
     /// `Image` (from a path, URL, base64 text or image dict).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
+    /// The flow's `message_format` is `openai-vision`: images are read and
+    /// written as OpenAI content parts (OpenaiVisionMultimediaProcessor).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub vision: bool,
     /// Collect `log_metric` calls (aggregation nodes only, as in promptflow).
     pub aggregation: bool,
     /// Connection objects for connection-typed parameters: `{param: {type, values}}`.
@@ -301,6 +305,7 @@ impl Pool {
             literals: vec![],
             bypassed: vec![],
             images: vec![],
+            vision: false,
             aggregation: false,
             connections: serde_json::Map::new(),
             named_connections: serde_json::Map::new(),
@@ -614,6 +619,7 @@ mod tests {
             literals: vec![],
             bypassed: vec![],
             images: vec![],
+            vision: false,
             aggregation: false,
             connections: serde_json::Map::new(),
             named_connections: serde_json::Map::new(),

@@ -80,6 +80,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// How the flow writes images (`message_format`).
+    pub fn image_format(&self) -> crate::images::Format {
+        crate::images::Format::of(self.flow.message_format.as_ref().map(|f| f.value.as_str()))
+    }
+
     pub fn line_steps(&self) -> impl Iterator<Item = (usize, &Step)> {
         self.steps.iter().enumerate().filter(|(_, s)| !s.aggregation)
     }
@@ -181,9 +186,11 @@ fn plan(dir: &Path, variant: Option<&str>, only: Option<&str>) -> Result<Prepare
             })
         })
         .transpose()?;
-    if let Some(format) = flow.message_format.as_ref().filter(|f| f.value.eq_ignore_ascii_case("openai-vision")) {
+    // MultimediaProcessor.create: `basic` or `openai-vision`, in any case.
+    let known = |f: &str| ["basic", "openai-vision"].iter().any(|k| f.eq_ignore_ascii_case(k));
+    if let Some(format) = flow.message_format.as_ref().filter(|f| !known(&f.value)) {
         return Err(PrepareError::Variant(format!(
-            "{}:{}:{}: images in `message_format: {}` (OpenAI vision content parts) are not supported yet; flow-ci reads images in the `basic` format",
+            "{}:{}:{}: Invalid message format '{}'. Supported message formats are ['basic', 'openai-vision'].",
             flow.file.display(),
             format.pos.line,
             format.pos.col,

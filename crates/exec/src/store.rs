@@ -324,6 +324,8 @@ fn read_jsonl(path: &Path) -> Result<Vec<Map<String, Json>>, StoreError> {
 /// Writes one run's folder as it progresses.
 pub struct RunWriter {
     pub dir: PathBuf,
+    /// How the run's flow writes images (`message_format`).
+    pub image_format: crate::images::Format,
     details: BufWriter<File>,
     /// The run's lock, released when the writer is dropped.
     _lock: File,
@@ -334,7 +336,7 @@ impl RunWriter {
     fn open(dir: PathBuf, lock: File) -> Result<RunWriter, StoreError> {
         let details_path = dir.join(DETAILS_FILE);
         let details = BufWriter::new(File::create(&details_path).map_err(io(&details_path))?);
-        Ok(RunWriter { dir, details, _lock: lock })
+        Ok(RunWriter { dir, details, _lock: lock, image_format: crate::images::Format::Basic })
     }
 
     pub fn write_record(&self, record: &RunRecord) -> Result<(), StoreError> {
@@ -349,7 +351,7 @@ impl RunWriter {
         // Absolute: workers read them from the flow's folder.
         let dir = std::path::absolute(self.dir.join(IMAGES_DIR)).map_err(io(&self.dir))?;
         let persist = |map: &Map<String, Json>| -> Result<Map<String, Json>, StoreError> {
-            match crate::images::persist(&Json::Object(map.clone()), &dir)? {
+            match crate::images::persist(&Json::Object(map.clone()), &dir, self.image_format)? {
                 Json::Object(map) => Ok(map),
                 _ => Ok(map.clone()),
             }
@@ -357,7 +359,7 @@ impl RunWriter {
         line.inputs = persist(&line.inputs)?;
         line.outputs = persist(&line.outputs)?;
         for node in &mut line.nodes {
-            node.output = crate::images::persist(&node.output, &dir)?;
+            node.output = crate::images::persist(&node.output, &dir, self.image_format)?;
         }
         Ok(())
     }
@@ -380,7 +382,11 @@ impl RunWriter {
             let mut row = Map::new();
             row.insert("line_number".into(), Json::from(line.line_number));
             // Images relative to output.jsonl's folder, as promptflow writes them.
-            row.extend(line.outputs.iter().map(|(k, v)| (k.clone(), crate::images::relative_paths(v, &dir))));
+            row.extend(
+                line.outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), crate::images::relative_paths(v, &dir, self.image_format))),
+            );
             let text = nonfinite::to_text(&row).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
             writeln!(out, "{text}").map_err(io(&path))?;
         }

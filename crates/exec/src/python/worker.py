@@ -366,8 +366,46 @@ def image_class():
     return Image
 
 
+# The flow's message_format is openai-vision (set per request): images are
+# OpenAI content parts instead (OpenaiVisionMultimediaProcessor).
+VISION = False
+
+
 def is_image_dict(value):
+    if VISION:
+        return is_vision_image_dict(value)
     return isinstance(value, dict) and len(value) == 1 and IMAGE_KEY.match(next(iter(value))) is not None
+
+
+def is_vision_image_dict(value):
+    """OpenaiVisionMultimediaProcessor.is_multimedia_dict."""
+    if not isinstance(value, dict) or len(value) != 2 or "type" not in value:
+        return False
+    kind = value["type"]
+    if not isinstance(kind, str) or not isinstance(value.get(kind), dict):
+        return False
+    return (kind == "image_url" and "url" in value[kind]) or (kind == "image_file" and "path" in value[kind])
+
+
+def is_text_dict(value):
+    """TextProcessor.is_text_dict: {"type": "text", "text": str | {"value": str, ...}}."""
+    if not isinstance(value, dict) or len(value) != 2 or value.get("type") != "text" or "text" not in value:
+        return False
+    text = value["text"]
+    return isinstance(text, str) or (isinstance(text, dict) and isinstance(text.get("value"), str))
+
+
+def vision_image_from_dict(value):
+    """OpenaiVisionMultimediaProcessor._create_image_from_dict: no mime type
+    is given, so Image guesses it from the bytes."""
+    if value["type"] == "image_url":
+        url = value["image_url"]["url"]
+        if is_base64(url):
+            return image_from_base64(url)
+        if is_url(url):
+            return image_from_url(url)
+        raise InvalidImageInput("Invalid image url: %s. Should be a valid url or base64 string." % url)
+    return image_from_file(value["image_file"]["path"])
 
 
 def is_base64(value):
@@ -414,6 +452,8 @@ def image_from_url(url, mime_type=None):
 
 def image_from_dict(value):
     """BasicMultimediaProcessor._create_image_from_dict."""
+    if VISION:
+        return vision_image_from_dict(value)
     key, data = next(iter(value.items()))
     fmt, resource = IMAGE_KEY.match(key).groups()
     mime_type = "image/%s" % fmt
@@ -457,6 +497,10 @@ def load_images(value):
     if isinstance(value, dict):
         if is_image_dict(value):
             return image_from_dict(value)
+        if VISION and is_text_dict(value):
+            from promptflow.contracts.multimedia import Text
+
+            return Text.deserialize(value)
         return {k: load_images(v) for k, v in value.items()}
     return value
 
@@ -474,7 +518,11 @@ def image_input(key, value, error=LoadMultimediaDataError):
 
 def image_to_json(image):
     """An Image as flow-ci carries it: its URL when it came from one (as
-    `_generate_image_url_reference`), else its bytes in base64."""
+    `_generate_image_url_reference`), else its bytes in base64
+    (`convert_multimedia_data_to_base64_dict`), in the flow's format."""
+    if VISION:
+        url = image.source_url or image.to_base64(with_type=True)
+        return {"type": "image_url", "image_url": {"url": url}}
     if image.source_url:
         return {"data:%s;url" % image._mime_type: image.source_url}
     return {"data:%s;base64" % image._mime_type: image.to_base64()}
@@ -855,9 +903,25 @@ def call(req):
         streams = []
         forward = announce_streams(req, output)
         output = to_json(take_streams(output, [], streams, forward))
+        if VISION:
+            output = serialize_texts(output)
         return {"ok": True, "output": output, "metrics": METRICS or {}, "streams": streams}
     finally:
         METRICS = None
+
+
+def serialize_texts(value):
+    """Text values as their dicts, as openai-vision flows persist them
+    (OpenaiVisionMultimediaProcessor.persist_multimedia_data, Text.serialize)."""
+    from promptflow.contracts.multimedia import Text
+
+    if isinstance(value, Text):
+        return value.serialize()
+    if isinstance(value, list):
+        return [serialize_texts(v) for v in value]
+    if isinstance(value, dict):
+        return {k: serialize_texts(v) for k, v in value.items()}
+    return value
 
 
 RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -897,7 +961,7 @@ FLAVOR = None  # "promptflow" or "shim", set at start
 
 
 def main():
-    global FLAVOR
+    global FLAVOR, VISION
     # Ctrl-C reaches the whole process group; flow-ci decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     FLAVOR = install_promptflow()
@@ -906,6 +970,7 @@ def main():
         if not line.strip():
             continue
         req = json.loads(line)
+        VISION = bool(req.get("vision"))
         try:
             if req.get("workflow") is not None:
                 resp = load_workflow(req) if req.get("op") == "load" else run_workflow(req)
