@@ -24,7 +24,6 @@ use support::fs::read_jsonl;
 use support::pf::{PfWorkspace, last_json_object, pf};
 
 const VENDORED: &str = "tests/vendor/promptflow/src/promptflow/tests/test_configs/flows";
-const EXAMPLES: &str = "tests/vendor/promptflow/examples/flows/standard";
 
 fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
     [("promptflow installed", Some(pf().parent().unwrap().join("python"))), ("default python3", None)]
@@ -44,7 +43,6 @@ fn workspace() -> PfWorkspace {
     ] {
         support::fs::copy_tree(&root.join(VENDORED).join(flow), &ws.path().join("flows").join(flow), &[]);
     }
-    support::fs::copy_tree(&root.join(EXAMPLES).join("describe-image"), &ws.path().join("flows/describe-image"), &[]);
     ws
 }
 
@@ -230,18 +228,12 @@ fn an_image_that_cannot_be_loaded_names_its_input() {
 }
 
 /// What flow-ci cannot do with images yet it says in one line naming the
-/// feature, before any model call: the vision chat tools, and images
-/// reaching a prompt or llm node.
+/// feature, before any model call: images reaching a prompt or llm node
+/// (the gpt-4v tools send them: tests/vision.rs).
 #[test]
 fn images_flow_ci_cannot_run_yet_are_named_in_one_line() {
     let ws = workspace();
-    let cases = [
-        (
-            "describe-image",
-            "node `question_on_image` uses promptflow.tools.aoai_gpt4v.AzureOpenAI.chat: images in chat prompts (vision tools) are not supported yet",
-        ),
-        ("prompt-image", "images in the inputs of prompt nodes are not supported yet"),
-    ];
+    let cases = [("prompt-image", "images in the inputs of prompt nodes are not supported yet")];
     for (flow, message) in cases {
         let folder = format!("flows/{flow}");
         for (mode, python) in worker_pythons() {

@@ -528,7 +528,7 @@ impl Engine<'_> {
                     Err(e) => Err(RunError::new("SystemError", e.to_string())),
                 }
             }
-            StepKind::Prompt { .. } | StepKind::Llm { .. }
+            StepKind::Prompt { .. } | StepKind::Llm { vision: false, .. }
                 if !call.images.is_empty()
                     || call.kwargs.values().any(|v| crate::images::has_images(v, self.prepared.image_format())) =>
             {
@@ -557,7 +557,7 @@ impl Engine<'_> {
                         .map_err(render_error)?;
                 Ok(Invoked { output: Json::String(text), metrics: Map::new(), escaped, streams: vec![] })
             }
-            StepKind::Llm { template, api, .. } => {
+            StepKind::Llm { template, api, vision, .. } => {
                 let llm = self.llm.ok_or_else(|| node_error("SystemError", "LLM calls are not set up".into()))?;
                 let api = Api::parse(api).ok_or_else(|| {
                     node_error(
@@ -573,6 +573,11 @@ impl Engine<'_> {
                     literals: call.literals,
                     inputs_to_escape: call.inputs_to_escape,
                     prompt_results: call.prompt_results,
+                    vision: vision.then(|| crate::llm::vision::Vision {
+                        format: self.prepared.image_format(),
+                        image_inputs: call.images,
+                        working_dir: &self.prepared.working_dir,
+                    }),
                 };
                 let output = llm.call(&node_call, deadline).map_err(|(kind, message)| node_error(&kind, message))?;
                 Ok(Invoked { output, metrics: Map::new(), escaped: None, streams: vec![] })

@@ -27,8 +27,9 @@ pub enum StepKind {
     Package { tool: String, template: Option<String> },
     /// A Jinja template rendered with the node inputs.
     Prompt { template: String },
-    /// An LLM call; run by the LLM module.
-    Llm { template: String, api: String, connection: Option<String> },
+    /// An LLM call; run by the LLM module. `vision`: a gpt-4v tool
+    /// (`custom_llm`), which sends the images in its inputs as content parts.
+    Llm { template: String, api: String, connection: Option<String>, vision: bool },
     /// A Microsoft Agent Framework workflow (a port of the flow), run whole
     /// in a python worker: one fresh workflow per line.
     Workflow { file: PathBuf, factory: Option<String>, start: Option<String> },
@@ -301,7 +302,8 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
         (Some(NodeType::Llm | NodeType::CustomLlm), Some(file)) => StepKind::Llm {
             template: read(&file)?,
             api: node.api.as_ref().map_or_else(|| "chat".to_string(), |a| a.value.clone()),
-            connection: node.connection.as_ref().map(|c| c.value.clone()),
+            connection: node.connection.as_ref().map(|c| c.value.clone()).or_else(|| vision_connection(node)),
+            vision: is_vision_tool(node),
         },
         _ => {
             return Err(PrepareError::Variant(format!(
@@ -322,24 +324,43 @@ fn step(node: &Node, working_dir: &Path) -> Result<Step, PrepareError> {
 /// The package tool of a `custom_llm` node (`source: {type:
 /// package_with_prompt, tool: ID}`), which promptflow loads as a package
 /// tool given the prompt (`_tool_resolver.py`, `resolve_tool_by_node`).
-/// promptflow-tools' vision chat tools are left to the LLM step.
+/// promptflow-tools' gpt-4v tools are left to the LLM step (`llm::vision`).
 fn prompt_tool(node: &Node) -> Option<String> {
     let source = node.source.as_ref().filter(|s| s.kind == SourceKind::PackageWithPrompt)?;
     let tool = &source.tool.as_ref()?.value;
-    (!VISION_TOOLS.iter().any(|v| tool.starts_with(v))).then(|| tool.clone())
+    (!VISION_TOOLS.contains(&tool.as_str())).then(|| tool.clone())
 }
 
-/// promptflow-tools' chat tools that send images as vision content parts.
+/// promptflow-tools' gpt-4v chat tools, run natively like `llm` nodes
+/// (`llm::vision`: images as content parts).
 const VISION_TOOLS: &[&str] =
-    &["promptflow.tools.aoai_gpt4v.", "promptflow.tools.openai_gpt4v.", "promptflow.tools.llm_vision."];
+    &["promptflow.tools.aoai_gpt4v.AzureOpenAI.chat", "promptflow.tools.openai_gpt4v.OpenAI.chat"];
 
-/// Images in chat prompts (`![image](...)` turned into vision content
-/// parts, promptflow-tools common.py, parse_chat with images) are not run
-/// yet: such a node is refused in one line rather than sent to the model
-/// with its images as text.
+fn is_vision_tool(node: &Node) -> bool {
+    let tool = node.source.as_ref().and_then(|s| s.tool.as_ref());
+    node.ty.as_ref().is_some_and(|t| t.value == NodeType::CustomLlm)
+        && tool.is_some_and(|t| VISION_TOOLS.contains(&t.value.as_str()))
+}
+
+/// A gpt-4v tool takes its connection as the `connection` input (the
+/// class's `__init__` argument), a literal connection name.
+fn vision_connection(node: &Node) -> Option<String> {
+    if !is_vision_tool(node) {
+        return None;
+    }
+    let (_, value) = node.inputs.iter().find(|(k, _)| k.value == "connection")?;
+    match &value.value {
+        Assignment::Literal(Json::String(name)) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// promptflow-tools' other vision tool (`llm_vision`, any provider through
+/// its own connection types) is not run yet: such a node is refused in one
+/// line rather than sent to the model with its images as text.
 fn refuse_images_in_prompts(node: &Node) -> Result<(), PrepareError> {
     let tool = node.source.as_ref().and_then(|s| s.tool.as_ref());
-    if let Some(tool) = tool.filter(|t| VISION_TOOLS.iter().any(|v| t.value.starts_with(v))) {
+    if let Some(tool) = tool.filter(|t| t.value.starts_with("promptflow.tools.llm_vision.")) {
         return Err(PrepareError::Variant(format!(
             "node `{}` uses {}: images in chat prompts (vision tools) are not supported yet",
             node.name.value, tool.value

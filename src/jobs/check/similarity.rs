@@ -124,6 +124,7 @@ fn call<'a>(limit: &Similarity, query: &str, flow: &str, port: &str) -> NodeCall
         // Model outputs are untrusted: a role line in them stays text.
         inputs_to_escape: vec!["query".into(), "ground_truth".into(), "response".into()],
         prompt_results: vec![],
+        vision: None,
     }
 }
 

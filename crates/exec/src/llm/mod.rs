@@ -9,6 +9,7 @@ pub mod message;
 pub mod proxy;
 pub mod request;
 pub mod setup;
+pub mod vision;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -75,6 +75,8 @@ pub struct NodeCall<'a> {
     pub inputs_to_escape: Vec<String>,
     /// Inputs that are whole prompt-node outputs needing escape.
     pub prompt_results: Vec<(String, Escaped)>,
+    /// A gpt-4v tool (`custom_llm`), which sends images as content parts.
+    pub vision: Option<super::vision::Vision<'a>>,
 }
 
 /// A request ready to send.
@@ -166,10 +168,13 @@ fn parameters(provider: Provider, api: Api) -> Vec<(&'static str, Ty)> {
 /// Builds the request for `call` on `conn`.
 pub fn build(call: &NodeCall<'_>, conn: &Connection) -> Result<Request, BuildError> {
     let (provider, base) = endpoint(conn)?;
+    if let Some(vision) = &call.vision {
+        return build_vision(call, vision, provider, &base, conn);
+    }
     let api = call.api;
     let params = parameters(provider, api);
     let function = format!("{}.{}", provider.name(), api.name());
-    check_template_variables(call, &params, &function)?;
+    check_template_variables(call, &params, &format!("parameters of {function}"))?;
 
     let mut args = Map::new();
     let mut vars = Map::new();
@@ -255,7 +260,7 @@ fn endpoint(conn: &Connection) -> Result<(Provider, String), BuildError> {
 }
 
 /// promptflow refuses templates whose variables shadow the tool's parameters.
-fn check_template_variables(call: &NodeCall<'_>, params: &[(&str, Ty)], function: &str) -> Result<(), BuildError> {
+fn check_template_variables(call: &NodeCall<'_>, params: &[(&str, Ty)], tool: &str) -> Result<(), BuildError> {
     let reserved: BTreeSet<&str> = params.iter().map(|(p, _)| *p).chain(["prompt", "connection"]).collect();
     let clashes: Vec<String> = model::flow::template::variables(call.template)
         .into_iter()
@@ -268,7 +273,7 @@ fn check_template_variables(call: &NodeCall<'_>, params: &[(&str, Ty)], function
     Err(err(
         "NodeInputValidationError",
         format!(
-            "Invalid inputs {{{}}} in prompt template of node {}. These inputs are duplicated with the parameters of {function}.",
+            "Invalid inputs {{{}}} in prompt template of node {}. These inputs are duplicated with the {tool}.",
             clashes.join(", "),
             call.node
         ),
@@ -383,6 +388,104 @@ fn completion_body(
         }
     }
     Ok(body)
+}
+
+/// The gpt-4v tools' parameters (aoai_gpt4v.py, openai_gpt4v.py `chat`).
+fn vision_parameters(provider: Provider) -> Vec<(&'static str, Ty)> {
+    use Ty::*;
+    let model = if provider == Provider::AzureOpenAI { ("deployment_name", Str) } else { ("model", Str) };
+    vec![
+        model,
+        ("temperature", Float),
+        ("top_p", Float),
+        ("stream", Bool),
+        ("stop", List),
+        ("max_tokens", Int),
+        ("presence_penalty", Float),
+        ("frequency_penalty", Float),
+        ("seed", Int),
+        ("detail", Str),
+    ]
+}
+
+/// The request of `AzureOpenAI.chat` (aoai_gpt4v.py) / `OpenAI.chat`
+/// (openai_gpt4v.py): the template with its images as content parts, and
+/// the parameters those tools send.
+fn build_vision(
+    call: &NodeCall<'_>,
+    vision: &super::vision::Vision<'_>,
+    provider: Provider,
+    base: &str,
+    conn: &Connection,
+) -> Result<Request, BuildError> {
+    let params = vision_parameters(provider);
+    check_template_variables(call, &params, "inputs of custom llm tool")?;
+    let mut args = Map::new();
+    let mut vars = Map::new();
+    for (name, value) in &call.kwargs {
+        let literal = call.literals.contains(name);
+        if name == "connection" || (literal && (value.is_null() || value.as_str() == Some(""))) {
+            continue;
+        }
+        match params.iter().find(|(p, _)| p == name) {
+            Some((_, ty)) if literal => {
+                args.insert(name.clone(), convert_literal(call.node, name, *ty, value)?);
+            }
+            Some(_) => {
+                args.insert(name.clone(), value.clone());
+            }
+            None => {
+                vars.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    // The tools call build_messages(detail=detail): a template variable.
+    vars.insert("detail".into(), args.get("detail").cloned().unwrap_or_else(|| json!("auto")));
+    let model = match provider {
+        Provider::AzureOpenAI => args.get("deployment_name").map(python_str).unwrap_or_default(),
+        Provider::OpenAI => args.get("model").map_or_else(|| "gpt-4-vision-preview".to_string(), python_str),
+    };
+    if provider == Provider::AzureOpenAI && model.is_empty() {
+        return Err(err(
+            "InputNotFound",
+            format!("Required input(s) ['deployment_name'] are missing for \"{}\".", call.node),
+        ));
+    }
+    let images = super::vision::take_images(&mut vars, vision).map_err(|m| err("InvalidImageInput", m))?;
+    let template = super::vision::preprocess_template(call.template);
+    // convert_to_chat_list: lists render as ChatInputList for both providers.
+    let mut messages = build_messages(&NodeCall { template: &template, ..call.clone() }, vars, ListStyle::ChatLines)?;
+    images.to_content_parts(&mut messages);
+    let get = |k: &str, default: Json| args.get(k).cloned().unwrap_or(default);
+    let mut body = json!({
+        "model": model,
+        "messages": messages,
+        "temperature": get("temperature", json!(1.0)),
+        "top_p": get("top_p", json!(1.0)),
+        "n": 1,
+        "stream": false,
+        "presence_penalty": get("presence_penalty", json!(0)),
+        "frequency_penalty": get("frequency_penalty", json!(0)),
+    });
+    if let Some(map) = body.as_object_mut() {
+        if truthy(args.get("stop")) {
+            map.insert("stop".into(), get("stop", Json::Null));
+        }
+        for key in ["max_tokens", "seed"] {
+            if let Some(v) = args.get(key).filter(|v| !v.is_null()) {
+                map.insert(key.into(), v.clone());
+            }
+        }
+    }
+    let url = match provider {
+        Provider::AzureOpenAI => {
+            let version = conn.value("api_version").unwrap_or(model::connection::DEFAULT_AZURE_API_VERSION);
+            let deployment = net::http::percent_encode(&model);
+            format!("{base}/openai/deployments/{deployment}/chat/completions?api-version={version}")
+        }
+        Provider::OpenAI => format!("{base}/chat/completions"),
+    };
+    Ok(Request { provider, api: Api::Chat, url, model, body, returns_message: false })
 }
 
 fn auto_if_none(v: Json) -> Json {
@@ -589,6 +692,7 @@ mod tests {
             literals: literals.iter().map(|s| s.to_string()).collect(),
             inputs_to_escape: vec![],
             prompt_results: vec![],
+            vision: None,
         }
     }
 
