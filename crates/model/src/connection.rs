@@ -44,6 +44,9 @@ pub(crate) const CONNECTION_KEYS: &[&str] = &[
     "file",
 ];
 
+/// The keys of CONNECTION_KEYS that are not a value of the connection.
+const STRUCTURE_KEYS: &[&str] = &["$schema", "name", "type", "module", "configs", "secrets", "file"];
+
 /// Values promptflow's templates use for "fill this in"; treated as missing.
 const PLACEHOLDERS: &[&str] = &["<user-input>", "<to-be-replaced>", "******", "<no-change>"];
 
@@ -342,17 +345,7 @@ fn decode(
         return None;
     };
     let mut conn = empty(name, kind, origin);
-    for key in [
-        "api_key",
-        "api_base",
-        "api_type",
-        "api_version",
-        "auth_mode",
-        "resource_id",
-        "organization",
-        "base_url",
-        "endpoint",
-    ] {
+    for key in CONNECTION_KEYS.iter().copied().filter(|k| !STRUCTURE_KEYS.contains(k)) {
         if let Some(value) = fields.get(key) {
             resolve_into(d, &mut conn, key, value, is_secret(kind, key), env);
         }
