@@ -167,6 +167,38 @@ fn single_node_tests_match_pf() {
     }
 }
 
+/// `--node` inputs as pf gives them (tests/flows/python-nodes/node-inputs):
+/// a flow input converts to its declared type, a later `${scale.output.n}`
+/// writes into the `${scale.output}` given before it, an aggregation node
+/// gets 1-item lists, and a value that does not convert is pf's InputTypeError.
+#[test]
+fn single_node_inputs_are_resolved_as_in_pf() {
+    let ws = Workspace::new();
+    let scale = ["flow", "test", "--flow", "flows/node-inputs", "--node", "scale", "--inputs", "n=3"];
+    let total =
+        ["flow", "test", "--flow", "flows/node-inputs", "--node", "total", "--input", "flows/node-inputs/inputs.jsonl"];
+    let expected_scale = last_json_object(&ws.pf(&scale));
+    assert_eq!(expected_scale["n_type"], "int", "the oracle converted --inputs n=3");
+    let expected_total = last_json_object(&ws.pf(&total));
+    assert_eq!(expected_total["scaled"], serde_json::json!([{"n": 5}]), "the oracle merged scale's output");
+    let bad = ["flow", "test", "--flow", "flows/node-inputs", "--node", "scale", "--inputs", "n=x"];
+    let refused = "The input for node is incorrect. Value for input 'n' of node 'scale' is not type 'int'.";
+    let pf_bad = ws.pf_output(&bad);
+    assert!(
+        String::from_utf8_lossy(&pf_bad.stdout).contains(refused)
+            || String::from_utf8_lossy(&pf_bad.stderr).contains(refused)
+    );
+    for (mode, python) in worker_pythons() {
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &scale)).unwrap();
+        assert_eq!(ours, expected_scale, "--node scale ({mode})");
+        let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &total)).unwrap();
+        assert_eq!(ours, expected_total, "--node total ({mode})");
+        let out = ws.flow_ci(python.as_deref(), &bad);
+        assert_eq!(out.status.code(), Some(2), "--node scale n=x ({mode})");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(refused), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 #[test]
 fn batch_runs_match_pf() {
     let ws = Workspace::new();

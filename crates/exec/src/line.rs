@@ -20,6 +20,7 @@ use model::value::{ConvertError, convert, python_str};
 mod stream;
 pub use stream::{LineEvent, Observer};
 use stream::{Watch, output_key_path};
+mod single_node;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Status {
@@ -747,57 +748,6 @@ impl Engine<'_> {
     /// True when the run must stop (Ctrl-C, or an LLM call that cannot be made).
     pub fn stopping(&self) -> bool {
         self.cancel.load(Ordering::SeqCst) || self.llm.is_some_and(LlmRun::has_fatal)
-    }
-
-    /// `pf flow test --node`: runs one node alone. Each input is taken from
-    /// `given` by parameter name or by its reference text (`inputs.x`,
-    /// `other.output`); flow-input references fall back to the input's
-    /// default. `activate` is ignored; aggregation inputs become 1-item lists.
-    pub fn run_single_node(&self, name: &str, given: &Map<String, Json>) -> Result<NodeRun, RunError> {
-        let i = self
-            .prepared
-            .step_index(name)
-            .ok_or_else(|| RunError::new("NodeNotFound", format!("Node {name} not found in flow")))?;
-        let step = &self.prepared.steps[i];
-        let mut call = Invocation::default();
-        let mut missing = Vec::new();
-        for (param, assignment) in &step.inputs {
-            let reference = match assignment {
-                Assignment::Literal(v) => {
-                    call.literals.push(param.clone());
-                    call.kwargs.insert(param.clone(), v.clone());
-                    continue;
-                }
-                Assignment::FlowInput(input) => {
-                    self.note_image(&mut call, param, input);
-                    format!("inputs.{input}")
-                }
-                Assignment::Node { node, property, .. } if property.is_empty() => format!("{node}.output"),
-                Assignment::Node { node, property, .. } => format!("{node}.output.{property}"),
-            };
-            let default = match assignment {
-                Assignment::FlowInput(input) => self.prepared.flow.input(input).and_then(|i| i.default.clone()),
-                _ => None,
-            };
-            let Some(value) = given.get(param).or_else(|| given.get(&reference)).cloned().or(default) else {
-                missing.push(param.clone());
-                continue;
-            };
-            let value = if step.aggregation { Json::Array(vec![value]) } else { value };
-            call.kwargs.insert(param.clone(), value);
-        }
-        if !missing.is_empty() {
-            let list = missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
-            return Err(RunError::new(
-                "InputNotFound",
-                format!("Required input(s) [{list}] are missing for \"{name}\"."),
-            ));
-        }
-        let record = self.run_step(i, call, Instant::now() + self.line_timeout, None);
-        match record.error.clone() {
-            Some(e) => Err(e),
-            None => Ok(record),
-        }
     }
 }
 
