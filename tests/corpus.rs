@@ -1,7 +1,10 @@
 //! Conformance over a corpus: promptflow's own test flows and examples
 //! (vendored verbatim under tests/vendor/promptflow) run through promptflow
 //! (tests/corpus/pf_oracle.py, in pf's venv) and through flow-ci, each flow's
-//! `flow test` and, where the flow ships a run file or data, a batch run.
+//! `flow test` and, where the flow ships a run file or data, a batch run;
+//! then a single-node test (`flow test --node`, kind `node:NAME`) of each
+//! node pf's flow test ran (or could have run on flow inputs alone), on the
+//! inputs it ran with there (pf_oracle.py node_jobs says which are left out).
 //!
 //! Every case is classified (match, differs, flow-ci-fails, flow-ci-crash,
 //! pf-fails, excluded) and the classification must equal
@@ -33,6 +36,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 /// One case both tools run, as the oracle planned it.
+#[derive(Clone)]
 struct Job {
     id: String,
     kind: String,
@@ -41,6 +45,8 @@ struct Job {
     run_file: Option<String>,
     name: Option<String>,
     excluded: Option<String>,
+    /// The node a single-node test (kind `node:NAME`) runs.
+    node: Option<String>,
 }
 
 impl Job {
@@ -54,6 +60,7 @@ impl Job {
             run_file: s("run_file"),
             name: s("name"),
             excluded: s("excluded"),
+            node: s("node"),
         }
     }
 
@@ -135,6 +142,9 @@ impl Corpus {
                 if let Some(inputs) = &job.inputs {
                     args.extend(["--input", inputs.as_str()]);
                 }
+                if let Some(node) = &job.node {
+                    args.extend(["--node", node.as_str()]);
+                }
                 let out = self.flow_ci(&args);
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 let result = out
@@ -214,9 +224,13 @@ fn same(a: &Json, b: &Json) -> bool {
         (Json::String(x), Json::String(y)) => {
             // Each tool runs its own copy of the corpus: a path into it (a node's
             // `__file__`) is the same path when it names the same file of the copy.
+            // A single-node test's inputs come from pf's flow test, so flow-ci's
+            // output may name pf's copy too.
             let roots = ROOTS.get();
-            roots.is_some_and(|(pf, ci)| x.replace(pf.as_str(), "<corpus>") == y.replace(ci.as_str(), "<corpus>"))
-                || x == y
+            let norm = |s: &str, (pf, ci): &(String, String)| {
+                s.replace(pf.as_str(), "<corpus>").replace(ci.as_str(), "<corpus>")
+            };
+            roots.is_some_and(|r| norm(x, r) == norm(y, r)) || x == y
         }
         _ => a == b,
     }
@@ -367,7 +381,7 @@ fn summary(rows: &[Row]) -> String {
     t += &format!("| flow-ci fails where pf passes | {fails} (of which crashes or tracebacks: {crashes}) |\n");
     t += &format!("| both pass, outputs differ | {} |\n", count(&tests, "differs"));
     t += &format!("| batch runs with the same outputs and metrics | {bm} of {bp} |\n");
-    t += "| single-node tests (`--node`) that match | not measured by tests/corpus.rs yet |\n";
+    t += &single_node_row(rows);
     t += "| model flows against a loopback model, where pf passes | not measured: excluded, \"needs a model\" |\n";
     t += &format!(
         "| flows pf fails (not counted) / excluded | {} / {} |\n",
@@ -375,6 +389,44 @@ fn summary(rows: &[Row]) -> String {
         count(&tests, "excluded")
     );
     t
+}
+
+/// The table's single-node row: of the `--node` tests pf passes, those flow-ci matches.
+fn single_node_row(rows: &[Row]) -> String {
+    let nodes: Vec<&Row> = rows.iter().filter(|r| r.case.contains("\tnode:")).collect();
+    let passes = nodes.iter().filter(|r| !matches!(r.status, "pf-fails" | "excluded")).count();
+    let matches = nodes.iter().filter(|r| r.status == "match").count();
+    format!("| single-node tests (`--node`) that match | {matches} of {passes} |\n")
+}
+
+/// The single-node jobs the oracle planned after each flow test it ran
+/// (node-jobs.json), each placed after its flow's test so expected.tsv keeps
+/// one order whichever flow test finished first.
+fn with_node_jobs(corpus: &Corpus, jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let text = std::fs::read_to_string(corpus.ws.path().join("node-jobs.json")).unwrap();
+    let planned: Json = serde_json::from_str(&text).unwrap();
+    let mut nodes: Vec<Job> = planned.as_array().unwrap().iter().map(Job::from_json).collect();
+    // Their inputs files, written by the oracle's flow tests, for flow-ci's copy
+    // too, with the images they name (paths relative to the flow's folder).
+    copy_tree(&corpus.pf_tree().join(".corpus"), &corpus.ci_tree().join(".corpus"), &[]);
+    for flow in nodes.iter().map(|n| &n.flow) {
+        let images = Path::new(flow).join(".promptflow/intermediate");
+        if corpus.pf_tree().join(&images).is_dir() {
+            copy_tree(&corpus.pf_tree().join(&images), &corpus.ci_tree().join(&images), &[]);
+        }
+    }
+    let mut all = Vec::with_capacity(jobs.len() + nodes.len());
+    for job in jobs {
+        let flow = (job.kind == "test").then(|| job.flow.clone());
+        all.push(job);
+        if let Some(flow) = flow {
+            let (mine, rest): (Vec<Job>, Vec<Job>) = nodes.into_iter().partition(|n| n.flow == flow);
+            nodes = rest;
+            all.extend(mine);
+        }
+    }
+    let ordered = all.iter().filter(|j| j.node.is_some()).cloned().collect();
+    (all, ordered)
 }
 
 fn expected_path() -> PathBuf {
@@ -407,8 +459,13 @@ fn corpus_of_promptflow_flows_matches_promptflow() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let ours = run_all_flow_ci(&corpus, &jobs);
+    let mut ours = run_all_flow_ci(&corpus, &jobs);
     assert!(oracle.wait().unwrap().success(), "pf_oracle.py run failed");
+    // Single-node tests take their inputs from pf's flow tests, so they run once pf is done.
+    let (jobs, nodes) = with_node_jobs(&corpus, jobs);
+    let started = std::time::Instant::now();
+    ours.extend(run_all_flow_ci(&corpus, &nodes));
+    println!("flow-ci ran {} single-node tests in {:.0} s", nodes.len(), started.elapsed().as_secs_f64());
     let pf: Json =
         serde_json::from_str(&std::fs::read_to_string(corpus.ws.path().join("pf-results.json")).unwrap()).unwrap();
     let rows: Vec<Row> = jobs.iter().map(|j| classify(j, pf.get(&j.id), ours.get(&j.id))).collect();

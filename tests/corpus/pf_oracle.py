@@ -12,7 +12,9 @@ Two commands, both run with the pf venv's python (target/pf-venv/bin/python):
       Imports promptflow once, then runs each job in a forked child (its own
       sys.path, modules and working directory; no 3 s of pf start-up per flow)
       and writes every job's result to RESULTS (JSON): the outputs, or the
-      error's type and message.
+      error's type and message. Each flow test adds single-node jobs
+      (`pf flow test --node`, kind "node:NAME"), run after it and listed in
+      node-jobs.json beside RESULTS.
 
 The flow test is what `pf flow test` does (promptflow/_cli/_pf/_flow.py,
 _test_flow_standard: flows.test with allow_generator_output=False); the batch
@@ -41,6 +43,9 @@ INPUT_FILES = ("inputs.jsonl", "data.jsonl", "samples.json", "inputs.json")
 # Data files a batch run reads (promptflow's batch runs take jsonl).
 BATCH_FILES = ("data.jsonl", "inputs.jsonl")
 TEST_TIMEOUT = 120
+# Nodes a single-node test skips: they need a model or a connection, and the
+# corpus's pf home has none, so pf cannot pass them (ConnectionNotFoundError).
+NEEDS_A_MODEL = ("llm", "custom_llm")
 BATCH_TIMEOUT = 240
 
 
@@ -154,6 +159,9 @@ def run_test(tree, job):
     inputs = {}
     if "inputs" in job:
         inputs = json.loads((tree / job["inputs"]).read_text().splitlines()[0])
+    if "node" not in job:
+        # Only this run's detail names the nodes that ran (node_jobs reads it).
+        (tree / job["flow"] / ".promptflow" / "flow.detail.json").unlink(missing_ok=True)
     result = PFClient().flows.test(
         flow=job["flow"],
         inputs=inputs,
@@ -162,7 +170,125 @@ def run_test(tree, job):
         stream_output=False,
         dump_test_result=True,
     )
+    if "node" in job:
+        # A node's image outputs are paths relative to its flow's folder.
+        result = absolute_images(result, tree / job["flow"])
     return {"ok": True, "output": result}
+
+
+def node_jobs(tree, job):
+    """The single-node tests after a flow test, one per node that can run alone.
+
+    Only a flow test that got as far as running nodes (it wrote
+    flow.detail.json) plans any: pf's node test loads every python node and
+    resolves every connection of the flow first (test_submitter.py init,
+    SubmitterHelper.resolve_connections, contracts/flow.py
+    get_connection_names), so where the flow test failed to load, each node
+    test fails the same way in pf and would count for nothing.
+    A node the flow test ran gets the inputs it ran with, by parameter name
+    (pf's resolve_data takes a node's inputs by name or by reference text);
+    a node that did not run (bypassed, or after a failure) gets the flow
+    test's inputs when it reads only flow inputs. A node that reads the
+    output of a node that did not run is left out, and so are nodes
+    NEEDS_A_MODEL names or that take a connection.
+    """
+    detail = tree / job["flow"] / ".promptflow" / "flow.detail.json"
+    try:
+        dag = load_yaml((tree / job["flow"] / "flow.dag.yaml").read_text()) or {}
+    except (OSError, YAMLError):
+        return []
+    if not detail.is_file() or not isinstance(dag, dict):
+        return []
+    runs = ran_nodes(detail)
+    flow_inputs = {}
+    if "inputs" in job:
+        flow_inputs = json.loads((tree / job["inputs"]).read_text().splitlines()[0])
+    jobs = []
+    for name, node in resolved_nodes(dag):
+        bindings = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        if node.get("type") in NEEDS_A_MODEL or "connection" in bindings or "connection" in node:
+            continue
+        if name in runs:
+            inputs = given_from_run(node, bindings, runs[name], aggregations(dag))
+        else:
+            inputs = given_from_flow_inputs(bindings, flow_inputs)
+        if inputs is None:
+            continue
+        node_job = {"id": job_id(job["flow"], "node." + name), "kind": "node:" + name, "flow": job["flow"]}
+        node_job["node"] = name
+        path = tree / ".corpus" / f"{node_job['id']}.inputs.jsonl"
+        path.write_text(json.dumps(inputs, ensure_ascii=False) + "\n")
+        node_job["inputs"] = path.relative_to(tree).as_posix()
+        jobs.append(node_job)
+    return jobs
+
+
+def ran_nodes(detail):
+    """The flow test's completed node runs by node name (flow.detail.json's node_runs)."""
+    try:
+        runs = json.loads(detail.read_text()).get("node_runs") or []
+    except (OSError, ValueError):
+        return {}
+    return {r["node"]: r for r in runs if isinstance(r, dict) and r.get("status") == "Completed"}
+
+
+def resolved_nodes(dag):
+    """(name, node) with a `use_variants` node replaced by its default variant's node."""
+    variants = dag.get("node_variants") or {}
+    for node in dag.get("nodes") or []:
+        if not isinstance(node, dict) or "name" not in node:
+            continue
+        name = node["name"]
+        if node.get("use_variants"):
+            chosen = variants.get(name) or {}
+            node = ((chosen.get("variants") or {}).get(chosen.get("default_variant_id")) or {}).get("node")
+            if not isinstance(node, dict):
+                continue
+        yield name, node
+
+
+def aggregations(dag):
+    return {n.get("name") for n in dag.get("nodes") or [] if isinstance(n, dict) and n.get("aggregation")}
+
+
+def reference(value):
+    """("inputs", x) or (node, "") for a `${...}` binding, None for a literal."""
+    if not (isinstance(value, str) and value.startswith("${") and value.endswith("}")):
+        return None
+    head, _, rest = value[2:-1].partition(".")
+    return (head, rest) if head == "inputs" else (head, "")
+
+
+def given_from_run(node, bindings, run, aggregation_nodes):
+    """The node run's inputs by parameter name; an aggregation node ran on
+    1-item lists, which pf's node test makes again (flow_executor.py,
+    load_and_exec_node), so each is given unwrapped."""
+    ran = run.get("inputs") or {}
+    given = {}
+    for param, value in bindings.items():
+        ref = reference(value)
+        if ref is None or param not in ran:
+            continue
+        value = ran[param]
+        if node.get("aggregation") and ref[0] not in aggregation_nodes and isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        given[param] = value
+    return given
+
+
+def given_from_flow_inputs(bindings, flow_inputs):
+    """The flow test's inputs for a node that reads only flow inputs (a missing
+    one falls back to its default in pf as in flow-ci), None otherwise."""
+    given = {}
+    for param, value in bindings.items():
+        ref = reference(value)
+        if ref is None:
+            continue
+        if ref[0] != "inputs":
+            return None
+        if ref[1] in flow_inputs:
+            given[param] = flow_inputs[ref[1]]
+    return given
 
 
 def absolute_images(value, base):
@@ -229,11 +355,23 @@ def child(tree, job, results_dir):
     try:
         result = run_batch(tree, job) if job["kind"] == "batch" else run_test(tree, job)
     except BaseException as e:  # noqa: B036 -- the oracle records every failure as the flow's result
-        result = {"ok": False, "type": type(e).__name__, "message": str(e)[:2000]}
+        result = {"ok": False, "type": error_type(e), "message": str(e)[:2000]}
     result["seconds"] = round(time.monotonic() - started, 1)
     text = json.dumps(finite(result), ensure_ascii=False)
+    if job["kind"] == "test":
+        nodes = node_jobs(tree, job)
+        (results_dir / f"{job['id']}.nodes.json").write_text(json.dumps(nodes, ensure_ascii=False))
     (results_dir / f"{job['id']}.json").write_text(text)
     os._exit(0)
+
+
+def error_type(e):
+    """The error's type; a failed test's UserErrorException names the node's
+    own error first ("{ErrorType}: {message}", test_submitter.py
+    _raise_error_when_test_failed)."""
+    name = type(e).__name__
+    head = str(e).split(":", 1)[0]
+    return head if name == "UserErrorException" and head.isidentifier() else name
 
 
 def run(tree, jobs_path, results_path, parallel):
@@ -264,6 +402,10 @@ def run(tree, jobs_path, results_path, parallel):
             continue
         job, _ = running.pop(pid)
         kill_group(pid)  # workers a batch run left behind
+        nodes = follow_ups(results_dir, job)
+        pending.extend(nodes)
+        jobs.extend(nodes)
+    write_node_jobs(jobs, Path(results_path).resolve().parent / "node-jobs.json")
     results = {}
     for job in jobs:
         path = results_dir / f"{job['id']}.json"
@@ -272,6 +414,17 @@ def run(tree, jobs_path, results_path, parallel):
         else:
             results[job["id"]] = {"ok": False, "type": "Timeout", "message": "the oracle's child did not finish"}
     Path(results_path).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+
+
+def follow_ups(results_dir, job):
+    """The single-node jobs a finished flow test planned (node_jobs), if any."""
+    path = results_dir / f"{job['id']}.nodes.json"
+    return json.loads(path.read_text()) if job["kind"] == "test" and path.is_file() else []
+
+
+def write_node_jobs(jobs, path):
+    """The single-node jobs, for the harness to run through flow-ci once pf is done."""
+    path.write_text(json.dumps([j for j in jobs if j["kind"].startswith("node:")], indent=1, ensure_ascii=False))
 
 
 def kill_group(pid):
