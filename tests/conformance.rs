@@ -11,6 +11,7 @@ use serde_json::{Map, Value as Json};
 
 mod support;
 use support::fake_llm::FakeLlm;
+use support::fs::read_jsonl;
 use support::pf::{PfWorkspace, last_json_object, pf};
 
 /// A scratch copy of the example flows (pf writes into flow folders) with a
@@ -56,17 +57,8 @@ impl Workspace {
 }
 
 struct RunResult {
-    outputs: Vec<Map<String, Json>>,
+    outputs: Vec<Json>,
     metrics: Json,
-}
-
-fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn read_json(path: &Path) -> Json {
@@ -89,10 +81,7 @@ fn assert_same_runs(what: &str, pf: &RunResult, ours: &RunResult) {
     let lines = |r: &RunResult| r.outputs.iter().map(|o| o["line_number"].as_u64().unwrap()).collect::<Vec<_>>();
     assert_eq!(lines(pf), lines(ours), "{what}: completed (and so failed) lines differ");
     for (p, o) in pf.outputs.iter().zip(&ours.outputs) {
-        assert!(
-            same(&Json::Object(p.clone()), &Json::Object(o.clone())),
-            "{what}: line differs\n  promptflow: {p:?}\n  flow-ci:    {o:?}"
-        );
+        assert!(same(p, o), "{what}: line differs\n  promptflow: {p:?}\n  flow-ci:    {o:?}");
     }
     assert!(
         same(&pf.metrics, &ours.metrics),

@@ -13,21 +13,16 @@
 //! each run).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use assert_cmd::Command;
 use serde_json::{Map, Value as Json, json};
 use sha2::Digest;
 
 mod support;
 use support::fs::read_jsonl;
-use support::pf::{PfWorkspace, last_json_object, pf};
+use support::pf::{PfWorkspace, last_json_object, worker_pythons};
+use support::served::Served;
 
 const VENDORED: &str = "tests/vendor/promptflow/src/promptflow/tests/test_configs/flows";
-
-fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
-    [("promptflow installed", Some(pf().parent().unwrap().join("python"))), ("default python3", None)]
-}
 
 /// `flows/` holds tests/flows/images and the vendored promptflow flows.
 fn workspace() -> PfWorkspace {
@@ -44,28 +39,6 @@ fn workspace() -> PfWorkspace {
         support::fs::copy_tree(&root.join(VENDORED).join(flow), &ws.path().join("flows").join(flow), &[]);
     }
     ws
-}
-
-fn flow_ci(ws: &PfWorkspace, python: Option<&Path>, args: &[&str]) -> Output {
-    let mut cmd = Command::cargo_bin("flow-ci").unwrap();
-    cmd.current_dir(ws.path()).env("FLOW_CI_RUNS_DIR", ws.path().join("flow-ci-runs")).env_remove("VIRTUAL_ENV");
-    match python {
-        Some(python) => cmd.env("FLOW_CI_PYTHON", python),
-        None => cmd.env_remove("FLOW_CI_PYTHON"),
-    };
-    cmd.args(args).output().unwrap()
-}
-
-fn flow_ci_ok(ws: &PfWorkspace, mode: &str, python: Option<&Path>, args: &[&str]) -> String {
-    let out = flow_ci(ws, python, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "flow-ci {args:?} ({mode}):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Every `data:image/...;path` dict (an `image_file` content part in an
@@ -135,7 +108,7 @@ fn flow_tests_match_pf_by_image_content() {
             &output_dir,
         );
         for (mode, python) in worker_pythons() {
-            let ours: Json = serde_json::from_str(&flow_ci_ok(&ws, mode, python.as_deref(), &args)).unwrap();
+            let ours: Json = serde_json::from_str(&ws.flow_ci_ok(mode, python.as_deref(), &args)).unwrap();
             let ours = by_content(&ours, Path::new("/"), &output_dir);
             assert_eq!(ours, expected, "{flow} ({mode}): flow-ci (left) differs from pf (right)");
         }
@@ -194,7 +167,7 @@ fn batch_runs_match_pf_by_image_content() {
             let run = format!("{name}_{i}");
             let mut ours_args = args.clone();
             ours_args.extend(["--name", run.as_str()]);
-            flow_ci_ok(&ws, mode, python.as_deref(), &ours_args);
+            ws.flow_ci_ok(mode, python.as_deref(), &ours_args);
             // Relative to output.jsonl's folder, as pf's, and inside the run's folder.
             let dir = ws.path().join("flow-ci-runs").join(&run);
             let ours: Vec<Json> = read_jsonl(&dir.join("output.jsonl"))
@@ -220,7 +193,7 @@ fn an_image_that_cannot_be_loaded_names_its_input() {
     let message = "Failed to load image for input 'encoded': (FileNotFoundError)";
     assert!(pf_text.contains(message), "the oracle's message changed:\n{pf_text}");
     for (mode, python) in worker_pythons() {
-        let out = flow_ci(&ws, python.as_deref(), &args);
+        let out = ws.flow_ci(python.as_deref(), &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "({mode}) a failed line: {stderr}");
         assert!(stderr.contains(message), "({mode}):\n{stderr}");
@@ -237,50 +210,13 @@ fn images_flow_ci_cannot_run_yet_are_named_in_one_line() {
     for (flow, message) in cases {
         let folder = format!("flows/{flow}");
         for (mode, python) in worker_pythons() {
-            let out = flow_ci(&ws, python.as_deref(), &["flow", "test", "--flow", &folder]);
+            let out = ws.flow_ci(python.as_deref(), &["flow", "test", "--flow", &folder]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(matches!(out.status.code(), Some(2 | 3)), "{flow} ({mode}): {stderr}");
             assert!(stderr.contains(message), "{flow} ({mode}):\n{stderr}");
             assert!(!stderr.contains("panicked"), "{flow} ({mode}):\n{stderr}");
         }
     }
-}
-
-/// A server this test started, killed when dropped.
-struct Served {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn start(mut cmd: std::process::Command, port: u16, client: &reqwest::blocking::Client) -> Served {
-        let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let served = Served { child, url: format!("http://127.0.0.1:{port}") };
-        for _ in 0..240 {
-            if client.get(format!("{}/health", served.url)).send().is_ok_and(|r| r.status().is_success()) {
-                return served;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        panic!("{} never answered /health", served.url);
-    }
-
-    fn score(&self, client: &reqwest::blocking::Client, body: &Json) -> (u16, Json) {
-        let response = client.post(format!("{}/score", self.url)).json(body).send().unwrap();
-        let status = response.status().as_u16();
-        (status, serde_json::from_str(&response.text().unwrap()).unwrap_or(Json::Null))
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `serve` takes images in a request as pf's serving does (base64 and path
@@ -295,36 +231,14 @@ fn serve_takes_and_returns_images_as_pf_serve_does() {
         "encoded": {"data:image/png;base64": encoded},
         "album": [{"data:image/gif;path": "data/tiny.gif"}, {"data:image/png;base64": encoded}],
     });
-    let port = free_port();
-    let pf_server = Served::start(
-        ws.pf_command(&[
-            "flow",
-            "serve",
-            "--source",
-            "flows/kinds",
-            "--port",
-            &port.to_string(),
-            "--skip-open-browser",
-        ]),
-        port,
-        &client,
-    );
-    let (status, expected) = pf_server.score(&client, &body);
+    let pf_server = Served::pf(&ws, "flows/kinds", &client);
+    let (status, expected) = pf_server.score_json(&client, &body);
     assert_eq!(status, 200, "the oracle answered: {expected}");
     assert!(expected["picture"]["data:image/png;base64"].is_string(), "the oracle's form changed: {expected}");
     for (mode, python) in worker_pythons() {
-        let port = free_port();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flow-ci"));
-        cmd.args(["serve", "--flow", "flows/kinds", "--port", &port.to_string(), "--workers", "1"])
-            .current_dir(ws.path())
-            .env_remove("VIRTUAL_ENV");
-        match &python {
-            Some(python) => cmd.env("FLOW_CI_PYTHON", python),
-            None => cmd.env_remove("FLOW_CI_PYTHON"),
-        };
-        let ours = Served::start(cmd, port, &client);
+        let ours = Served::flow_ci(ws.path(), "flows/kinds", 1, python.as_deref(), &client);
         assert_eq!(
-            ours.score(&client, &body),
+            ours.score_json(&client, &body),
             (200, expected.clone()),
             "({mode}): flow-ci (left) differs from pf (right)"
         );

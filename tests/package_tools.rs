@@ -11,23 +11,18 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 mod support;
 use support::fake_llm::{FakeLlm, embedding_of};
+use support::fs::read_jsonl;
 use support::http::{Answer, serve};
-use support::pf::{PfWorkspace, last_json_object, pf};
+use support::pf::{PfWorkspace, last_json_object, worker_pythons};
 
 /// promptflow's own test flows that call a custom tool package.
 const CORPUS: &str = "tests/vendor/promptflow/src/promptflow/tests/test_configs/flows";
 /// The tools of promptflow's example tool package, `my_tool_package`.
 const MY_TOOLS: &str = "tests/vendor/promptflow/examples/tools/tool-package-quickstart/my_tool_package/tools";
-
-/// The interpreters flow-ci's workers run in: the oracle's (promptflow
-/// installed) and the default `python3` (the stand-in).
-fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
-    [("promptflow installed", Some(pf().parent().unwrap().join("python"))), ("default python3", None)]
-}
 
 /// `my_tool_package` installed as pip installs a package: its modules and a
 /// `.dist-info` whose `entry_points.txt` names the function listing its
@@ -85,11 +80,6 @@ fn text(out: &Output) -> String {
 fn stdout_json(out: &Output, what: &str) -> Json {
     assert_eq!(out.status.code(), Some(0), "{what}:\n{}", text(out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: no JSON ({e}):\n{}", text(out)))
-}
-
-fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn custom_connection(ws: &PfWorkspace, name: &str) -> PathBuf {

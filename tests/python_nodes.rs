@@ -5,20 +5,15 @@
 //! give the same outputs, and refuse the same class tools before any line.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as Std, Output};
+use std::process::Output;
 
 use assert_cmd::Command;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 mod support;
-use support::pf::{PfWorkspace, last_json_object, pf};
-
-/// The interpreters flow-ci's workers run in: the oracle's (promptflow
-/// installed) and the default `python3`, where the stand-in serves when
-/// promptflow is not importable.
-fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
-    [("promptflow installed", Some(pf().parent().unwrap().join("python"))), ("default python3", None)]
-}
+use support::fs::read_jsonl;
+use support::pf::{PfWorkspace, last_json_object, pf, worker_pythons};
+use support::served::Served;
 
 /// A scratch copy of the flows (pf writes into flow folders) and a private
 /// promptflow home.
@@ -50,37 +45,12 @@ impl Workspace {
     }
 
     fn flow_ci(&self, python: Option<&Path>, args: &[&str]) -> Output {
-        let mut cmd = Command::cargo_bin("flow-ci").unwrap();
-        cmd.current_dir(self.path())
-            .env("FLOW_CI_RUNS_DIR", self.path().join("flow-ci-runs"))
-            .env_remove("VIRTUAL_ENV");
-        match python {
-            Some(python) => cmd.env("FLOW_CI_PYTHON", python),
-            None => cmd.env_remove("FLOW_CI_PYTHON"),
-        };
-        cmd.args(args).output().unwrap()
+        self.pf.flow_ci(python, args)
     }
 
     fn flow_ci_ok(&self, mode: &str, python: Option<&Path>, args: &[&str]) -> String {
-        let out = self.flow_ci(python, args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "flow-ci {args:?} ({mode}):\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.pf.flow_ci_ok(mode, python, args)
     }
-}
-
-fn read_jsonl(path: &Path) -> Vec<Map<String, Json>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| exec::nonfinite::parse(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
-        .collect()
 }
 
 /// A JSON file that may hold Python's `NaN` and `Infinity` tokens.
@@ -313,55 +283,6 @@ fn generator_outputs_are_joined_as_pf_joins_them() {
     }
 }
 
-/// A server this test started, killed when dropped.
-struct Served {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn wait_healthy(self, client: &reqwest::blocking::Client) -> Served {
-        for _ in 0..240 {
-            if client.get(format!("{}/health", self.url)).send().is_ok_and(|r| r.status().is_success()) {
-                return self;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        panic!("{} never answered /health", self.url);
-    }
-
-    /// Status, content type (without parameters) and body of a scoring call.
-    fn score(&self, client: &reqwest::blocking::Client, accept: Option<&str>, body: &str) -> (u16, String, String) {
-        let mut request = client.post(format!("{}/score", self.url)).body(body.to_string());
-        if let Some(accept) = accept {
-            request = request.header("accept", accept);
-        }
-        let response = request.send().unwrap();
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        (status, content_type, response.text().unwrap())
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `serve` answers as `pf flow serve` does: a flow output that is a
 /// generator comes as server-sent events when Accept names
 /// text/event-stream, joined JSON otherwise; two such outputs are refused;
@@ -391,32 +312,9 @@ fn serve_streams_generator_outputs_as_pf_serve_does() {
         ("flows/script_tool_with_init", r#"{"input": "there"}"#, &[Some("text/event-stream"), Some("text/*")]),
     ];
     for (flow, body, accepts) in cases {
-        let port = free_port();
-        let pf_server = Served {
-            child: ws
-                .pf
-                .pf_command(&["flow", "serve", "--source", flow, "--port", &port.to_string(), "--skip-open-browser"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-            url: format!("http://127.0.0.1:{port}"),
-        }
-        .wait_healthy(&client);
+        let pf_server = Served::pf(&ws.pf, flow, &client);
         for (mode, python) in worker_pythons() {
-            let port = free_port();
-            let mut cmd = Std::new(env!("CARGO_BIN_EXE_flow-ci"));
-            cmd.args(["serve", "--flow", flow, "--port", &port.to_string(), "--workers", "1"])
-                .current_dir(ws.path())
-                .env_remove("VIRTUAL_ENV")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            match &python {
-                Some(python) => cmd.env("FLOW_CI_PYTHON", python),
-                None => cmd.env_remove("FLOW_CI_PYTHON"),
-            };
-            let ours =
-                Served { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") }.wait_healthy(&client);
+            let ours = Served::flow_ci(ws.path(), flow, 1, python.as_deref(), &client);
             for accept in accepts {
                 let (status, content_type, text) = pf_server.score(&client, *accept, body);
                 let (our_status, our_type, our_text) = ours.score(&client, *accept, body);
@@ -651,22 +549,6 @@ fn a_flow_without_inputs_or_outputs_runs_as_pf_runs_it() {
     }
 }
 
-/// `flow-ci serve` on `flows/stream_gate` with the worker's `python`.
-fn flow_ci_server(ws: &Workspace, python: Option<&Path>, client: &reqwest::blocking::Client) -> Served {
-    let port = free_port();
-    let mut cmd = Std::new(env!("CARGO_BIN_EXE_flow-ci"));
-    cmd.args(["serve", "--flow", "flows/stream_gate", "--port", &port.to_string(), "--workers", "2"])
-        .current_dir(ws.path())
-        .env_remove("VIRTUAL_ENV")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    match python {
-        Some(python) => cmd.env("FLOW_CI_PYTHON", python),
-        None => cmd.env_remove("FLOW_CI_PYTHON"),
-    };
-    Served { child: cmd.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") }.wait_healthy(client)
-}
-
 /// One server-sent event's text (its lines up to the blank one), `None` at
 /// the end of the body; an error when the body is cut short.
 fn next_event(body: &mut impl std::io::BufRead) -> std::io::Result<Option<String>> {
@@ -724,26 +606,7 @@ fn read_stream(server: &Served, client: &reqwest::blocking::Client, gate: &Path,
 fn serve_streams_items_as_the_generator_yields_them_as_pf_serve_does() {
     let ws = Workspace::new();
     let client = reqwest::blocking::Client::new();
-    let port = free_port();
-    let pf_server = Served {
-        child: ws
-            .pf
-            .pf_command(&[
-                "flow",
-                "serve",
-                "--source",
-                "flows/stream_gate",
-                "--port",
-                &port.to_string(),
-                "--skip-open-browser",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-        url: format!("http://127.0.0.1:{port}"),
-    }
-    .wait_healthy(&client);
+    let pf_server = Served::pf(&ws.pf, "flows/stream_gate", &client);
     let gate = |name: &str| ws.path().join(format!("gate-{name}"));
     let expected = read_stream(&pf_server, &client, &gate("pf"), false);
     assert_eq!(expected.1.len(), 2, "the oracle sends the other outputs, then the first item: {expected:?}");
@@ -754,7 +617,7 @@ fn serve_streams_items_as_the_generator_yields_them_as_pf_serve_does() {
     let expected_json: Json =
         client.post(format!("{}/score", pf_server.url)).json(&json_body).send().unwrap().json().unwrap();
     for (mode, python) in worker_pythons() {
-        let ours = flow_ci_server(&ws, python.as_deref(), &client);
+        let ours = Served::flow_ci(ws.path(), "flows/stream_gate", 2, python.as_deref(), &client);
         let seen = read_stream(&ours, &client, &gate(&format!("ours-{mode}")), false);
         assert_eq!(seen, expected, "({mode}): flow-ci (left) differs from pf (right)");
         let broken = read_stream(&ours, &client, &gate(&format!("ours-broken-{mode}")), true);

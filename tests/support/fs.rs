@@ -21,8 +21,13 @@ pub fn copy_tree(src: &Path, dest: &Path, skip: &[&str]) {
     }
 }
 
-/// The JSON lines of `path` (a run's output.jsonl, details.jsonl); blank lines skipped.
+/// The JSON lines of `path` (a run's output.jsonl, details.jsonl); blank
+/// lines skipped, and Python's `NaN` and `Infinity` tokens read as pf and
+/// flow-ci write them (exec::nonfinite).
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| exec::nonfinite::parse(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
 }

@@ -10,3 +10,4 @@ pub mod http;
 pub mod pf;
 pub mod project;
 pub mod repo;
+pub mod served;

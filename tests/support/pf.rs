@@ -19,6 +19,13 @@ pub fn pf() -> PathBuf {
     candidate
 }
 
+/// The interpreters flow-ci's workers run in, by name: the oracle's
+/// (promptflow installed) and the default `python3`, where flow-ci's
+/// stand-in serves when promptflow is not importable.
+pub fn worker_pythons() -> [(&'static str, Option<PathBuf>); 2] {
+    [("promptflow installed", Some(pf().parent().unwrap().join("python"))), ("default python3", None)]
+}
+
 /// A scratch copy of flows under `flows/` (pf writes into flow folders) with
 /// a private promptflow home, so runs never collide with the user's.
 pub struct PfWorkspace {
@@ -65,6 +72,34 @@ impl PfWorkspace {
             // A file keyring (keyrings.alt) in the private home: CI machines have no system keyring.
             .env("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring");
         cmd
+    }
+
+    /// `flow-ci ARGS` in the workspace, its runs under `flow-ci-runs/`, its
+    /// workers on `python` (None: the default `python3`).
+    pub fn flow_ci(&self, python: Option<&Path>, args: &[&str]) -> std::process::Output {
+        let mut cmd = assert_cmd::Command::cargo_bin("flow-ci").unwrap();
+        cmd.current_dir(self.path())
+            .env("FLOW_CI_RUNS_DIR", self.path().join("flow-ci-runs"))
+            .env_remove("VIRTUAL_ENV");
+        match python {
+            Some(python) => cmd.env("FLOW_CI_PYTHON", python),
+            None => cmd.env_remove("FLOW_CI_PYTHON"),
+        };
+        cmd.args(args).output().unwrap()
+    }
+
+    /// `flow-ci ARGS`, which must succeed; its stdout. `mode` names the
+    /// worker python in the failure message.
+    pub fn flow_ci_ok(&self, mode: &str, python: Option<&Path>, args: &[&str]) -> String {
+        let out = self.flow_ci(python, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "flow-ci {args:?} ({mode}):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `pf ARGS`, which must succeed.
