@@ -8,6 +8,11 @@ Two commands, both run with the pf venv's python (target/pf-venv/bin/python):
       exclusions and inputs) and writes the jobs both tools run to JOBS (JSON),
       with each job's inputs file and generated run file under TREE/.corpus/.
 
+  pf_oracle.py connections DIR
+      Creates every connection file in DIR (`pf connection create --file`
+      YAML; tests/corpus/connections.yaml with the loopback model's address)
+      in the oracle's promptflow home, as `pf connection create` does.
+
   pf_oracle.py run TREE JOBS RESULTS [PARALLEL]
       Imports promptflow once, then runs each job in a forked child (its own
       sys.path, modules and working directory; no 3 s of pf start-up per flow)
@@ -21,11 +26,17 @@ _test_flow_standard: flows.test with allow_generator_output=False); the batch
 run is what `pf run create --file` does (load_run, runs.create_or_update), its
 outputs and metrics read from the run's folder as tests/conformance.rs reads
 them.
+
+With CORPUS_MODEL_PROXY (HOST:PORT, the loopback model) set, each job's
+child sends all its HTTP through that address as its proxy, with the user
+`pf-TAG` (model_proxy): the model tells the tools' requests apart by case,
+and nothing a flow fetches leaves the machine.
 """
 
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -329,6 +340,33 @@ def run_batch(tree, job):
     return {"ok": created.status == "Completed", "status": created.status, "outputs": outputs, "metrics": metrics}
 
 
+def create_connections(folder):
+    """`pf connection create --file` for each file (promptflow/_cli/_pf/_connection.py, create_connection)."""
+    from promptflow._sdk._load_functions import load_connection
+    from promptflow.client import PFClient
+
+    pf = PFClient()
+    for path in sorted(Path(folder).glob("*.yaml")):
+        pf.connections.create_or_update(load_connection(source=path))
+
+
+def proxy_tag(job_id):
+    """A job's id as a proxy user name (tests/corpus.rs, proxy_tag, is the same)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", job_id)
+
+
+def model_proxy(job):
+    """Every HTTP request of the job through the loopback model, tagged with the job."""
+    address = os.environ.get("CORPUS_MODEL_PROXY")
+    if not address:
+        return
+    url = f"http://pf-{proxy_tag(job['id'])}:x@{address}"
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        os.environ[var] = os.environ[var.lower()] = url
+    for var in ("NO_PROXY", "no_proxy"):
+        os.environ.pop(var, None)
+
+
 def fresh_locks():
     """promptflow makes its file locks at import; filelock refuses them in a forked child."""
     from filelock import FileLock
@@ -351,6 +389,7 @@ def child(tree, job, results_dir):
     os.dup2(log, 2)
     os.chdir(tree)
     fresh_locks()
+    model_proxy(job)
     started = time.monotonic()
     try:
         result = run_batch(tree, job) if job["kind"] == "batch" else run_test(tree, job)
@@ -437,7 +476,9 @@ def kill_group(pid):
 if __name__ == "__main__":
     if sys.argv[1] == "plan":
         plan(*sys.argv[2:5])
+    elif sys.argv[1] == "connections":
+        create_connections(sys.argv[2])
     elif sys.argv[1] == "run":
         run(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 2)
     else:
-        sys.exit(f"usage: {sys.argv[0]} plan TREE MANIFEST JOBS | run TREE JOBS RESULTS [PARALLEL]")
+        sys.exit(f"usage: {sys.argv[0]} plan TREE MANIFEST JOBS | connections DIR | run TREE JOBS RESULTS [PARALLEL]")

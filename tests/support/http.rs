@@ -133,8 +133,18 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
         headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
+    let target = origin_form(&target);
     let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(p, q)| (p.into(), q.into()));
     let text = String::from_utf8_lossy(&body).into_owned();
     let body = serde_json::from_slice(&body).unwrap_or(Json::Null);
     Some(Received { method, path, query, headers, body, text, at: std::time::Instant::now() })
+}
+
+/// A request's target as a path and query: a client that reaches a fake as
+/// its HTTP proxy (HTTP_PROXY naming it) writes the absolute URL instead.
+fn origin_form(target: &str) -> String {
+    match target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned()),
+        None => target.to_owned(),
+    }
 }
