@@ -539,6 +539,13 @@ fn json_difference(at: &str, pf: &Json, ours: &Json) -> String {
             let i = (0..p.len()).find(|i| p[*i] != o[*i]).expect("the values differ");
             json_difference(&format!("{at}[{i}]"), &p[i], &o[i])
         }
+        (Json::String(p), Json::String(o)) => {
+            // Long texts (prompts) differ somewhere inside: show both from just before there.
+            let at_char = p.chars().zip(o.chars()).take_while(|(x, y)| x == y).count();
+            let from = at_char.saturating_sub(20);
+            let window = |t: &str| Json::String(t.chars().skip(from).take(60).collect()).to_string();
+            format!("{} from char {from}: pf {}, flow-ci {}", at.trim_start_matches('.'), window(p), window(o))
+        }
         _ => {
             let short = |v: &Json| -> String {
                 let text = v.to_string();
