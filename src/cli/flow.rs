@@ -220,19 +220,12 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         };
     }
     warn_unknown_inputs(&prepared.flow, &args.inputs, err);
+    default_chat_history(&prepared.flow, &mut inputs);
     let missing = prepared.flow.missing_inputs(&inputs);
     if !missing.is_empty() {
         let quoted: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
         let _ = writeln!(err, "error: Required input(s) [{}] are missing for \"flow\".", quoted.join(", "));
         return exit::INVALID_INPUT;
-    }
-    // pf flow test gives a chat history with no value and no default `[]`
-    // (_sdk/_orchestrator/test_submitter.py, resolve_data: "When the flow is a
-    // chat flow and chat_history has no default value, set an empty list").
-    for input in
-        prepared.flow.inputs.iter().filter(|i| i.is_chat_history && i.default.as_ref().is_none_or(Json::is_null))
-    {
-        inputs.entry(input.name.value.clone()).or_insert_with(|| Json::Array(vec![]));
     }
     let line = engine.run_line(&inputs, 0);
     flush_logs(&started.pool, err);
@@ -315,5 +308,22 @@ fn flush_logs(pool: &Pool, err: &mut dyn Write) {
     let logs = std::mem::take(&mut *pool.logs.lock().unwrap_or_else(|e| e.into_inner()));
     for line in logs {
         let _ = writeln!(err, "{line}");
+    }
+}
+
+/// pf flow test gives a chat history with no value and no default `[]`
+/// (_sdk/_orchestrator/test_submitter.py, resolve_data: "When the flow is a
+/// chat flow and chat_history has no default value, set an empty list"). The
+/// chat history is the input flagged `is_chat_history`, else one named
+/// `chat_history` unless flagged `is_chat_history: false` (_utils/flow_utils.py,
+/// is_executable_chat_flow).
+fn default_chat_history(flow: &model::flow::dag::Flow, inputs: &mut Map<String, Json>) {
+    let history = flow
+        .inputs
+        .iter()
+        .find(|i| i.is_chat_history)
+        .or_else(|| flow.inputs.iter().find(|i| i.name.value == "chat_history" && !i.not_chat_history));
+    if let Some(input) = history.filter(|i| i.default.as_ref().is_none_or(Json::is_null)) {
+        inputs.entry(input.name.value.clone()).or_insert_with(|| Json::Array(vec![]));
     }
 }

@@ -130,6 +130,7 @@ pub fn prepare_port(port: &Port, inputs: &[String]) -> Prepared {
                 default: None,
                 is_chat_input: false,
                 is_chat_history: false,
+                not_chat_history: false,
             })
             .collect(),
         ..Flow::empty(dir.clone(), port.file.clone())

@@ -101,6 +101,9 @@ pub struct FlowInput {
     pub default: Option<Json>,
     pub is_chat_input: bool,
     pub is_chat_history: bool,
+    /// `is_chat_history: false`: pf's flow test never takes an input named
+    /// `chat_history` for the chat history then (_utils/flow_utils.py).
+    pub not_chat_history: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -330,6 +333,7 @@ fn decode_input(d: &mut Decoder<'_>, name: Spanned<String>, node: &Yaml) -> Opti
         default: fields.get("default").map(Yaml::to_json),
         is_chat_input: flag(d, "is_chat_input"),
         is_chat_history: flag(d, "is_chat_history"),
+        not_chat_history: fields.get("is_chat_history").map(Yaml::to_json) == Some(Json::Bool(false)),
         name,
     })
 }
@@ -528,6 +532,17 @@ mod tests {
         let deps: Vec<_> = flow.nodes[1].dependencies().map(|(n, _)| n.to_string()).collect();
         assert_eq!(deps, vec!["fetch"]);
         assert_eq!(flow.nodes[1].name.pos, Pos::new(15, 9));
+    }
+
+    #[test]
+    fn is_chat_history_false_is_kept_apart_from_no_flag() {
+        let (flow, diags) = load_str(
+            "inputs:\n  chat_history:\n    type: list\n    is_chat_history: false\n  other:\n    type: list\nnodes: []\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let flags: Vec<(bool, bool)> =
+            flow.unwrap().inputs.iter().map(|i| (i.is_chat_history, i.not_chat_history)).collect();
+        assert_eq!(flags, [(false, true), (false, false)]);
     }
 
     #[test]
