@@ -176,31 +176,8 @@ pub fn build(call: &NodeCall<'_>, conn: &Connection) -> Result<Request, BuildErr
     let function = format!("{}.{}", provider.name(), api.name());
     check_template_variables(call, &params, &format!("parameters of {function}"))?;
 
-    let mut args = Map::new();
-    let mut vars = Map::new();
-    let mut given_prompt = None;
-    for (name, value) in &call.kwargs {
-        let literal = call.literals.contains(name);
-        // promptflow drops empty literals so the tool's default applies.
-        if literal && (value.is_null() || value.as_str() == Some("")) {
-            continue;
-        }
-        if name == "prompt" {
-            given_prompt = Some(python_str(value));
-            continue;
-        }
-        match params.iter().find(|(p, _)| p == name) {
-            Some((_, ty)) if literal => {
-                args.insert(name.clone(), convert_literal(call.node, name, *ty, value)?);
-            }
-            Some(_) => {
-                args.insert(name.clone(), value.clone());
-            }
-            None => {
-                vars.insert(name.clone(), value.clone());
-            }
-        }
-    }
+    let (args, vars) = split_kwargs(call, &params, "prompt")?;
+    let given_prompt = call.kwargs.get("prompt").filter(|v| !is_dropped(call, "prompt", v)).map(python_str);
     let model_key = if provider == Provider::AzureOpenAI { "deployment_name" } else { "model" };
     let model = args.get(model_key).map(python_str).unwrap_or_default();
     if provider == Provider::AzureOpenAI && model.is_empty() {
@@ -282,6 +259,43 @@ fn check_template_variables(call: &NodeCall<'_>, params: &[(&str, Ty)], tool: &s
 
 /// A literal converted to the parameter's declared type, as promptflow does
 /// before calling the tool.
+/// promptflow drops empty literals so the tool's default applies.
+fn is_dropped(call: &NodeCall<'_>, name: &str, value: &Json) -> bool {
+    call.literals.iter().any(|l| l == name) && (value.is_null() || value.as_str() == Some(""))
+}
+
+type Arguments = Map<String, Json>;
+
+/// A node's inputs split into the tool's parameters (literals converted to
+/// their types) and the template's variables; `aside` (the input the caller
+/// takes itself) and dropped literals go to neither.
+fn split_kwargs(
+    call: &NodeCall<'_>,
+    params: &[(&'static str, Ty)],
+    aside: &str,
+) -> Result<(Arguments, Arguments), BuildError> {
+    let mut args = Map::new();
+    let mut vars = Map::new();
+    for (name, value) in &call.kwargs {
+        let literal = call.literals.contains(name);
+        if name == aside || is_dropped(call, name, value) {
+            continue;
+        }
+        match params.iter().find(|(p, _)| p == name) {
+            Some((_, ty)) if literal => {
+                args.insert(name.clone(), convert_literal(call.node, name, *ty, value)?);
+            }
+            Some(_) => {
+                args.insert(name.clone(), value.clone());
+            }
+            None => {
+                vars.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    Ok((args, vars))
+}
+
 fn convert_literal(node: &str, name: &str, ty: Ty, value: &Json) -> Result<Json, BuildError> {
     let ty_name = match ty {
         Ty::Str => "string",
@@ -420,25 +434,7 @@ fn build_vision(
 ) -> Result<Request, BuildError> {
     let params = vision_parameters(provider);
     check_template_variables(call, &params, "inputs of custom llm tool")?;
-    let mut args = Map::new();
-    let mut vars = Map::new();
-    for (name, value) in &call.kwargs {
-        let literal = call.literals.contains(name);
-        if name == "connection" || (literal && (value.is_null() || value.as_str() == Some(""))) {
-            continue;
-        }
-        match params.iter().find(|(p, _)| p == name) {
-            Some((_, ty)) if literal => {
-                args.insert(name.clone(), convert_literal(call.node, name, *ty, value)?);
-            }
-            Some(_) => {
-                args.insert(name.clone(), value.clone());
-            }
-            None => {
-                vars.insert(name.clone(), value.clone());
-            }
-        }
-    }
+    let (args, mut vars) = split_kwargs(call, &params, "connection")?;
     // The tools call build_messages(detail=detail): a template variable.
     vars.insert("detail".into(), args.get("detail").cloned().unwrap_or_else(|| json!("auto")));
     let model = match provider {
