@@ -83,12 +83,17 @@ fn stdout_json(out: &Output, what: &str) -> Json {
 }
 
 fn custom_connection(ws: &PfWorkspace, name: &str) -> PathBuf {
-    let file = ws.path().join(format!("{name}.yaml"));
-    std::fs::write(
-        &file,
-        format!("name: {name}\ntype: custom\nconfigs:\n  api_base: http://x\nsecrets:\n  api_key: k-{name}\n"),
+    pf_connection(
+        ws,
+        name,
+        &format!("name: {name}\ntype: custom\nconfigs:\n  api_base: http://x\nsecrets:\n  api_key: k-{name}\n"),
     )
-    .unwrap();
+}
+
+/// The connection file `STEM.yaml` holding `yaml`, created in pf's store too.
+fn pf_connection(ws: &PfWorkspace, stem: &str, yaml: &str) -> PathBuf {
+    let file = ws.path().join(format!("{stem}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
     ws.pf_ok(&["connection", "create", "--file", file.to_str().unwrap()]);
     file
 }
@@ -175,16 +180,14 @@ const KEY: &str = "pkg-tools-test-key";
 fn promptflow_tools_embedding_matches_pf() {
     let fake = FakeLlm::start(KEY);
     let ws = PfWorkspace::new("tests/flows/package-tools");
-    let conn = ws.path().join("aoai.yaml");
-    std::fs::write(
-        &conn,
-        format!(
+    let conn = pf_connection(
+        &ws,
+        "aoai",
+        &format!(
             "name: aoai\ntype: azure_open_ai\napi_base: {}\napi_key: {KEY}\napi_type: azure\napi_version: \"2024-02-01\"\n",
             fake.url
         ),
-    )
-    .unwrap();
-    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    );
     let test = ["flow", "test", "--flow", "flows/embedding", "--inputs", "text=package tools"];
     let expected = last_json_object(&String::from_utf8_lossy(&ws.pf_ok(&test).stdout));
     let vector: Vec<f64> = embedding_of("package tools").into_iter().map(f64::from).collect();
@@ -255,13 +258,13 @@ fn content_safety_service() -> String {
 fn promptflow_tools_content_safety_matches_pf() {
     let url = content_safety_service();
     let ws = PfWorkspace::new("tests/flows/package-tools");
-    let conn = ws.path().join("safety.yaml");
-    std::fs::write(
-        &conn,
-        format!("name: safety\ntype: azure_content_safety\nendpoint: {url}\napi_key: {SAFETY_KEY}\napi_version: \"2023-10-01\"\n"),
-    )
-    .unwrap();
-    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    let conn = pf_connection(
+        &ws,
+        "safety",
+        &format!(
+            "name: safety\ntype: azure_content_safety\nendpoint: {url}\napi_key: {SAFETY_KEY}\napi_version: \"2023-10-01\"\n"
+        ),
+    );
     let (_, promptflow) = &worker_pythons()[0];
     for (text, action) in [("a friendly note", "Accept"), ("a fight broke out", "Reject")] {
         let input = format!("text={text}");
@@ -422,9 +425,7 @@ fn promptflow_tools_serpapi_matches_pf() {
     let ws = PfWorkspace::new("tests/flows/package-tools");
     let site = ws.path().join("site");
     redirect_serpapi(&site, &url);
-    let conn = ws.path().join("serp.yaml");
-    std::fs::write(&conn, format!("name: serp\ntype: serp\napi_key: {SERP_KEY}\n")).unwrap();
-    ws.pf_ok(&["connection", "create", "--file", conn.to_str().unwrap()]);
+    let conn = pf_connection(&ws, "serp", &format!("name: serp\ntype: serp\napi_key: {SERP_KEY}\n"));
     let (_, promptflow) = &worker_pythons()[0];
 
     let test = ["flow", "test", "--flow", "flows/serpapi", "--inputs", "query=flow ci"];
@@ -457,9 +458,7 @@ fn promptflow_tools_serpapi_matches_pf() {
     assert_eq!((&searches[0], &searches[2]), (&searches[1], &searches[3]), "the same searches");
 
     // A key SerpAPI refuses: SerpAPIUserError with its message, on both.
-    let wrong = ws.path().join("serp-wrong.yaml");
-    std::fs::write(&wrong, "name: serp\ntype: serp\napi_key: not-the-key\n").unwrap();
-    ws.pf_ok(&["connection", "create", "--file", wrong.to_str().unwrap()]);
+    let wrong = pf_connection(&ws, "serp-wrong", "name: serp\ntype: serp\napi_key: not-the-key\n");
     let out = ws.pf_command(&test).env("PYTHONPATH", &site).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("SerpAPIUserError"), "pf:\n{}", text(&out));
     let args = [&test[..], &["--connection", wrong.to_str().unwrap()]].concat();
@@ -555,13 +554,13 @@ fn promptflow_tools_open_model_llm_matches_pf() {
     let ws = PfWorkspace::new("tests/flows/package-tools");
     let mut files = vec![];
     for (name, family, key) in [("llama", "LLAMA", LLAMA_KEY), ("falcon", "FALCON", FALCON_KEY)] {
-        let file = ws.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &file,
-            format!("name: {name}\ntype: custom\nconfigs:\n  endpoint_url: {url}/{name}/score\n  model_family: {family}\nsecrets:\n  endpoint_api_key: {key}\n"),
-        )
-        .unwrap();
-        ws.pf_ok(&["connection", "create", "--file", file.to_str().unwrap()]);
+        let file = pf_connection(
+            &ws,
+            name,
+            &format!(
+                "name: {name}\ntype: custom\nconfigs:\n  endpoint_url: {url}/{name}/score\n  model_family: {family}\nsecrets:\n  endpoint_api_key: {key}\n"
+            ),
+        );
         files.extend(["--connection".to_string(), file.to_str().unwrap().to_string()]);
     }
     let files: Vec<&str> = files.iter().map(String::as_str).collect();
