@@ -645,3 +645,54 @@ fn run_create_stream_prints_each_line_as_it_finishes() {
     let record = p.read_json(".flow-ci/runs/streamed/run.json");
     assert_eq!((record["lines"]["completed"].clone(), record["lines"]["failed"].clone()), (json!(2), json!(1)));
 }
+
+/// Parallel nodes that fail give the same error on every run: the first
+/// failing node in flow order, not the first to fail in time. `early` writes
+/// a file and raises; `slow` waits for that file, so `early` always fails
+/// first in time, and `late` (after `slow`, before `early` in the flow) has
+/// not even started then: it still runs, and its failure is the one
+/// reported. promptflow reports whichever failure its scheduler hears first
+/// (`_flow_nodes_scheduler.py`, `futures.wait(..., FIRST_COMPLETED)`), which
+/// is why promptflow's own eval-summarization named a different node from
+/// one run to the next.
+#[test]
+fn the_failure_reported_for_a_line_is_the_first_in_flow_order() {
+    let p = Project::new();
+    let gate = p.path().join("gate");
+    let gate = gate.to_str().unwrap();
+    let node = |name: &str, input: &str| {
+        format!(
+            "- name: {name}\n  type: python\n  source:\n    type: code\n    path: {name}.py\n  inputs:\n    n: {input}\n"
+        )
+    };
+    let tool = |name: &str, body: &str| {
+        format!("import os, time\nfrom promptflow.core import tool\n\n\n@tool\ndef {name}(n: int) -> int:\n{body}")
+    };
+    p.write(
+        "flow/flow.dag.yaml",
+        &format!(
+            "inputs:\n  n:\n    type: int\noutputs:\n  a:\n    type: int\n    reference: ${{late.output}}\n  b:\n    type: int\n    reference: ${{early.output}}\nnodes:\n{}{}{}",
+            node("slow", "${inputs.n}"),
+            node("late", "${slow.output}"),
+            node("early", "${inputs.n}"),
+        ),
+    )
+    .write(
+        "flow/slow.py",
+        &tool(
+            "slow",
+            &format!("    for _ in range(600):\n        if os.path.exists({gate:?}):\n            return n\n        time.sleep(0.1)\n    raise TimeoutError('early never ran')\n"),
+        ),
+    )
+    .write("flow/late.py", &tool("late", "    raise ValueError('late')\n"))
+    .write("flow/early.py", &tool("early", &format!("    open({gate:?}, 'w').close()\n    raise ValueError('early')\n")))
+    .write("flow/data.jsonl", "{\"n\": 0}\n");
+    let out = p
+        .flow_ci()
+        .args(["run", "create", "--flow", "flow", "--data", "flow/data.jsonl", "--name", "both_fail"])
+        .args(["--workers", "2", "--stream"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 0: Failed: Execution failure in 'late': (ValueError) late"), "{stderr}");
+}

@@ -269,11 +269,20 @@ impl Engine<'_> {
         std::thread::scope(|scope| {
             let (tx, rx) = channel::<NodeMessage>();
             let mut running = 0usize;
+            // After a failure, the nodes in flight are heard out and the nodes
+            // before the failed one in (topological) flow order still run, so
+            // the failure reported is the first in flow order, not the first
+            // in time: parallel nodes that fail give the same error on every
+            // run. promptflow reports whichever its scheduler hears first.
+            let mut failed: Option<(usize, RunError)> = None;
             loop {
                 if self.cancel.load(Ordering::SeqCst) {
                     return Err(RunError::new("Canceled", "the run was canceled".into()));
                 }
-                let ready = self.settle_ready(state)?;
+                let mut ready = self.settle_ready(state)?;
+                if let Some((first, _)) = &failed {
+                    ready.retain(|i| i < first);
+                }
                 // One ready node and nothing in flight: run it on this thread.
                 if ready.len() == 1 && running == 0 && watch.is_none() {
                     let i = ready[0];
@@ -297,7 +306,7 @@ impl Engine<'_> {
                     running += 1;
                 }
                 if running == 0 {
-                    return Ok(());
+                    return failed.map_or(Ok(()), |(_, e)| Err(e));
                 }
                 if let Some(watch) = watch.as_deref_mut() {
                     self.send_head(watch, state);
@@ -310,7 +319,11 @@ impl Engine<'_> {
                     }
                     Ok(NodeMessage::Done(i, record)) => {
                         running -= 1;
-                        self.record(state, i, *record)?
+                        if let Err(e) = self.record(state, i, *record)
+                            && failed.as_ref().is_none_or(|(first, _)| i < *first)
+                        {
+                            failed = Some((i, e));
+                        }
                     }
                     Err(_) => return Err(RunError::new("SystemError", "a node thread ended without a result".into())),
                 }
